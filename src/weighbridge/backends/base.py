@@ -1,0 +1,116 @@
+"""The backend protocol and the records every backend returns.
+
+Timings use ``time.perf_counter_ns()``; time to first token stops at the first piece of generated
+content (text, reasoning or tool-call text), never at a role-only chunk.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+if TYPE_CHECKING:
+    from ..config import ModelSpec
+
+TokenSource = Literal["server", "engine", "tokenizer", "chunks", "none"]
+
+
+@dataclass
+class Request:
+    """What to send: chat messages (chat mode) or a prompt (completion mode), plus decoding params."""
+
+    messages: list[dict[str, str]] | None = None
+    prompt: str | None = None
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_tokens: int = 256
+    seed: int = 42
+    stop: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Timings:
+    """Absolute perf_counter_ns stamps of one request's life; durations derive from them."""
+
+    sent: int = 0
+    first_token: int | None = None
+    last_token: int | None = None
+    done: int = 0
+
+    def mark_token(self) -> None:
+        now = time.perf_counter_ns()
+        if self.first_token is None:
+            self.first_token = now
+        self.last_token = now
+
+    @property
+    def latency_ms(self) -> float:
+        return (self.done - self.sent) / 1e6
+
+    @property
+    def ttft_ms(self) -> float | None:
+        return None if self.first_token is None else (self.first_token - self.sent) / 1e6
+
+    @property
+    def decode_ms(self) -> float | None:
+        if self.first_token is None or self.last_token is None:
+            return None
+        return (self.last_token - self.first_token) / 1e6
+
+
+@dataclass
+class Generation:
+    """One model answer with its usage and timings; what the store keeps and the scorers read."""
+
+    text: str
+    finish_reason: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    token_source: TokenSource
+    latency_ms: float
+    ttft_ms: float | None
+    decode_ms: float | None
+    reasoning: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_timings(cls, timings: Timings, **kw: Any) -> "Generation":
+        return cls(latency_ms=timings.latency_ms, ttft_ms=timings.ttft_ms, decode_ms=timings.decode_ms, **kw)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Generation":
+        return cls(**{k: d.get(k) for k in cls.__dataclass_fields__ if k in d})
+
+
+class Backend(Protocol):
+    """What the engine needs from a model. ``generate`` is async and streams underneath."""
+
+    name: str
+
+    def identity(self) -> dict[str, Any]:
+        """What makes this model's answers this model's: file hash, or endpoint + model id."""
+
+    def manifest(self) -> dict[str, Any]:
+        """Facts for the run manifest (versions, template hash, params); cheap, no model load."""
+
+    async def preflight(self) -> None:
+        """Fail fast with BackendUnavailable if the model cannot be reached or loaded."""
+
+    async def generate(self, request: Request) -> Generation: ...
+
+    async def aclose(self) -> None: ...
+
+
+def build_backend(spec: "ModelSpec", base_dir: str = ".") -> Backend:
+    """Instantiate the backend a ModelSpec names; imports lazily so the CLI starts fast."""
+    if spec.backend == "llamacpp":
+        from .llamacpp import LlamaCppBackend
+
+        return LlamaCppBackend(spec, base_dir)
+    from .openai import OpenAIBackend
+
+    return OpenAIBackend(spec)

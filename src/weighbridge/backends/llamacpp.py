@@ -1,0 +1,212 @@
+"""In-process llama.cpp through llama-cpp-python: a GGUF file or a bundled alias.
+
+Chat mode formats messages with the model's own chat template (read from the GGUF), completion
+mode sends a plain prompt for base models. The model is loaded once per run, on first use, and a
+process-wide lock keeps two local models from sharing the CPU at once (which would distort both
+models' timings and thrash memory).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import threading
+import time
+from importlib.metadata import version as pkg_version
+from pathlib import Path
+from typing import Any, Iterator
+
+from ..errors import BackendError, BackendUnavailable
+from ..gguf import GGUFError, read_metadata
+from ..hashing import cached_sha256, sha256_text
+from .base import Generation, Request, Timings
+from .bundled import resolve_bundled
+
+LOCAL_COMPUTE = threading.Lock()
+
+
+@contextlib.contextmanager
+def _quiet_stderr(enabled: bool) -> Iterator[None]:
+    """llama.cpp's C code logs to fd 2 on load and first decode even with verbose=False; mute just that."""
+    if not enabled:
+        yield
+        return
+    saved = os.dup(2)
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+_META_KEYS = ("general.name", "general.basename", "general.size_label", "general.license", "general.architecture",
+              "general.file_type", "general.quantization_version", "general.finetune", "general.type")
+
+
+def render_completion_prompt(template: str, messages: list[dict[str, str]]) -> str:
+    """Completion mode: fill ``{system}`` and ``{user}`` (str.replace, so braces in cases are safe)."""
+    system = "\n".join(m["content"] for m in messages if m["role"] == "system")
+    user = "\n\n".join(m["content"] for m in messages if m["role"] != "system")
+    return template.replace("{system}", system + "\n\n" if system else "").replace("{user}", user)
+
+
+class LlamaCppBackend:
+    def __init__(self, spec: Any, base_dir: str = ".") -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.base_dir = base_dir
+        self._path: Path | None = None
+        self._meta: dict[str, Any] | None = None
+        self._sha256: str | None = None
+        self._llama: Any = None
+        self._formatter: Any = None
+        self._lock = threading.Lock()
+        self.calls = 0
+        self.load_seconds: float | None = None
+
+    # -- where the file is and what it is -----------------------------------------------------
+    @property
+    def path(self) -> Path:
+        if self._path is None:
+            if self.spec.bundled:
+                self._path = resolve_bundled(self.spec.bundled, self.name)
+            else:
+                p = Path(self.spec.path).expanduser()
+                self._path = p if p.is_absolute() else Path(self.base_dir) / p
+        return self._path
+
+    def _check_file(self) -> None:
+        p = self.path
+        if not p.exists():
+            raise BackendUnavailable(self.name, f"GGUF file not found: {p}",
+                                     "the 'path' in weighbridge.yaml (relative paths start at the config's folder)")
+        if p.is_dir():
+            raise BackendUnavailable(self.name, f"{p} is a directory", "'path' must name a .gguf file")
+        try:
+            self._meta = read_metadata(p)
+        except GGUFError as e:
+            raise BackendUnavailable(self.name, str(e), "that the file is a complete GGUF model (re-download it?)") from None
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        if self._meta is None:
+            self._check_file()
+        return self._meta or {}
+
+    @property
+    def sha256(self) -> str:
+        if self._sha256 is None:
+            self._sha256 = cached_sha256(self.path)
+        return self._sha256
+
+    @property
+    def chat_template(self) -> str | None:
+        return self.metadata.get("tokenizer.chat_template")
+
+    def identity(self) -> dict[str, Any]:
+        ident = {"backend": "llamacpp", "sha256": self.sha256, "mode": self.spec.mode, "n_ctx": self.spec.n_ctx}
+        if self.spec.mode == "completion":
+            ident["prompt_template"] = self.spec.prompt_template
+        return ident
+
+    def manifest(self) -> dict[str, Any]:
+        tmpl = self.chat_template
+        return {
+            "backend": "llamacpp", "path": str(self.path), "bundled": self.spec.bundled,
+            "sha256": self.sha256, "size_bytes": self.path.stat().st_size,
+            "gguf": {k: self.metadata[k] for k in _META_KEYS if k in self.metadata},
+            "chat_template_sha256": sha256_text(tmpl) if tmpl else None,
+            "mode": self.spec.mode,
+            "prompt_template": self.spec.prompt_template if self.spec.mode == "completion" else None,
+            "llama_cpp_python": pkg_version("llama-cpp-python"),
+            "n_threads": self.n_threads, "n_ctx": self.spec.n_ctx, "params": self.spec.params.model_dump(),
+        }
+
+    @property
+    def n_threads(self) -> int:
+        return self.spec.n_threads or os.cpu_count() or 1
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    async def preflight(self) -> None:
+        self._check_file()
+        if self.spec.mode == "chat" and not self.chat_template:
+            raise BackendUnavailable(self.name, "the GGUF has no chat template (tokenizer.chat_template)",
+                                     "use 'mode: completion' for base models")
+
+    def _load(self) -> Any:
+        if self._llama is None:
+            from llama_cpp import Llama
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+            t0 = time.perf_counter()
+            try:
+                self._llama = Llama(model_path=str(self.path), n_ctx=self.spec.n_ctx, n_threads=self.n_threads,
+                                    n_threads_batch=self.n_threads, seed=self.spec.params.seed, verbose=False)
+            except (ValueError, RuntimeError) as e:
+                raise BackendUnavailable(self.name, f"llama.cpp could not load {self.path}: {e}",
+                                         "that the file is a complete GGUF this llama-cpp-python version supports") from None
+            self.load_seconds = time.perf_counter() - t0
+            if self.spec.mode == "chat":
+                llm = self._llama
+                eos_id, bos_id = llm.token_eos(), llm.token_bos()
+                self._formatter = Jinja2ChatFormatter(
+                    template=self.chat_template,
+                    eos_token=llm._model.token_get_text(eos_id) if eos_id != -1 else "",
+                    bos_token=llm._model.token_get_text(bos_id) if bos_id != -1 else "",
+                    stop_token_ids=[eos_id])
+        return self._llama
+
+    async def aclose(self) -> None:
+        with self._lock:
+            if self._llama is not None:
+                self._llama.close()
+                self._llama = None
+
+    # -- generation ---------------------------------------------------------------------------
+    async def generate(self, request: Request) -> Generation:
+        return await asyncio.to_thread(self._generate_sync, request)
+
+    def _prompt_tokens(self, llm: Any, request: Request) -> tuple[list[int], list[str]]:
+        stops = list(request.stop)
+        if self.spec.mode == "chat":
+            messages = request.messages or [{"role": "user", "content": request.prompt or ""}]
+            formatted = self._formatter(messages=messages)
+            tokens = llm.tokenize(formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True)
+            if formatted.stop:
+                stops += [formatted.stop] if isinstance(formatted.stop, str) else list(formatted.stop)
+        else:
+            prompt = request.prompt if request.prompt is not None else render_completion_prompt(
+                self.spec.prompt_template, request.messages or [])
+            tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
+        return tokens, stops
+
+    def _generate_sync(self, request: Request) -> Generation:
+        with LOCAL_COMPUTE, self._lock, _quiet_stderr(self.calls == 0):
+            llm = self._load()
+            self.calls += 1
+            tokens, stops = self._prompt_tokens(llm, request)
+            if len(tokens) + request.max_tokens > self.spec.n_ctx:
+                raise BackendError(f"prompt ({len(tokens)} tokens) + max_tokens ({request.max_tokens}) exceeds n_ctx "
+                                   f"({self.spec.n_ctx}); raise n_ctx for model '{self.name}'", kind="context_length")
+            timings = Timings(sent=time.perf_counter_ns())
+            pieces: list[str] = []
+            finish = None
+            try:
+                for chunk in llm.create_completion(prompt=tokens, max_tokens=request.max_tokens,
+                                                   temperature=request.temperature, top_p=request.top_p,
+                                                   seed=request.seed, stop=stops or None, stream=True):
+                    choice = chunk["choices"][0]
+                    if choice.get("text"):
+                        timings.mark_token()
+                        pieces.append(choice["text"])
+                    if choice.get("finish_reason"):
+                        finish = choice["finish_reason"]
+            except (ValueError, RuntimeError) as e:
+                raise BackendError(f"llama.cpp failed: {e}", kind="engine") from None
+            timings.done = time.perf_counter_ns()
+            text = "".join(pieces)
+            completion_tokens = len(llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)) if text else 0
+        return Generation.from_timings(timings, text=text, finish_reason=finish, prompt_tokens=len(tokens),
+                                       completion_tokens=completion_tokens, token_source="tokenizer",
+                                       raw={"stop": stops})

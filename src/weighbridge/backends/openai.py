@@ -1,0 +1,185 @@
+"""Any OpenAI-compatible server (vLLM, SGLang, Ollama /v1, llama.cpp server, TGI, hosted APIs).
+
+Always streams, so time to first token is measured, not guessed. Retries with exponential backoff
+on 429, 5xx and connection failures, honouring ``Retry-After``. The API key is read from the env
+var the config names and is never logged, stored or put in a manifest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import time
+from typing import Any
+
+import httpx
+
+from .. import __version__
+from ..errors import BackendError, BackendUnavailable
+from .base import Generation, Request, Timings
+from .sse import DONE, iter_events
+
+_RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+
+
+def _retry_after(resp: httpx.Response) -> float | None:
+    value = resp.headers.get("retry-after")
+    try:
+        return min(float(value), 60.0) if value else None
+    except ValueError:
+        return None
+
+
+class OpenAIBackend:
+    def __init__(self, spec: Any) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.base_url = spec.base_url.rstrip("/")
+        self._stream_options = True
+        self._client: httpx.AsyncClient | None = None
+        self.calls = 0
+        self.server_models: list[str] | None = None
+
+    # -- identity and manifest ----------------------------------------------------------------
+    def identity(self) -> dict[str, Any]:
+        return {"backend": "openai", "base_url": self.base_url, "model": self.spec.model, "mode": self.spec.mode}
+
+    def manifest(self) -> dict[str, Any]:
+        return {"backend": "openai", "base_url": self.base_url, "model": self.spec.model, "mode": self.spec.mode,
+                "client": f"httpx {httpx.__version__}", "api_key_env": self.spec.api_key_env,
+                "server_models": self.server_models, "params": self.spec.params.model_dump()}
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def _headers(self) -> dict[str, str]:
+        headers = {"User-Agent": f"weighbridge/{__version__}"}
+        if self.spec.api_key_env:
+            key = os.environ.get(self.spec.api_key_env)
+            if not key:
+                raise BackendUnavailable(self.name, f"the env var {self.spec.api_key_env} (api_key_env) is not set",
+                                         f"export {self.spec.api_key_env}=... before running")
+            headers["Authorization"] = f"Bearer {key}"
+        return headers
+
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            timeout = httpx.Timeout(self.spec.timeout_s, connect=self.spec.connect_timeout_s)
+            limits = httpx.Limits(max_connections=self.spec.effective_concurrency + 2,
+                                  max_keepalive_connections=self.spec.effective_concurrency + 2)
+            self._client = httpx.AsyncClient(timeout=timeout, limits=limits, headers=self._headers())
+        return self._client
+
+    async def preflight(self) -> None:
+        """GET /models: proves the server answers and the key is accepted, before a run is created."""
+        hint = f"is the server running, and is base_url right (it usually ends in /v1)? tried {self.base_url}/models"
+        try:
+            resp = await self.client().get(f"{self.base_url}/models", timeout=self.spec.connect_timeout_s)
+        except httpx.TimeoutException:
+            raise BackendUnavailable(self.name, f"no answer from {self.base_url} within {self.spec.connect_timeout_s:g}s", hint) from None
+        except httpx.HTTPError as e:
+            raise BackendUnavailable(self.name, f"cannot reach {self.base_url} ({type(e).__name__}: {e})", hint) from None
+        if resp.status_code in (401, 403):
+            raise BackendUnavailable(self.name, f"the server refused the API key (HTTP {resp.status_code})",
+                                     f"the key in {self.spec.api_key_env or '(no api_key_env set)'}")
+        if resp.status_code == 200:
+            try:
+                self.server_models = [m.get("id") for m in resp.json().get("data", [])]
+            except (ValueError, AttributeError):
+                self.server_models = None
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    # -- generation ---------------------------------------------------------------------------
+    def _body(self, request: Request) -> tuple[str, dict[str, Any]]:
+        body: dict[str, Any] = {"model": self.spec.model, "temperature": request.temperature, "top_p": request.top_p,
+                                "max_tokens": request.max_tokens, "seed": request.seed, "stream": True}
+        if request.stop:
+            body["stop"] = request.stop
+        if self._stream_options:
+            body["stream_options"] = {"include_usage": True}
+        if request.messages is not None:
+            body["messages"] = request.messages
+            path = "/chat/completions"
+        else:
+            body["prompt"] = request.prompt
+            path = "/completions"
+        body.update(self.spec.extra_body)
+        return self.base_url + path, body
+
+    async def generate(self, request: Request) -> Generation:
+        attempt = 0
+        while True:
+            try:
+                return await self._once(request)
+            except BackendError as e:
+                if not e.retryable or attempt >= self.spec.max_retries:
+                    raise
+                delay = getattr(e, "retry_after", None) or min(0.5 * 2 ** attempt, 20.0) * (0.5 + random.random())
+                attempt += 1
+                await asyncio.sleep(delay)
+
+    async def _once(self, request: Request) -> Generation:
+        url, body = self._body(request)
+        timings = Timings(sent=time.perf_counter_ns())
+        self.calls += 1
+        text: list[str] = []
+        reasoning: list[str] = []
+        usage: dict[str, Any] | None = None
+        finish: str | None = None
+        chunks = 0
+        try:
+            async with self.client().stream("POST", url, json=body) as resp:
+                if resp.status_code != 200:
+                    detail = (await resp.aread()).decode("utf-8", "replace")[:300]
+                    if resp.status_code == 400 and self._stream_options and "stream_options" in detail:
+                        self._stream_options = False  # an older server: count tokens another way
+                        err = BackendError("server rejected stream_options; retrying without", kind="http_400", retryable=True)
+                        err.retry_after = 0.0  # type: ignore[attr-defined]
+                        raise err
+                    err = BackendError(f"HTTP {resp.status_code} from {url}: {detail}", kind=f"http_{resp.status_code}",
+                                       retryable=resp.status_code in _RETRY_STATUS)
+                    err.retry_after = _retry_after(resp)  # type: ignore[attr-defined]
+                    raise err
+                async for event in iter_events(resp.aiter_lines()):
+                    if event is DONE:
+                        break
+                    if isinstance(event, dict) and event.get("error"):
+                        raise BackendError(f"server error in stream: {str(event['error'])[:200]}", kind="stream_error",
+                                           retryable=True)
+                    if event.get("usage"):
+                        usage = event["usage"]
+                    for choice in event.get("choices") or []:
+                        delta = choice.get("delta") or {}
+                        piece = choice.get("text") if "text" in choice else delta.get("content")
+                        think = delta.get("reasoning_content") or delta.get("reasoning")
+                        tools = delta.get("tool_calls")
+                        if piece or think or tools:
+                            timings.mark_token()
+                            chunks += 1
+                        if piece:
+                            text.append(piece)
+                        if think:
+                            reasoning.append(think)
+                        if tools:
+                            for call in tools:
+                                fn = call.get("function") or {}
+                                text.append(fn.get("arguments") or "")
+                        if choice.get("finish_reason"):
+                            finish = choice["finish_reason"]
+        except httpx.TimeoutException as e:
+            raise BackendError(f"timed out talking to {url} ({type(e).__name__})", kind="timeout", retryable=True) from None
+        except (httpx.TransportError, httpx.RemoteProtocolError) as e:
+            raise BackendError(f"connection problem with {url}: {type(e).__name__}: {e}", kind="connection",
+                               retryable=True) from None
+        timings.done = time.perf_counter_ns()
+        if usage and usage.get("completion_tokens") is not None:
+            prompt_tokens, completion_tokens, source = usage.get("prompt_tokens"), usage["completion_tokens"], "server"
+        else:
+            prompt_tokens, completion_tokens, source = None, chunks, "chunks"
+        return Generation.from_timings(timings, text="".join(text), finish_reason=finish, prompt_tokens=prompt_tokens,
+                                       completion_tokens=completion_tokens, token_source=source,
+                                       reasoning="".join(reasoning) or None,
+                                       raw={"usage": usage, "chunks": chunks})

@@ -1,0 +1,42 @@
+"""Server-sent events parsing for OpenAI-style streams: one JSON object per ``data:`` event."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, AsyncIterator
+
+from ..errors import BackendError
+
+DONE = object()
+
+
+async def iter_events(lines: AsyncIterator[str]) -> AsyncIterator[Any]:
+    """Yield each event's decoded JSON (or DONE); multi-line ``data:`` fields are joined per spec."""
+    data: list[str] = []
+    async for line in lines:
+        if line == "":
+            if data:
+                payload = "\n".join(data)
+                data = []
+                if payload.strip() == "[DONE]":
+                    yield DONE
+                    return
+                try:
+                    yield json.loads(payload)
+                except ValueError:
+                    raise BackendError(f"malformed SSE event: {payload[:120]!r}", kind="malformed_sse") from None
+            continue
+        if line.startswith(":"):
+            continue  # comment / keep-alive
+        field, _, value = line.partition(":")
+        if field == "data":
+            data.append(value[1:] if value.startswith(" ") else value)
+    if data:  # stream closed without the blank line after the last event
+        payload = "\n".join(data)
+        if payload.strip() == "[DONE]":
+            yield DONE
+        else:
+            try:
+                yield json.loads(payload)
+            except ValueError:
+                raise BackendError(f"malformed SSE event: {payload[:120]!r}", kind="malformed_sse") from None

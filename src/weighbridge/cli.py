@@ -1,0 +1,206 @@
+"""The ``weighbridge`` command. Thin: each verb parses options and calls one function elsewhere."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from . import __version__
+from .config import EXAMPLE_CONFIG, Config, default_config, load_config
+from .errors import WeighbridgeError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
+                  help="Choose, license-check, measure and serve open-weight models on your own hardware.")
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"weighbridge {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                      help="Print the version and exit.")) -> None:
+    """weighbridge: bake off open-weight models side by side, then keep them honest."""
+
+
+def _fail(e: Exception, code: int = 2) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def _config(path: Optional[Path]) -> Config:
+    if path is None:
+        if Path("weighbridge.yaml").exists():
+            return load_config("weighbridge.yaml")
+        err_console.print("[dim]no weighbridge.yaml here: using the embedded default "
+                          "(the two bundled models on builtin:starter)[/]")
+        return default_config()
+    return load_config(path)
+
+
+def _store_path(cfg: Config, override: Optional[Path]) -> Path:
+    return override if override is not None else cfg.resolve(cfg.store)
+
+
+@app.command()
+def init(path: Path = typer.Argument(Path("weighbridge.yaml"), help="Where to write the example config."),
+         force: bool = typer.Option(False, "--force", help="Overwrite an existing file.")) -> None:
+    """Write a commented example weighbridge.yaml (bundled models, starter suite)."""
+    from .files import write_atomic
+
+    if path.exists() and not force:
+        raise _fail(WeighbridgeError(f"{path} exists; pass --force to overwrite it"))
+    write_atomic(path, EXAMPLE_CONFIG)
+    console.print(f"wrote {path} - edit the models, then run: weighbridge bakeoff -c {path}")
+
+
+@app.command()
+def bakeoff(
+    config: Optional[Path] = typer.Option(None, "-c", "--config", help="Config file (default: ./weighbridge.yaml, "
+                                          "else the embedded default)."),
+    model: Optional[list[str]] = typer.Option(None, "-m", "--model", help="Run only this model (repeatable)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the latest unfinished run (or --run ID)."),
+    run_id: Optional[str] = typer.Option(None, "--run", help="With --resume: the run to continue."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Ignore the response cache (answers are still stored)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the figures as JSON to this file."),
+    report: Optional[Path] = typer.Option(None, "--report", help="HTML report path (default from config)."),
+    store: Optional[Path] = typer.Option(None, "--store", help="SQLite store (default from config)."),
+    fail_under: Optional[float] = typer.Option(None, "--fail-under", min=0.0, max=1.0,
+                                               help="Exit 1 if any model's pass rate is below this (0-1)."),
+) -> None:
+    """Run every model on every case, score the answers, and print them side by side."""
+    from .engine import run_bakeoff
+    from .report.html import write_html
+    from .report.jsonreport import write_json
+    from .report.terminal import render
+    from .store import Store
+    from .summary import summarise_run
+
+    try:
+        cfg = _config(config)
+        st = Store(_store_path(cfg, store))
+    except WeighbridgeError as e:
+        raise _fail(e) from None
+    progress = Progress(TextColumn("[bold]{task.description:<22}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("pass {task.fields[passed]}"), TimeElapsedColumn(), console=console,
+                        transient=False, disable=not console.is_terminal and os.environ.get("WEIGHBRIDGE_PROGRESS") != "1")
+    tasks: dict[str, int] = {}
+    passes: dict[str, int] = {}
+
+    def on_progress(name: str, done: int, total: int, passed: bool) -> None:
+        if name not in tasks:
+            tasks[name] = progress.add_task(name, total=total, passed=0)
+            passes[name] = 0
+        passes[name] += int(passed)
+        progress.update(tasks[name], completed=done, passed=passes[name])
+
+    current_run: list[str] = []
+    t0 = time.perf_counter()
+    try:
+        with progress:
+            stats = asyncio.run(run_bakeoff(cfg, st, resume=(run_id or True) if resume else False,
+                                            use_cache=not no_cache, only_models=model or None,
+                                            progress=on_progress, on_run=current_run.append))
+    except KeyboardInterrupt:
+        where = f" run {current_run[0]}" if current_run else ""
+        err_console.print(f"[yellow]interrupted:{where} keeps every finished answer. "
+                          "Continue with: weighbridge bakeoff --resume[/]")
+        raise typer.Exit(130) from None
+    except WeighbridgeError as e:
+        raise _fail(e) from None
+    summary = summarise_run(st, stats.run_id)
+    render(summary, console)
+    console.print(f"[dim]{stats.jobs_total} jobs: {stats.model_calls} model calls, {stats.cache_hits} from cache, "
+                  f"{stats.skipped_resumed} already done, {stats.errors} errors · {time.perf_counter() - t0:.1f}s · "
+                  f"store {st.path}[/]")
+    html_path = write_html(summary, report or cfg.resolve(cfg.report))
+    console.print(f"report: {html_path}")
+    if json_out:
+        console.print(f"json: {write_json(summary, json_out)}")
+    if fail_under is not None:
+        below = [m for m in summary.models if m.pass_rate < fail_under]
+        if below:
+            err_console.print("[bold red]fail-under:[/] " + ", ".join(f"{m.model} {m.pass_rate:.1%} < {fail_under:.1%}"
+                                                                     for m in below))
+            raise typer.Exit(1)
+
+
+@app.command()
+def report(run: Optional[str] = typer.Argument(None, help="Run id (default: the latest run)."),
+           output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write the HTML report here."),
+           json_out: Optional[Path] = typer.Option(None, "--json", help="Write the figures as JSON here."),
+           store: Path = typer.Option(Path("weighbridge.db"), "--store", help="SQLite store.")) -> None:
+    """Print a stored run's side-by-side table again; optionally write HTML/JSON. Calls no model."""
+    from .report.html import write_html
+    from .report.jsonreport import write_json
+    from .report.terminal import render
+    from .store import Store
+    from .summary import summarise_run
+
+    try:
+        if not store.exists():
+            raise WeighbridgeError(f"{store}: no store here (run a bakeoff first, or pass --store)")
+        st = Store(store)
+        run_id = run or st.latest_run()
+        if run_id is None:
+            raise WeighbridgeError(f"{store}: holds no runs yet")
+        summary = summarise_run(st, run_id)
+    except WeighbridgeError as e:
+        raise _fail(e) from None
+    render(summary, console)
+    if output:
+        console.print(f"report: {write_html(summary, output)}")
+    if json_out:
+        console.print(f"json: {write_json(summary, json_out)}")
+
+
+@app.command()
+def runs(store: Path = typer.Option(Path("weighbridge.db"), "--store", help="SQLite store."),
+         limit: int = typer.Option(20, "--limit", min=1)) -> None:
+    """List the runs in a store, newest first."""
+    from .store import Store
+
+    if not store.exists():
+        raise _fail(WeighbridgeError(f"{store}: no store here (run a bakeoff first, or pass --store)"))
+    t = Table("run", "started", "status", "models", "cases", "answers", title=str(store), title_justify="left")
+    for r in Store(store).runs(limit):
+        t.add_row(r["id"], time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created_at"])), r["status"],
+                  str(r["models"]), str(r["cases"]), f"{r['generations']}/{r['jobs']}")
+    console.print(t)
+
+
+@app.command()
+def suites(files: Optional[list[str]] = typer.Argument(None, help="Suite files or builtin:NAME to validate "
+                                                                  "(default: the built-in suites).")) -> None:
+    """Validate suites and count their cases per workload class."""
+    from .suites import load_suite
+    from .suites.loader import builtin_suites
+
+    refs = files or [f"builtin:{n}" for n in builtin_suites()]
+    t = Table("suite", "cases", "by workload", title_justify="left")
+    try:
+        for ref in refs:
+            s = load_suite(ref)
+            counts: dict[str, int] = {}
+            for c in s.cases:
+                counts[c.workload or "general"] = counts.get(c.workload or "general", 0) + 1
+            t.add_row(ref, str(len(s.cases)), ", ".join(f"{k} {v}" for k, v in counts.items()))
+    except WeighbridgeError as e:
+        raise _fail(e) from None
+    console.print(t)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

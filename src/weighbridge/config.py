@@ -1,0 +1,191 @@
+"""Pydantic models for ``weighbridge.yaml``; every validation error names file, line and field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ConfigError
+from .yamlsource import load_yaml, validation_error
+
+DEFAULT_STORE = "weighbridge.db"
+# A base model keeps writing the next "Question:/Answer:" pair; these end its answer there.
+BASE_MODEL_STOPS = ["\nQuestion:", "\nAnswer:", "\n\n\n"]
+DEFAULT_REPORT = "weighbridge-report.html"
+DEFAULT_COMPLETION_TEMPLATE = "{system}{user}\nAnswer:"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SamplingParams(_Strict):
+    """Decoding settings. Deterministic by default so that re-runs are comparable and cacheable."""
+
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    max_tokens: int = Field(256, ge=1, le=131072)
+    seed: int = 42
+    stop: list[str] = Field(default_factory=list)
+
+
+class Price(_Strict):
+    """How a model costs money: per-token API prices, or a GPU rented by the hour."""
+
+    input_per_mtok: float | None = Field(None, ge=0, description="USD per 1M prompt tokens")
+    output_per_mtok: float | None = Field(None, ge=0, description="USD per 1M completion tokens")
+    gpu_hour_usd: float | None = Field(None, ge=0, description="USD per hour of the serving hardware")
+
+    @model_validator(mode="after")
+    def _one_basis(self) -> "Price":
+        token_priced = self.input_per_mtok is not None or self.output_per_mtok is not None
+        if token_priced and self.gpu_hour_usd is not None:
+            raise ValueError("give either per-token prices or gpu_hour_usd, not both")
+        return self
+
+
+class ModelSpec(_Strict):
+    """One model under test: which backend, where it lives, how it is prompted and what it costs."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:@/+-]+$")
+    backend: Literal["llamacpp", "openai"]
+    # where: exactly one of these, according to the backend
+    bundled: str | None = None
+    path: str | None = None
+    base_url: str | None = None
+    model: str | None = None
+    mode: Literal["chat", "completion"] = "chat"
+    prompt_template: str = DEFAULT_COMPLETION_TEMPLATE
+    params: SamplingParams = Field(default_factory=SamplingParams)
+    concurrency: int | None = Field(None, ge=1, le=1024)
+    # llamacpp
+    n_threads: int | None = Field(None, ge=1, le=512)
+    n_ctx: int = Field(4096, ge=128)
+    # openai
+    api_key_env: str | None = None
+    timeout_s: float = Field(300.0, gt=0)
+    connect_timeout_s: float = Field(10.0, gt=0)
+    max_retries: int = Field(3, ge=0, le=20)
+    extra_body: dict[str, Any] = Field(default_factory=dict)
+    # cost and provenance
+    price: Price | None = None
+    catalog_id: str | None = None
+    revision: str | None = None
+
+    @model_validator(mode="after")
+    def _where(self) -> "ModelSpec":
+        if self.backend == "llamacpp":
+            if (self.bundled is None) == (self.path is None):
+                raise ValueError("a llamacpp model needs exactly one of 'bundled' (an alias) or 'path' (a GGUF file)")
+            if self.base_url or self.model:
+                raise ValueError("'base_url' and 'model' belong to openai models, not llamacpp")
+        else:
+            if not self.base_url or not self.model:
+                raise ValueError("an openai model needs 'base_url' (e.g. http://127.0.0.1:8000/v1) and 'model' (the server's model id)")
+            if self.bundled or self.path:
+                raise ValueError("'bundled' and 'path' belong to llamacpp models, not openai")
+            if not self.base_url.startswith(("http://", "https://")):
+                raise ValueError("'base_url' must start with http:// or https://")
+        return self
+
+    @property
+    def effective_concurrency(self) -> int:
+        """One in-process llama.cpp context serves one request at a time; servers batch."""
+        return self.concurrency or (1 if self.backend == "llamacpp" else 4)
+
+
+class Config(_Strict):
+    """The whole of ``weighbridge.yaml``."""
+
+    models: list[ModelSpec] = Field(min_length=1)
+    suites: list[str] = Field(default_factory=lambda: ["builtin:starter"], min_length=1)
+    samples: int = Field(1, ge=1, le=100)
+    store: str = DEFAULT_STORE
+    report: str = DEFAULT_REPORT
+    base_dir: str = Field(".", exclude=True)
+
+    @field_validator("models")
+    @classmethod
+    def _unique_names(cls, models: list[ModelSpec]) -> list[ModelSpec]:
+        seen: set[str] = set()
+        for m in models:
+            if m.name in seen:
+                raise ValueError(f"two models are named '{m.name}'; names must be unique")
+            seen.add(m.name)
+        return models
+
+    def resolve(self, relative: str) -> Path:
+        """Paths in the config are relative to the config file, not to the current directory."""
+        p = Path(relative).expanduser()
+        return p if p.is_absolute() else Path(self.base_dir) / p
+
+    def model(self, name: str) -> ModelSpec:
+        for m in self.models:
+            if m.name == name:
+                return m
+        raise ConfigError(f"no model named '{name}' (known: {', '.join(m.name for m in self.models)})")
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a config file; raises ConfigError naming file, line and field."""
+    src = load_yaml(path)
+    if not isinstance(src.data, dict):
+        raise ConfigError("expected a mapping with at least 'models:'", path=str(path), line=1)
+    try:
+        cfg = Config.model_validate(src.data)
+    except ValidationError as e:
+        raise validation_error(e, src, str(path)) from None
+    cfg.base_dir = str(Path(path).resolve().parent)
+    return cfg
+
+
+def default_config() -> Config:
+    """The embedded default: both bundled models on the starter suite, nothing to configure."""
+    return Config(models=[
+        ModelSpec(name="smollm2-135m", backend="llamacpp", bundled="smollm2-135m"),
+        ModelSpec(name="gemma3-270m", backend="llamacpp", bundled="gemma3-270m", mode="completion",
+                  params=SamplingParams(max_tokens=128, stop=BASE_MODEL_STOPS)),
+    ])
+
+
+EXAMPLE_CONFIG = """\
+# weighbridge.yaml - what to bake off. Paths are relative to this file.
+# Every model runs every case of every suite with the same settings; figures land in `store`.
+
+models:
+  # An in-process llama.cpp model. `bundled:` names a model shipped as a Python package
+  # (smollm2-135m, gemma3-270m); use `path: models/your-model.gguf` for any other GGUF file.
+  - name: smollm2-135m
+    backend: llamacpp
+    bundled: smollm2-135m
+    mode: chat                 # apply the model's own chat template
+    # n_threads: 2             # CPU threads (default: all cores)
+    params: {temperature: 0, seed: 42, max_tokens: 256}
+    price: {gpu_hour_usd: 0.0} # what the hardware costs per hour; 0 for a laptop
+
+  # A base (non-chat) model: completion mode sends a plain prompt built from `prompt_template`.
+  - name: gemma3-270m
+    backend: llamacpp
+    bundled: gemma3-270m
+    mode: completion
+    params: {max_tokens: 128, stop: ["\\nQuestion:", "\\nAnswer:", "\\n\\n\\n"]}
+
+  # Any OpenAI-compatible server: vLLM, SGLang, Ollama (/v1), llama.cpp server, TGI, hosted APIs.
+  # - name: qwen2.5-7b-vllm
+  #   backend: openai
+  #   base_url: http://127.0.0.1:8000/v1
+  #   model: Qwen/Qwen2.5-7B-Instruct
+  #   api_key_env: VLLM_API_KEY      # the key is read from this env var, never written anywhere
+  #   concurrency: 8
+  #   price: {input_per_mtok: 0.10, output_per_mtok: 0.30}
+
+suites:
+  - builtin:starter            # 48 cases: code, math, extraction, classification, summarisation, zh/en
+  # - suites/my-cases.yaml     # your own cases (YAML, JSONL or CSV)
+
+samples: 1                     # repeats per case (temperature 0 makes them identical)
+store: weighbridge.db          # SQLite file with runs, generations, scores and the response cache
+report: weighbridge-report.html
+"""

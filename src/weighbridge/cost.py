@@ -1,0 +1,43 @@
+"""What a model's answers cost, and what one *successful* answer costs.
+
+Two bases, stated in every report:
+- ``tokens``: API prices, cost = prompt_tokens × input $/1M + completion_tokens × output $/1M.
+- ``gpu_hour``: self-hosted hardware, cost = GPU $/hour × busy hours, where busy hours =
+  Σ request latency ÷ concurrency (requests in flight share the hardware). $/1M output tokens is
+  then GPU $/hour ÷ (3600 × measured output tokens/s at that concurrency).
+Cost per success = total cost ÷ passed cases: a cheap model that fails most cases is not cheap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .config import Price
+
+
+@dataclass
+class CostFigures:
+    basis: str  # "tokens", "gpu_hour" or "none"
+    total_usd: float | None
+    per_mtok_output_usd: float | None
+    per_success_usd: float | None
+    formula: str
+
+
+def compute_cost(price: Price | None, *, prompt_tokens: int, completion_tokens: int, busy_seconds: float,
+                 concurrency: int, passed: int) -> CostFigures:
+    if price is None or (price.gpu_hour_usd is None and price.input_per_mtok is None and price.output_per_mtok is None):
+        return CostFigures("none", None, None, None, "no price in config")
+    if price.gpu_hour_usd is not None:
+        hours = busy_seconds / max(concurrency, 1) / 3600
+        total = price.gpu_hour_usd * hours
+        per_mtok = total / completion_tokens * 1e6 if completion_tokens else None
+        formula = f"${price.gpu_hour_usd:g}/h × Σlatency ÷ concurrency {concurrency}"
+        basis = "gpu_hour"
+    else:
+        inp, out = price.input_per_mtok or 0.0, price.output_per_mtok or 0.0
+        total = (prompt_tokens * inp + completion_tokens * out) / 1e6
+        per_mtok = out if price.output_per_mtok is not None else None
+        formula = f"in ${inp:g}/1M × prompt tokens + out ${out:g}/1M × completion tokens"
+        basis = "tokens"
+    return CostFigures(basis, total, per_mtok, total / passed if passed else None, formula)

@@ -1,0 +1,246 @@
+"""Run every (model × case × sample) job: cached, bounded per backend, resumable.
+
+Order of work for one bakeoff, chosen so bad input never leaves a half-written run behind:
+load suites → build backends → preflight every model → only then create (or reopen) the run.
+Each finished job is committed with its scores at once; ``--resume`` skips what is stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from . import __version__
+from .backends import Backend, Generation, Request, build_backend
+from .config import Config, ModelSpec
+from .errors import BackendError, BackendUnavailable, WeighbridgeError
+from .hashing import stable_hash
+from .scorers import Score, Scorer, build_scorer
+from .store import Store
+from .suites import Case, Suite, load_suites
+
+
+@dataclass
+class Job:
+    model: str
+    case: Case
+    sample: int
+
+
+@dataclass
+class EngineStats:
+    """What the engine did in this invocation (not what the run holds in total)."""
+
+    run_id: str = ""
+    jobs_total: int = 0
+    skipped_resumed: int = 0
+    model_calls: int = 0
+    cache_hits: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+    per_model_calls: dict[str, int] = field(default_factory=dict)
+
+
+ProgressFn = Callable[[str, int, int, bool], None]  # (model, done, total, passed)
+
+
+def machine_facts() -> dict[str, Any]:
+    """The machine part of the manifest: enough to explain why two runs' latencies differ."""
+    facts: dict[str, Any] = {"platform": platform.platform(), "python": sys.version.split()[0],
+                             "cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine()}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    facts["cpu_model"] = line.split(":", 1)[1].strip()
+                    break
+        with open("/proc/meminfo") as f:
+            facts["mem_total_kb"] = int(f.readline().split()[1])
+    except OSError:
+        pass
+    return facts
+
+
+def build_request(spec: ModelSpec, case: Case) -> Request:
+    p = spec.params
+    messages = case.rendered_messages()
+    if spec.mode == "completion":
+        from .backends.llamacpp import render_completion_prompt
+
+        return Request(prompt=render_completion_prompt(spec.prompt_template, messages), temperature=p.temperature,
+                       top_p=p.top_p, max_tokens=p.max_tokens, seed=p.seed, stop=list(p.stop))
+    return Request(messages=messages, temperature=p.temperature, top_p=p.top_p, max_tokens=p.max_tokens,
+                   seed=p.seed, stop=list(p.stop))
+
+
+def cache_key(identity_key: str, request: Request, sample: int) -> str:
+    """Model identity + every decoding param + the exact input + the repeat index."""
+    return stable_hash({"model": identity_key, "request": request.__dict__, "sample": sample})
+
+
+class Bakeoff:
+    """One invocation of a bakeoff over a config: prepare, then run (new or resumed)."""
+
+    def __init__(self, config: Config, store: Store, *, use_cache: bool = True,
+                 backends: dict[str, Backend] | None = None) -> None:
+        self.config = config
+        self.store = store
+        self.use_cache = use_cache
+        self.suites: list[Suite] = []
+        self.backends: dict[str, Backend] = backends or {}
+        self.identity_keys: dict[str, str] = {}
+        self.manifest: dict[str, Any] = {}
+        self._scorers: dict[str, list[Scorer]] = {}
+        self.stats = EngineStats()
+
+    @property
+    def cases(self) -> list[Case]:
+        return [c for s in self.suites for c in s.cases]
+
+    async def prepare(self, only_models: list[str] | None = None) -> None:
+        """Validate suites and reach every model; raises before anything is written."""
+        self.suites = load_suites(self.config.suites, self.config.base_dir)
+        specs = self.config.models
+        if only_models:
+            specs = [self.config.model(n) for n in only_models]
+        for spec in specs:
+            self.backends.setdefault(spec.name, build_backend(spec, self.config.base_dir))
+        self.specs = {s.name: s for s in specs}
+        await asyncio.gather(*(self.backends[n].preflight() for n in self.specs))
+        models_manifest = {}
+        for name in self.specs:
+            b = self.backends[name]
+            self.identity_keys[name] = stable_hash(b.identity())
+            models_manifest[name] = b.manifest()
+        self.manifest = {"weighbridge": __version__, "machine": machine_facts(), "models": models_manifest,
+                         "suites": {s.name: {"path": s.path, "cases": len(s.cases), "sha256": s.content_hash}
+                                    for s in self.suites},
+                         "sandbox": _sandbox_isolation()}
+        for case in self.cases:
+            self._scorers[case.id] = [build_scorer(sp) for sp in case.scorers]
+
+    @property
+    def suite_hash(self) -> str:
+        return stable_hash([s.content_hash for s in self.suites])
+
+    def create_run(self) -> str:
+        cfg = self.config.model_dump(mode="json", exclude={"base_dir"})
+        models = [(n, s.backend, self.identity_keys[n], s.model_dump(mode="json")) for n, s in self.specs.items()]
+        cases = [(c.id, s.name, c.workload or "general", c.model_dump(mode="json")) for s in self.suites for c in s.cases]
+        return self.store.create_run(config=cfg, manifest=self.manifest, suite_hash=self.suite_hash,
+                                     samples=self.config.samples, models=models, cases=cases)
+
+    def reopen_run(self, run_id: str | None) -> str:
+        """Resume: the run must have the same cases and the same model identities as now."""
+        run_id = run_id or self.store.latest_unfinished()
+        if run_id is None:
+            raise WeighbridgeError(f"{self.store.path}: no unfinished run to resume; run without --resume")
+        run = self.store.run(run_id)
+        if run["suite_hash"] != self.suite_hash:
+            raise WeighbridgeError(f"run {run_id} was made with different cases; the suites changed since. "
+                                   "Start a new run (drop --resume).")
+        stored = {m["name"]: m["identity_key"] for m in self.store.run_models(run_id)}
+        if stored != self.identity_keys:
+            raise WeighbridgeError(f"run {run_id} was made with other models or model files ({', '.join(stored)}); "
+                                   "start a new run (drop --resume).")
+        self.store.set_status(run_id, "running")
+        return run_id
+
+    def _jobs(self, run_id: str) -> list[Job]:
+        done = self.store.done_jobs(run_id)
+        jobs = [Job(m, c, s) for m in self.specs for c in self.cases for s in range(self.config.samples)]
+        self.stats.jobs_total = len(jobs)
+        todo = [j for j in jobs if (j.model, j.case.id, j.sample) not in done]
+        self.stats.skipped_resumed = len(jobs) - len(todo)
+        return todo
+
+    async def _score(self, case: Case, gen: Generation) -> list[tuple[str, Score]]:
+        scorers = self._scorers[case.id]
+        if any(s.kind == "python_tests" for s in scorers):
+            return await asyncio.to_thread(lambda: [(s.kind, s.score(gen.text, case.expected)) for s in scorers])
+        return [(s.kind, s.score(gen.text, case.expected)) for s in scorers]
+
+    async def _run_job(self, run_id: str, job: Job, sem: asyncio.Semaphore, progress: ProgressFn | None,
+                       counters: dict[str, int], totals: dict[str, int]) -> None:
+        spec, backend = self.specs[job.model], self.backends[job.model]
+        request = build_request(spec, job.case)
+        key = cache_key(self.identity_keys[job.model], request, job.sample)
+        gen = self.store.cached(key) if self.use_cache else None
+        cached = gen is not None
+        error = None
+        if gen is None:
+            async with sem:
+                try:
+                    self.stats.model_calls += 1
+                    self.stats.per_model_calls[job.model] = self.stats.per_model_calls.get(job.model, 0) + 1
+                    gen = await backend.generate(request)
+                except BackendError as e:
+                    error = f"{e.kind}: {e}"
+                    self.stats.errors += 1
+        else:
+            self.stats.cache_hits += 1
+        scores = await self._score(job.case, gen) if gen is not None else []
+        self.store.record(run_id, job.model, job.case.id, job.sample, key, self.identity_keys[job.model], gen, scores,
+                          cached=cached, error=error)
+        counters[job.model] += 1
+        if progress:
+            progress(job.model, counters[job.model], totals[job.model], bool(scores) and all(s.passed for _, s in scores))
+
+    async def run(self, run_id: str, progress: ProgressFn | None = None) -> EngineStats:
+        """Run the jobs still missing from ``run_id``. Interrupts leave the run resumable."""
+        t0 = time.perf_counter()
+        self.stats.run_id = run_id
+        todo = self._jobs(run_id)
+        totals = {m: len(self.cases) * self.config.samples for m in self.specs}
+        counters = {m: totals[m] - sum(1 for j in todo if j.model == m) for m in self.specs}
+        if progress:
+            for m in self.specs:
+                progress(m, counters[m], totals[m], False)
+        sems = {m: asyncio.Semaphore(self.specs[m].effective_concurrency) for m in self.specs}
+        tasks = [asyncio.ensure_future(self._run_job(run_id, j, sems[j.model], progress, counters, totals)) for j in todo]
+        try:
+            await asyncio.gather(*tasks)
+        except BaseException:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self.store.set_status(run_id, "interrupted")
+            raise
+        finally:
+            await asyncio.gather(*(b.aclose() for b in self.backends.values()), return_exceptions=True)
+            self.stats.seconds = time.perf_counter() - t0
+        self.store.set_status(run_id, "finished")
+        return self.stats
+
+
+def _sandbox_isolation() -> str:
+    from .scorers.sandbox import isolation_available
+
+    try:
+        return isolation_available()
+    except OSError:
+        return "none"
+
+
+async def run_bakeoff(config: Config, store: Store, *, resume: bool | str = False, use_cache: bool = True,
+                      only_models: list[str] | None = None, progress: ProgressFn | None = None,
+                      on_run: Callable[[str], None] | None = None) -> EngineStats:
+    """The whole bakeoff: prepare (no writes), create or reopen the run, run the missing jobs."""
+    bake = Bakeoff(config, store, use_cache=use_cache)
+    try:
+        await bake.prepare(only_models)
+    except BaseException:
+        await asyncio.gather(*(b.aclose() for b in bake.backends.values()), return_exceptions=True)
+        raise
+    run_id = bake.reopen_run(resume if isinstance(resume, str) else None) if resume else bake.create_run()
+    if on_run:
+        on_run(run_id)
+    return await bake.run(run_id, progress)
+
+
+__all__ = ["Bakeoff", "EngineStats", "Job", "run_bakeoff", "BackendUnavailable"]

@@ -1,0 +1,1 @@
+"""Reports of a stored run: terminal tables, JSON and a single-file HTML page."""

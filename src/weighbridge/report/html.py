@@ -1,0 +1,120 @@
+"""A single-file HTML report: summary per model and every case side by side. Opens offline.
+
+Inline CSS and a few lines of inline JS (filters, search); no CDN, no external request.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+from ..files import write_atomic
+from ..summary import DEFINITIONS, RunSummary
+
+_CSS = """
+body{font:14px/1.45 system-ui,sans-serif;margin:24px;color:#1b1f24}
+h1{font-size:20px}h2{font-size:16px;margin-top:28px}
+table{border-collapse:collapse;width:100%}th,td{border:1px solid #d0d7de;padding:4px 8px;vertical-align:top}
+th{background:#f6f8fa;text-align:left}td.num{text-align:right;font-variant-numeric:tabular-nums}
+.pass{background:#e6ffec}.fail{background:#ffebe9}.err{background:#fff8c5}
+pre{white-space:pre-wrap;word-break:break-word;margin:0;max-height:12em;overflow:auto;font:12px/1.4 ui-monospace,monospace}
+.why{color:#57606a;font-size:12px}.meta{color:#57606a}
+#controls{margin:8px 0;display:flex;gap:12px;align-items:center}
+details pre{max-height:none}
+"""
+
+_JS = """
+const q=document.getElementById('q'),wl=document.getElementById('wl'),ff=document.getElementById('failed');
+function apply(){const t=q.value.toLowerCase();let n=0;
+for(const r of document.querySelectorAll('tr.case')){
+ const ok=(!wl.value||r.dataset.wl===wl.value)&&(!ff.checked||r.dataset.failed==='1')&&(!t||r.textContent.toLowerCase().includes(t));
+ r.style.display=ok?'':'none';if(ok)n++;}
+document.getElementById('shown').textContent=n;}
+[q,wl,ff].forEach(e=>e.addEventListener('input',apply));apply();
+"""
+
+
+def _e(x: object) -> str:
+    return html.escape(str(x), quote=True)
+
+
+def _ms(v: float | None) -> str:
+    return "–" if v is None else f"{v:,.0f} ms"
+
+
+def render_html(summary: RunSummary) -> str:
+    models = summary.models
+    run = summary.run
+    names = [m.model for m in models]
+    out = [f"<!doctype html><html lang=en><meta charset=utf-8><title>weighbridge run {_e(run['id'])}</title>",
+           f"<style>{_CSS}</style><h1>weighbridge bakeoff · run {_e(run['id'])}</h1>",
+           f"<p class=meta>{len(summary.cases)} cases × {run['samples']} sample(s) · status {_e(run['status'])}</p>",
+           "<h2>Summary</h2><table><tr><th></th>" + "".join(f"<th>{_e(n)}</th>" for n in names) + "</tr>"]
+
+    def row(label: str, cells: list[str]) -> None:
+        out.append(f"<tr><th>{_e(label)}</th>" + "".join(f"<td class=num>{c}</td>" for c in cells) + "</tr>")
+
+    row("pass rate", [f"{m.pass_rate:.1%} ({m.passed}/{m.jobs})" for m in models])
+    row("95% CI (Wilson)", [f"{m.ci95[0]:.1%} – {m.ci95[1]:.1%}" for m in models])
+    for w in sorted({w for m in models for w in m.by_workload}):
+        row(f"· {w}", [f"{m.by_workload[w]['pass_rate']:.0%} ({m.by_workload[w]['passed']}/{m.by_workload[w]['jobs']})"
+                       if w in m.by_workload else "–" for m in models])
+    row("latency mean / p95", [f"{_ms(m.latency_mean_ms)} / {_ms(m.latency_p95_ms)}" for m in models])
+    row("TTFT mean", [_ms(m.ttft_mean_ms) for m in models])
+    row("output tok/s", [f"{m.output_tok_s:.1f}" if m.output_tok_s else "–" for m in models])
+    row("tokens in / out", [f"{m.prompt_tokens:,} / {m.completion_tokens:,} ({', '.join(m.token_sources)})" for m in models])
+    row("cost (basis)", [f"{'–' if m.cost.total_usd is None else f'${m.cost.total_usd:.4f}'} ({_e(m.cost.basis)})" for m in models])
+    row("$ / 1M output tokens", ["–" if m.cost.per_mtok_output_usd is None else f"${m.cost.per_mtok_output_usd:.4f}" for m in models])
+    row("$ / successful case", ["–" if m.cost.per_success_usd is None else f"${m.cost.per_success_usd:.5f}" for m in models])
+    row("errors", [_e(", ".join(f"{k}×{v}" for k, v in m.error_kinds.items()) or "0") for m in models])
+    out.append("</table>")
+
+    by_key = {(r.model, r.case_id, r.sample): r for r in summary.rows}
+    workloads = sorted({c["workload"] for c in summary.cases})
+    out.append("<h2>Side by side</h2><div id=controls><input id=q placeholder='search text'>"
+               "<select id=wl><option value=''>all workloads</option>"
+               + "".join(f"<option>{_e(w)}</option>" for w in workloads)
+               + "</select><label><input type=checkbox id=failed> failed anywhere</label>"
+               "<span><span id=shown></span> shown</span></div>")
+    out.append("<table><tr><th>case</th>" + "".join(f"<th>{_e(n)}</th>" for n in names) + "</tr>")
+    for c in summary.cases:
+        for s in range(run["samples"]):
+            cells, failed = [], False
+            for n in names:
+                r = by_key.get((n, c["id"], s))
+                if r is None:
+                    cells.append("<td class=err>not run</td>")
+                    failed = True
+                    continue
+                if r.error:
+                    cells.append(f"<td class=err><span class=why>{_e(r.error)}</span></td>")
+                    failed = True
+                    continue
+                failed |= not r.passed
+                g = r.generation
+                why = "; ".join(f"{k}: {sc.reason}" for k, sc in r.scores)
+                cells.append(f"<td class={'pass' if r.passed else 'fail'}><pre>{_e(g.text if g else '')}</pre>"
+                             f"<div class=why>{'✔' if r.passed else '✘'} {_e(why)}<br>{_ms(g.latency_ms if g else None)}"
+                             f" · {g.completion_tokens if g else 0} tok{' · cached' if r.cached else ''}</div></td>")
+            prompt = "\n".join(f"[{m['role']}] {m['content']}" for m in _messages(c["case"]))
+            label = c["id"] + (f" #{s}" if run["samples"] > 1 else "")
+            out.append(f"<tr class=case data-wl='{_e(c['workload'])}' data-failed='{int(failed)}'><td><b>{_e(label)}</b>"
+                       f"<div class=why>{_e(c['workload'])}</div><details><summary>prompt</summary><pre>{_e(prompt)}</pre>"
+                       f"</details></td>{''.join(cells)}</tr>")
+    out.append("</table><h2>Definitions</h2><ul>" + "".join(f"<li><b>{_e(k)}</b>: {_e(v)}</li>" for k, v in DEFINITIONS.items())
+               + "</ul>" + "".join(f"<p class=meta>{_e(m.model)} cost: {_e(m.cost.formula)}</p>" for m in models))
+    out.append("<h2>Run manifest</h2><pre>" + _e(json.dumps(run["manifest"], indent=2, ensure_ascii=False)) + "</pre>")
+    out.append(f"<script>{_JS}</script></html>")
+    return "\n".join(out)
+
+
+def _messages(case: dict) -> list[dict[str, str]]:
+    msgs = case.get("messages") or [{"role": "user", "content": case.get("prompt") or ""}]
+    if case.get("system") and not any(m["role"] == "system" for m in msgs):
+        msgs = [{"role": "system", "content": case["system"]}, *msgs]
+    return msgs
+
+
+def write_html(summary: RunSummary, path: str | Path) -> Path:
+    return write_atomic(path, render_html(summary))

@@ -1,0 +1,57 @@
+"""The side-by-side table printed at the end of a bakeoff (Rich)."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from ..summary import RunSummary
+
+
+def _ms(v: float | None) -> str:
+    if v is None:
+        return "–"
+    return f"{v / 1000:.2f} s" if v >= 1000 else f"{v:.0f} ms"
+
+
+def _usd(v: float | None) -> str:
+    if v is None:
+        return "–"
+    if v == 0:
+        return "$0"
+    return f"${v:.4f}" if v < 1 else f"${v:,.2f}"
+
+
+def render(summary: RunSummary, console: Console) -> None:
+    models = summary.models
+    console.print(f"[bold]Bakeoff {summary.run['id']}[/] · {len(summary.cases)} cases × "
+                  f"{summary.run['samples']} sample(s) · {summary.run['status']}")
+    t = Table(show_lines=False)
+    t.add_column("", style="bold")
+    for m in models:
+        t.add_column(m.model, justify="right")
+    best = max((m.pass_rate for m in models), default=0)
+
+    def row(label: str, values: list[str]) -> None:
+        t.add_row(label, *values)
+
+    row("pass rate", [f"[{'green' if m.pass_rate == best and best > 0 else 'default'}]{m.pass_rate:.0%}[/]"
+                      f" ({m.passed}/{m.jobs})" for m in models])
+    row("95% CI (Wilson)", [f"{m.ci95[0]:.0%}–{m.ci95[1]:.0%}" for m in models])
+    workloads = sorted({w for m in models for w in m.by_workload})
+    for w in workloads:
+        row(f"  {w}", [f"{m.by_workload[w]['pass_rate']:.0%} ({m.by_workload[w]['passed']}/{m.by_workload[w]['jobs']})"
+                       if w in m.by_workload else "–" for m in models])
+    row("latency mean", [_ms(m.latency_mean_ms) for m in models])
+    row("latency p95", [_ms(m.latency_p95_ms) for m in models])
+    row("TTFT mean", [_ms(m.ttft_mean_ms) for m in models])
+    row("output tok/s", [f"{m.output_tok_s:.1f}" if m.output_tok_s else "–" for m in models])
+    row("tokens in / out", [f"{m.prompt_tokens:,} / {m.completion_tokens:,}" for m in models])
+    row("token count from", [", ".join(m.token_sources) or "–" for m in models])
+    row("cost basis", [m.cost.basis for m in models])
+    row("$ / 1M output tok", [_usd(m.cost.per_mtok_output_usd) for m in models])
+    row("$ total", [_usd(m.cost.total_usd) for m in models])
+    row("$ / successful case", [_usd(m.cost.per_success_usd) for m in models])
+    row("errors", [", ".join(f"{k}×{v}" for k, v in m.error_kinds.items()) or "0" for m in models])
+    row("from cache", [f"{m.cached}/{m.jobs}" for m in models])
+    console.print(t)

@@ -1,0 +1,257 @@
+"""The SQLite store: runs, their manifests, generations, scores and the response cache.
+
+This is the only module that writes SQL. One file per project, WAL mode, numbered migrations
+(``PRAGMA user_version``). Each finished job is committed in its own transaction together with its
+scores and cache entry, so a ``kill -9`` loses at most the jobs in flight.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sqlite3
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from .backends.base import Generation
+from .errors import WeighbridgeError
+from .scorers import Score
+
+MIGRATIONS: list[str] = [
+    # 1: runs, cases, generations, scores, response cache
+    """
+    CREATE TABLE runs (
+        id TEXT PRIMARY KEY,
+        created_at REAL NOT NULL,
+        finished_at REAL,
+        status TEXT NOT NULL CHECK (status IN ('running', 'interrupted', 'finished', 'failed')),
+        config_json TEXT NOT NULL,
+        manifest_json TEXT NOT NULL,
+        suite_hash TEXT NOT NULL,
+        samples INTEGER NOT NULL
+    );
+    CREATE TABLE run_models (
+        run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        position INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        backend TEXT NOT NULL,
+        identity_key TEXT NOT NULL,
+        spec_json TEXT NOT NULL,
+        PRIMARY KEY (run_id, name)
+    );
+    CREATE TABLE run_cases (
+        run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        position INTEGER NOT NULL,
+        case_id TEXT NOT NULL,
+        suite TEXT NOT NULL,
+        workload TEXT NOT NULL,
+        case_json TEXT NOT NULL,
+        PRIMARY KEY (run_id, case_id)
+    );
+    CREATE TABLE generations (
+        id INTEGER PRIMARY KEY,
+        run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        model TEXT NOT NULL,
+        case_id TEXT NOT NULL,
+        sample INTEGER NOT NULL,
+        cache_key TEXT NOT NULL,
+        cached INTEGER NOT NULL DEFAULT 0,
+        error TEXT,
+        text TEXT,
+        finish_reason TEXT,
+        prompt_tokens INTEGER,
+        completion_tokens INTEGER,
+        token_source TEXT,
+        latency_ms REAL,
+        ttft_ms REAL,
+        decode_ms REAL,
+        passed INTEGER,
+        generation_json TEXT,
+        created_at REAL NOT NULL,
+        UNIQUE (run_id, model, case_id, sample)
+    );
+    CREATE TABLE scores (
+        generation_id INTEGER NOT NULL REFERENCES generations(id) ON DELETE CASCADE,
+        position INTEGER NOT NULL,
+        scorer TEXT NOT NULL,
+        passed INTEGER NOT NULL,
+        value REAL NOT NULL,
+        reason TEXT NOT NULL,
+        PRIMARY KEY (generation_id, position)
+    );
+    CREATE TABLE response_cache (
+        key TEXT PRIMARY KEY,
+        identity_key TEXT NOT NULL,
+        generation_json TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX generations_run ON generations(run_id, model);
+    """,
+]
+
+
+@dataclass
+class StoredGeneration:
+    """A generation row with its scores, as the report reads it."""
+
+    model: str
+    case_id: str
+    sample: int
+    cached: bool
+    error: str | None
+    passed: bool
+    generation: Generation | None
+    scores: list[tuple[str, Score]]
+
+
+class Store:
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.DatabaseError as e:
+            raise WeighbridgeError(f"{self.path}: cannot open the store ({e}); is it a weighbridge SQLite file?") from None
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self.db.execute("PRAGMA busy_timeout=5000")
+        self._migrate()
+
+    # -- schema -------------------------------------------------------------------------------
+    def _migrate(self) -> None:
+        current = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if current > len(MIGRATIONS):
+            raise WeighbridgeError(f"{self.path}: made by a newer weighbridge (schema {current}); upgrade weighbridge")
+        for number in range(current + 1, len(MIGRATIONS) + 1):
+            # one script, one transaction: a crash mid-migration leaves the previous schema intact
+            self.db.executescript("BEGIN IMMEDIATE;" + MIGRATIONS[number - 1] + f"; PRAGMA user_version={number}; COMMIT;")
+
+    @property
+    def schema_version(self) -> int:
+        return self.db.execute("PRAGMA user_version").fetchone()[0]
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- runs ---------------------------------------------------------------------------------
+    def create_run(self, *, config: dict[str, Any], manifest: dict[str, Any], suite_hash: str, samples: int,
+                   models: list[tuple[str, str, str, dict[str, Any]]],
+                   cases: list[tuple[str, str, str, dict[str, Any]]]) -> str:
+        """Write a run with its models and cases in one transaction: it exists whole or not at all."""
+        run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+        with self.transaction() as db:
+            db.execute("INSERT INTO runs VALUES (?,?,?,?,?,?,?,?)",
+                       (run_id, time.time(), None, "running", json.dumps(config), json.dumps(manifest), suite_hash, samples))
+            db.executemany("INSERT INTO run_models VALUES (?,?,?,?,?,?)",
+                           [(run_id, i, n, b, k, json.dumps(s)) for i, (n, b, k, s) in enumerate(models)])
+            db.executemany("INSERT INTO run_cases VALUES (?,?,?,?,?,?)",
+                           [(run_id, i, c, su, w, json.dumps(cj, ensure_ascii=False)) for i, (c, su, w, cj) in enumerate(cases)])
+        return run_id
+
+    def set_status(self, run_id: str, status: str) -> None:
+        finished = time.time() if status in ("finished", "failed") else None
+        with self.transaction() as db:
+            db.execute("UPDATE runs SET status=?, finished_at=? WHERE id=?", (status, finished, run_id))
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        row = self.db.execute("SELECT id, created_at, finished_at, status, config_json, manifest_json, suite_hash, samples "
+                              "FROM runs WHERE id=?", (run_id,)).fetchone()
+        if row is None:
+            raise WeighbridgeError(f"{self.path}: no run '{run_id}' (see `weighbridge runs`)")
+        return {"id": row[0], "created_at": row[1], "finished_at": row[2], "status": row[3],
+                "config": json.loads(row[4]), "manifest": json.loads(row[5]), "suite_hash": row[6], "samples": row[7]}
+
+    def latest_unfinished(self) -> str | None:
+        row = self.db.execute("SELECT id FROM runs WHERE status IN ('running','interrupted') "
+                              "ORDER BY created_at DESC LIMIT 1").fetchone()
+        return row[0] if row else None
+
+    def latest_run(self) -> str | None:
+        row = self.db.execute("SELECT id FROM runs ORDER BY created_at DESC LIMIT 1").fetchone()
+        return row[0] if row else None
+
+    def runs(self, limit: int = 20) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "SELECT r.id, r.created_at, r.status, (SELECT COUNT(*) FROM run_models m WHERE m.run_id=r.id), "
+            "(SELECT COUNT(*) FROM run_cases c WHERE c.run_id=r.id), "
+            "(SELECT COUNT(*) FROM generations g WHERE g.run_id=r.id), r.samples "
+            "FROM runs r ORDER BY r.created_at DESC LIMIT ?", (limit,)).fetchall()
+        return [{"id": r[0], "created_at": r[1], "status": r[2], "models": r[3], "cases": r[4],
+                 "generations": r[5], "jobs": r[3] * r[4] * r[6]} for r in rows]
+
+    def run_models(self, run_id: str) -> list[dict[str, Any]]:
+        rows = self.db.execute("SELECT name, backend, identity_key, spec_json FROM run_models WHERE run_id=? "
+                               "ORDER BY position", (run_id,)).fetchall()
+        return [{"name": r[0], "backend": r[1], "identity_key": r[2], "spec": json.loads(r[3])} for r in rows]
+
+    def run_cases(self, run_id: str) -> list[dict[str, Any]]:
+        rows = self.db.execute("SELECT case_id, suite, workload, case_json FROM run_cases WHERE run_id=? "
+                               "ORDER BY position", (run_id,)).fetchall()
+        return [{"id": r[0], "suite": r[1], "workload": r[2], "case": json.loads(r[3])} for r in rows]
+
+    # -- jobs ---------------------------------------------------------------------------------
+    def done_jobs(self, run_id: str) -> set[tuple[str, str, int]]:
+        """Jobs with a stored answer; failed jobs (errors) are retried on resume."""
+        rows = self.db.execute("SELECT model, case_id, sample FROM generations WHERE run_id=? AND error IS NULL",
+                               (run_id,)).fetchall()
+        return {(m, c, s) for m, c, s in rows}
+
+    def record(self, run_id: str, model: str, case_id: str, sample: int, cache_key: str, identity_key: str,
+               generation: Generation | None, scores: list[tuple[str, Score]], *, cached: bool,
+               error: str | None = None) -> None:
+        """Store one finished job, its scores and (for fresh answers) its cache entry, atomically."""
+        g = generation
+        passed = None if g is None else int(bool(scores) and all(s.passed for _, s in scores))
+        gen_json = None if g is None else json.dumps(g.to_dict(), ensure_ascii=False)
+        with self.transaction() as db:
+            db.execute("DELETE FROM generations WHERE run_id=? AND model=? AND case_id=? AND sample=?",
+                       (run_id, model, case_id, sample))
+            cur = db.execute(
+                "INSERT INTO generations (run_id, model, case_id, sample, cache_key, cached, error, text, finish_reason,"
+                " prompt_tokens, completion_tokens, token_source, latency_ms, ttft_ms, decode_ms, passed,"
+                " generation_json, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (run_id, model, case_id, sample, cache_key, int(cached), error,
+                 g and g.text, g and g.finish_reason, g and g.prompt_tokens, g and g.completion_tokens,
+                 g and g.token_source, g and g.latency_ms, g and g.ttft_ms, g and g.decode_ms, passed,
+                 gen_json, time.time()))
+            db.executemany("INSERT INTO scores VALUES (?,?,?,?,?,?)",
+                           [(cur.lastrowid, i, name, int(s.passed), s.value, s.reason) for i, (name, s) in enumerate(scores)])
+            if g is not None and not cached:
+                db.execute("INSERT OR REPLACE INTO response_cache VALUES (?,?,?,?)",
+                           (cache_key, identity_key, gen_json, time.time()))
+
+    def cached(self, key: str) -> Generation | None:
+        row = self.db.execute("SELECT generation_json FROM response_cache WHERE key=?", (key,)).fetchone()
+        return Generation.from_dict(json.loads(row[0])) if row else None
+
+    def generations(self, run_id: str) -> list[StoredGeneration]:
+        rows = self.db.execute("SELECT id, model, case_id, sample, cached, error, passed, generation_json "
+                               "FROM generations WHERE run_id=? ORDER BY id", (run_id,)).fetchall()
+        scores: dict[int, list[tuple[str, Score]]] = {}
+        for gid, _, name, passed, value, reason in self.db.execute(
+                "SELECT s.generation_id, s.position, s.scorer, s.passed, s.value, s.reason FROM scores s "
+                "JOIN generations g ON g.id = s.generation_id WHERE g.run_id=? ORDER BY s.generation_id, s.position",
+                (run_id,)):
+            scores.setdefault(gid, []).append((name, Score(bool(passed), value, reason)))
+        return [StoredGeneration(model=r[1], case_id=r[2], sample=r[3], cached=bool(r[4]), error=r[5],
+                                 passed=bool(r[6]), generation=Generation.from_dict(json.loads(r[7])) if r[7] else None,
+                                 scores=scores.get(r[0], [])) for r in rows]
+
+
+def default_store_path() -> str:
+    return os.environ.get("WEIGHBRIDGE_STORE", "weighbridge.db")

@@ -1,0 +1,226 @@
+"""Load cases from YAML, JSONL or CSV into one shape; every error names file, line and field.
+
+A case is chat messages (or a single prompt) with ``{{vars}}``, what is expected, the scorers that
+check it and tags; its workload class (code, math, extraction, ...) groups the report.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ..errors import ConfigError
+from ..hashing import stable_hash
+from ..scorers import build_scorer
+from ..yamlsource import LocatedYaml, load_yaml, validation_error
+
+_VAR = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+BUILTIN_PREFIX = "builtin:"
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class Case(BaseModel):
+    """One thing to ask every model, and how to tell a good answer."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(min_length=1)
+    messages: list[Message] | None = None
+    prompt: str | None = None
+    system: str | None = None
+    vars: dict[str, Any] = Field(default_factory=dict)
+    expected: Any = None
+    scorers: list[str | dict[str, Any]] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
+    workload: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "Case":
+        if (self.messages is None) == (self.prompt is None):
+            raise ValueError("a case needs exactly one of 'messages' or 'prompt'")
+        if not self.scorers:
+            if self.expected is None:
+                raise ValueError("a case needs 'scorers' or an 'expected' value (checked with 'exact')")
+            self.scorers = ["exact"]
+        for i, spec in enumerate(self.scorers):
+            try:
+                build_scorer(spec)
+            except (ValueError, ValidationError) as e:
+                msg = e.errors()[0]["msg"] if isinstance(e, ValidationError) else str(e)
+                raise ValueError(f"scorer {i}: {msg}") from None
+        if self.workload is None:
+            self.workload = self.tags[0] if self.tags else "general"
+        return self
+
+    def rendered_messages(self) -> list[dict[str, str]]:
+        """Chat messages with ``{{vars}}`` filled in (vars were checked at load time)."""
+        msgs = [m.model_dump() for m in self.messages] if self.messages else [{"role": "user", "content": self.prompt or ""}]
+        if self.system and not any(m["role"] == "system" for m in msgs):
+            msgs.insert(0, {"role": "system", "content": self.system})
+        return [{"role": m["role"], "content": _render(m["content"], self.vars)} for m in msgs]
+
+
+def _render(text: str, vars: dict[str, Any]) -> str:
+    return _VAR.sub(lambda m: str(vars[m.group(1)]), text)
+
+
+def _missing_vars(case: Case) -> list[str]:
+    texts = [m.content for m in case.messages or []] + [case.prompt or "", case.system or ""]
+    return sorted({v for t in texts for v in _VAR.findall(t) if v not in case.vars})
+
+
+@dataclass
+class Suite:
+    name: str
+    path: str
+    cases: list[Case] = field(default_factory=list)
+
+    @property
+    def content_hash(self) -> str:
+        return stable_hash([c.model_dump() for c in self.cases])
+
+
+def _case(raw: Any, *, defaults: dict[str, Any], path: str, line: int | None, src: LocatedYaml | None,
+          prefix: tuple[Any, ...]) -> Case:
+    if not isinstance(raw, dict):
+        raise ConfigError("a case must be a mapping", path=path, line=line)
+    merged = {**defaults, **raw}
+    if "tags" in defaults and "tags" in raw:
+        merged["tags"] = list(dict.fromkeys([*raw["tags"], *defaults["tags"]]))
+    try:
+        case = Case.model_validate(merged)
+    except ValidationError as e:
+        raise validation_error(e, src, path, prefix=prefix, base_line=line) from None
+    missing = _missing_vars(case)
+    if missing:
+        where = (src.line_of(prefix) if src else line)
+        raise ConfigError(f"template uses {{{{{missing[0]}}}}} but the case has no such var",
+                          path=path, line=where, field=".".join(map(str, prefix + ("vars",))))
+    return case
+
+
+def _from_yaml(path: str, text: str | None = None) -> tuple[str, list[Case]]:
+    src = load_yaml(path, text)
+    data = src.data
+    defaults: dict[str, Any] = {}
+    name = Path(path).stem
+    prefix: tuple[Any, ...] = ()
+    if isinstance(data, dict):
+        unknown = set(data) - {"name", "description", "defaults", "cases"}
+        if unknown:
+            key = sorted(unknown)[0]
+            raise ConfigError("unknown field (a suite has name, description, defaults, cases)",
+                              path=path, line=src.line_of((key,)), field=key)
+        name = str(data.get("name", name))
+        defaults = data.get("defaults") or {}
+        if not isinstance(defaults, dict):
+            raise ConfigError("'defaults' must be a mapping", path=path, line=src.line_of(("defaults",)), field="defaults")
+        data, prefix = data.get("cases"), ("cases",)
+    if not isinstance(data, list):
+        raise ConfigError("expected a list of cases (or a mapping with 'cases:')", path=path, line=1, field="cases")
+    cases = [_case(raw, defaults=defaults, path=path, line=src.line_of(prefix + (i,)), src=src, prefix=prefix + (i,))
+             for i, raw in enumerate(data)]
+    return name, cases
+
+
+def _from_jsonl(path: str) -> tuple[str, list[Case]]:
+    cases = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                raw = json.loads(line)
+            except ValueError as e:
+                raise ConfigError(f"invalid JSON: {e.msg} (column {e.colno})", path=path, line=lineno) from None
+            cases.append(_case(raw, defaults={}, path=path, line=lineno, src=None, prefix=()))
+    return Path(path).stem, cases
+
+
+_CSV_FIELDS = {"id", "prompt", "system", "expected", "scorer", "scorers", "tags", "workload"}
+
+
+def _from_csv(path: str) -> tuple[str, list[Case]]:
+    """Columns: id, prompt, expected, optional system/scorer(s)/tags/workload; others become vars."""
+    with open(path, encoding="utf-8", newline="") as f:
+        text = f.read()
+    reader = csv.DictReader(io.StringIO(text))
+    if not reader.fieldnames or "id" not in reader.fieldnames or "prompt" not in reader.fieldnames:
+        raise ConfigError("a CSV suite needs a header row with at least 'id' and 'prompt'", path=path, line=1)
+    cases = []
+    for row in reader:
+        lineno = reader.line_num
+        raw: dict[str, Any] = {k: v for k, v in row.items() if k in _CSV_FIELDS and v not in (None, "")}
+        raw["vars"] = {k: v for k, v in row.items() if k not in _CSV_FIELDS and k is not None}
+        for key in ("scorer", "scorers"):
+            if key in raw:
+                value = raw.pop(key)
+                try:
+                    parsed = json.loads(value) if value.lstrip().startswith(("{", "[")) else value
+                except ValueError as e:
+                    raise ConfigError(f"invalid JSON in scorer column: {e.msg}", path=path, line=lineno, field=key) from None
+                raw["scorers"] = parsed if isinstance(parsed, list) else [parsed]
+        if "tags" in raw:
+            raw["tags"] = [t.strip() for t in re.split(r"[;,]", raw["tags"]) if t.strip()]
+        cases.append(_case(raw, defaults={}, path=path, line=lineno, src=None, prefix=()))
+    return Path(path).stem, cases
+
+
+def builtin_suites() -> list[str]:
+    folder = resources.files("weighbridge.suites") / "builtin"
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def load_suite(ref: str, base_dir: str | Path = ".") -> Suite:
+    """``builtin:NAME`` or a path (relative to ``base_dir``) ending in .yaml/.yml/.jsonl/.csv."""
+    if ref.startswith(BUILTIN_PREFIX):
+        name = ref[len(BUILTIN_PREFIX):]
+        res = resources.files("weighbridge.suites") / "builtin" / f"{name}.yaml"
+        if not res.is_file():
+            raise ConfigError(f"no built-in suite '{name}' (available: {', '.join(builtin_suites())})", field="suites")
+        suite_name, cases = _from_yaml(f"builtin:{name}", res.read_text(encoding="utf-8"))
+        path = ref
+    else:
+        p = Path(ref).expanduser()
+        if not p.is_absolute():
+            p = Path(base_dir) / p
+        path = str(p)
+        if not p.is_file():
+            raise ConfigError("suite file not found", path=path, field="suites")
+        loaders = {".yaml": _from_yaml, ".yml": _from_yaml, ".jsonl": _from_jsonl, ".csv": _from_csv}
+        loader = loaders.get(p.suffix.lower())
+        if loader is None:
+            raise ConfigError("unknown suite format (use .yaml, .jsonl or .csv)", path=path)
+        suite_name, cases = loader(path)
+    seen: dict[str, int] = {}
+    for i, c in enumerate(cases):
+        if c.id in seen:
+            raise ConfigError(f"duplicate case id '{c.id}' (cases {seen[c.id]} and {i})", path=path, field="id")
+        seen[c.id] = i
+    if not cases:
+        raise ConfigError("the suite has no cases", path=path)
+    return Suite(name=suite_name, path=path, cases=cases)
+
+
+def load_suites(refs: list[str], base_dir: str | Path = ".") -> list[Suite]:
+    suites = [load_suite(r, base_dir) for r in refs]
+    owner: dict[str, str] = {}
+    for s in suites:
+        for c in s.cases:
+            if c.id in owner:
+                raise ConfigError(f"case id '{c.id}' appears in both {owner[c.id]} and {s.path}; ids must be unique in a run",
+                                  path=s.path, field="id")
+            owner[c.id] = s.path
+    return suites
