@@ -81,7 +81,7 @@ def validation_error(err: ValidationError, source: LocatedYaml | None, path: str
     loc = prefix + tuple(p for p in first["loc"] if not (isinstance(p, str) and p.startswith("function-")))
     line = source.line_of(loc) if source is not None else base_line
     field_name = ".".join(str(p) for p in loc) or None
-    msg = first["msg"]
+    msg = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         msg = "unknown field (check its spelling)"
     more = len(err.errors()) - 1

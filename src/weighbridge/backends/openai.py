@@ -130,6 +130,7 @@ class OpenAIBackend:
         usage: dict[str, Any] | None = None
         finish: str | None = None
         chunks = 0
+        ended = False  # saw [DONE] or a finish_reason: the stream was not cut short
         try:
             async with self.client().stream("POST", url, json=body) as resp:
                 if resp.status_code != 200:
@@ -145,6 +146,7 @@ class OpenAIBackend:
                     raise err
                 async for event in iter_events(resp.aiter_lines()):
                     if event is DONE:
+                        ended = True
                         break
                     if isinstance(event, dict) and event.get("error"):
                         raise BackendError(f"server error in stream: {str(event['error'])[:200]}", kind="stream_error",
@@ -169,11 +171,15 @@ class OpenAIBackend:
                                 text.append(fn.get("arguments") or "")
                         if choice.get("finish_reason"):
                             finish = choice["finish_reason"]
+                            ended = True
         except httpx.TimeoutException as e:
             raise BackendError(f"timed out talking to {url} ({type(e).__name__})", kind="timeout", retryable=True) from None
         except (httpx.TransportError, httpx.RemoteProtocolError) as e:
             raise BackendError(f"connection problem with {url}: {type(e).__name__}: {e}", kind="connection",
                                retryable=True) from None
+        if not ended:
+            raise BackendError(f"stream from {url} ended without [DONE] or a finish_reason (truncated)",
+                               kind="truncated", retryable=True)
         timings.done = time.perf_counter_ns()
         if usage and usage.get("completion_tokens") is not None:
             prompt_tokens, completion_tokens, source = usage.get("prompt_tokens"), usage["completion_tokens"], "server"

@@ -54,12 +54,6 @@ class Case(BaseModel):
             if self.expected is None:
                 raise ValueError("a case needs 'scorers' or an 'expected' value (checked with 'exact')")
             self.scorers = ["exact"]
-        for i, spec in enumerate(self.scorers):
-            try:
-                build_scorer(spec)
-            except (ValueError, ValidationError) as e:
-                msg = e.errors()[0]["msg"] if isinstance(e, ValidationError) else str(e)
-                raise ValueError(f"scorer {i}: {msg}") from None
         if self.workload is None:
             self.workload = self.tags[0] if self.tags else "general"
         return self
@@ -103,6 +97,14 @@ def _case(raw: Any, *, defaults: dict[str, Any], path: str, line: int | None, sr
         case = Case.model_validate(merged)
     except ValidationError as e:
         raise validation_error(e, src, path, prefix=prefix, base_line=line) from None
+    for i, spec in enumerate(case.scorers):
+        try:
+            build_scorer(spec)
+        except (ValueError, ValidationError) as e:
+            msg = e.errors()[0]["msg"] if isinstance(e, ValidationError) else str(e)
+            loc = prefix + ("scorers", i)
+            raise ConfigError(msg.removeprefix("Value error, "), path=path,
+                              line=src.line_of(loc) if src else line, field=".".join(map(str, loc))) from None
     missing = _missing_vars(case)
     if missing:
         where = (src.line_of(prefix) if src else line)
@@ -164,14 +166,13 @@ def _from_csv(path: str) -> tuple[str, list[Case]]:
         lineno = reader.line_num
         raw: dict[str, Any] = {k: v for k, v in row.items() if k in _CSV_FIELDS and v not in (None, "")}
         raw["vars"] = {k: v for k, v in row.items() if k not in _CSV_FIELDS and k is not None}
-        for key in ("scorer", "scorers"):
-            if key in raw:
-                value = raw.pop(key)
-                try:
-                    parsed = json.loads(value) if value.lstrip().startswith(("{", "[")) else value
-                except ValueError as e:
-                    raise ConfigError(f"invalid JSON in scorer column: {e.msg}", path=path, line=lineno, field=key) from None
-                raw["scorers"] = parsed if isinstance(parsed, list) else [parsed]
+        for key in [k for k in ("scorer", "scorers") if k in raw]:
+            value = raw.pop(key)
+            try:
+                parsed = json.loads(value) if value.lstrip().startswith(("{", "[")) else value
+            except ValueError as e:
+                raise ConfigError(f"invalid JSON in scorer column: {e.msg}", path=path, line=lineno, field=key) from None
+            raw["scorers"] = parsed if isinstance(parsed, list) else [parsed]
         if "tags" in raw:
             raw["tags"] = [t.strip() for t in re.split(r"[;,]", raw["tags"]) if t.strip()]
         cases.append(_case(raw, defaults={}, path=path, line=lineno, src=None, prefix=()))
@@ -183,8 +184,9 @@ def builtin_suites() -> list[str]:
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
-def load_suite(ref: str, base_dir: str | Path = ".") -> Suite:
+def load_suite(ref: str | Path, base_dir: str | Path = ".") -> Suite:
     """``builtin:NAME`` or a path (relative to ``base_dir``) ending in .yaml/.yml/.jsonl/.csv."""
+    ref = str(ref)
     if ref.startswith(BUILTIN_PREFIX):
         name = ref[len(BUILTIN_PREFIX):]
         res = resources.files("weighbridge.suites") / "builtin" / f"{name}.yaml"

@@ -1,0 +1,29 @@
+# Two commands set everything up on a fresh clone:
+#   make demo   - create .venv, install weighbridge, bake off the two bundled models on the starter suite
+#   make test   - create .venv if needed and run the tests (what .ci/run calls)
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup demo test bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+demo: setup
+	$(BIN)/weighbridge bakeoff --json weighbridge-results.json
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python bench/engine_overhead.py
+	$(BIN)/python bench/llamacpp_throughput.py
+
+clean:
+	rm -rf $(VENV) weighbridge.db weighbridge.db-wal weighbridge.db-shm weighbridge-report.html weighbridge-results.json

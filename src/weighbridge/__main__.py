@@ -1,0 +1,5 @@
+"""``python -m weighbridge`` is the same as the ``weighbridge`` command."""
+
+from .cli import app
+
+app()

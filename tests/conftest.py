@@ -1,0 +1,77 @@
+"""Shared fixtures: real bundled models, a real llama_cpp.server on loopback, temp stores."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Keep the tests' file-hash cache and assembled models out of the user's home."""
+    os.environ["WEIGHBRIDGE_CACHE_DIR"] = str(tmp_path_factory.mktemp("wb-cache"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def smollm_path() -> Path:
+    from weighbridge.backends.bundled import resolve_bundled
+
+    return resolve_bundled("smollm2-135m", "smollm2-135m")
+
+
+@pytest.fixture(scope="session")
+def gemma_path() -> Path:
+    from weighbridge.backends.bundled import resolve_bundled
+
+    return resolve_bundled("gemma3-270m", "gemma3-270m")
+
+
+@pytest.fixture(scope="session")
+def llama_server(smollm_path: Path, tmp_path_factory: pytest.TempPathFactory):
+    """A real ``python -m llama_cpp.server`` serving SmolLM2 on a free loopback port."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(smollm_path),
+                                 "--model_alias", "smollm2", "--host", "127.0.0.1", "--port", str(port),
+                                 "--n_ctx", "2048", "--n_threads", "2"], stdout=out, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}/v1"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"llama_cpp.server exited: {log.read_text()[-2000:]}")
+        try:
+            if httpx.get(f"{base}/models", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    else:
+        proc.kill()
+        raise RuntimeError("llama_cpp.server did not become ready in 60 s")
+    yield base
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path

@@ -1,0 +1,178 @@
+import asyncio
+import json
+import sqlite3
+
+import pytest
+
+from weighbridge.config import load_config
+from weighbridge.engine import Bakeoff, run_bakeoff
+from weighbridge.errors import BackendUnavailable, WeighbridgeError
+from weighbridge.store import Store
+from weighbridge.summary import summarise_run
+
+from .conftest import free_port, write
+from .fake_upstream import FakeUpstream, ok_stream
+
+CASES = """
+- id: add
+  prompt: What is 2 + 2? Reply with the number only.
+  expected: 4
+  scorers: [numeric]
+- id: hello
+  prompt: Say hello.
+  scorers: [{type: contains, value: hello}]
+- id: json
+  prompt: 'Reply with the JSON object {"ok": true} and nothing else.'
+  scorers: [{type: json_schema, fields: {ok: true}}]
+"""
+
+
+def smol_config(tmp_path, max_tokens=32, extra=""):
+    write(tmp_path / "cases.yaml", CASES)
+    return load_config(write(tmp_path / "weighbridge.yaml", f"""
+models:
+  - name: smol
+    backend: llamacpp
+    bundled: smollm2-135m
+    n_threads: 2
+    params: {{max_tokens: {max_tokens}}}
+    price: {{gpu_hour_usd: 2.0}}
+{extra}
+suites: [cases.yaml]
+"""))
+
+
+def bake(cfg, store, **kw):
+    b = Bakeoff(cfg, store, **kw)
+
+    async def go():
+        await b.prepare()
+        run_id = b.create_run()
+        return run_id, await b.run(run_id)
+
+    run_id, stats = asyncio.run(go())
+    return b, run_id, stats
+
+
+def test_rerun_of_unchanged_bakeoff_makes_no_model_calls(tmp_path):
+    cfg = smol_config(tmp_path)
+    store = Store(tmp_path / "wb.db")
+    first, run1, s1 = bake(cfg, store)
+    assert s1.model_calls == 3 and s1.cache_hits == 0
+    second, run2, s2 = bake(cfg, store)
+    assert s2.model_calls == 0 and s2.cache_hits == 3
+    assert second.backends["smol"]._llama is None  # the model was never even loaded
+    a, b = summarise_run(store, run1), summarise_run(store, run2)
+    assert [r.generation.text for r in a.rows] == [r.generation.text for r in b.rows]
+    assert b.models[0].cached == 3 and a.models[0].cached == 0
+    # cached answers keep the latency measured when they were made
+    assert b.models[0].latency_mean_ms == a.models[0].latency_mean_ms
+
+
+def test_changed_params_miss_the_cache(tmp_path):
+    store = Store(tmp_path / "wb.db")
+    bake(smol_config(tmp_path, max_tokens=32), store)
+    _, _, stats = bake(smol_config(tmp_path, max_tokens=20), store)
+    assert stats.model_calls == 3
+
+
+def test_no_cache_calls_the_model_again(tmp_path):
+    cfg = smol_config(tmp_path)
+    store = Store(tmp_path / "wb.db")
+    bake(cfg, store)
+    _, _, stats = bake(cfg, store, use_cache=False)
+    assert stats.model_calls == 3 and stats.cache_hits == 0
+
+
+def test_run_rows_manifest_and_summary(tmp_path):
+    cfg = smol_config(tmp_path)
+    store = Store(tmp_path / "wb.db")
+    _, run_id, _ = bake(cfg, store)
+    s = summarise_run(store, run_id)
+    m = s.run["manifest"]["models"]["smol"]
+    assert len(m["sha256"]) == 64 and m["chat_template_sha256"] and m["llama_cpp_python"]
+    assert s.run["manifest"]["machine"]["cpu_count"] >= 1
+    assert s.run["status"] == "finished" and len(s.rows) == 3
+    ms = s.models[0]
+    assert ms.jobs == 3 and 0 <= ms.passed <= 3 and ms.ci95[0] <= ms.pass_rate <= ms.ci95[1]
+    assert ms.cost.basis == "gpu_hour" and ms.cost.total_usd > 0
+    if ms.passed:
+        assert ms.cost.per_success_usd == pytest.approx(ms.cost.total_usd / ms.passed)
+    busy_h = sum(r.generation.latency_ms for r in s.rows) / 1000 / 3600
+    assert ms.cost.total_usd == pytest.approx(2.0 * busy_h)
+    db = sqlite3.connect(tmp_path / "wb.db")
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.execute("SELECT COUNT(*) FROM scores").fetchone()[0] == 3
+
+
+def test_unreachable_endpoint_leaves_no_run_behind(tmp_path):
+    cfg = smol_config(tmp_path, extra=f"""  - name: gone
+    backend: openai
+    base_url: http://127.0.0.1:{free_port()}/v1
+    model: x
+    connect_timeout_s: 2
+""")
+    store = Store(tmp_path / "wb.db")
+    with pytest.raises(BackendUnavailable, match="model 'gone'"):
+        asyncio.run(run_bakeoff(cfg, store))
+    assert store.runs() == []
+
+
+def test_missing_gguf_leaves_no_run_behind(tmp_path):
+    cfg = smol_config(tmp_path, extra="  - {name: lost, backend: llamacpp, path: nowhere.gguf}\n")
+    store = Store(tmp_path / "wb.db")
+    with pytest.raises(BackendUnavailable, match="GGUF file not found"):
+        asyncio.run(run_bakeoff(cfg, store))
+    assert store.runs() == []
+
+
+def test_fake_upstream_failing_case_is_recorded_and_the_run_finishes(tmp_path):
+    def script(h, body, n):
+        if "hello" in json.dumps(body["messages"]):
+            h.send_json(500, {"error": "boom"})
+        else:
+            ok_stream(h, ["4"], usage={"prompt_tokens": 3, "completion_tokens": 1})
+
+    with FakeUpstream(script) as up:
+        write(tmp_path / "cases.yaml", CASES)
+        cfg = load_config(write(tmp_path / "w.yaml", f"""
+models:
+  - {{name: api, backend: openai, base_url: "{up.base_url}", model: m, max_retries: 1,
+      price: {{input_per_mtok: 1.0, output_per_mtok: 2.0}}}}
+suites: [cases.yaml]
+"""))
+        store = Store(tmp_path / "wb.db")
+        stats = asyncio.run(run_bakeoff(cfg, store))
+    assert stats.errors == 1
+    s = summarise_run(store, stats.run_id)
+    m = s.models[0]
+    assert s.run["status"] == "finished" and m.errors == 1 and m.error_kinds == {"http_500": 1}
+    assert m.passed == 1 and m.jobs == 3  # the error counts as a failure
+    assert m.token_sources == ["server"] and m.cost.total_usd == pytest.approx((2 * 3 * 1.0 + 2 * 1 * 2.0) / 1e6)
+    # a resume retries only the failed job
+    assert store.done_jobs(stats.run_id) == {("api", "add", 0), ("api", "json", 0)}
+
+
+def test_resume_refuses_a_changed_suite(tmp_path):
+    cfg = smol_config(tmp_path)
+    store = Store(tmp_path / "wb.db")
+    _, run_id, _ = bake(cfg, store)
+    store.set_status(run_id, "interrupted")
+    write(tmp_path / "cases.yaml", CASES.replace("2 + 2", "3 + 3"))
+    with pytest.raises(WeighbridgeError, match="different cases"):
+        asyncio.run(run_bakeoff(load_config(tmp_path / "weighbridge.yaml"), store, resume=True))
+
+
+def test_resume_with_nothing_to_resume(tmp_path):
+    store = Store(tmp_path / "wb.db")
+    with pytest.raises(WeighbridgeError, match="no unfinished run"):
+        asyncio.run(run_bakeoff(smol_config(tmp_path), store, resume=True))
+
+
+def test_samples_repeat_each_case(tmp_path):
+    cfg = smol_config(tmp_path, max_tokens=8)
+    cfg.samples = 2
+    store = Store(tmp_path / "wb.db")
+    _, run_id, stats = bake(cfg, store)
+    assert stats.jobs_total == 6 and stats.model_calls == 6
+    assert {r.sample for r in store.generations(run_id)} == {0, 1}
