@@ -11,6 +11,9 @@ from .errors import ConfigError
 from .yamlsource import load_yaml, validation_error
 
 DEFAULT_STORE = "weighbridge.db"
+# The embedded default's hardware price: an assumed rate for a small 2-vCPU cloud VM, stated in
+# every report as the cost basis. It is an input, not a measurement; set `price:` for your own.
+DEMO_HARDWARE_USD_PER_HOUR = 0.10
 # A base model keeps writing the next "Question:/Answer:" pair; these end its answer there.
 BASE_MODEL_STOPS = ["\nQuestion:", "\nAnswer:", "\n\n\n"]
 DEFAULT_REPORT = "weighbridge-report.html"
@@ -143,10 +146,11 @@ def load_config(path: str | Path) -> Config:
 
 def default_config() -> Config:
     """The embedded default: both bundled models on the starter suite, nothing to configure."""
+    hardware = Price(gpu_hour_usd=DEMO_HARDWARE_USD_PER_HOUR)
     return Config(models=[
-        ModelSpec(name="smollm2-135m", backend="llamacpp", bundled="smollm2-135m"),
+        ModelSpec(name="smollm2-135m", backend="llamacpp", bundled="smollm2-135m", price=hardware),
         ModelSpec(name="gemma3-270m", backend="llamacpp", bundled="gemma3-270m", mode="completion",
-                  params=SamplingParams(max_tokens=128, stop=BASE_MODEL_STOPS)),
+                  params=SamplingParams(max_tokens=128, stop=BASE_MODEL_STOPS), price=hardware),
     ])
 
 
@@ -163,7 +167,7 @@ models:
     mode: chat                 # apply the model's own chat template
     # n_threads: 2             # CPU threads (default: all cores)
     params: {temperature: 0, seed: 42, max_tokens: 256}
-    price: {gpu_hour_usd: 0.0} # what the hardware costs per hour; 0 for a laptop
+    price: {gpu_hour_usd: 0.10} # what the serving hardware costs per hour (here: a small CPU VM)
 
   # A base (non-chat) model: completion mode sends a plain prompt built from `prompt_template`.
   - name: gemma3-270m
@@ -171,6 +175,7 @@ models:
     bundled: gemma3-270m
     mode: completion
     params: {max_tokens: 128, stop: ["\\nQuestion:", "\\nAnswer:", "\\n\\n\\n"]}
+    price: {gpu_hour_usd: 0.10}
 
   # Any OpenAI-compatible server: vLLM, SGLang, Ollama (/v1), llama.cpp server, TGI, hosted APIs.
   # - name: qwen2.5-7b-vllm

@@ -18,6 +18,7 @@ from .config import Price
 @dataclass
 class CostFigures:
     basis: str  # "tokens", "gpu_hour" or "none"
+    label: str  # the basis in a few words, for table cells
     total_usd: float | None
     per_mtok_output_usd: float | None
     per_success_usd: float | None
@@ -27,17 +28,17 @@ class CostFigures:
 def compute_cost(price: Price | None, *, prompt_tokens: int, completion_tokens: int, busy_seconds: float,
                  concurrency: int, passed: int) -> CostFigures:
     if price is None or (price.gpu_hour_usd is None and price.input_per_mtok is None and price.output_per_mtok is None):
-        return CostFigures("none", None, None, None, "no price in config")
+        return CostFigures("none", "no price set", None, None, None, "no price in config")
     if price.gpu_hour_usd is not None:
         hours = busy_seconds / max(concurrency, 1) / 3600
         total = price.gpu_hour_usd * hours
         per_mtok = total / completion_tokens * 1e6 if completion_tokens else None
         formula = f"${price.gpu_hour_usd:g}/h × Σlatency ÷ concurrency {concurrency}"
-        basis = "gpu_hour"
+        basis, label = "gpu_hour", f"hardware ${price.gpu_hour_usd:g}/h"
     else:
         inp, out = price.input_per_mtok or 0.0, price.output_per_mtok or 0.0
         total = (prompt_tokens * inp + completion_tokens * out) / 1e6
         per_mtok = out if price.output_per_mtok is not None else None
         formula = f"in ${inp:g}/1M × prompt tokens + out ${out:g}/1M × completion tokens"
-        basis = "tokens"
-    return CostFigures(basis, total, per_mtok, total / passed if passed else None, formula)
+        basis, label = "tokens", "API token prices"
+    return CostFigures(basis, label, total, per_mtok, total / passed if passed else None, formula)

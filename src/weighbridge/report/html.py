@@ -64,7 +64,7 @@ def render_html(summary: RunSummary) -> str:
     row("TTFT mean", [_ms(m.ttft_mean_ms) for m in models])
     row("output tok/s", [f"{m.output_tok_s:.1f}" if m.output_tok_s else "–" for m in models])
     row("tokens in / out", [f"{m.prompt_tokens:,} / {m.completion_tokens:,} ({', '.join(m.token_sources)})" for m in models])
-    row("cost (basis)", [f"{'–' if m.cost.total_usd is None else f'${m.cost.total_usd:.4f}'} ({_e(m.cost.basis)})" for m in models])
+    row("cost (basis)", [f"{'–' if m.cost.total_usd is None else f'${m.cost.total_usd:.4f}'} ({_e(m.cost.label)})" for m in models])
     row("$ / 1M output tokens", ["–" if m.cost.per_mtok_output_usd is None else f"${m.cost.per_mtok_output_usd:.4f}" for m in models])
     row("$ / successful case", ["–" if m.cost.per_success_usd is None else f"${m.cost.per_success_usd:.5f}" for m in models])
     row("errors", [_e(", ".join(f"{k}×{v}" for k, v in m.error_kinds.items()) or "0") for m in models])

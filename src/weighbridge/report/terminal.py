@@ -48,7 +48,7 @@ def render(summary: RunSummary, console: Console) -> None:
     row("output tok/s", [f"{m.output_tok_s:.1f}" if m.output_tok_s else "–" for m in models])
     row("tokens in / out", [f"{m.prompt_tokens:,} / {m.completion_tokens:,}" for m in models])
     row("token count from", [", ".join(m.token_sources) or "–" for m in models])
-    row("cost basis", [m.cost.basis for m in models])
+    row("cost basis", [m.cost.label for m in models])
     row("$ / 1M output tok", [_usd(m.cost.per_mtok_output_usd) for m in models])
     row("$ total", [_usd(m.cost.total_usd) for m in models])
     row("$ / successful case", [_usd(m.cost.per_success_usd) for m in models])

@@ -1,0 +1,169 @@
+"""How much time does weighbridge itself add per job, and how fast is a re-run from cache?
+
+Prints three figures:
+1. engine overhead per job against an instant in-process backend (the engine, scoring with
+   'exact', the cache lookup and the SQLite commit of every job: everything except the model);
+2. the same through the openai backend against an instant streaming HTTP server on loopback
+   (adds httpx, SSE parsing and the loopback round trip);
+3. wall time of `weighbridge bakeoff` re-running an unchanged starter-suite × 2-bundled-model
+   bakeoff from cache (a whole process: start-up, config, preflight, manifest, report).
+
+Goals (issue 2): (1) under 2 ms per job; (3) under 3 s.
+Usage: python bench/engine_overhead.py [--jobs 2000] [--store PATH-of-a-warm-store]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+from weighbridge.backends.base import Generation, Request, Timings
+from weighbridge.config import Config, ModelSpec
+from weighbridge.engine import Bakeoff
+from weighbridge.store import Store
+
+
+class InstantBackend:
+    """Answers at once with the expected text: measures the engine, not a model."""
+
+    name = "instant"
+
+    def identity(self):
+        return {"backend": "instant"}
+
+    def manifest(self):
+        return {"backend": "instant"}
+
+    async def preflight(self):
+        return None
+
+    async def generate(self, request: Request) -> Generation:
+        t = Timings(sent=time.perf_counter_ns())
+        t.mark_token()
+        t.done = time.perf_counter_ns()
+        return Generation.from_timings(t, text="ok", finish_reason="stop", prompt_tokens=10, completion_tokens=1,
+                                       token_source="server")
+
+    async def aclose(self):
+        return None
+
+
+SERVER = textwrap.dedent('''
+    import asyncio, sys
+    BODY = (b'data: {"choices":[{"index":0,"delta":{"content":"ok"},"finish_reason":null}]}\\n\\n'
+            b'data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}],'
+            b'"usage":{"prompt_tokens":10,"completion_tokens":1}}\\n\\ndata: [DONE]\\n\\n')
+    MODELS = b'{"object":"list","data":[{"id":"instant"}]}'
+    async def handle(r, w):
+        try:
+            while True:
+                head = await r.readuntil(b"\\r\\n\\r\\n")
+                n = 0
+                for line in head.split(b"\\r\\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        n = int(line.split(b":")[1])
+                if n:
+                    await r.readexactly(n)
+                if head.startswith(b"GET"):
+                    w.write(b"HTTP/1.1 200 OK\\r\\ncontent-type: application/json\\r\\ncontent-length: %d\\r\\n\\r\\n" % len(MODELS) + MODELS)
+                else:
+                    w.write(b"HTTP/1.1 200 OK\\r\\ncontent-type: text/event-stream\\r\\ncontent-length: %d\\r\\n\\r\\n" % len(BODY) + BODY)
+                await w.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            w.close()
+    async def main():
+        srv = await asyncio.start_server(handle, "127.0.0.1", int(sys.argv[1]))
+        print("ready", flush=True)
+        await srv.serve_forever()
+    asyncio.run(main())
+''')
+
+
+def _suite(folder: Path, n_cases: int) -> str:
+    path = folder / "cases.jsonl"
+    path.write_text("".join(f'{{"id": "c{i}", "prompt": "case {i}", "expected": "ok"}}\n' for i in range(n_cases)))
+    return str(path)
+
+
+def _config(folder: Path, n_cases: int, samples: int, spec: ModelSpec) -> Config:
+    cfg = Config(models=[spec], suites=[_suite(folder, n_cases)], samples=samples)
+    cfg.base_dir = str(folder)
+    return cfg
+
+
+def _time_engine(cfg: Config, backends: dict | None) -> tuple[float, int]:
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store(Path(tmp) / "b.db")
+        bake = Bakeoff(cfg, store, use_cache=False, backends=backends)
+
+        async def go():
+            await bake.prepare()
+            run_id = bake.create_run()
+            t0 = time.perf_counter()
+            stats = await bake.run(run_id)
+            return time.perf_counter() - t0, stats.model_calls
+
+        return asyncio.run(go())
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--jobs", type=int, default=2000)
+    ap.add_argument("--store", help="a store that already holds a starter-suite bakeoff of the bundled models")
+    args = ap.parse_args()
+    n_cases, samples = 100, max(1, args.jobs // 100)
+    jobs = n_cases * samples
+    print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        spec = ModelSpec(name="instant", backend="openai", base_url="http://127.0.0.1:1/v1", model="instant",
+                         concurrency=8)
+        seconds, calls = _time_engine(_config(folder, n_cases, samples, spec), {"instant": InstantBackend()})
+        print(f"1. engine overhead, instant in-process backend: {seconds / jobs * 1000:.3f} ms/job "
+              f"({jobs} jobs, {calls} calls, {jobs / seconds:,.0f} jobs/s; goal < 2 ms)")
+
+        port = _free_port()
+        server = subprocess.Popen([sys.executable, "-c", SERVER, str(port)], stdout=subprocess.PIPE, text=True)
+        try:
+            server.stdout.readline()
+            http_spec = ModelSpec(name="instant-http", backend="openai", base_url=f"http://127.0.0.1:{port}/v1",
+                                  model="instant", concurrency=8)
+            seconds, calls = _time_engine(_config(folder, n_cases, samples, http_spec), None)
+            print(f"2. per job through the openai backend, instant HTTP upstream on loopback: "
+                  f"{seconds / jobs * 1000:.3f} ms/job ({jobs / seconds:,.0f} jobs/s, concurrency 8)")
+        finally:
+            server.terminate()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        store = args.store or str(Path(tmp) / "cache.db")
+        env = {**os.environ, "COLUMNS": "120"}
+        cmd = [sys.executable, "-m", "weighbridge", "bakeoff", "--store", store, "--report", str(Path(tmp) / "r.html")]
+        if not args.store:
+            t0 = time.perf_counter()
+            subprocess.run(cmd, cwd=tmp, env=env, check=True, capture_output=True)
+            print(f"   (cold starter-suite bakeoff of both bundled models: {time.perf_counter() - t0:.1f} s)")
+        t0 = time.perf_counter()
+        out = subprocess.run(cmd, cwd=tmp, env=env, check=True, capture_output=True, text=True).stdout
+        wall = time.perf_counter() - t0
+        line = next((ln for ln in out.splitlines() if "model calls" in ln), "").strip()
+        print(f"3. re-run of the unchanged starter-suite × 2-model bakeoff from cache: {wall:.2f} s wall "
+              f"(whole process; goal < 3 s) — {line}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""llama.cpp decode speed through weighbridge versus the same model called directly.
+
+Both paths load the same GGUF with the same threads and context, run the same prompts greedily
+(temperature 0) and stream. "Direct" is llama-cpp-python's create_chat_completion(stream=True);
+"weighbridge" is a whole bakeoff run (engine, scoring, SQLite commits) on the llamacpp backend.
+tokens/s = completion tokens ÷ wall time over all prompts. Rounds alternate the order to cancel
+drift; the median round is printed. Goal (issue 2): weighbridge within 5% of direct.
+Usage: python bench/llamacpp_throughput.py [--model smollm2-135m] [--rounds 3] [--max-tokens 128]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from weighbridge.backends.bundled import resolve_bundled
+from weighbridge.config import Config, ModelSpec, SamplingParams
+from weighbridge.engine import Bakeoff
+from weighbridge.store import Store
+from weighbridge.summary import summarise_run
+
+PROMPTS = [
+    "Write a short story about a lighthouse keeper who finds a message in a bottle.",
+    "Explain how a hash table works, with an example in Python.",
+    "Describe the water cycle for a ten-year-old, in several paragraphs.",
+    "List ten tips for writing clear technical documentation and explain each.",
+    "Write a product description for a waterproof hiking backpack.",
+]
+
+
+def direct(path: Path, threads: int, n_ctx: int, max_tokens: int) -> tuple[int, float]:
+    from llama_cpp import Llama
+
+    llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, seed=42, verbose=False)
+    tokens, t0 = 0, time.perf_counter()
+    for p in PROMPTS:
+        text = ""
+        for chunk in llm.create_chat_completion([{"role": "user", "content": p}], max_tokens=max_tokens,
+                                                temperature=0.0, top_p=1.0, seed=42, stream=True):
+            text += chunk["choices"][0]["delta"].get("content") or ""
+        tokens += len(llm.tokenize(text.encode(), add_bos=False, special=True))
+    wall = time.perf_counter() - t0
+    llm.close()
+    return tokens, wall
+
+
+def through_weighbridge(alias: str, threads: int, n_ctx: int, max_tokens: int, tmp: Path) -> tuple[int, float]:
+    suite = tmp / "prompts.jsonl"
+    suite.write_text("".join(f'{{"id": "p{i}", "prompt": "{p}", "scorers": ["numeric"]}}\n' for i, p in enumerate(PROMPTS)))
+    spec = ModelSpec(name="m", backend="llamacpp", bundled=alias, n_threads=threads, n_ctx=n_ctx,
+                     params=SamplingParams(max_tokens=max_tokens))
+    cfg = Config(models=[spec], suites=[str(suite)])
+    store = Store(tmp / f"wb-{time.monotonic_ns()}.db")
+    bake = Bakeoff(cfg, store, use_cache=False)
+
+    async def go():
+        await bake.prepare()
+        run_id = bake.create_run()
+        bake.backends["m"]._load()  # load outside the timed part, as the direct path does
+        t0 = time.perf_counter()
+        await bake.run(run_id)
+        return run_id, time.perf_counter() - t0
+
+    run_id, wall = asyncio.run(go())
+    return summarise_run(store, run_id).models[0].completion_tokens, wall
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="smollm2-135m", help="bundled alias with a chat template")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--max-tokens", type=int, default=128)
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    args = ap.parse_args()
+    path = resolve_bundled(args.model, args.model)
+    n_ctx = 2048
+    ratios, d_rates, w_rates = [], [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(args.rounds):
+            order = ["direct", "weighbridge"] if r % 2 == 0 else ["weighbridge", "direct"]
+            res = {}
+            for which in order:
+                if which == "direct":
+                    res[which] = direct(path, args.threads, n_ctx, args.max_tokens)
+                else:
+                    res[which] = through_weighbridge(args.model, args.threads, n_ctx, args.max_tokens, Path(tmp))
+            d = res["direct"][0] / res["direct"][1]
+            w = res["weighbridge"][0] / res["weighbridge"][1]
+            d_rates.append(d)
+            w_rates.append(w)
+            ratios.append(w / d)
+            print(f"round {r + 1}: direct {d:6.1f} tok/s ({res['direct'][0]} tok) · "
+                  f"weighbridge {w:6.1f} tok/s ({res['weighbridge'][0]} tok) · ratio {w / d:.3f}")
+    print(f"{args.model}, {args.threads} threads, {len(PROMPTS)} prompts × ≤{args.max_tokens} tokens, "
+          f"median of {args.rounds}: direct {statistics.median(d_rates):.1f} tok/s, weighbridge "
+          f"{statistics.median(w_rates):.1f} tok/s, weighbridge/direct = {statistics.median(ratios):.3f} "
+          f"(goal ≥ 0.95)")
+
+
+if __name__ == "__main__":
+    main()
