@@ -150,7 +150,7 @@ def main() -> None:
             server.terminate()
 
     with tempfile.TemporaryDirectory() as tmp:
-        store = args.store or str(Path(tmp) / "cache.db")
+        store = str(Path(args.store).resolve()) if args.store else str(Path(tmp) / "cache.db")
         env = {**os.environ, "COLUMNS": "120"}
         cmd = [sys.executable, "-m", "weighbridge", "bakeoff", "--store", store, "--report", str(Path(tmp) / "r.html")]
         if not args.store:

@@ -3,8 +3,10 @@
 Both paths load the same GGUF with the same threads and context, run the same prompts greedily
 (temperature 0) and stream. "Direct" is llama-cpp-python's create_chat_completion(stream=True);
 "weighbridge" is a whole bakeoff run (engine, scoring, SQLite commits) on the llamacpp backend.
-tokens/s = completion tokens ÷ wall time over all prompts. Rounds alternate the order to cancel
-drift; the median round is printed. Goal (issue 2): weighbridge within 5% of direct.
+Each measurement runs in a fresh process (llama.cpp's OpenMP thread teams from one path would
+otherwise steal cores from the other). tokens/s = completion tokens ÷ wall time over all prompts,
+model load excluded. Rounds alternate the order to cancel drift; the median is printed.
+Goal (issue 2): weighbridge within 5% of direct.
 Usage: python bench/llamacpp_throughput.py [--model smollm2-135m] [--rounds 3] [--max-tokens 128]
 """
 
@@ -12,8 +14,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -37,6 +42,7 @@ def direct(path: Path, threads: int, n_ctx: int, max_tokens: int) -> tuple[int, 
     from llama_cpp import Llama
 
     llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, seed=42, verbose=False)
+    llm.create_completion("warm up", max_tokens=1)  # the weighbridge path is warmed by its load, likewise
     tokens, t0 = 0, time.perf_counter()
     for p in PROMPTS:
         text = ""
@@ -61,7 +67,7 @@ def through_weighbridge(alias: str, threads: int, n_ctx: int, max_tokens: int, t
     async def go():
         await bake.prepare()
         run_id = bake.create_run()
-        bake.backends["m"]._load()  # load outside the timed part, as the direct path does
+        await bake.backends["m"].load()  # load outside the timed part, as the direct path does
         t0 = time.perf_counter()
         await bake.run(run_id)
         return run_id, time.perf_counter() - t0
@@ -70,32 +76,43 @@ def through_weighbridge(alias: str, threads: int, n_ctx: int, max_tokens: int, t
     return summarise_run(store, run_id).models[0].completion_tokens, wall
 
 
+def measure(which: str, alias: str, threads: int, n_ctx: int, max_tokens: int) -> tuple[int, float]:
+    """One measurement in a fresh process; returns (completion tokens, seconds)."""
+    out = subprocess.run([sys.executable, __file__, "--child", which, "--model", alias, "--threads", str(threads),
+                          "--max-tokens", str(max_tokens), "--n-ctx", str(n_ctx)],
+                         check=True, capture_output=True, text=True).stdout
+    data = json.loads(out.strip().splitlines()[-1])
+    return data["tokens"], data["seconds"]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="smollm2-135m", help="bundled alias with a chat template")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--max-tokens", type=int, default=128)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--n-ctx", type=int, default=2048)
+    ap.add_argument("--child", choices=["direct", "weighbridge"], help=argparse.SUPPRESS)
     args = ap.parse_args()
-    path = resolve_bundled(args.model, args.model)
-    n_ctx = 2048
+    if args.child:
+        if args.child == "direct":
+            tokens, seconds = direct(resolve_bundled(args.model, args.model), args.threads, args.n_ctx, args.max_tokens)
+        else:
+            with tempfile.TemporaryDirectory() as tmp:
+                tokens, seconds = through_weighbridge(args.model, args.threads, args.n_ctx, args.max_tokens, Path(tmp))
+        print(json.dumps({"tokens": tokens, "seconds": seconds}))
+        return
     ratios, d_rates, w_rates = [], [], []
-    with tempfile.TemporaryDirectory() as tmp:
-        for r in range(args.rounds):
-            order = ["direct", "weighbridge"] if r % 2 == 0 else ["weighbridge", "direct"]
-            res = {}
-            for which in order:
-                if which == "direct":
-                    res[which] = direct(path, args.threads, n_ctx, args.max_tokens)
-                else:
-                    res[which] = through_weighbridge(args.model, args.threads, n_ctx, args.max_tokens, Path(tmp))
-            d = res["direct"][0] / res["direct"][1]
-            w = res["weighbridge"][0] / res["weighbridge"][1]
-            d_rates.append(d)
-            w_rates.append(w)
-            ratios.append(w / d)
-            print(f"round {r + 1}: direct {d:6.1f} tok/s ({res['direct'][0]} tok) · "
-                  f"weighbridge {w:6.1f} tok/s ({res['weighbridge'][0]} tok) · ratio {w / d:.3f}")
+    for r in range(args.rounds):
+        order = ["direct", "weighbridge"] if r % 2 == 0 else ["weighbridge", "direct"]
+        res = {w: measure(w, args.model, args.threads, args.n_ctx, args.max_tokens) for w in order}
+        d = res["direct"][0] / res["direct"][1]
+        w = res["weighbridge"][0] / res["weighbridge"][1]
+        d_rates.append(d)
+        w_rates.append(w)
+        ratios.append(w / d)
+        print(f"round {r + 1}: direct {d:6.1f} tok/s ({res['direct'][0]} tok) · "
+              f"weighbridge {w:6.1f} tok/s ({res['weighbridge'][0]} tok) · ratio {w / d:.3f}", flush=True)
     print(f"{args.model}, {args.threads} threads, {len(PROMPTS)} prompts × ≤{args.max_tokens} tokens, "
           f"median of {args.rounds}: direct {statistics.median(d_rates):.1f} tok/s, weighbridge "
           f"{statistics.median(w_rates):.1f} tok/s, weighbridge/direct = {statistics.median(ratios):.3f} "

@@ -1,9 +1,8 @@
 """In-process llama.cpp through llama-cpp-python: a GGUF file or a bundled alias.
 
 Chat mode formats messages with the model's own chat template (read from the GGUF), completion
-mode sends a plain prompt for base models. The model is loaded once per run, on first use, and a
-process-wide lock keeps two local models from sharing the CPU at once (which would distort both
-models' timings and thrash memory).
+mode sends a plain prompt for base models. The model is loaded once per run, on first use, and all
+llama.cpp work runs on one dedicated thread (see ``_LLAMA_THREAD``).
 """
 
 from __future__ import annotations
@@ -13,6 +12,7 @@ import contextlib
 import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import version as pkg_version
 from pathlib import Path
 from typing import Any, Iterator
@@ -23,7 +23,12 @@ from ..hashing import cached_sha256, sha256_text
 from .base import Generation, Request, Timings
 from .bundled import resolve_bundled
 
-LOCAL_COMPUTE = threading.Lock()
+# Every llama.cpp call in the process runs on this one thread. llama.cpp parallelises with OpenMP,
+# which keeps a team of spinning worker threads per *calling* thread: calls from several threads
+# (asyncio's default pool) build several teams that fight over the cores and, on 2 cores, halve
+# decode speed (measured with bench/llamacpp_throughput.py). One thread also means two local
+# models never share the CPU at once, so neither distorts the other's timings.
+_LLAMA_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="weighbridge-llama")
 
 
 @contextlib.contextmanager
@@ -157,15 +162,26 @@ class LlamaCppBackend:
                     stop_token_ids=[eos_id])
         return self._llama
 
-    async def aclose(self) -> None:
+    async def load(self) -> None:
+        """Load the model now (on the llama.cpp thread) instead of on the first request."""
+        await asyncio.get_running_loop().run_in_executor(_LLAMA_THREAD, self._load_quietly)
+
+    def _load_quietly(self) -> None:
+        with self._lock, _quiet_stderr(self._llama is None):
+            self._load()
+
+    def _close(self) -> None:
         with self._lock:
             if self._llama is not None:
                 self._llama.close()
                 self._llama = None
 
+    async def aclose(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(_LLAMA_THREAD, self._close)
+
     # -- generation ---------------------------------------------------------------------------
     async def generate(self, request: Request) -> Generation:
-        return await asyncio.to_thread(self._generate_sync, request)
+        return await asyncio.get_running_loop().run_in_executor(_LLAMA_THREAD, self._generate_sync, request)
 
     def _prompt_tokens(self, llm: Any, request: Request) -> tuple[list[int], list[str]]:
         stops = list(request.stop)
@@ -182,7 +198,7 @@ class LlamaCppBackend:
         return tokens, stops
 
     def _generate_sync(self, request: Request) -> Generation:
-        with LOCAL_COMPUTE, self._lock, _quiet_stderr(self.calls == 0):
+        with self._lock, _quiet_stderr(self.calls == 0):
             llm = self._load()
             self.calls += 1
             tokens, stops = self._prompt_tokens(llm, request)

@@ -147,7 +147,7 @@ class OpenAIBackend:
                 async for event in iter_events(resp.aiter_lines()):
                     if event is DONE:
                         ended = True
-                        break
+                        continue
                     if isinstance(event, dict) and event.get("error"):
                         raise BackendError(f"server error in stream: {str(event['error'])[:200]}", kind="stream_error",
                                            retryable=True)

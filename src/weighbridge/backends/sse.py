@@ -20,6 +20,8 @@ async def iter_events(lines: AsyncIterator[str]) -> AsyncIterator[Any]:
                 data = []
                 if payload.strip() == "[DONE]":
                     yield DONE
+                    async for _ in lines:  # read to the end so the connection goes back to the pool
+                        pass
                     return
                 try:
                     yield json.loads(payload)
