@@ -1,6 +1,7 @@
 import asyncio
 import json
 import sqlite3
+import time
 
 import pytest
 
@@ -176,3 +177,41 @@ def test_samples_repeat_each_case(tmp_path):
     _, run_id, stats = bake(cfg, store)
     assert stats.jobs_total == 6 and stats.model_calls == 6
     assert {r.sample for r in store.generations(run_id)} == {0, 1}
+
+
+def test_auto_schedule_keeps_local_models_apart_and_remote_ones_parallel():
+    from weighbridge.config import ModelSpec
+    from weighbridge.engine import lanes
+
+    specs = [ModelSpec(name="a", backend="llamacpp", bundled="x"),
+             ModelSpec(name="b", backend="openai", base_url="http://127.0.0.1:8000/v1", model="m"),
+             ModelSpec(name="c", backend="openai", base_url="https://api.example.com/v1", model="m"),
+             ModelSpec(name="d", backend="openai", base_url="http://localhost:11434/v1", model="m")]
+    assert lanes("auto", specs) == [["a", "b", "d"], ["c"]]
+    assert lanes("sequential", specs) == [["a", "b", "c", "d"]]
+    assert lanes("parallel", specs) == [["a"], ["b"], ["c"], ["d"]]
+
+
+def test_fake_upstream_timing_sequential_lane_runs_one_model_at_a_time(tmp_path):
+    """Two loopback 'servers' that each take 100 ms: in one lane they never overlap."""
+    spans = []
+
+    def script(h, body, n):
+        start = time.perf_counter()
+        time.sleep(0.1)
+        ok_stream(h, ["4"])
+        spans.append((body["model"], start, time.perf_counter()))
+
+    with FakeUpstream(script) as up:
+        write(tmp_path / "cases.yaml", CASES)
+        cfg = load_config(write(tmp_path / "w.yaml", f"""
+models:
+  - {{name: one, backend: openai, base_url: "{up.base_url}", model: one, concurrency: 3}}
+  - {{name: two, backend: openai, base_url: "{up.base_url}", model: two, concurrency: 3}}
+suites: [cases.yaml]
+"""))
+        asyncio.run(run_bakeoff(cfg, Store(tmp_path / "wb.db")))
+    one = [s for s in spans if s[0] == "one"]
+    two = [s for s in spans if s[0] == "two"]
+    assert len(one) == len(two) == 3
+    assert max(e for _, _, e in one) <= min(b for _, b, _ in two)  # model two started after model one ended

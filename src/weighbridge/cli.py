@@ -90,9 +90,9 @@ def bakeoff(
 
     try:
         cfg = _config(config)
-        st = Store(_store_path(cfg, store))
     except WeighbridgeError as e:
         raise _fail(e) from None
+    store_path = _store_path(cfg, store)
     progress = Progress(TextColumn("[bold]{task.description:<22}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("pass {task.fields[passed]}"), TimeElapsedColumn(), console=console,
                         transient=False, disable=not console.is_terminal and os.environ.get("WEIGHBRIDGE_PROGRESS") != "1")
@@ -110,7 +110,7 @@ def bakeoff(
     t0 = time.perf_counter()
     try:
         with progress:
-            stats = asyncio.run(run_bakeoff(cfg, st, resume=(run_id or True) if resume else False,
+            stats = asyncio.run(run_bakeoff(cfg, store_path, resume=(run_id or True) if resume else False,
                                             use_cache=not no_cache, only_models=model or None,
                                             progress=on_progress, on_run=current_run.append))
     except KeyboardInterrupt:
@@ -120,6 +120,7 @@ def bakeoff(
         raise typer.Exit(130) from None
     except WeighbridgeError as e:
         raise _fail(e) from None
+    st = Store(store_path)
     summary = summarise_run(st, stats.run_id)
     render(summary, console)
     console.print(f"[dim]{stats.jobs_total} jobs: {stats.model_calls} model calls, {stats.cache_hits} from cache, "

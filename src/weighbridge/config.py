@@ -105,6 +105,7 @@ class Config(_Strict):
     models: list[ModelSpec] = Field(min_length=1)
     suites: list[str] = Field(default_factory=lambda: ["builtin:starter"], min_length=1)
     samples: int = Field(1, ge=1, le=100)
+    schedule: Literal["auto", "sequential", "parallel"] = "auto"
     store: str = DEFAULT_STORE
     report: str = DEFAULT_REPORT
     base_dir: str = Field(".", exclude=True)
@@ -191,6 +192,7 @@ suites:
   # - suites/my-cases.yaml     # your own cases (YAML, JSONL or CSV)
 
 samples: 1                     # repeats per case (temperature 0 makes them identical)
+schedule: auto                 # auto: models on this machine run one after another, remote ones in parallel
 store: weighbridge.db          # SQLite file with runs, generations, scores and the response cache
 report: weighbridge-report.html
 """

@@ -14,6 +14,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
+from urllib.parse import urlsplit
 
 from . import __version__
 from .backends import Backend, Generation, Request, build_backend
@@ -202,7 +203,13 @@ class Bakeoff:
             for m in self.specs:
                 progress(m, counters[m], totals[m], False)
         sems = {m: asyncio.Semaphore(self.specs[m].effective_concurrency) for m in self.specs}
-        tasks = [asyncio.ensure_future(self._run_job(run_id, j, sems[j.model], progress, counters, totals)) for j in todo]
+
+        async def run_lane(models: list[str]) -> None:
+            for m in models:  # one model after another within a lane
+                await asyncio.gather(*(self._run_job(run_id, j, sems[m], progress, counters, totals)
+                                       for j in todo if j.model == m))
+
+        tasks = [asyncio.ensure_future(run_lane(lane)) for lane in lanes(self.config.schedule, list(self.specs.values()))]
         try:
             await asyncio.gather(*tasks)
         except BaseException:
@@ -218,6 +225,28 @@ class Bakeoff:
         return self.stats
 
 
+def is_local(spec: ModelSpec) -> bool:
+    """Does this model compute on this machine (in-process, or a server on loopback)?"""
+    if spec.backend == "llamacpp":
+        return True
+    host = (urlsplit(spec.base_url or "").hostname or "").lower()
+    return host in ("localhost", "::1", "0.0.0.0") or host.startswith("127.")
+
+
+def lanes(schedule: str, specs: list[ModelSpec]) -> list[list[str]]:
+    """Group models into lanes that run side by side; models within a lane run one after another.
+
+    'auto' puts every model that computes on this machine into one lane, so local models never
+    share the CPU/GPU and distort each other's latency, while remote endpoints run in parallel.
+    """
+    if schedule == "sequential":
+        return [[s.name for s in specs]]
+    if schedule == "parallel":
+        return [[s.name] for s in specs]
+    local = [s.name for s in specs if is_local(s)]
+    return ([local] if local else []) + [[s.name] for s in specs if not is_local(s)]
+
+
 def _sandbox_isolation() -> str:
     from .scorers.sandbox import isolation_available
 
@@ -227,16 +256,23 @@ def _sandbox_isolation() -> str:
         return "none"
 
 
-async def run_bakeoff(config: Config, store: Store, *, resume: bool | str = False, use_cache: bool = True,
-                      only_models: list[str] | None = None, progress: ProgressFn | None = None,
+async def run_bakeoff(config: Config, store: Store | str | os.PathLike, *, resume: bool | str = False,
+                      use_cache: bool = True, only_models: list[str] | None = None,
+                      progress: ProgressFn | None = None,
                       on_run: Callable[[str], None] | None = None) -> EngineStats:
-    """The whole bakeoff: prepare (no writes), create or reopen the run, run the missing jobs."""
-    bake = Bakeoff(config, store, use_cache=use_cache)
+    """The whole bakeoff: prepare (no writes), create or reopen the run, run the missing jobs.
+
+    Given a path, the store is opened only once every suite and model checked out, so bad input
+    does not even leave an empty database behind.
+    """
+    bake = Bakeoff(config, store if isinstance(store, Store) else None, use_cache=use_cache)  # type: ignore[arg-type]
     try:
         await bake.prepare(only_models)
     except BaseException:
         await asyncio.gather(*(b.aclose() for b in bake.backends.values()), return_exceptions=True)
         raise
+    if bake.store is None:
+        bake.store = Store(store)
     run_id = bake.reopen_run(resume if isinstance(resume, str) else None) if resume else bake.create_run()
     if on_run:
         on_run(run_id)

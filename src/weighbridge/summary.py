@@ -21,7 +21,7 @@ DEFINITIONS = {
     "ttft": "request sent → first generated content (text, reasoning or tool call), never a role-only chunk",
     "output_tok_s": "Σ completion tokens ÷ Σ latency over answered jobs (per-request speed, not server throughput)",
     "tokens": "from the server's usage when given ('server'), else the model's tokenizer ('tokenizer'), "
-              "else one per streamed chunk ('chunks')",
+              "else one per streamed chunk ('chunks', where prompt tokens are unknown: '?')",
     "cost_per_success": "total cost ÷ passed jobs",
 }
 
@@ -46,6 +46,7 @@ class ModelSummary:
     output_tok_s: float | None
     prompt_tokens: int
     completion_tokens: int
+    prompt_tokens_known: bool
     token_sources: list[str]
     cost: CostFigures
     error_kinds: dict[str, int] = field(default_factory=dict)
@@ -82,6 +83,7 @@ def summarise_model(name: str, spec: ModelSpec, rows: list[StoredGeneration], wo
         ttft_mean_ms=mean(ttfts), ttft_p95_ms=percentile(ttfts, 95),
         output_tok_s=completion_tokens / busy_s if busy_s > 0 and completion_tokens else None,
         prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+        prompt_tokens_known=all(g.prompt_tokens is not None for g in gens),
         token_sources=sorted({g.token_source for g in gens}),
         cost=compute_cost(spec.price, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
                           busy_seconds=busy_s, concurrency=spec.effective_concurrency, passed=passed),

@@ -63,10 +63,12 @@ def render_html(summary: RunSummary) -> str:
     row("latency mean / p95", [f"{_ms(m.latency_mean_ms)} / {_ms(m.latency_p95_ms)}" for m in models])
     row("TTFT mean", [_ms(m.ttft_mean_ms) for m in models])
     row("output tok/s", [f"{m.output_tok_s:.1f}" if m.output_tok_s else "–" for m in models])
-    row("tokens in / out", [f"{m.prompt_tokens:,} / {m.completion_tokens:,} ({', '.join(m.token_sources)})" for m in models])
+    row("tokens in / out", [f"{m.prompt_tokens:,}{'' if m.prompt_tokens_known else '?'} / {m.completion_tokens:,} "
+                            f"({', '.join(m.token_sources)})" for m in models])
     row("cost (basis)", [f"{'–' if m.cost.total_usd is None else f'${m.cost.total_usd:.4f}'} ({_e(m.cost.label)})" for m in models])
     row("$ / 1M output tokens", ["–" if m.cost.per_mtok_output_usd is None else f"${m.cost.per_mtok_output_usd:.4f}" for m in models])
-    row("$ / successful case", ["–" if m.cost.per_success_usd is None else f"${m.cost.per_success_usd:.5f}" for m in models])
+    row("$ / successful case", ["no passes" if m.passed == 0 and m.cost.total_usd is not None else
+                                "–" if m.cost.per_success_usd is None else f"${m.cost.per_success_usd:.5f}" for m in models])
     row("errors", [_e(", ".join(f"{k}×{v}" for k, v in m.error_kinds.items()) or "0") for m in models])
     out.append("</table>")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from rich.console import Console
 from rich.table import Table
 
@@ -19,7 +21,9 @@ def _usd(v: float | None) -> str:
         return "–"
     if v == 0:
         return "$0"
-    return f"${v:.4f}" if v < 1 else f"${v:,.2f}"
+    if v >= 1:
+        return f"${v:,.2f}"
+    return f"${v:.{max(4, 1 - math.floor(math.log10(v)))}f}"  # two significant digits at least
 
 
 def render(summary: RunSummary, console: Console) -> None:
@@ -46,12 +50,14 @@ def render(summary: RunSummary, console: Console) -> None:
     row("latency p95", [_ms(m.latency_p95_ms) for m in models])
     row("TTFT mean", [_ms(m.ttft_mean_ms) for m in models])
     row("output tok/s", [f"{m.output_tok_s:.1f}" if m.output_tok_s else "–" for m in models])
-    row("tokens in / out", [f"{m.prompt_tokens:,} / {m.completion_tokens:,}" for m in models])
+    row("tokens in / out", [f"{m.prompt_tokens:,}{'' if m.prompt_tokens_known else '?'} / {m.completion_tokens:,}"
+                            for m in models])
     row("token count from", [", ".join(m.token_sources) or "–" for m in models])
     row("cost basis", [m.cost.label for m in models])
     row("$ / 1M output tok", [_usd(m.cost.per_mtok_output_usd) for m in models])
     row("$ total", [_usd(m.cost.total_usd) for m in models])
-    row("$ / successful case", [_usd(m.cost.per_success_usd) for m in models])
+    row("$ / successful case", ["no passes" if m.passed == 0 and m.cost.total_usd is not None
+                                else _usd(m.cost.per_success_usd) for m in models])
     row("errors", [", ".join(f"{k}×{v}" for k, v in m.error_kinds.items()) or "0" for m in models])
     row("from cache", [f"{m.cached}/{m.jobs}" for m in models])
     console.print(t)
