@@ -84,3 +84,8 @@ def test_unknown_bundled_alias():
     b = build_backend(ModelSpec(name="x", backend="llamacpp", bundled="llama-405b"))
     with pytest.raises(BackendUnavailable, match="unknown bundled model 'llama-405b'"):
         asyncio.run(b.preflight())
+
+
+def test_manifest_names_the_llama_cpp_build():
+    m = build_backend(ModelSpec(name="s", backend="llamacpp", bundled="smollm2-135m")).manifest()
+    assert m["llama_cpp"] and "CPU" in m["llama_cpp_system_info"]

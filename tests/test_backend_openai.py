@@ -191,3 +191,11 @@ def test_request_body_carries_deterministic_params_and_usage_request():
     assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
     assert body["temperature"] == 0 and body["seed"] == 7 and body["max_tokens"] == 9 and body["stop"] == ["\n"]
     assert body["top_k"] == 1 and body["model"] == "smollm2"
+
+
+def test_manifest_records_what_the_server_says_about_itself(llama_server):
+    b = build_backend(spec(llama_server))
+    run(generate_once(b, Request(messages=HELLO, max_tokens=2)))
+    m = b.manifest()
+    assert m["server_header"] and "uvicorn" in m["server_header"].lower()
+    assert m["base_url"] == llama_server and m["server_models"] == ["smollm2"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import threading
 import time
@@ -47,6 +48,15 @@ def _quiet_stderr(enabled: bool) -> Iterator[None]:
         os.close(saved)
 _META_KEYS = ("general.name", "general.basename", "general.size_label", "general.license", "general.architecture",
               "general.file_type", "general.quantization_version", "general.finetune", "general.type")
+
+
+@functools.cache
+def llama_cpp_build() -> dict[str, str]:
+    """The llama.cpp library's own version and CPU features, for the manifest (once per process)."""
+    import llama_cpp
+
+    return {"llama_cpp": llama_cpp.llama_version().decode(),
+            "llama_cpp_system_info": llama_cpp.llama_print_system_info().decode().strip(" |")}
 
 
 def render_completion_prompt(template: str, messages: list[dict[str, str]]) -> str:
@@ -124,7 +134,7 @@ class LlamaCppBackend:
             "chat_template_sha256": sha256_text(tmpl) if tmpl else None,
             "mode": self.spec.mode,
             "prompt_template": self.spec.prompt_template if self.spec.mode == "completion" else None,
-            "llama_cpp_python": pkg_version("llama-cpp-python"),
+            "llama_cpp_python": pkg_version("llama-cpp-python"), **llama_cpp_build(),
             "n_threads": self.n_threads, "n_ctx": self.spec.n_ctx, "params": self.spec.params.model_dump(),
         }
 

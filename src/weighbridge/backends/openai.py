@@ -40,6 +40,8 @@ class OpenAIBackend:
         self._client: httpx.AsyncClient | None = None
         self.calls = 0
         self.server_models: list[str] | None = None
+        self.server_header: str | None = None
+        self.server_info: dict[str, Any] | None = None
 
     # -- identity and manifest ----------------------------------------------------------------
     def identity(self) -> dict[str, Any]:
@@ -48,7 +50,8 @@ class OpenAIBackend:
     def manifest(self) -> dict[str, Any]:
         return {"backend": "openai", "base_url": self.base_url, "model": self.spec.model, "mode": self.spec.mode,
                 "client": f"httpx {httpx.__version__}", "api_key_env": self.spec.api_key_env,
-                "server_models": self.server_models, "params": self.spec.params.model_dump()}
+                "server_models": self.server_models, "server_header": self.server_header,
+                "server_info": self.server_info, "params": self.spec.params.model_dump()}
 
     # -- lifecycle ----------------------------------------------------------------------------
     def _headers(self) -> dict[str, str]:
@@ -86,6 +89,27 @@ class OpenAIBackend:
                 self.server_models = [m.get("id") for m in resp.json().get("data", [])]
             except (ValueError, AttributeError):
                 self.server_models = None
+        self.server_header = resp.headers.get("server")
+        self.server_info = await self._server_info()
+
+    async def _server_info(self) -> dict[str, Any] | None:
+        """Best effort: the version endpoint of whichever server this is, for the run manifest."""
+        root = self.base_url.removesuffix("/v1")
+        paths = ("/version", "/api/version", "/info", "/props")  # vLLM, Ollama, TGI, llama.cpp server
+
+        async def probe(path: str) -> dict[str, Any] | None:
+            try:
+                r = await self.client().get(root + path, timeout=2.0)
+                data = r.json() if r.status_code == 200 else None
+            except (httpx.HTTPError, ValueError):
+                return None
+            if not isinstance(data, dict):
+                return None
+            keep = {k: v for k, v in data.items() if isinstance(v, (str, int, float, bool)) and len(str(v)) < 200}
+            return {"endpoint": path, **dict(list(keep.items())[:20])}
+
+        found = [r for r in await asyncio.gather(*(probe(p) for p in paths)) if r]
+        return found[0] if found else None
 
     async def aclose(self) -> None:
         if self._client is not None:
