@@ -10,6 +10,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -201,6 +202,100 @@ def suites(files: Optional[list[str]] = typer.Argument(None, help="Suite files o
     except WeighbridgeError as e:
         raise _fail(e) from None
     console.print(t)
+
+
+license_app = typer.Typer(no_args_is_help=True, help="License terms and verdicts for a deployment profile.")
+app.add_typer(license_app, name="license")
+
+_VERDICT_STYLE = {"allowed": "green", "allowed_with_duties": "yellow", "needs_review": "magenta",
+                  "not_allowed": "bold red"}
+
+
+@license_app.command("check")
+def license_check(
+    targets: Optional[list[str]] = typer.Argument(None, help="Config model names, bundled aliases, GGUF files or "
+                                                             "model folders (default: every model in the config)."),
+    config: Optional[Path] = typer.Option(None, "-c", "--config", help="Config whose models to check."),
+    profile: Optional[Path] = typer.Option(None, "-p", "--profile", help="Deployment profile YAML (default: internal "
+                                                                         "commercial use, user numbers unknown)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the verdicts as JSON here."),
+    strict: bool = typer.Option(False, "--strict", help="Exit 1 on 'needs review' too, not only on 'not allowed'."),
+) -> None:
+    """Say whether each model's license allows the deployment, with the clause behind each duty."""
+    import json as _json
+
+    from .catalog import Profile, load_profile
+    from .catalog.check import check
+    from .files import write_atomic
+
+    try:
+        cfg = _config(config) if (config or not targets) else (load_config("weighbridge.yaml")
+                                                               if Path("weighbridge.yaml").exists() else None)
+        prof = load_profile(profile) if profile else Profile()
+        results = check(targets or [], cfg, prof)
+    except WeighbridgeError as e:
+        raise _fail(e) from None
+    console.print(f"[dim]profile: {profile or 'default'} · " + ", ".join(
+        f"{k}={v}" for k, v in prof.model_dump().items() if v not in (None, [], False)) + "[/]")
+    t = Table("model", "license", "from", "verdict", "what it takes", title_justify="left")
+    for r in results:
+        v = r.verdict
+        lic = v.license.name if v.license else (r.identity.license_key or "unknown")
+        todo = "; ".join(f.rule.id for f in v.findings if f.outcome != "info") or v.reason
+        t.add_row(r.name, lic, r.identity.kind, f"[{_VERDICT_STYLE[v.verdict]}]{v.verdict.replace('_', ' ')}[/]", todo)
+    console.print(t)
+    for r in results:
+        shown = [f for f in r.verdict.findings if f.outcome != "info"]
+        if not shown and r.verdict.license is not None:
+            continue
+        console.print(f"[bold]{r.name}[/] – {r.verdict.verdict.replace('_', ' ')}: {r.verdict.reason}")
+        if r.verdict.license is None:
+            console.print(f"  {r.identity.note}")
+        for f in shown:
+            console.print(escape(f"  • [{f.outcome.replace('_', ' ')}] {f.why}\n    § {f.rule.section}: “{f.rule.quote}”"),
+                          highlight=False)
+        if r.verdict.license is not None:
+            console.print(f"    source: {r.verdict.license.source}", highlight=False)
+    if json_out:
+        write_atomic(json_out, _json.dumps({"profile": prof.model_dump(), "results": [r.to_dict() for r in results]},
+                                           indent=2, ensure_ascii=False) + "\n")
+        console.print(f"json: {json_out}")
+    worst = {r.verdict.verdict for r in results}
+    if "not_allowed" in worst or (strict and "needs_review" in worst):
+        raise typer.Exit(1)
+
+
+@license_app.command("list")
+def license_list() -> None:
+    """The license texts weighbridge knows, with what they allow commercially."""
+    from .catalog import load_licenses
+
+    book = load_licenses()
+    t = Table("id", "name", "SPDX / ref", "commercial", "rules", title=f"licenses (as of {book.as_of})",
+              title_justify="left")
+    for lic in book.licenses:
+        t.add_row(lic.id, lic.name, lic.spdx, lic.commercial, str(len(lic.rules)))
+    console.print(t)
+
+
+@license_app.command("show")
+def license_show(license_id: str = typer.Argument(..., help="License id or alias (see `weighbridge license list`).")) -> None:
+    """Every rule of one license, with the clause it quotes."""
+    from .catalog import load_licenses
+
+    lic = load_licenses().get(license_id)
+    if lic is None:
+        raise _fail(WeighbridgeError(f"no license '{license_id}' (see `weighbridge license list`)"))
+    console.print(f"[bold]{lic.name}[/] ({lic.spdx}) · commercial use: {lic.commercial}\nsource: {lic.source}",
+                  highlight=False)
+    if lic.text:
+        console.print(f"text: shipped with weighbridge, sha256 {lic.text_sha256}")
+    elif lic.text_note:
+        console.print(f"text: {lic.text_note}")
+    for rule in lic.rules:
+        when = ", ".join(c if isinstance(c, str) else str(c) for c in rule.when)
+        console.print(escape(f"• {rule.id} [{rule.effect}] when {when}: {rule.duty}\n  § {rule.section}: “{rule.quote}”"),
+                      highlight=False)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -75,6 +75,7 @@ class ModelSpec(_Strict):
     # cost and provenance
     price: Price | None = None
     catalog_id: str | None = None
+    license: str | None = Field(None, description="license id or alias, for models whose files weighbridge cannot read")
     revision: str | None = None
 
     @model_validator(mode="after")

@@ -1,0 +1,61 @@
+"""License check of models named on the command line or in a config, under one profile."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..backends.bundled import BUNDLED, resolve_bundled
+from ..config import Config, ModelSpec
+from ..errors import BackendUnavailable, WeighbridgeError
+from .identify import Identity, identify_path
+from .licenses import LicenseBook, Verdict, load_licenses, verdict_for
+from .profile import Profile
+
+
+@dataclass
+class CheckResult:
+    name: str
+    identity: Identity
+    verdict: Verdict
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.name, "identified_from": self.identity.kind, "license_key": self.identity.license_key,
+                "facts": self.identity.facts, "note": self.identity.note, **self.verdict.to_dict()}
+
+
+def _identify_spec(spec: ModelSpec, cfg: Config, book: LicenseBook) -> Identity:
+    if spec.license:  # stated in the config: believed, and said so
+        return Identity(spec.name, "config", spec.license, book.get(spec.license),
+                        note="" if book.get(spec.license) else f"'{spec.license}' is not a license the catalog knows")
+    if spec.backend == "llamacpp":
+        try:
+            path = resolve_bundled(spec.bundled, spec.name) if spec.bundled else cfg.resolve(spec.path or "")
+        except BackendUnavailable as e:
+            return Identity(spec.name, "unknown", None, None, note=str(e))
+        return identify_path(path, book)
+    return Identity(spec.name, "served", None, None,
+                    note="a served model's license cannot be read over its API: set 'license:' for it in weighbridge.yaml")
+
+
+def check(targets: list[str], cfg: Config | None, profile: Profile) -> list[CheckResult]:
+    book = load_licenses()
+    results = []
+    if not targets:
+        if cfg is None:
+            raise WeighbridgeError("nothing to check: name models, files or bundled aliases, or give -c weighbridge.yaml")
+        targets = [m.name for m in cfg.models]
+    names = {m.name: m for m in cfg.models} if cfg else {}
+    for t in targets:
+        if t in names:
+            ident = _identify_spec(names[t], cfg, book)  # type: ignore[arg-type]
+        elif t in BUNDLED:
+            ident = identify_path(resolve_bundled(t, t), book)
+        elif Path(t).exists():
+            ident = identify_path(Path(t), book)
+        else:
+            raise WeighbridgeError(f"'{t}' is not a model in the config, a bundled alias ({', '.join(BUNDLED)}), "
+                                   "a GGUF file or a model folder")
+        results.append(CheckResult(t, ident, verdict_for(ident.license, profile, ident.note)))
+    return results
