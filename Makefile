@@ -24,6 +24,7 @@ test: setup
 bench: setup
 	$(BIN)/python bench/engine_overhead.py
 	$(BIN)/python bench/llamacpp_throughput.py
+	$(BIN)/python bench/hash_throughput.py
 
 clean:
 	rm -rf $(VENV) weighbridge.db weighbridge.db-wal weighbridge.db-shm weighbridge-report.html weighbridge-results.json

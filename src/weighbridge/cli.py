@@ -204,6 +204,55 @@ def suites(files: Optional[list[str]] = typer.Argument(None, help="Suite files o
     console.print(t)
 
 
+@app.command()
+def lock(config: Optional[Path] = typer.Option(None, "-c", "--config", help="Config whose models to lock."),
+         allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Also lock pickle-based weights "
+                                                                        "(.bin/.pt/.pth/.ckpt), which can run code.")) -> None:
+    """Write weighbridge.lock: sha256 and size of every weight file, and each model's license."""
+    from .lock import write_lock
+
+    try:
+        cfg = _config(config)
+        t0 = time.perf_counter()
+        path = write_lock(cfg, allow_pickle=allow_pickle)
+    except WeighbridgeError as e:
+        raise _fail(e) from None
+    import json as _json
+
+    data = _json.loads(path.read_text())
+    t = Table("model", "files", "size", "sha256", "license", title=str(path), title_justify="left")
+    for name, e in data["models"].items():
+        size = sum(f["size"] for f in e["files"])
+        t.add_row(name, str(len(e["files"])), f"{size / 1e6:,.1f} MB" if e["files"] else "–",
+                  e["files"][0]["sha256"][:16] + "…" if e["files"] else "–", e["license"]["id"] or "unknown")
+    console.print(t)
+    console.print(f"[dim]hashed in {time.perf_counter() - t0:.1f}s[/]")
+
+
+@app.command()
+def verify(config: Optional[Path] = typer.Option(None, "-c", "--config", help="Config beside the lockfile."),
+           lockfile: Optional[Path] = typer.Option(None, "--lock", help="Lockfile (default: beside the config).")) -> None:
+    """Re-hash every locked weight file; exit 1 if any changed or went missing."""
+    from .lock import lock_path, read_lock, verify as verify_lock
+
+    try:
+        cfg = _config(config)
+        path = lockfile or lock_path(cfg)
+        checks = verify_lock(read_lock(path), cfg)
+    except WeighbridgeError as e:
+        raise _fail(e) from None
+    t = Table("model", "file", "status", title=str(path), title_justify="left")
+    for c in checks:
+        style = "green" if c.status == "ok" else "bold red"
+        t.add_row(c.model, Path(c.path).name, f"[{style}]{c.status}[/]" + (f" ({c.actual})" if c.status == "size" else ""))
+    console.print(t)
+    bad = [c for c in checks if c.status != "ok"]
+    if bad:
+        err_console.print(f"[bold red]{len(bad)} file(s) differ from {path}[/]")
+        raise typer.Exit(1)
+    console.print(f"all {len(checks)} file(s) match {path}")
+
+
 license_app = typer.Typer(no_args_is_help=True, help="License terms and verdicts for a deployment profile.")
 app.add_typer(license_app, name="license")
 

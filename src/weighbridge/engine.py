@@ -109,8 +109,12 @@ class Bakeoff:
         specs = self.config.models
         if only_models:
             specs = [self.config.model(n) for n in only_models]
+        from .lock import locked_sha256
+
         for spec in specs:
-            self.backends.setdefault(spec.name, build_backend(spec, self.config.base_dir))
+            if spec.name not in self.backends:
+                pinned = locked_sha256(self.config, spec.name) if spec.backend == "llamacpp" else None
+                self.backends[spec.name] = build_backend(spec, self.config.base_dir, pinned)
         self.specs = {s.name: s for s in specs}
         await asyncio.gather(*(self.backends[n].preflight() for n in self.specs))
         models_manifest = {}

@@ -105,12 +105,12 @@ class Backend(Protocol):
     async def aclose(self) -> None: ...
 
 
-def build_backend(spec: "ModelSpec", base_dir: str = ".") -> Backend:
+def build_backend(spec: "ModelSpec", base_dir: str = ".", expected_sha256: str | None = None) -> Backend:
     """Instantiate the backend a ModelSpec names; imports lazily so the CLI starts fast."""
     if spec.backend == "llamacpp":
         from .llamacpp import LlamaCppBackend
 
-        return LlamaCppBackend(spec, base_dir)
+        return LlamaCppBackend(spec, base_dir, expected_sha256)
     from .openai import OpenAIBackend
 
     return OpenAIBackend(spec)

@@ -20,7 +20,7 @@ from typing import Any, Iterator
 
 from ..errors import BackendError, BackendUnavailable
 from ..gguf import GGUFError, read_metadata
-from ..hashing import cached_sha256, sha256_text
+from ..hashing import cached_sha256, sha256_file, sha256_text
 from .base import Generation, Request, Timings
 from .bundled import resolve_bundled
 
@@ -67,8 +67,9 @@ def render_completion_prompt(template: str, messages: list[dict[str, str]]) -> s
 
 
 class LlamaCppBackend:
-    def __init__(self, spec: Any, base_dir: str = ".") -> None:
+    def __init__(self, spec: Any, base_dir: str = ".", expected_sha256: str | None = None) -> None:
         self.spec = spec
+        self.expected_sha256 = expected_sha256  # pinned by weighbridge.lock: checked before loading
         self.name = spec.name
         self.base_dir = base_dir
         self._path: Path | None = None
@@ -143,8 +144,15 @@ class LlamaCppBackend:
         return self.spec.n_threads or os.cpu_count() or 1
 
     # -- lifecycle ----------------------------------------------------------------------------
+    def _lock_mismatch(self, actual: str) -> BackendUnavailable:
+        return BackendUnavailable(self.name, f"{self.path} does not match weighbridge.lock (sha256 {actual[:16]}…, "
+                                             f"locked {self.expected_sha256[:16]}…)",  # type: ignore[index]
+                                  "run `weighbridge verify`; if the change is intended, re-lock with `weighbridge lock`")
+
     async def preflight(self) -> None:
         self._check_file()
+        if self.expected_sha256 and self.sha256 != self.expected_sha256:
+            raise self._lock_mismatch(self.sha256)
         if self.spec.mode == "chat" and not self.chat_template:
             raise BackendUnavailable(self.name, "the GGUF has no chat template (tokenizer.chat_template)",
                                      "use 'mode: completion' for base models")
@@ -154,6 +162,10 @@ class LlamaCppBackend:
             from llama_cpp import Llama
             from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
+            if self.expected_sha256:  # the real bytes, not the cached hash: they are what gets loaded
+                actual = sha256_file(self.path)
+                if actual != self.expected_sha256:
+                    raise self._lock_mismatch(actual)
             t0 = time.perf_counter()
             try:
                 self._llama = Llama(model_path=str(self.path), n_ctx=self.spec.n_ctx, n_threads=self.n_threads,
