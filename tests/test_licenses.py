@@ -47,6 +47,13 @@ TABLE = [
     ("minimax-m2", Profile(deployment="customer_facing"), "needs_review", ["display-above-threshold"]),
     ("minimax-m2", Profile(deployment="customer_facing", monthly_active_users=10, annual_revenue_usd=4e7),
      "allowed_with_duties", ["display-above-threshold"]),
+    ("llama-3.3", PRODUCT_SMALL, "allowed_with_duties", ["built-with-llama", "acceptable-use"]),
+    ("llama-3.3", PRODUCT_HUGE, "not_allowed", ["mau-700m"]),
+    ("deepseek-la-1.0", INTERNAL, "allowed_with_duties", ["use-based-restrictions"]),
+    ("deepseek-la-1.0", PRODUCT_SMALL, "allowed_with_duties", ["flow-down-restrictions"]),
+    ("deepseek-la-1.0", Profile(sector="military"), "not_allowed", ["no-military-use"]),
+    ("deepseek-la-1.0", Profile(sector="lending"), "needs_review", ["automated-decisions"]),
+    ("deepseek-la-1.0", DISTIL_API, "allowed_with_duties", ["distillation-is-derivative"]),
     ("qwen-research", INTERNAL, "not_allowed", ["non-commercial-only"]),
     ("qwen-research", RESEARCH, "allowed_with_duties", ["research-use"]),
 ]

@@ -28,7 +28,7 @@ class Profile(BaseModel):
     redistribute_weights: bool = False
     multimodal: bool = False
     regions: list[str] = Field(default_factory=list, description="where users or the company are, e.g. [EU, US]")
-    sector: str | None = None
+    sector: str | None = Field("general", description="e.g. general, healthcare, lending, military; null = unknown")
 
     @property
     def serves_third_parties(self) -> bool:
