@@ -253,6 +253,98 @@ def verify(config: Optional[Path] = typer.Option(None, "-c", "--config", help="C
     console.print(f"all {len(checks)} file(s) match {path}")
 
 
+models_app = typer.Typer(help="The sourced catalog of open-weight models.", invoke_without_command=True)
+app.add_typer(models_app, name="models")
+
+
+@models_app.callback()
+def models_list(
+    ctx: typer.Context,
+    family: Optional[str] = typer.Option(None, "--family", help="deepseek, qwen, glm, kimi, minimax, yi, llama, ..."),
+    profile: Optional[Path] = typer.Option(None, "-p", "--profile", help="Deployment profile for the verdict column."),
+    verdict: Optional[str] = typer.Option(None, "--verdict", help="Keep models with this verdict "
+                                                                 "(allowed, allowed_with_duties, needs_review, not_allowed)."),
+    open_: Optional[str] = typer.Option(None, "--open", help="Keep models that publish this: weights, code, training, data."),
+    min_params: Optional[float] = typer.Option(None, "--min-params", help="Total parameters, billions."),
+    max_params: Optional[float] = typer.Option(None, "--max-params", help="Total parameters, billions."),
+    min_context: Optional[str] = typer.Option(None, "--min-context", help="e.g. 32k"),
+    fits: Optional[str] = typer.Option(None, "--fits", help="Keep models whose estimate fits this memory, e.g. 24GiB."),
+    quant: str = typer.Option("q4_k_m", "--quant", help="Quantization for --fits (q4_k_m, q8_0, f16, ...)."),
+    context: str = typer.Option("8k", "--context", help="Context for --fits, e.g. 32k."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the listed entries as JSON."),
+) -> None:
+    """List and filter the catalog; with --fits, estimate memory (the formula is printed)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    import json as _json
+
+    from .catalog import Profile, load_profile
+    from .catalog.catalog import entry_dict, load_catalog
+    from .catalog.licenses import load_licenses, verdict_for
+    from .catalog.memory import FORMULA, estimate, parse_context, parse_size
+    from .files import write_atomic
+
+    try:
+        cat, book = load_catalog(), load_licenses()
+        prof = load_profile(profile) if profile else Profile()
+        budget = parse_size(fits) if fits else None
+        ctx_tokens = parse_context(context)
+        min_ctx = parse_context(min_context) if min_context else None
+        rows = []
+        for m in cat.models:
+            if family and m.family != family.lower():
+                continue
+            pub = {"weights": m.published.weights, "code": m.published.inference_code,
+                   "training": m.published.training_code, "data": m.published.data}
+            if open_ and not pub.get(open_.lower(), False):
+                continue
+            if (min_params and m.params_total_b < min_params) or (max_params and m.params_total_b > max_params):
+                continue
+            if min_ctx and m.context_length < min_ctx:
+                continue
+            lic = book.get(m.license)
+            v = verdict_for(lic, prof, f"license '{m.license}' is not yet structured in the catalog")
+            if verdict and v.verdict != verdict:
+                continue
+            est = estimate(m, quant, ctx_tokens)
+            if budget is not None and (est.total_gib is None or est.total_gib * 1024**3 > budget):
+                continue
+            rows.append((m, v, est))
+    except WeighbridgeError as e:
+        raise _fail(e) from None
+    t = Table("id", "params (B)", "arch", "context", "license", "verdict",
+              f"GiB @{quant},{context}", title=f"catalog as of {cat.as_of} · {len(rows)} of {len(cat.models)} models",
+              title_justify="left")
+    for m, v, est in rows:
+        params = f"{m.params_total_b:g}" + (f"/{m.params_active_b:g}" if m.params_active_b else "")
+        t.add_row(m.id, params, m.architecture, f"{m.context_length // 1024}k", m.license,
+                  f"[{_VERDICT_STYLE[v.verdict]}]{v.verdict.replace('_', ' ')}[/]",
+                  f"{est.total_gib:,.1f}" if est.total_gib is not None else f"{est.weights_gib:,.1f}+KV?")
+    console.print(t)
+    if fits or budget is not None:
+        console.print(f"[dim]{FORMULA}[/]", highlight=False)
+    if json_out:
+        write_atomic(json_out, _json.dumps([{**entry_dict(m), "verdict": v.verdict, "estimate_gib": est.total_gib}
+                                            for m, v, est in rows], indent=2, ensure_ascii=False) + "\n")
+
+
+@models_app.command("show")
+def models_show(model_id: str = typer.Argument(..., help="Catalog id, Hugging Face repo id or name.")) -> None:
+    """Every fact of one catalog entry, with its sources and what is not yet verified."""
+    from .catalog.catalog import load_catalog
+
+    m = load_catalog().get(model_id)
+    if m is None:
+        raise _fail(WeighbridgeError(f"no catalog entry '{model_id}' (see `weighbridge models`)"))
+    for key, value in m.model_dump(exclude_none=True).items():
+        if key in ("sources", "unverified"):
+            continue
+        flag = " [magenta](unverified)[/]" if key in m.unverified else ""
+        console.print(f"[bold]{key}[/]: {escape(str(value))}{flag}", highlight=False)
+    for key, url in m.sources.items():
+        console.print(f"[dim]source ({key}): {escape(url)}[/]", highlight=False)
+
+
 license_app = typer.Typer(no_args_is_help=True, help="License terms and verdicts for a deployment profile.")
 app.add_typer(license_app, name="license")
 
