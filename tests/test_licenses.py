@@ -163,3 +163,23 @@ def test_cli_license_list_and_show():
     r = runner.invoke(app, ["license", "show", "llama3.1"])
     assert r.exit_code == 0 and "Built with Llama" in r.output
     assert runner.invoke(app, ["license", "show", "nope"]).exit_code == 2
+
+
+def test_bakeoff_checks_licenses_first_and_flags_a_model_not_allowed(tmp_path):
+    write(tmp_path / "cases.yaml", "- {id: a, prompt: 'Say hi.', scorers: [{type: contains, value: hi}]}\n")
+    write(tmp_path / "profile.yaml", "deployment: customer_facing\nmonthly_active_users: 900000000\n"
+                                     "annual_revenue_usd: 1000000\n")
+    cfg = write(tmp_path / "w.yaml", "models:\n  - {name: smol, backend: llamacpp, bundled: smollm2-135m, "
+                                     "params: {max_tokens: 4}, license: llama3.1}\n"
+                                     "  - {name: smol2, backend: llamacpp, bundled: smollm2-135m, params: {max_tokens: 4}}\n"
+                                     "suites: [cases.yaml]\nprofile: profile.yaml\n")
+    r = runner.invoke(app, ["bakeoff", "-c", str(cfg), "--json", str(tmp_path / "r.json")])
+    assert r.exit_code == 0, r.output
+    out = " ".join(r.output.split())
+    assert "NOT ALLOWED" in out and "smol (Llama 3.1 Community License Agreement) is not allowed" in out
+    data = json.loads((tmp_path / "r.json").read_text())
+    lic = data["manifest"]["licenses"]
+    assert lic["profile"] == "profile.yaml" and lic["smol"]["verdict"] == "not_allowed"
+    assert lic["smol2"]["verdict"] == "allowed"
+    html = (tmp_path / "weighbridge-report.html").read_text()
+    assert "License check" in html and "700 million" in html

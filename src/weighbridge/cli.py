@@ -127,6 +127,10 @@ def bakeoff(
     console.print(f"[dim]{stats.jobs_total} jobs: {stats.model_calls} model calls, {stats.cache_hits} from cache, "
                   f"{stats.skipped_resumed} already done, {stats.errors} errors · {time.perf_counter() - t0:.1f}s · "
                   f"store {st.path}[/]")
+    for m in summary.models:
+        if m.license_verdict == "not_allowed":
+            err_console.print(f"[bold red]license:[/] {m.model} ({m.license}) is not allowed under the deployment "
+                              "profile; see `weighbridge license check`")
     html_path = write_html(summary, report or cfg.resolve(cfg.report))
     console.print(f"report: {html_path}")
     if json_out:

@@ -107,6 +107,7 @@ class Config(_Strict):
     suites: list[str] = Field(default_factory=lambda: ["builtin:starter"], min_length=1)
     samples: int = Field(1, ge=1, le=100)
     schedule: Literal["auto", "sequential", "parallel"] = "auto"
+    profile: str | None = Field(None, description="deployment profile YAML for the license check of every run")
     store: str = DEFAULT_STORE
     report: str = DEFAULT_REPORT
     base_dir: str = Field(".", exclude=True)
@@ -194,6 +195,7 @@ suites:
 
 samples: 1                     # repeats per case (temperature 0 makes them identical)
 schedule: auto                 # auto: models on this machine run one after another, remote ones in parallel
+# profile: profile.yaml        # deployment profile: every run checks each model's license against it
 store: weighbridge.db          # SQLite file with runs, generations, scores and the response cache
 report: weighbridge-report.html
 """

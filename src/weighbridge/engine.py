@@ -123,11 +123,21 @@ class Bakeoff:
             self.identity_keys[name] = stable_hash(b.identity())
             models_manifest[name] = b.manifest()
         self.manifest = {"weighbridge": __version__, "machine": machine_facts(), "models": models_manifest,
+                         "licenses": self._license_verdicts(),
                          "suites": {s.name: {"path": s.path, "cases": len(s.cases), "sha256": s.content_hash}
                                     for s in self.suites},
                          "sandbox": _sandbox_isolation()}
         for case in self.cases:
             self._scorers[case.id] = [build_scorer(sp) for sp in case.scorers]
+
+    def _license_verdicts(self) -> dict[str, Any]:
+        """The license check that precedes every bakeoff; the report shows it beside the figures."""
+        from .catalog import Profile, load_profile
+        from .catalog.check import check
+
+        profile = load_profile(self.config.resolve(self.config.profile)) if self.config.profile else Profile()
+        results = check(list(self.specs), self.config, profile)
+        return {"profile": self.config.profile or "default", **{r.name: r.to_dict() for r in results}}
 
     @property
     def suite_hash(self) -> str:

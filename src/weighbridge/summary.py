@@ -50,6 +50,8 @@ class ModelSummary:
     token_sources: list[str]
     cost: CostFigures
     error_kinds: dict[str, int] = field(default_factory=dict)
+    license: str | None = None
+    license_verdict: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -110,7 +112,11 @@ def summarise_run(store: Store, run_id: str) -> RunSummary:
     workloads = {c["id"]: c["workload"] for c in cases}
     rows = store.generations(run_id)
     models = []
+    licenses = run["manifest"].get("licenses", {})
     for m in store.run_models(run_id):
         spec = ModelSpec.model_validate(m["spec"])
-        models.append(summarise_model(m["name"], spec, [r for r in rows if r.model == m["name"]], workloads))
+        ms = summarise_model(m["name"], spec, [r for r in rows if r.model == m["name"]], workloads)
+        lic = licenses.get(m["name"]) or {}
+        ms.license, ms.license_verdict = lic.get("license_name") or lic.get("license_key"), lic.get("verdict")
+        models.append(ms)
     return RunSummary(run=run, models=models, cases=cases, rows=rows)

@@ -22,6 +22,8 @@ pre{white-space:pre-wrap;word-break:break-word;margin:0;max-height:12em;overflow
 .why{color:#57606a;font-size:12px}.meta{color:#57606a}
 #controls{margin:8px 0;display:flex;gap:12px;align-items:center}
 details pre{max-height:none}
+.lic.not_allowed{color:#cf222e;font-weight:bold}.lic.needs_review{color:#8250df}.lic.allowed_with_duties{color:#9a6700}
+.lic.allowed{color:#1a7f37}
 """
 
 _JS = """
@@ -55,6 +57,9 @@ def render_html(summary: RunSummary) -> str:
     def row(label: str, cells: list[str]) -> None:
         out.append(f"<tr><th>{_e(label)}</th>" + "".join(f"<td class=num>{c}</td>" for c in cells) + "</tr>")
 
+    if any(m.license_verdict for m in models):
+        row("license", [f"<span class='lic {_e(m.license_verdict)}'>{_e((m.license_verdict or '–').replace('_', ' '))}"
+                        f"</span><div class=why>{_e(m.license or 'unknown')}</div>" for m in models])
     row("pass rate", [f"{m.pass_rate:.1%} ({m.passed}/{m.jobs})" for m in models])
     row("95% CI (Wilson)", [f"{m.ci95[0]:.1%} – {m.ci95[1]:.1%}" for m in models])
     for w in sorted({w for m in models for w in m.by_workload}):
@@ -106,6 +111,17 @@ def render_html(summary: RunSummary) -> str:
                        f"</details></td>{''.join(cells)}</tr>")
     out.append("</table><h2>Definitions</h2><ul>" + "".join(f"<li><b>{_e(k)}</b>: {_e(v)}</li>" for k, v in DEFINITIONS.items())
                + "</ul>" + "".join(f"<p class=meta>{_e(m.model)} cost: {_e(m.cost.formula)}</p>" for m in models))
+    lic = run["manifest"].get("licenses") or {}
+    if lic:
+        out.append(f"<h2>License check</h2><p class=meta>profile: {_e(lic.get('profile'))}</p><ul>")
+        for name in names:
+            v = lic.get(name) or {}
+            items = "".join(f"<li>[{_e(f['outcome'].replace('_', ' '))}] {_e(f['why'])}<div class=why>§ {_e(f['section'])}: "
+                            f"“{_e(f['quote'])}”</div></li>" for f in v.get("findings", []) if f["outcome"] != "info")
+            out.append(f"<li><b>{_e(name)}</b>: <span class='lic {_e(v.get('verdict'))}'>"
+                       f"{_e(str(v.get('verdict', '–')).replace('_', ' '))}</span> · {_e(v.get('license_name') or v.get('note') or '')}"
+                       f"<ul>{items}</ul></li>")
+        out.append("</ul>")
     out.append("<h2>Run manifest</h2><pre>" + _e(json.dumps(run["manifest"], indent=2, ensure_ascii=False)) + "</pre>")
     out.append(f"<script>{_JS}</script></html>")
     return "\n".join(out)

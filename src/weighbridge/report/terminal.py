@@ -39,6 +39,10 @@ def render(summary: RunSummary, console: Console) -> None:
     def row(label: str, values: list[str]) -> None:
         t.add_row(label, *values)
 
+    flags = {"not_allowed": "[bold red]NOT ALLOWED[/]", "needs_review": "[magenta]needs review[/]",
+             "allowed_with_duties": "[yellow]with duties[/]", "allowed": "[green]allowed[/]"}
+    if any(m.license_verdict for m in models):
+        row("license", [flags.get(m.license_verdict or "", "–") for m in models])
     row("pass rate", [f"[{'green' if m.pass_rate == best and best > 0 else 'default'}]{m.pass_rate:.0%}[/]"
                       f" ({m.passed}/{m.jobs})" for m in models])
     row("95% CI (Wilson)", [f"{m.ci95[0]:.0%}–{m.ci95[1]:.0%}" for m in models])
