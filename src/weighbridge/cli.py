@@ -257,6 +257,27 @@ def verify(config: Optional[Path] = typer.Option(None, "-c", "--config", help="C
     console.print(f"all {len(checks)} file(s) match {path}")
 
 
+@app.command()
+def bom(config: Optional[Path] = typer.Option(None, "-c", "--config", help="Config whose models to list."),
+        output: Path = typer.Option(Path("bom.cdx.json"), "-o", "--output", help="Where to write the BOM."),
+        profile: Optional[Path] = typer.Option(None, "-p", "--profile", help="Profile for the license verdicts.")) -> None:
+    """Write a CycloneDX 1.6 AI bill of materials (validated against the schema before writing)."""
+    import json as _json
+
+    from .bom import build_bom, validate_bom
+    from .catalog import load_profile
+    from .files import write_atomic
+
+    try:
+        cfg = _config(config)
+        doc = build_bom(cfg, load_profile(profile) if profile else None)
+        validate_bom(doc)
+    except WeighbridgeError as e:
+        raise _fail(e) from None
+    write_atomic(output, _json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+    console.print(f"wrote {output}: CycloneDX 1.6, {len(doc['components'])} model component(s), schema-valid")
+
+
 models_app = typer.Typer(help="The sourced catalog of open-weight models.", invoke_without_command=True)
 app.add_typer(models_app, name="models")
 

@@ -167,6 +167,7 @@ models:
   - name: smollm2-135m
     backend: llamacpp
     bundled: smollm2-135m
+    catalog_id: smollm2-135m-instruct   # its entry in `weighbridge models` (facts, license, sources)
     mode: chat                 # apply the model's own chat template
     # n_threads: 2             # CPU threads (default: all cores)
     params: {temperature: 0, seed: 42, max_tokens: 256}
@@ -185,6 +186,7 @@ models:
   #   backend: openai
   #   base_url: http://127.0.0.1:8000/v1
   #   model: Qwen/Qwen2.5-7B-Instruct
+  #   catalog_id: qwen2.5-7b-instruct  # lets `weighbridge license check` know the served model's license
   #   api_key_env: VLLM_API_KEY      # the key is read from this env var, never written anywhere
   #   concurrency: 8
   #   price: {input_per_mtok: 0.10, output_per_mtok: 0.30}

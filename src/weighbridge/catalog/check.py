@@ -29,6 +29,16 @@ def _identify_spec(spec: ModelSpec, cfg: Config, book: LicenseBook) -> Identity:
     if spec.license:  # stated in the config: believed, and said so
         return Identity(spec.name, "config", spec.license, book.get(spec.license),
                         note="" if book.get(spec.license) else f"'{spec.license}' is not a license the catalog knows")
+    if spec.catalog_id:  # the catalog's license for this release
+        from .catalog import load_catalog
+
+        entry = load_catalog().get(spec.catalog_id)
+        if entry is None:
+            return Identity(spec.name, "unknown", None, None, note=f"catalog_id '{spec.catalog_id}' is not in the catalog")
+        if spec.backend != "llamacpp":
+            lic = book.get(entry.license)
+            return Identity(spec.name, "catalog", entry.license, lic, {"catalog_id": entry.id},
+                            note="" if lic else f"license '{entry.license}' is not yet structured in the catalog")
     if spec.backend == "llamacpp":
         try:
             path = resolve_bundled(spec.bundled, spec.name) if spec.bundled else cfg.resolve(spec.path or "")
