@@ -66,6 +66,8 @@ TABLE = [
     ("qwen", PRODUCT_SMALL, "allowed", []),
     ("qwen", PRODUCT_HUGE, "not_allowed", ["mau-100m"]),
     ("qwen", DISTIL_API, "allowed_with_duties", ["built-with-qwen"]),
+    ("yi-license", INTERNAL, "not_allowed", ["commercial-needs-authorization"]),
+    ("yi-license", RESEARCH, "allowed", []),
     ("qwen-research", INTERNAL, "not_allowed", ["non-commercial-only"]),
     ("qwen-research", RESEARCH, "allowed_with_duties", ["research-use"]),
 ]
