@@ -17,7 +17,7 @@ from typing import Any
 
 from . import __version__
 from .backends.bundled import BUNDLED, resolve_bundled
-from .catalog.identify import identify_path
+from .catalog.check import identify_spec
 from .catalog.licenses import load_licenses
 from .config import Config, ModelSpec
 from .errors import WeighbridgeError
@@ -75,13 +75,13 @@ def _display_path(f: Path, cfg: Config) -> str:
 
 
 def lock_entry(spec: ModelSpec, cfg: Config, *, allow_pickle: bool = False) -> dict[str, Any]:
-    book = load_licenses()
+    ident = identify_spec(spec, cfg, load_licenses())
+    lic = ident.license
+    license_block = {"id": lic.id if lic else None, "declared": ident.license_key, "from": ident.kind,
+                     "text_sha256": lic.text_sha256 if lic else None, "source": lic.source if lic else None}
     if spec.backend != "llamacpp":
-        lic = book.get(spec.license)
         return {"backend": spec.backend, "source": f"{spec.base_url} model={spec.model}", "revision": spec.revision,
-                "files": [], "note": "served over HTTP: no local files to hash",
-                "license": {"id": lic.id if lic else None, "stated": spec.license,
-                            "text_sha256": lic.text_sha256 if lic else None, "source": lic.source if lic else None}}
+                "files": [], "note": "served over HTTP: no local files to hash", "license": license_block}
     where = _where(spec, cfg)
     files = model_files(where)
     missing = [str(f) for f in files if not f.exists()]
@@ -91,14 +91,11 @@ def lock_entry(spec: ModelSpec, cfg: Config, *, allow_pickle: bool = False) -> d
     if pickled and not allow_pickle:
         raise LockError(f"model '{spec.name}': {', '.join(pickled)} use a pickle-based format, which can run code "
                         "when loaded. Prefer safetensors or GGUF; pass --allow-pickle to lock them anyway")
-    ident = identify_path(files[0] if not where.is_dir() else where, book)
-    lic = ident.license
     return {
         "backend": "llamacpp", "source": _source(spec), "revision": spec.revision,
         "files": [{"name": f.name, "path": _display_path(f, cfg), "sha256": sha256_file(f), "size": f.stat().st_size}
                   for f in files],
-        "license": {"id": lic.id if lic else None, "declared": ident.license_key,
-                    "text_sha256": lic.text_sha256 if lic else None, "source": lic.source if lic else None},
+        "license": license_block,
     }
 
 

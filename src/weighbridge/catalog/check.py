@@ -25,7 +25,8 @@ class CheckResult:
                 "facts": self.identity.facts, "note": self.identity.note, **self.verdict.to_dict()}
 
 
-def _identify_spec(spec: ModelSpec, cfg: Config, book: LicenseBook) -> Identity:
+def identify_spec(spec: ModelSpec, cfg: Config, book: LicenseBook) -> Identity:
+    """Which license a configured model is under: stated in the config, its catalog entry, or its files."""
     if spec.license:  # stated in the config: believed, and said so
         return Identity(spec.name, "config", spec.license, book.get(spec.license),
                         note="" if book.get(spec.license) else f"'{spec.license}' is not a license the catalog knows")
@@ -59,7 +60,7 @@ def check(targets: list[str], cfg: Config | None, profile: Profile) -> list[Chec
     names = {m.name: m for m in cfg.models} if cfg else {}
     for t in targets:
         if t in names:
-            ident = _identify_spec(names[t], cfg, book)  # type: ignore[arg-type]
+            ident = identify_spec(names[t], cfg, book)  # type: ignore[arg-type]
         elif t in BUNDLED:
             ident = identify_path(resolve_bundled(t, t), book)
         elif Path(t).exists():
