@@ -130,14 +130,18 @@ def test_bundled_models_are_identified_from_gguf_metadata():
     assert smol.verdict.verdict == "allowed"
     assert gemma.identity.license_key == "gemma" and gemma.verdict.verdict == "allowed_with_duties"
     assert gemma.identity.facts["general.size_label"] == "270M"
+    # matched to their catalog entries from the GGUF's own base name and size label
+    assert smol.identity.facts["catalog_id"] == "smollm2-135m-instruct"
+    assert gemma.identity.facts["catalog_id"] == "gemma-3-270m"
 
 
 def test_hf_folder_front_matter(tmp_path):
     write(tmp_path / "m" / "config.json", json.dumps({"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2"}))
     write(tmp_path / "m" / "README.md", "---\nlicense: other\nlicense_name: qwen-research\n"
-                                        "base_model: Qwen/Qwen2.5-3B\n---\n# card\n")
+                                        "base_model: Qwen/Qwen2.5-3B-Instruct\n---\n# card\n")
     ident = identify_hf_folder(tmp_path / "m", BOOK)
     assert ident.license.id == "qwen-research" and ident.facts["model_type"] == "qwen2"
+    assert ident.facts["catalog_id"] == "qwen2.5-3b-instruct"
     write(tmp_path / "n" / "README.md", "no front matter\n")
     assert identify_hf_folder(tmp_path / "n", BOOK).license is None
 

@@ -403,12 +403,13 @@ def license_check(
         raise _fail(e) from None
     console.print(f"[dim]profile: {profile or 'default'} · " + ", ".join(
         f"{k}={v}" for k, v in prof.model_dump().items() if v not in (None, [], False)) + "[/]")
-    t = Table("model", "license", "from", "verdict", "what it takes", title_justify="left")
+    t = Table("model", "catalog entry", "license", "from", "verdict", "what it takes", title_justify="left")
     for r in results:
         v = r.verdict
         lic = v.license.name if v.license else (r.identity.license_key or "unknown")
         todo = "; ".join(f.rule.id for f in v.findings if f.outcome != "info") or v.reason
-        t.add_row(r.name, lic, r.identity.kind, f"[{_VERDICT_STYLE[v.verdict]}]{v.verdict.replace('_', ' ')}[/]", todo)
+        t.add_row(r.name, r.identity.facts.get("catalog_id", "–"), lic, r.identity.kind,
+                  f"[{_VERDICT_STYLE[v.verdict]}]{v.verdict.replace('_', ' ')}[/]", todo)
     console.print(t)
     for r in results:
         shown = [f for f in r.verdict.findings if f.outcome != "info"]

@@ -8,6 +8,7 @@ not recognise is reported as such: the verdict is then "needs review", never "al
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,36 @@ def _front_matter(readme: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def _norm(text: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", text.lower())
+
+
+def match_catalog(*, repo: str | None = None, basename: str | None = None, size_label: str | None = None,
+                  name: str | None = None) -> str | None:
+    """The catalog entry a local model is a copy or quantization of, when its metadata says enough.
+
+    A Hugging Face repo id decides outright; otherwise the GGUF's base name and size label must
+    both appear in exactly one entry id (instruct variants win when the name says instruct).
+    """
+    from .catalog import load_catalog
+
+    cat = load_catalog()
+    if repo:
+        hit = cat.get(repo)
+        if hit:
+            return hit.id
+    if not basename or not size_label:
+        return None
+    base, size = _norm(basename), _norm(size_label)
+    hits = [m for m in cat.models if base in _norm(m.id) and size in _norm(m.id)]
+    if len(hits) > 1 and name and "instruct" in name.lower():
+        hits = [m for m in hits if "instruct" in m.id] or hits
+    if len(hits) > 1:
+        chat = [m for m in hits if m.chat]
+        hits = chat if len(chat) == 1 else hits
+    return hits[0].id if len(hits) == 1 else None
+
+
 def identify_gguf(path: Path, book: LicenseBook) -> Identity:
     try:
         meta = read_metadata(path)
@@ -48,6 +79,10 @@ def identify_gguf(path: Path, book: LicenseBook) -> Identity:
     facts = {k: meta[k] for k in ("general.name", "general.basename", "general.size_label", "general.architecture",
                                   "general.license", "general.license.name", "general.license.link", "general.finetune")
              if k in meta}
+    match = match_catalog(basename=meta.get("general.basename"), size_label=meta.get("general.size_label"),
+                          name=meta.get("general.name"))
+    if match:
+        facts["catalog_id"] = match
     key = meta.get("general.license")
     lic = book.get(key) or book.get(meta.get("general.license.name"))
     note = "" if lic else (f"GGUF says license '{key}', which the catalog does not know" if key
@@ -69,6 +104,10 @@ def identify_hf_folder(path: Path, book: LicenseBook) -> Identity:
     if key == "other":  # custom licenses are named in license_name
         key = card.get("license_name") or "other"
     facts.update({k: card[k] for k in ("license", "license_name", "license_link", "base_model") if k in card})
+    repo = card.get("base_model") if isinstance(card.get("base_model"), str) else None
+    match = match_catalog(repo=repo) or match_catalog(repo=path.name.replace("--", "/"))
+    if match:
+        facts["catalog_id"] = match
     lic = book.get(key if isinstance(key, str) else None)
     note = "" if lic else (f"model card says license '{key}', which the catalog does not know" if key
                            else "no license in the model card front matter")
