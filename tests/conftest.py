@@ -75,3 +75,12 @@ def write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def smol_project(tmp_path: Path, cases: str, max_tokens: int = 24, extra: str = "", price: str = "") -> Path:
+    """A config with the bundled SmolLM2 (2 threads) on a suite of ``cases``; returns the config path."""
+    write(tmp_path / "cases.yaml", cases)
+    price_line = f"    price: {price}\n" if price else ""
+    return write(tmp_path / "weighbridge.yaml",
+                 "models:\n  - name: smol\n    backend: llamacpp\n    bundled: smollm2-135m\n    n_threads: 2\n"
+                 f"    params: {{max_tokens: {max_tokens}}}\n{price_line}{extra}suites: [cases.yaml]\n")

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from weighbridge import __version__
 from weighbridge.cli import app
 
-from .conftest import free_port, write
+from .conftest import free_port, smol_project, write
 
 runner = CliRunner()
 
@@ -25,16 +25,7 @@ CASES = "".join(f"""
 
 
 def project(tmp_path, max_tokens=24):
-    write(tmp_path / "cases.yaml", CASES)
-    return write(tmp_path / "weighbridge.yaml", f"""
-models:
-  - name: smol
-    backend: llamacpp
-    bundled: smollm2-135m
-    n_threads: 2
-    params: {{max_tokens: {max_tokens}}}
-suites: [cases.yaml]
-""")
+    return smol_project(tmp_path, CASES, max_tokens)
 
 
 def test_version():

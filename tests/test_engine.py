@@ -11,7 +11,7 @@ from weighbridge.errors import BackendUnavailable, WeighbridgeError
 from weighbridge.store import Store
 from weighbridge.summary import summarise_run
 
-from .conftest import free_port, write
+from .conftest import free_port, smol_project, write
 from .fake_upstream import FakeUpstream, ok_stream
 
 CASES = """
@@ -29,18 +29,7 @@ CASES = """
 
 
 def smol_config(tmp_path, max_tokens=32, extra=""):
-    write(tmp_path / "cases.yaml", CASES)
-    return load_config(write(tmp_path / "weighbridge.yaml", f"""
-models:
-  - name: smol
-    backend: llamacpp
-    bundled: smollm2-135m
-    n_threads: 2
-    params: {{max_tokens: {max_tokens}}}
-    price: {{gpu_hour_usd: 2.0}}
-{extra}
-suites: [cases.yaml]
-"""))
+    return load_config(smol_project(tmp_path, CASES, max_tokens, extra, price="{gpu_hour_usd: 2.0}"))
 
 
 def bake(cfg, store, **kw):
