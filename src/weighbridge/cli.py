@@ -6,7 +6,7 @@ import asyncio
 import os
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.console import Console
@@ -67,32 +67,15 @@ def init(path: Path = typer.Argument(Path("weighbridge.yaml"), help="Where to wr
     console.print(f"wrote {path} - edit the models, then run: weighbridge bakeoff -c {path}")
 
 
-@app.command()
-def bakeoff(
-    config: Optional[Path] = typer.Option(None, "-c", "--config", help="Config file (default: ./weighbridge.yaml, "
-                                          "else the embedded default)."),
-    model: Optional[list[str]] = typer.Option(None, "-m", "--model", help="Run only this model (repeatable)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the latest unfinished run (or --run ID)."),
-    run_id: Optional[str] = typer.Option(None, "--run", help="With --resume: the run to continue."),
-    no_cache: bool = typer.Option(False, "--no-cache", help="Ignore the response cache (answers are still stored)."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the figures as JSON to this file."),
-    report: Optional[Path] = typer.Option(None, "--report", help="HTML report path (default from config)."),
-    store: Optional[Path] = typer.Option(None, "--store", help="SQLite store (default from config)."),
-    fail_under: Optional[float] = typer.Option(None, "--fail-under", min=0.0, max=1.0,
-                                               help="Exit 1 if any model's pass rate is below this (0-1)."),
-) -> None:
-    """Run every model on every case, score the answers, and print them side by side."""
+def _run_and_report(cfg: Config, *, store: Optional[Path], report: Optional[Path], resume: bool | str,
+                    use_cache: bool, only_models: Optional[list[str]]) -> Any:
+    """Run a bakeoff with live progress, print its table and write its HTML report; return the summary."""
     from .engine import run_bakeoff
     from .report.html import write_html
-    from .report.jsonreport import write_json
     from .report.terminal import render
     from .store import Store
     from .summary import summarise_run
 
-    try:
-        cfg = _config(config)
-    except WeighbridgeError as e:
-        raise _fail(e) from None
     store_path = _store_path(cfg, store)
     progress = Progress(TextColumn("[bold]{task.description:<22}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("pass {task.fields[passed]}"), TimeElapsedColumn(), console=console,
@@ -111,9 +94,8 @@ def bakeoff(
     t0 = time.perf_counter()
     try:
         with progress:
-            stats = asyncio.run(run_bakeoff(cfg, store_path, resume=(run_id or True) if resume else False,
-                                            use_cache=not no_cache, only_models=model or None,
-                                            progress=on_progress, on_run=current_run.append))
+            stats = asyncio.run(run_bakeoff(cfg, store_path, resume=resume, use_cache=use_cache,
+                                            only_models=only_models, progress=on_progress, on_run=current_run.append))
     except KeyboardInterrupt:
         where = f" run {current_run[0]}" if current_run else ""
         err_console.print(f"[yellow]interrupted:{where} keeps every finished answer. "
@@ -131,8 +113,33 @@ def bakeoff(
         if m.license_verdict == "not_allowed":
             err_console.print(f"[bold red]license:[/] {m.model} ({m.license}) is not allowed under the deployment "
                               "profile; see `weighbridge license check`")
-    html_path = write_html(summary, report or cfg.resolve(cfg.report))
-    console.print(f"report: {html_path}")
+    console.print(f"report: {write_html(summary, report or cfg.resolve(cfg.report))}")
+    return summary
+
+
+@app.command()
+def bakeoff(
+    config: Optional[Path] = typer.Option(None, "-c", "--config", help="Config file (default: ./weighbridge.yaml, "
+                                          "else the embedded default)."),
+    model: Optional[list[str]] = typer.Option(None, "-m", "--model", help="Run only this model (repeatable)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the latest unfinished run (or --run ID)."),
+    run_id: Optional[str] = typer.Option(None, "--run", help="With --resume: the run to continue."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Ignore the response cache (answers are still stored)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the figures as JSON to this file."),
+    report: Optional[Path] = typer.Option(None, "--report", help="HTML report path (default from config)."),
+    store: Optional[Path] = typer.Option(None, "--store", help="SQLite store (default from config)."),
+    fail_under: Optional[float] = typer.Option(None, "--fail-under", min=0.0, max=1.0,
+                                               help="Exit 1 if any model's pass rate is below this (0-1)."),
+) -> None:
+    """Run every model on every case, score the answers, and print them side by side."""
+    from .report.jsonreport import write_json
+
+    try:
+        cfg = _config(config)
+    except WeighbridgeError as e:
+        raise _fail(e) from None
+    summary = _run_and_report(cfg, store=store, report=report, resume=(run_id or True) if resume else False,
+                              use_cache=not no_cache, only_models=model or None)
     if json_out:
         console.print(f"json: {write_json(summary, json_out)}")
     if fail_under is not None:
@@ -141,6 +148,74 @@ def bakeoff(
             err_console.print("[bold red]fail-under:[/] " + ", ".join(f"{m.model} {m.pass_rate:.1%} < {fail_under:.1%}"
                                                                      for m in below))
             raise typer.Exit(1)
+
+
+@app.command()
+def check(
+    baseline: str = typer.Option(..., "--baseline", help="Run id in the store, or a results JSON from "
+                                                        "`weighbridge bakeoff --json`."),
+    config: Optional[Path] = typer.Option(None, "-c", "--config", help="Config with the candidate model(s)."),
+    model: Optional[list[str]] = typer.Option(None, "-m", "--model", help="Check only this model (repeatable)."),
+    baseline_model: Optional[str] = typer.Option(None, "--baseline-model",
+                                                 help="Compare every candidate with this baseline model."),
+    alpha: float = typer.Option(0.05, "--alpha", min=0.0, max=1.0, help="Significance level of the paired test."),
+    margin: float = typer.Option(0.0, "--margin", min=0.0, max=1.0,
+                                 help="Ignore drops in pass rate up to this much (0.02 = 2 points)."),
+    junit: Optional[Path] = typer.Option(None, "--junit", help="Write JUnit XML here."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the comparison as JSON here."),
+    store: Optional[Path] = typer.Option(None, "--store", help="SQLite store (default from config)."),
+) -> None:
+    """Re-run the pinned suite on the candidate model(s); exit 1 only on a significant regression."""
+    import json as _json
+
+    from .compare import compare, outcomes_from_file, outcomes_from_run
+    from .files import write_atomic
+    from .report.junit import write_junit
+    from .store import Store
+
+    try:
+        cfg = _config(config)
+        if Path(baseline).is_file():
+            base, label = outcomes_from_file(Path(baseline)), baseline
+        else:
+            store_path = _store_path(cfg, store)
+            if not store_path.exists():
+                raise WeighbridgeError(f"{store_path}: no store, so '{baseline}' cannot be a run id; give a results file")
+            base, label = outcomes_from_run(Store(store_path), baseline), f"run {baseline}"
+    except WeighbridgeError as e:
+        raise _fail(e) from None
+    summary = _run_and_report(cfg, store=store, report=None, resume=False, use_cache=True, only_models=model or None)
+    comparisons = []
+    try:
+        for m in summary.models:
+            name = baseline_model or (m.model if m.model in base else (next(iter(base)) if len(base) == 1 else None))
+            if name is None or name not in base:
+                raise WeighbridgeError(f"the baseline has no model '{baseline_model or m.model}' "
+                                       f"(it has: {', '.join(base)}); pass --baseline-model")
+            comparisons.append(compare(m.model, base[name], summary.outcomes(m.model), f"{label} · {name}"))
+    except WeighbridgeError as e:
+        raise _fail(e) from None
+    t = Table("model", "baseline", "now", "Δ pass rate (95% CI)", "p (McNemar)", "fixed", "broken", "verdict",
+              title=f"check against {label} · α={alpha} · margin={margin:.1%}", title_justify="left")
+    for c in comparisons:
+        bad = c.regression(alpha, margin)
+        t.add_row(c.model, f"{c.baseline_pass_rate:.1%}", f"{c.candidate_pass_rate:.1%}",
+                  f"{c.delta:+.1%} ({c.delta_ci95[0]:+.1%} … {c.delta_ci95[1]:+.1%})", f"{c.p_value:.3g}",
+                  str(len(c.fixed)), str(len(c.broken)), "[bold red]REGRESSION[/]" if bad else "[green]ok[/]")
+    console.print(t)
+    for c in comparisons:
+        if c.broken:
+            console.print(f"{c.model} broken (passed before, fail now): {', '.join(c.broken)}", highlight=False)
+        if c.fixed:
+            console.print(f"{c.model} fixed (failed before, pass now): {', '.join(c.fixed)}", highlight=False)
+    console.print(f"[dim]{comparisons[0].test if comparisons else ''}[/]")
+    if junit:
+        console.print(f"junit: {write_junit(comparisons, alpha, margin, junit)}")
+    if json_out:
+        write_atomic(json_out, _json.dumps({"alpha": alpha, "margin": margin, "baseline": label,
+                                            "comparisons": [c.to_dict() for c in comparisons]}, indent=2) + "\n")
+    if any(c.regression(alpha, margin) for c in comparisons):
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -36,3 +36,38 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 
 def mean(values: Sequence[float]) -> float | None:
     return sum(values) / len(values) if values else None
+
+
+def mcnemar_exact(b: int, c: int) -> float:
+    """Two-sided exact McNemar p-value from the discordant counts.
+
+    b = pairs where only the first condition passed, c = only the second. Under the null each
+    discordant pair is a fair coin, so p = min(1, 2 × P[X ≤ min(b, c)]), X ~ Binomial(b + c, ½).
+    """
+    n = b + c
+    if n == 0:
+        return 1.0
+    k = min(b, c)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
+def paired_bootstrap(first: Sequence[float], second: Sequence[float], *, resamples: int = 10_000,
+                     seed: int = 0, confidence: float = 0.95) -> tuple[float, float, float]:
+    """Mean of (second − first) over paired items and its percentile bootstrap interval.
+
+    Items are resampled with replacement as pairs, so the interval respects the pairing.
+    """
+    import numpy as np
+
+    if len(first) != len(second) or not first:
+        raise ValueError("paired_bootstrap needs two equally long, non-empty sequences")
+    diffs = np.asarray(second, dtype=float) - np.asarray(first, dtype=float)
+    n = len(diffs)
+    rng = np.random.default_rng(seed)
+    chunk = max(1, min(resamples, 4_000_000 // n))  # bound memory: ~32 MB of indices per chunk
+    means = np.concatenate([diffs[rng.integers(0, n, size=(min(chunk, resamples - i), n))].mean(axis=1)
+                            for i in range(0, resamples, chunk)])
+    alpha = (1 - confidence) / 2
+    lo, hi = np.quantile(means, [alpha, 1 - alpha])
+    return float(diffs.mean()), float(lo), float(hi)

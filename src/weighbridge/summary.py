@@ -103,7 +103,12 @@ class RunSummary:
         return {"run_id": self.run["id"], "status": self.run["status"], "created_at": self.run["created_at"],
                 "finished_at": self.run["finished_at"], "samples": self.run["samples"],
                 "cases": len(self.cases), "definitions": DEFINITIONS,
-                "models": [m.to_dict() for m in self.models], "manifest": self.run["manifest"]}
+                "models": [{**m.to_dict(), "outcomes": self.outcomes(m.model)} for m in self.models],
+                "manifest": self.run["manifest"]}
+
+    def outcomes(self, model: str) -> dict[str, bool]:
+        """Per (case, sample) pass/fail: what a later `weighbridge check --baseline` compares against."""
+        return {f"{r.case_id}#{r.sample}": r.passed for r in self.rows if r.model == model}
 
 
 def summarise_run(store: Store, run_id: str) -> RunSummary:

@@ -1,0 +1,76 @@
+"""Paired comparison of two sets of answers to the same cases, and the regression gate.
+
+Models are compared on the same (case, sample) items, so the tests are paired: McNemar's exact
+test on pass/fail, a paired bootstrap interval on the difference in pass rate, and the list of
+flipped cases (fixed: failed before, passes now; broken: passed before, fails now).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import WeighbridgeError
+from .stats import mcnemar_exact, paired_bootstrap
+from .store import Store
+
+Outcomes = dict[str, bool]  # "case_id#sample" -> passed
+
+
+@dataclass
+class Comparison:
+    model: str
+    baseline_label: str
+    pairs: int
+    baseline_pass_rate: float
+    candidate_pass_rate: float
+    delta: float
+    delta_ci95: tuple[float, float]
+    fixed: list[str]
+    broken: list[str]
+    p_value: float
+    test: str = "McNemar exact (two-sided) on discordant pairs; 95% CI by paired bootstrap (10,000 resamples, seed 0)"
+    missing: list[str] = field(default_factory=list)
+
+    def regression(self, alpha: float, margin: float) -> bool:
+        """Significant at ``alpha`` and worse by more than ``margin`` (a pass-rate fraction)."""
+        return self.p_value < alpha and -self.delta > margin
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["delta_ci95"] = list(self.delta_ci95)
+        return d
+
+
+def outcomes_from_run(store: Store, run_id: str) -> dict[str, Outcomes]:
+    out: dict[str, Outcomes] = {}
+    for r in store.generations(run_id):
+        out.setdefault(r.model, {})[f"{r.case_id}#{r.sample}"] = r.passed
+    return out
+
+
+def outcomes_from_file(path: Path) -> dict[str, Outcomes]:
+    """A bakeoff --json file carries each model's per-case outcomes under models[].outcomes."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return {m["model"]: {k: bool(v) for k, v in m["outcomes"].items()} for m in data["models"]}
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise WeighbridgeError(f"{path}: not a weighbridge results file with per-case outcomes ({e})") from None
+
+
+def compare(model: str, baseline: Outcomes, candidate: Outcomes, label: str) -> Comparison:
+    keys = sorted(set(baseline) & set(candidate))
+    if not keys:
+        raise WeighbridgeError(f"model '{model}': no cases in common with the baseline ({label})")
+    before = [1.0 if baseline[k] else 0.0 for k in keys]
+    after = [1.0 if candidate[k] else 0.0 for k in keys]
+    fixed = [k for k in keys if not baseline[k] and candidate[k]]
+    broken = [k for k in keys if baseline[k] and not candidate[k]]
+    delta, lo, hi = paired_bootstrap(before, after)
+    return Comparison(model=model, baseline_label=label, pairs=len(keys),
+                      baseline_pass_rate=sum(before) / len(keys), candidate_pass_rate=sum(after) / len(keys),
+                      delta=delta, delta_ci95=(lo, hi), fixed=fixed, broken=broken,
+                      p_value=mcnemar_exact(len(broken), len(fixed)),
+                      missing=sorted(set(baseline) ^ set(candidate)))

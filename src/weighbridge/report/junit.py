@@ -1,0 +1,34 @@
+"""JUnit XML for CI: one test case per (case, sample) and one for the regression gate, per model."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from ..compare import Comparison
+from ..files import write_atomic
+
+
+def junit_xml(comparisons: list[Comparison], alpha: float, margin: float) -> str:
+    suites = ET.Element("testsuites", name="weighbridge check")
+    for c in comparisons:
+        regressed = c.regression(alpha, margin)
+        keys = sorted(set(c.fixed) | set(c.broken)) or []
+        suite = ET.SubElement(suites, "testsuite", name=f"weighbridge.{c.model}", tests=str(c.pairs + 1),
+                              failures=str(len(c.broken) + int(regressed)))
+        gate = ET.SubElement(suite, "testcase", classname=f"weighbridge.{c.model}", name="regression-gate")
+        if regressed:
+            ET.SubElement(gate, "failure", message=f"pass rate {c.baseline_pass_rate:.1%} -> {c.candidate_pass_rate:.1%} "
+                                                   f"(p={c.p_value:.4g} < {alpha}, drop > {margin:.1%})").text = (
+                "broken: " + ", ".join(c.broken))
+        for key in keys:
+            case = ET.SubElement(suite, "testcase", classname=f"weighbridge.{c.model}", name=key)
+            if key in c.broken:
+                ET.SubElement(case, "failure", message="passed in the baseline, fails now")
+        ET.SubElement(suite, "system-out").text = f"{c.pairs} paired items; {len(c.fixed)} fixed, {len(c.broken)} broken; {c.test}"
+    ET.indent(suites)
+    return ET.tostring(suites, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def write_junit(comparisons: list[Comparison], alpha: float, margin: float, path: Path) -> Path:
+    return write_atomic(path, junit_xml(comparisons, alpha, margin))
