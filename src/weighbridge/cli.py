@@ -222,6 +222,8 @@ def check(
 def report(run: Optional[str] = typer.Argument(None, help="Run id (default: the latest run)."),
            output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write the HTML report here."),
            json_out: Optional[Path] = typer.Option(None, "--json", help="Write the figures as JSON here."),
+           baseline: Optional[str] = typer.Option(None, "--baseline", help="Run id or results JSON: mark cases that "
+                                                                           "flipped against it."),
            store: Path = typer.Option(Path("weighbridge.db"), "--store", help="SQLite store.")) -> None:
     """Print a stored run's side-by-side table again; optionally write HTML/JSON. Calls no model."""
     from .report.html import write_html
@@ -238,11 +240,16 @@ def report(run: Optional[str] = typer.Argument(None, help="Run id (default: the 
         if run_id is None:
             raise WeighbridgeError(f"{store}: holds no runs yet")
         summary = summarise_run(st, run_id)
+        base = None
+        if baseline:
+            from .compare import outcomes_from_file, outcomes_from_run
+
+            base = outcomes_from_file(Path(baseline)) if Path(baseline).is_file() else outcomes_from_run(st, baseline)
     except WeighbridgeError as e:
         raise _fail(e) from None
     render(summary, console)
     if output:
-        console.print(f"report: {write_html(summary, output)}")
+        console.print(f"report: {write_html(summary, output, base, baseline or '')}")
     if json_out:
         console.print(f"json: {write_json(summary, json_out)}")
 

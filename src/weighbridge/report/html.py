@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ..files import write_atomic
 from ..summary import DEFINITIONS, RunSummary
+from .svg import latency_distribution, quality_vs_cost
 
 _CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:24px;color:#1b1f24}
@@ -24,16 +25,22 @@ pre{white-space:pre-wrap;word-break:break-word;margin:0;max-height:12em;overflow
 details pre{max-height:none}
 .lic.not_allowed{color:#cf222e;font-weight:bold}.lic.needs_review{color:#8250df}.lic.allowed_with_duties{color:#9a6700}
 .lic.allowed{color:#1a7f37}
+.plots{display:flex;gap:24px;flex-wrap:wrap}.plots figure{margin:0}.plots figcaption{color:#57606a;font-size:12px}
+details.fold summary{cursor:pointer;color:#0969da;font-size:12px}
+.flip{font-size:11px;padding:0 4px;border-radius:3px}.flip.fixed{background:#dafbe1}.flip.broken{background:#ffebe9}
 """
 
 _JS = """
-const q=document.getElementById('q'),wl=document.getElementById('wl'),ff=document.getElementById('failed');
+const q=document.getElementById('q'),wl=document.getElementById('wl'),ff=document.getElementById('failed'),
+      dis=document.getElementById('disagree'),fl=document.getElementById('flipped');
 function apply(){const t=q.value.toLowerCase();let n=0;
 for(const r of document.querySelectorAll('tr.case')){
- const ok=(!wl.value||r.dataset.wl===wl.value)&&(!ff.checked||r.dataset.failed==='1')&&(!t||r.textContent.toLowerCase().includes(t));
+ const ok=(!wl.value||r.dataset.wl===wl.value)&&(!ff.checked||r.dataset.failed==='1')
+   &&(!dis.checked||r.dataset.disagree==='1')&&(!fl||!fl.checked||r.dataset.flipped==='1')
+   &&(!t||r.textContent.toLowerCase().includes(t));
  r.style.display=ok?'':'none';if(ok)n++;}
 document.getElementById('shown').textContent=n;}
-[q,wl,ff].forEach(e=>e.addEventListener('input',apply));apply();
+[q,wl,ff,dis,fl].forEach(e=>e&&['input','change'].forEach(k=>e.addEventListener(k,apply)));apply();
 """
 
 
@@ -45,7 +52,39 @@ def _ms(v: float | None) -> str:
     return "–" if v is None else f"{v:,.0f} ms"
 
 
-def render_html(summary: RunSummary) -> str:
+_FOLD_AT = 600  # characters: longer answers fold behind a "show all" toggle
+
+
+def _answer(text: str) -> str:
+    if len(text) <= _FOLD_AT:
+        return f"<pre>{_e(text)}</pre>"
+    return (f"<pre>{_e(text[:_FOLD_AT])}…</pre><details class=fold><summary>show all {len(text):,} characters"
+            f"</summary><pre>{_e(text)}</pre></details>")
+
+
+def _paired_section(summary: RunSummary) -> list[str]:
+    """Every other model against the first, on the same (case, sample) items."""
+    from ..compare import compare
+
+    models = summary.models
+    if len(models) < 2:
+        return []
+    ref = models[0].model
+    out = [f"<h2>Paired comparison (against {_e(ref)})</h2><table><tr><th>model</th><th>Δ pass rate (95% CI)</th>"
+           "<th>p (McNemar exact)</th><th>fixed</th><th>broken</th></tr>"]
+    test = ""
+    for m in models[1:]:
+        c = compare(m.model, summary.outcomes(ref), summary.outcomes(m.model), ref)
+        test = c.test
+        out.append(f"<tr><td>{_e(m.model)}</td><td class=num>{c.delta:+.1%} ({c.delta_ci95[0]:+.1%} … "
+                   f"{c.delta_ci95[1]:+.1%})</td><td class=num>{c.p_value:.3g}</td><td class=num>{len(c.fixed)}</td>"
+                   f"<td class=num>{len(c.broken)}</td></tr>")
+    out.append(f"</table><p class=meta>{_e(test)}. Fixed: {_e(ref)} failed, this model passed; broken: the reverse.</p>")
+    return out
+
+
+def render_html(summary: RunSummary, baseline: dict[str, dict[str, bool]] | None = None,
+                baseline_label: str = "") -> str:
     models = summary.models
     run = summary.run
     names = [m.model for m in models]
@@ -76,6 +115,11 @@ def render_html(summary: RunSummary) -> str:
                                 "–" if m.cost.per_success_usd is None else f"${m.cost.per_success_usd:.5f}" for m in models])
     row("errors", [_e(", ".join(f"{k}×{v}" for k, v in m.error_kinds.items()) or "0") for m in models])
     out.append("</table>")
+    lat = {m.model: [r.generation.latency_ms for r in summary.rows if r.model == m.model and r.generation] for m in models}
+    out.append("<div class=plots><figure>" + quality_vs_cost(models) + "<figcaption>Quality against cost: the bar is "
+               "the 95% Wilson interval of the pass rate.</figcaption></figure><figure>" + latency_distribution(lat)
+               + "<figcaption>Latency per request: box p25–p75, solid line p50, dashed p95.</figcaption></figure></div>")
+    out.extend(_paired_section(summary))
 
     by_key = {(r.model, r.case_id, r.sample): r for r in summary.rows}
     workloads = sorted({c["workload"] for c in summary.cases})
@@ -83,11 +127,15 @@ def render_html(summary: RunSummary) -> str:
                "<select id=wl><option value=''>all workloads</option>"
                + "".join(f"<option>{_e(w)}</option>" for w in workloads)
                + "</select><label><input type=checkbox id=failed> failed anywhere</label>"
-               "<span><span id=shown></span> shown</span></div>")
+               "<label><input type=checkbox id=disagree> models disagree</label>"
+               + (f"<label><input type=checkbox id=flipped> flipped vs baseline ({_e(baseline_label)})</label>"
+                  if baseline else "")
+               + "<span><span id=shown></span> shown</span></div>")
     out.append("<table><tr><th>case</th>" + "".join(f"<th>{_e(n)}</th>" for n in names) + "</tr>")
     for c in summary.cases:
         for s in range(run["samples"]):
-            cells, failed = [], False
+            cells, failed, verdicts, flipped = [], False, set(), False
+            key = f"{c['id']}#{s}"
             for n in names:
                 r = by_key.get((n, c["id"], s))
                 if r is None:
@@ -99,14 +147,21 @@ def render_html(summary: RunSummary) -> str:
                     failed = True
                     continue
                 failed |= not r.passed
+                verdicts.add(r.passed)
                 g = r.generation
                 why = "; ".join(f"{k}: {sc.reason}" for k, sc in r.scores)
-                cells.append(f"<td class={'pass' if r.passed else 'fail'}><pre>{_e(g.text if g else '')}</pre>"
+                flip = ""
+                if baseline and key in baseline.get(n, {}) and baseline[n][key] != r.passed:
+                    flipped = True
+                    flip = (" <span class='flip fixed'>fixed</span>" if r.passed else
+                            " <span class='flip broken'>broken</span>")
+                cells.append(f"<td class={'pass' if r.passed else 'fail'}>{_answer(g.text if g else '')}"
                              f"<div class=why>{'✔' if r.passed else '✘'} {_e(why)}<br>{_ms(g.latency_ms if g else None)}"
-                             f" · {g.completion_tokens if g else 0} tok{' · cached' if r.cached else ''}</div></td>")
+                             f" · {g.completion_tokens if g else 0} tok{' · cached' if r.cached else ''}{flip}</div></td>")
             prompt = "\n".join(f"[{m['role']}] {m['content']}" for m in _messages(c["case"]))
             label = c["id"] + (f" #{s}" if run["samples"] > 1 else "")
-            out.append(f"<tr class=case data-wl='{_e(c['workload'])}' data-failed='{int(failed)}'><td><b>{_e(label)}</b>"
+            out.append(f"<tr class=case data-wl='{_e(c['workload'])}' data-failed='{int(failed)}' "
+                       f"data-disagree='{int(len(verdicts) > 1)}' data-flipped='{int(flipped)}'><td><b>{_e(label)}</b>"
                        f"<div class=why>{_e(c['workload'])}</div><details><summary>prompt</summary><pre>{_e(prompt)}</pre>"
                        f"</details></td>{''.join(cells)}</tr>")
     out.append("</table><h2>Definitions</h2><ul>" + "".join(f"<li><b>{_e(k)}</b>: {_e(v)}</li>" for k, v in DEFINITIONS.items())
@@ -134,5 +189,6 @@ def _messages(case: dict) -> list[dict[str, str]]:
     return msgs
 
 
-def write_html(summary: RunSummary, path: str | Path) -> Path:
-    return write_atomic(path, render_html(summary))
+def write_html(summary: RunSummary, path: str | Path, baseline: dict[str, dict[str, bool]] | None = None,
+               baseline_label: str = "") -> Path:
+    return write_atomic(path, render_html(summary, baseline, baseline_label))

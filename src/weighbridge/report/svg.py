@@ -1,0 +1,99 @@
+"""Inline SVG plots for the HTML report: no JavaScript charting library, nothing fetched."""
+
+from __future__ import annotations
+
+import html
+import math
+
+from ..stats import percentile
+from ..summary import ModelSummary
+
+_COLORS = ["#0969da", "#cf222e", "#1a7f37", "#8250df", "#bf8700", "#e16f24", "#57606a", "#bf3989"]
+
+
+def _e(x: object) -> str:
+    return html.escape(str(x), quote=True)
+
+
+def _nice_max(v: float) -> float:
+    if v <= 0:
+        return 1.0
+    exp = 10 ** math.floor(math.log10(v))
+    for m in (1, 2, 2.5, 5, 10):
+        if v <= m * exp:
+            return m * exp
+    return 10 * exp
+
+
+def quality_vs_cost(models: list[ModelSummary], width: int = 560, height: int = 300) -> str:
+    """Pass rate (with its 95% interval) against the cost of running the suite (every model ran the same
+    cases, so totals compare), or against mean latency when a model has no price."""
+    priced = all(m.cost.total_usd is not None for m in models)
+    xs = [(m.cost.total_usd if priced else (m.latency_mean_ms or 0) / 1000) for m in models]  # type: ignore[misc]
+    x_label = "$ to run the whole suite" if priced else "mean latency (s) – not every model has a price"
+    xmax = _nice_max(max(xs) * 1.1 if xs else 1)
+    left, right, top, bottom = 56, 16, 16, 40
+    pw, ph = width - left - right, height - top - bottom
+
+    def px(x: float) -> float:
+        return left + pw * x / xmax
+
+    def py(y: float) -> float:
+        return top + ph * (1 - y)
+
+    parts = [f'<svg class=plot role=img aria-label="quality versus cost" width="{width}" height="{height}" '
+             f'viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg" font-size="11" font-family="sans-serif">',
+             f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#d0d7de"/>']
+    for i in range(6):
+        y = i / 5
+        parts.append(f'<line x1="{left}" x2="{left + pw}" y1="{py(y):.1f}" y2="{py(y):.1f}" stroke="#eaeef2"/>'
+                     f'<text x="{left - 6}" y="{py(y) + 4:.1f}" text-anchor="end">{y:.0%}</text>')
+        x = xmax * i / 5
+        parts.append(f'<text x="{px(x):.1f}" y="{top + ph + 16}" text-anchor="middle">{x:.3g}</text>')
+    parts.append(f'<text x="{left + pw / 2}" y="{height - 4}" text-anchor="middle">{_e(x_label)}</text>'
+                 f'<text x="12" y="{top + ph / 2}" text-anchor="middle" transform="rotate(-90 12 {top + ph / 2})">pass rate</text>')
+    for i, (m, x) in enumerate(zip(models, xs)):
+        c = _COLORS[i % len(_COLORS)]
+        parts.append(f'<line x1="{px(x):.1f}" x2="{px(x):.1f}" y1="{py(m.ci95[0]):.1f}" y2="{py(m.ci95[1]):.1f}" '
+                     f'stroke="{c}" stroke-width="2"/><circle cx="{px(x):.1f}" cy="{py(m.pass_rate):.1f}" r="5" '
+                     f'fill="{c}"><title>{_e(m.model)}: {m.pass_rate:.1%} (95% CI {m.ci95[0]:.1%}–{m.ci95[1]:.1%}), '
+                     f'{_e(x_label)} {x:.4g}</title></circle>'
+                     f'<text x="{px(x) + 8:.1f}" y="{py(m.pass_rate) - 6:.1f}" fill="{c}">{_e(m.model)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def latency_distribution(latencies: dict[str, list[float]], width: int = 560, row: int = 34) -> str:
+    """Per model: every request's latency as a dot, with a box from p25 to p75, p50 and p95 marked."""
+    names = list(latencies)
+    height = 40 + row * max(1, len(names))
+    left, right = 130, 16
+    pw = width - left - right
+    xmax = _nice_max(max((max(v) for v in latencies.values() if v), default=1.0) / 1000 * 1.05)
+
+    def px(ms: float) -> float:
+        return left + pw * (ms / 1000) / xmax
+
+    parts = [f'<svg class=plot role=img aria-label="latency distribution" width="{width}" height="{height}" '
+             f'viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg" font-size="11" font-family="sans-serif">']
+    for i in range(6):
+        x = xmax * i / 5
+        parts.append(f'<line x1="{left + pw * i / 5:.1f}" x2="{left + pw * i / 5:.1f}" y1="8" y2="{height - 26}" '
+                     f'stroke="#eaeef2"/><text x="{left + pw * i / 5:.1f}" y="{height - 12}" text-anchor="middle">{x:.3g} s</text>')
+    for r, name in enumerate(names):
+        vals = latencies[name]
+        cy = 20 + r * row
+        c = _COLORS[r % len(_COLORS)]
+        parts.append(f'<text x="{left - 8}" y="{cy + 4}" text-anchor="end">{_e(name)}</text>')
+        if not vals:
+            continue
+        step = max(1, len(vals) // 400)  # at most ~400 dots per model keeps the page light
+        for j, v in enumerate(vals[::step]):
+            parts.append(f'<circle cx="{px(v):.1f}" cy="{cy + ((j * 7) % 13) - 6}" r="1.6" fill="{c}" opacity=".45"/>')
+        p25, p50, p75, p95 = (percentile(vals, q) for q in (25, 50, 75, 95))
+        parts.append(f'<rect x="{px(p25):.1f}" y="{cy - 9}" width="{max(1.0, px(p75) - px(p25)):.1f}" height="18" '
+                     f'fill="none" stroke="{c}"/><line x1="{px(p50):.1f}" x2="{px(p50):.1f}" y1="{cy - 9}" y2="{cy + 9}" '
+                     f'stroke="{c}" stroke-width="2"/><line x1="{px(p95):.1f}" x2="{px(p95):.1f}" y1="{cy - 6}" '
+                     f'y2="{cy + 6}" stroke="{c}" stroke-dasharray="2 2"><title>p95 {p95:,.0f} ms</title></line>')
+    parts.append("</svg>")
+    return "".join(parts)
