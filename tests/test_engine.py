@@ -204,3 +204,25 @@ suites: [cases.yaml]
     two = [s for s in spans if s[0] == "two"]
     assert len(one) == len(two) == 3
     assert max(e for _, _, e in one) <= min(b for _, b, _ in two)  # model two started after model one ended
+
+
+def test_repeats_vary_with_temperature_and_give_pass_at_k(tmp_path):
+    write(tmp_path / "cases.yaml", "- {id: story, prompt: 'Write one sentence about a dragon.', "
+                                   "scorers: [{type: contains, value: dragon}]}\n"
+                                   "- {id: color, prompt: 'Name a color.', scorers: [{type: regex, pattern: '(?i)red|blue|green'}]}\n")
+    cfg = load_config(write(tmp_path / "w.yaml", "models:\n  - {name: smol, backend: llamacpp, bundled: smollm2-135m, "
+                                                 "n_threads: 2, params: {temperature: 1.0, max_tokens: 24}}\n"
+                                                 "suites: [cases.yaml]\nsamples: 3\n"))
+    store = Store(tmp_path / "wb.db")
+    stats = asyncio.run(run_bakeoff(cfg, store))
+    s = summarise_run(store, stats.run_id)
+    texts = {r.sample: r.generation.text for r in s.rows if r.case_id == "story"}
+    assert len(set(texts.values())) > 1  # seed + sample index: the repeats differ
+    m = s.models[0]
+    assert m.samples == 3 and set(m.pass_at_k) == {"pass@1", "pass@3"}
+    assert m.pass_at_k["pass@1"] == pytest.approx(m.pass_rate) and m.pass_at_k["pass@3"] >= m.pass_at_k["pass@1"]
+    for cid in m.unstable_cases:
+        assert len({r.passed for r in s.rows if r.case_id == cid}) == 2
+    # the same config again is served from the cache, repeats included
+    again = asyncio.run(run_bakeoff(cfg, store))
+    assert again.model_calls == 0 and again.cache_hits == 6

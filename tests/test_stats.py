@@ -49,3 +49,11 @@ def test_paired_bootstrap_fixed_seed_and_degenerate_cases():
     shift = [x + 0.25 for x in a]
     mean, lo, hi = paired_bootstrap(a, shift)
     assert mean == lo == hi == 0.25
+
+
+def test_pass_at_k_known_values():
+    from weighbridge.stats import pass_at_k
+    assert pass_at_k(5, 0, 1) == 0.0 and pass_at_k(5, 5, 1) == 1.0
+    assert pass_at_k(5, 2, 1) == 0.4           # pass@1 is the plain pass rate
+    assert pass_at_k(5, 2, 5) == 1.0           # one of the five passed
+    assert abs(pass_at_k(10, 3, 2) - (1 - 21 / 45)) < 1e-12  # 1 − C(7,2)/C(10,2)

@@ -67,16 +67,19 @@ def machine_facts() -> dict[str, Any]:
     return facts
 
 
-def build_request(spec: ModelSpec, case: Case) -> Request:
+def build_request(spec: ModelSpec, case: Case, sample: int = 0) -> Request:
+    """The request for one job. Repeats get seed + sample index, so with temperature > 0 they differ
+    (and stay reproducible); at temperature 0 the seed changes nothing."""
     p = spec.params
     messages = case.rendered_messages()
+    seed = p.seed + sample
     if spec.mode == "completion":
         from .backends.llamacpp import render_completion_prompt
 
         return Request(prompt=render_completion_prompt(spec.prompt_template, messages), temperature=p.temperature,
-                       top_p=p.top_p, max_tokens=p.max_tokens, seed=p.seed, stop=list(p.stop))
+                       top_p=p.top_p, max_tokens=p.max_tokens, seed=seed, stop=list(p.stop))
     return Request(messages=messages, temperature=p.temperature, top_p=p.top_p, max_tokens=p.max_tokens,
-                   seed=p.seed, stop=list(p.stop))
+                   seed=seed, stop=list(p.stop))
 
 
 def cache_key(identity_key: str, request: Request, sample: int) -> str:
@@ -183,7 +186,7 @@ class Bakeoff:
     async def _run_job(self, run_id: str, job: Job, sem: asyncio.Semaphore, progress: ProgressFn | None,
                        counters: dict[str, int], totals: dict[str, int]) -> None:
         spec, backend = self.specs[job.model], self.backends[job.model]
-        request = build_request(spec, job.case)
+        request = build_request(spec, job.case, job.sample)
         key = cache_key(self.identity_keys[job.model], request, job.sample)
         gen = self.store.cached(key) if self.use_cache else None
         cached = gen is not None

@@ -11,7 +11,7 @@ from typing import Any
 
 from .config import ModelSpec
 from .cost import CostFigures, compute_cost
-from .stats import mean, percentile, wilson_interval
+from .stats import mean, pass_at_k, percentile, wilson_interval
 from .store import Store, StoredGeneration
 
 DEFINITIONS = {
@@ -23,6 +23,8 @@ DEFINITIONS = {
     "tokens": "from the server's usage when given ('server'), else the model's tokenizer ('tokenizer'), "
               "else one per streamed chunk ('chunks', where prompt tokens are unknown: '?')",
     "cost_per_success": "total cost ÷ passed jobs",
+    "pass@k": "unbiased estimate over cases of passing at least once in k samples: 1 − C(n−c, k) / C(n, k)",
+    "unstable": "cases where some samples pass and others fail (needs samples > 1 and temperature > 0)",
 }
 
 
@@ -52,6 +54,9 @@ class ModelSummary:
     error_kinds: dict[str, int] = field(default_factory=dict)
     license: str | None = None
     license_verdict: str | None = None
+    samples: int = 1
+    pass_at_k: dict[str, float] = field(default_factory=dict)  # "pass@1", "pass@n" over cases
+    unstable_cases: list[str] = field(default_factory=list)  # some samples pass, some fail
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -71,6 +76,15 @@ def summarise_model(name: str, spec: ModelSpec, rows: list[StoredGeneration], wo
     by_wl: dict[str, list[bool]] = {}
     for r in rows:
         by_wl.setdefault(workloads.get(r.case_id, "general"), []).append(r.passed)
+    per_case: dict[str, list[bool]] = {}
+    for r in rows:
+        per_case.setdefault(r.case_id, []).append(r.passed)
+    samples = max((len(v) for v in per_case.values()), default=1)
+    ks = sorted({1, samples})
+    complete = {c: v for c, v in per_case.items() if len(v) == samples}
+    at_k = {f"pass@{k}": sum(pass_at_k(samples, sum(v), k) for v in complete.values()) / len(complete)
+            for k in ks} if complete else {}
+    unstable = sorted(c for c, v in per_case.items() if len(set(v)) > 1)
     errors: dict[str, int] = {}
     for r in rows:
         if r.error:
@@ -89,7 +103,7 @@ def summarise_model(name: str, spec: ModelSpec, rows: list[StoredGeneration], wo
         token_sources=sorted({g.token_source for g in gens}),
         cost=compute_cost(spec.price, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
                           busy_seconds=busy_s, concurrency=spec.effective_concurrency, passed=passed),
-        error_kinds=errors)
+        error_kinds=errors, samples=samples, pass_at_k=at_k, unstable_cases=unstable)
 
 
 @dataclass

@@ -32,15 +32,17 @@ details.fold summary{cursor:pointer;color:#0969da;font-size:12px}
 
 _JS = """
 const q=document.getElementById('q'),wl=document.getElementById('wl'),ff=document.getElementById('failed'),
-      dis=document.getElementById('disagree'),fl=document.getElementById('flipped');
+      dis=document.getElementById('disagree'),fl=document.getElementById('flipped'),
+      un=document.getElementById('unstable');
 function apply(){const t=q.value.toLowerCase();let n=0;
 for(const r of document.querySelectorAll('tr.case')){
  const ok=(!wl.value||r.dataset.wl===wl.value)&&(!ff.checked||r.dataset.failed==='1')
    &&(!dis.checked||r.dataset.disagree==='1')&&(!fl||!fl.checked||r.dataset.flipped==='1')
+   &&(!un||!un.checked||r.dataset.unstable==='1')
    &&(!t||r.textContent.toLowerCase().includes(t));
  r.style.display=ok?'':'none';if(ok)n++;}
 document.getElementById('shown').textContent=n;}
-[q,wl,ff,dis,fl].forEach(e=>e&&['input','change'].forEach(k=>e.addEventListener(k,apply)));apply();
+[q,wl,ff,dis,fl,un].forEach(e=>e&&['input','change'].forEach(k=>e.addEventListener(k,apply)));apply();
 """
 
 
@@ -104,6 +106,10 @@ def render_html(summary: RunSummary, baseline: dict[str, dict[str, bool]] | None
     for w in sorted({w for m in models for w in m.by_workload}):
         row(f"· {w}", [f"{m.by_workload[w]['pass_rate']:.0%} ({m.by_workload[w]['passed']}/{m.by_workload[w]['jobs']})"
                        if w in m.by_workload else "–" for m in models])
+    if any(m.samples > 1 for m in models):
+        for key in sorted({k for m in models for k in m.pass_at_k}, key=lambda k: int(k.split("@")[1])):
+            row(key, [f"{m.pass_at_k[key]:.1%}" if key in m.pass_at_k else "–" for m in models])
+        row("unstable cases", [f"{len(m.unstable_cases)}" for m in models])
     row("latency mean / p95", [f"{_ms(m.latency_mean_ms)} / {_ms(m.latency_p95_ms)}" for m in models])
     row("TTFT mean", [_ms(m.ttft_mean_ms) for m in models])
     row("output tok/s", [f"{m.output_tok_s:.1f}" if m.output_tok_s else "–" for m in models])
@@ -122,12 +128,14 @@ def render_html(summary: RunSummary, baseline: dict[str, dict[str, bool]] | None
     out.extend(_paired_section(summary))
 
     by_key = {(r.model, r.case_id, r.sample): r for r in summary.rows}
+    unstable = {cid for m in models for cid in m.unstable_cases}
     workloads = sorted({c["workload"] for c in summary.cases})
     out.append("<h2>Side by side</h2><div id=controls><input id=q placeholder='search text'>"
                "<select id=wl><option value=''>all workloads</option>"
                + "".join(f"<option>{_e(w)}</option>" for w in workloads)
                + "</select><label><input type=checkbox id=failed> failed anywhere</label>"
                "<label><input type=checkbox id=disagree> models disagree</label>"
+               + ("<label><input type=checkbox id=unstable> unstable across samples</label>" if run["samples"] > 1 else "")
                + (f"<label><input type=checkbox id=flipped> flipped vs baseline ({_e(baseline_label)})</label>"
                   if baseline else "")
                + "<span><span id=shown></span> shown</span></div>")
@@ -161,7 +169,8 @@ def render_html(summary: RunSummary, baseline: dict[str, dict[str, bool]] | None
             prompt = "\n".join(f"[{m['role']}] {m['content']}" for m in _messages(c["case"]))
             label = c["id"] + (f" #{s}" if run["samples"] > 1 else "")
             out.append(f"<tr class=case data-wl='{_e(c['workload'])}' data-failed='{int(failed)}' "
-                       f"data-disagree='{int(len(verdicts) > 1)}' data-flipped='{int(flipped)}'><td><b>{_e(label)}</b>"
+                       f"data-disagree='{int(len(verdicts) > 1)}' data-flipped='{int(flipped)}' "
+                       f"data-unstable='{int(c['id'] in unstable)}'><td><b>{_e(label)}</b>"
                        f"<div class=why>{_e(c['workload'])}</div><details><summary>prompt</summary><pre>{_e(prompt)}</pre>"
                        f"</details></td>{''.join(cells)}</tr>")
     out.append("</table><h2>Definitions</h2><ul>" + "".join(f"<li><b>{_e(k)}</b>: {_e(v)}</li>" for k, v in DEFINITIONS.items())

@@ -50,6 +50,10 @@ def render(summary: RunSummary, console: Console) -> None:
     for w in workloads:
         row(f"  {w}", [f"{m.by_workload[w]['pass_rate']:.0%} ({m.by_workload[w]['passed']}/{m.by_workload[w]['jobs']})"
                        if w in m.by_workload else "–" for m in models])
+    if any(m.samples > 1 for m in models):
+        for key in sorted({k for m in models for k in m.pass_at_k}, key=lambda k: int(k.split("@")[1])):
+            row(key, [f"{m.pass_at_k[key]:.0%}" if key in m.pass_at_k else "–" for m in models])
+        row("unstable cases", [str(len(m.unstable_cases)) for m in models])
     row("latency mean", [_ms(m.latency_mean_ms) for m in models])
     row("latency p95", [_ms(m.latency_p95_ms) for m in models])
     row("TTFT mean", [_ms(m.ttft_mean_ms) for m in models])
