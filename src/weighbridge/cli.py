@@ -109,6 +109,8 @@ def _run_and_report(cfg: Config, *, store: Optional[Path], report: Optional[Path
     console.print(f"[dim]{stats.jobs_total} jobs: {stats.model_calls} model calls, {stats.cache_hits} from cache, "
                   f"{stats.skipped_resumed} already done, {stats.errors} errors · {time.perf_counter() - t0:.1f}s · "
                   f"store {st.path}[/]")
+    for w in summary.run["manifest"].get("warnings", []):
+        err_console.print(f"[yellow]warning:[/] {w}")
     for m in summary.models:
         if m.license_verdict == "not_allowed":
             err_console.print(f"[bold red]license:[/] {m.model} ({m.license}) is not allowed under the deployment "
@@ -216,6 +218,112 @@ def check(
                                             "comparisons": [c.to_dict() for c in comparisons]}, indent=2) + "\n")
     if any(c.regression(alpha, margin) for c in comparisons):
         raise typer.Exit(1)
+
+
+@app.command()
+def rescore(run: Optional[str] = typer.Argument(None, help="Run id (default: the latest run)."),
+            config: Optional[Path] = typer.Option(None, "-c", "--config", help="Config with the judges."),
+            store: Optional[Path] = typer.Option(None, "--store", help="SQLite store (default from config)."),
+            no_cache: bool = typer.Option(False, "--no-cache", help="Ask the judges again even for cached verdicts.")) -> None:
+    """Score a stored run again (judges included) without calling its candidate models."""
+    from .engine import rescore_run
+    from .report.terminal import render
+    from .store import Store
+    from .summary import summarise_run
+
+    try:
+        cfg = _config(config)
+        path = _store_path(cfg, store)
+        if not path.exists():
+            raise WeighbridgeError(f"{path}: no store here (run a bakeoff first, or pass --store)")
+        st = Store(path)
+        run_id = run or st.latest_run()
+        if run_id is None:
+            raise WeighbridgeError(f"{path}: holds no runs yet")
+        done, changed, judges = asyncio.run(rescore_run(cfg, st, run_id, use_cache=not no_cache))
+    except WeighbridgeError as e:
+        raise _fail(e) from None
+    render(summarise_run(st, run_id), console)
+    console.print(f"re-scored {done} answers of run {run_id}: {changed} changed pass/fail · judge calls "
+                  f"{judges.calls}, from cache {judges.cache_hits} · no candidate model was called")
+
+
+@app.command()
+def pairwise(run: Optional[str] = typer.Argument(None, help="Run id (default: the latest run)."),
+             model_a: str = typer.Option(..., "--a", help="First model of the run."),
+             model_b: str = typer.Option(..., "--b", help="Second model of the run."),
+             rubric: str = typer.Option("Which answer answers the question better: correct, complete and concise?",
+                                        "--rubric", help="What the judge weighs."),
+             judge: Optional[str] = typer.Option(None, "--judge", help="A model under judges: (default: the first)."),
+             config: Optional[Path] = typer.Option(None, "-c", "--config", help="Config with the judges."),
+             store: Optional[Path] = typer.Option(None, "--store", help="SQLite store (default from config)."),
+             json_out: Optional[Path] = typer.Option(None, "--json", help="Write every verdict with its reasons.")) -> None:
+    """Judge two models' stored answers case by case, in both orders; order-dependent verdicts are ties."""
+    import json as _json
+
+    from .engine import Bakeoff, JudgeCalls
+    from .files import write_atomic
+    from .scorers.judge import pairwise as judge_pair
+    from .store import Store
+    from .suites import Case
+
+    async def go(cfg: Config, st: Store, run_id: str) -> list[Any]:
+        bake = Bakeoff(cfg, st)
+        bake.specs, bake.judge_specs = {}, {j.name: j for j in cfg.judges}
+        if not bake.judge_specs:
+            raise WeighbridgeError("weighbridge.yaml has no judges: (add the model that should judge)")
+        from .backends import build_backend
+        from .hashing import stable_hash
+
+        for j in cfg.judges:
+            bake.backends[j.name] = build_backend(j, cfg.base_dir)
+        try:
+            for name, b in bake.backends.items():
+                await b.preflight()
+                bake.identity_keys[name] = stable_hash(b.identity())
+            ctx = JudgeCalls(bake)
+            rows = {(r.model, r.case_id, r.sample): r for r in st.generations(run_id)}
+            models = {r[0] for r in rows}
+            for m in (model_a, model_b):
+                if m not in models:
+                    raise WeighbridgeError(f"run {run_id} has no model '{m}' (it has: {', '.join(sorted(models))})")
+            out = []
+            for c in st.run_cases(run_id):
+                case = Case.model_validate(c["case"])
+                a, b = rows.get((model_a, c["id"], 0)), rows.get((model_b, c["id"], 0))
+                if not (a and b and a.generation and b.generation):
+                    continue
+                out.append(await judge_pair(ctx, judge, c["id"], case.rendered_messages(), rubric,
+                                            model_a, a.generation.text, model_b, b.generation.text))
+            return out
+        finally:
+            await asyncio.gather(*(b.aclose() for b in bake.backends.values()), return_exceptions=True)
+
+    try:
+        cfg = _config(config)
+        path = _store_path(cfg, store)
+        if not path.exists():
+            raise WeighbridgeError(f"{path}: no store here (run a bakeoff first, or pass --store)")
+        st = Store(path)
+        run_id = run or st.latest_run()
+        if run_id is None:
+            raise WeighbridgeError(f"{path}: holds no runs yet")
+        results = asyncio.run(go(cfg, st, run_id))
+    except WeighbridgeError as e:
+        raise _fail(e) from None
+    wins_a = sum(r.winner == model_a for r in results)
+    wins_b = sum(r.winner == model_b for r in results)
+    ties = len(results) - wins_a - wins_b
+    biased = sum(r.position_bias for r in results)
+    t = Table("case", "A first", "B first", "winner", title=f"pairwise: {model_a} (A) vs {model_b} (B)",
+              title_justify="left")
+    for r in results:
+        t.add_row(r.case_id, r.order_ab, r.order_ba, r.winner)
+    console.print(t)
+    console.print(f"{model_a} wins {wins_a} · {model_b} wins {wins_b} · ties {ties} ({biased} of them because the "
+                  "verdict followed the order) · each case judged in both orders")
+    if json_out:
+        write_atomic(json_out, _json.dumps([r.__dict__ for r in results], indent=2, ensure_ascii=False) + "\n")
 
 
 @app.command()

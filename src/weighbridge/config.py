@@ -104,6 +104,7 @@ class Config(_Strict):
     """The whole of ``weighbridge.yaml``."""
 
     models: list[ModelSpec] = Field(min_length=1)
+    judges: list[ModelSpec] = Field(default_factory=list, description="models that grade answers (scorer 'judge')")
     suites: list[str] = Field(default_factory=lambda: ["builtin:starter"], min_length=1)
     samples: int = Field(1, ge=1, le=100)
     schedule: Literal["auto", "sequential", "parallel"] = "auto"
@@ -121,6 +122,13 @@ class Config(_Strict):
                 raise ValueError(f"two models are named '{m.name}'; names must be unique")
             seen.add(m.name)
         return models
+
+    @model_validator(mode="after")
+    def _judges_apart(self) -> "Config":
+        clash = {j.name for j in self.judges} & {m.name for m in self.models}
+        if clash:
+            raise ValueError(f"judges and models share the name(s) {sorted(clash)}; give the judge its own name")
+        return self
 
     def resolve(self, relative: str) -> Path:
         """Paths in the config are relative to the config file, not to the current directory."""

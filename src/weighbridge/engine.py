@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from . import __version__
 from .backends import Backend, Generation, Request, build_backend
 from .config import Config, ModelSpec
-from .errors import BackendError, BackendUnavailable, WeighbridgeError
+from .errors import BackendError, BackendUnavailable, ConfigError, WeighbridgeError
 from .hashing import stable_hash
 from .scorers import Score, Scorer, build_scorer
 from .store import Store
@@ -119,9 +119,17 @@ class Bakeoff:
                 pinned = locked_sha256(self.config, spec.name) if spec.backend == "llamacpp" else None
                 self.backends[spec.name] = build_backend(spec, self.config.base_dir, pinned)
         self.specs = {s.name: s for s in specs}
-        await asyncio.gather(*(self.backends[n].preflight() for n in self.specs))
+        self.judge_specs = {j.name: j for j in self.config.judges}
+        for spec in self.config.judges:
+            self.backends.setdefault(spec.name, build_backend(spec, self.config.base_dir))
+        uses_judge = any((sp if isinstance(sp, str) else sp.get("type")) == "judge"
+                         for c in self.cases for sp in c.scorers)
+        if uses_judge and not self.judge_specs:
+            raise ConfigError("a case uses the 'judge' scorer but weighbridge.yaml has no judges: (add a model there)",
+                              field="judges")
+        await asyncio.gather(*(self.backends[n].preflight() for n in [*self.specs, *self.judge_specs]))
         models_manifest = {}
-        for name in self.specs:
+        for name in [*self.specs, *self.judge_specs]:
             b = self.backends[name]
             self.identity_keys[name] = stable_hash(b.identity())
             models_manifest[name] = b.manifest()
@@ -129,7 +137,9 @@ class Bakeoff:
                          "licenses": self._license_verdicts(),
                          "suites": {s.name: {"path": s.path, "cases": len(s.cases), "sha256": s.content_hash}
                                     for s in self.suites},
-                         "sandbox": _sandbox_isolation()}
+                         "sandbox": _sandbox_isolation(), "judges": list(self.judge_specs),
+                         "warnings": self._judge_family_warnings() if uses_judge else []}
+        self.judge_ctx = JudgeCalls(self)
         for case in self.cases:
             self._scorers[case.id] = [build_scorer(sp) for sp in case.scorers]
 
@@ -178,10 +188,18 @@ class Bakeoff:
         return todo
 
     async def _score(self, case: Case, gen: Generation) -> list[tuple[str, Score]]:
-        scorers = self._scorers[case.id]
-        if any(s.kind == "python_tests" for s in scorers):
-            return await asyncio.to_thread(lambda: [(s.kind, s.score(gen.text, case.expected)) for s in scorers])
-        return [(s.kind, s.score(gen.text, case.expected)) for s in scorers]
+        return await score_answer(self._scorers[case.id], case, gen.text, self.judge_ctx)
+
+    def _judge_family_warnings(self) -> list[str]:
+        """A judge tends to prefer its own family's answers: say so when it grades one of them."""
+        out = []
+        for j in self.judge_specs.values():
+            fam = model_family(j, self.config)
+            for m in self.specs.values():
+                if fam and fam == model_family(m, self.config):
+                    out.append(f"judge '{j.name}' and candidate '{m.name}' are both {fam} models: "
+                               "the judge may favour its own family")
+        return out
 
     async def _run_job(self, run_id: str, job: Job, sem: asyncio.Semaphore, progress: ProgressFn | None,
                        counters: dict[str, int], totals: dict[str, int]) -> None:
@@ -242,6 +260,73 @@ class Bakeoff:
         return self.stats
 
 
+async def score_answer(scorers: list[Scorer], case: Case, text: str, judge_ctx: Any) -> list[tuple[str, Score]]:
+    """Every scorer of a case on one answer: code runs in a thread, judges call their model."""
+    out: list[tuple[str, Score]] = []
+    for s in scorers:
+        if getattr(s, "needs_judge", False):
+            out.append((s.kind, await s.ascore(case.rendered_messages(), text, case.expected, judge_ctx)))  # type: ignore[attr-defined]
+        elif s.kind == "python_tests":
+            out.append((s.kind, await asyncio.to_thread(s.score, text, case.expected)))
+        else:
+            out.append((s.kind, s.score(text, case.expected)))
+    return out
+
+
+class JudgeCalls:
+    """The judges' backends behind the response cache: a re-score of unchanged answers calls nobody."""
+
+    def __init__(self, bake: "Bakeoff") -> None:
+        self.bake = bake
+        self.calls = 0
+        self.cache_hits = 0
+        self._sems = {n: asyncio.Semaphore(j.effective_concurrency) for n, j in bake.judge_specs.items()}
+
+    async def call(self, judge: str | None, request: Request) -> Generation:
+        names = list(self.bake.judge_specs)
+        name = judge or (names[0] if names else None)
+        if name not in self.bake.judge_specs:
+            raise BackendError(f"no judge named '{name}' (judges: {', '.join(names) or 'none'})", kind="config")
+        key = cache_key(self.bake.identity_keys[name], request, 0)
+        if self.bake.use_cache:
+            hit = self.bake.store.cached(key)
+            if hit is not None:
+                self.cache_hits += 1
+                return hit
+        async with self._sems[name]:
+            self.calls += 1
+            gen = await self.bake.backends[name].generate(request)
+        self.bake.store.cache_put(key, self.bake.identity_keys[name], gen)
+        return gen
+
+
+_FAMILIES = ("qwen", "qwq", "llama", "deepseek", "glm", "kimi", "minimax", "mistral", "gemma", "gpt-oss", "phi",
+             "smollm", "yi")
+
+
+def model_family(spec: ModelSpec, cfg: Config) -> str | None:
+    """The model family, from its catalog entry, its GGUF's own metadata, or its served model id."""
+    from .catalog.catalog import load_catalog
+    from .catalog.check import identify_spec
+    from .catalog.licenses import load_licenses
+
+    cat = load_catalog()
+    entry = cat.get(spec.catalog_id) if spec.catalog_id else None
+    if entry is None:
+        ident = identify_spec(spec, cfg, load_licenses())
+        cid = ident.facts.get("catalog_id")
+        entry = cat.get(cid) if cid else None
+        hint = str(ident.facts.get("general.basename") or spec.model or "").lower()
+    else:
+        hint = ""
+    if entry is not None:
+        return "qwen" if entry.family == "qwen" else entry.family
+    for fam in _FAMILIES:
+        if fam in hint:
+            return "qwen" if fam == "qwq" else fam
+    return None
+
+
 def is_local(spec: ModelSpec) -> bool:
     """Does this model compute on this machine (in-process, or a server on loopback)?"""
     if spec.backend == "llamacpp":
@@ -296,4 +381,35 @@ async def run_bakeoff(config: Config, store: Store | str | os.PathLike, *, resum
     return await bake.run(run_id, progress)
 
 
-__all__ = ["Bakeoff", "EngineStats", "Job", "run_bakeoff", "BackendUnavailable"]
+async def rescore_run(config: Config, store: Store, run_id: str, *, use_cache: bool = True) -> tuple[int, int, JudgeCalls]:
+    """Score a stored run's answers again with the cases' scorers (judges included) and keep the new
+    scores. No candidate model is called; judges are, unless their verdicts are cached.
+    Returns (answers re-scored, answers whose pass/fail changed, the judge call counts)."""
+    bake = Bakeoff(config, store, use_cache=use_cache)
+    bake.specs = {}
+    bake.judge_specs = {j.name: j for j in config.judges}
+    for spec in config.judges:
+        bake.backends[spec.name] = build_backend(spec, config.base_dir)
+    try:
+        await asyncio.gather(*(b.preflight() for b in bake.backends.values()))
+        for name, b in bake.backends.items():
+            bake.identity_keys[name] = stable_hash(b.identity())
+        bake.judge_ctx = JudgeCalls(bake)
+        cases = {c["id"]: Case.model_validate(c["case"]) for c in store.run_cases(run_id)}
+        scorers = {cid: [build_scorer(sp) for sp in c.scorers] for cid, c in cases.items()}
+        changed = done = 0
+        for row in store.generations(run_id):
+            if row.generation is None:
+                continue
+            case = cases[row.case_id]
+            scores = await score_answer(scorers[row.case_id], case, row.generation.text, bake.judge_ctx)
+            passed = bool(scores) and all(sc.passed for _, sc in scores)
+            changed += int(passed != row.passed)
+            done += 1
+            store.replace_scores(row.id, scores)
+        return done, changed, bake.judge_ctx
+    finally:
+        await asyncio.gather(*(b.aclose() for b in bake.backends.values()), return_exceptions=True)
+
+
+__all__ = ["Bakeoff", "EngineStats", "Job", "rescore_run", "run_bakeoff", "BackendUnavailable"]

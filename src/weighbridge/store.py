@@ -106,6 +106,7 @@ class StoredGeneration:
     passed: bool
     generation: Generation | None
     scores: list[tuple[str, Score]]
+    id: int = 0
 
 
 class Store:
@@ -235,6 +236,21 @@ class Store:
                 db.execute("INSERT OR REPLACE INTO response_cache VALUES (?,?,?,?)",
                            (cache_key, identity_key, gen_json, time.time()))
 
+    def cache_put(self, key: str, identity_key: str, generation: Generation) -> None:
+        """Cache a call that is not a job of the run (a judge's verdict)."""
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO response_cache VALUES (?,?,?,?)",
+                       (key, identity_key, json.dumps(generation.to_dict(), ensure_ascii=False), time.time()))
+
+    def replace_scores(self, generation_id: int, scores: list[tuple[str, Score]]) -> None:
+        """Re-scoring a stored answer: new scores and pass/fail, the answer itself untouched."""
+        passed = int(bool(scores) and all(s.passed for _, s in scores))
+        with self.transaction() as db:
+            db.execute("DELETE FROM scores WHERE generation_id=?", (generation_id,))
+            db.executemany("INSERT INTO scores VALUES (?,?,?,?,?,?)",
+                           [(generation_id, i, n, int(sc.passed), sc.value, sc.reason) for i, (n, sc) in enumerate(scores)])
+            db.execute("UPDATE generations SET passed=? WHERE id=?", (passed, generation_id))
+
     def cached(self, key: str) -> Generation | None:
         row = self.db.execute("SELECT generation_json FROM response_cache WHERE key=?", (key,)).fetchone()
         return Generation.from_dict(json.loads(row[0])) if row else None
@@ -250,7 +266,7 @@ class Store:
             scores.setdefault(gid, []).append((name, Score(bool(passed), value, reason)))
         return [StoredGeneration(model=r[1], case_id=r[2], sample=r[3], cached=bool(r[4]), error=r[5],
                                  passed=bool(r[6]), generation=Generation.from_dict(json.loads(r[7])) if r[7] else None,
-                                 scores=scores.get(r[0], [])) for r in rows]
+                                 scores=scores.get(r[0], []), id=r[0]) for r in rows]
 
 
 def default_store_path() -> str:

@@ -27,6 +27,7 @@ class Request:
     max_tokens: int = 256
     seed: int = 42
     stop: list[str] = field(default_factory=list)
+    json_schema: dict[str, Any] | None = None  # constrain the reply (grammar / response_format) where supported
 
 
 @dataclass

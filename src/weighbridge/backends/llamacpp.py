@@ -230,10 +230,19 @@ class LlamaCppBackend:
             timings = Timings(sent=time.perf_counter_ns())
             pieces: list[str] = []
             finish = None
+            grammar = None
+            if request.json_schema is not None:  # constrained decoding: the reply cannot be anything but this JSON
+                import json
+
+                from llama_cpp import LlamaGrammar
+
+                with _quiet_stderr(True):
+                    grammar = LlamaGrammar.from_json_schema(json.dumps(request.json_schema), verbose=False)
             try:
                 for chunk in llm.create_completion(prompt=tokens, max_tokens=request.max_tokens,
                                                    temperature=request.temperature, top_p=request.top_p,
-                                                   seed=request.seed, stop=stops or None, stream=True):
+                                                   seed=request.seed, stop=stops or None, stream=True,
+                                                   grammar=grammar):
                     choice = chunk["choices"][0]
                     if choice.get("text"):
                         timings.mark_token()

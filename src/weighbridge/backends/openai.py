@@ -37,6 +37,7 @@ class OpenAIBackend:
         self.name = spec.name
         self.base_url = spec.base_url.rstrip("/")
         self._stream_options = True
+        self._response_format = True  # dropped for servers that reject it; the caller's parser then checks
         self._client: httpx.AsyncClient | None = None
         self.calls = 0
         self.server_models: list[str] | None = None
@@ -124,6 +125,9 @@ class OpenAIBackend:
             body["stop"] = request.stop
         if self._stream_options:
             body["stream_options"] = {"include_usage": True}
+        if request.json_schema is not None and self._response_format:
+            body["response_format"] = {"type": "json_schema",
+                                       "json_schema": {"name": "reply", "schema": request.json_schema, "strict": True}}
         if request.messages is not None:
             body["messages"] = request.messages
             path = "/chat/completions"
@@ -159,6 +163,12 @@ class OpenAIBackend:
             async with self.client().stream("POST", url, json=body) as resp:
                 if resp.status_code != 200:
                     detail = (await resp.aread()).decode("utf-8", "replace")[:300]
+                    if resp.status_code == 400 and "response_format" in body and "response_format" in detail:
+                        self._response_format = False
+                        err = BackendError("server rejected response_format; retrying without", kind="http_400",
+                                           retryable=True)
+                        err.retry_after = 0.0  # type: ignore[attr-defined]
+                        raise err
                     if resp.status_code == 400 and self._stream_options and "stream_options" in detail:
                         self._stream_options = False  # an older server: count tokens another way
                         err = BackendError("server rejected stream_options; retrying without", kind="http_400", retryable=True)
