@@ -80,3 +80,10 @@ def test_unknown_baseline_model_is_a_clear_error(baseline, tmp_path):
                                                           {"model": "b", "outcomes": {"x#0": True}}]}))
     r = runner.invoke(app, ["check", "-c", str(good_cfg), "--baseline", str(f)])
     assert r.exit_code == 2 and "--baseline-model" in r.output
+
+
+def test_partial_credit_is_compared_with_a_paired_bootstrap():
+    base = {f"c{i}#0": False for i in range(10)}
+    c = compare("m", base, dict(base), "b", {k: 0.2 for k in base}, {k: 0.7 for k in base})
+    assert c.score_delta == pytest.approx(0.5) and c.score_delta_ci95 == (pytest.approx(0.5), pytest.approx(0.5))
+    assert c.fixed == c.broken == []  # pass/fail unchanged, yet the scores moved: the report shows both

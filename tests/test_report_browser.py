@@ -126,6 +126,9 @@ def test_report_with_5000_generations_loads_and_filters(browser, tmp_path):
     page = write_html(summarise_run(store, run), tmp_path / "big.html")
     t0 = time.perf_counter()
     browser.get(page.resolve().as_uri())
+    from selenium.webdriver.support.ui import WebDriverWait
+    WebDriverWait(browser, 30).until(lambda d: d.execute_script(
+        "return document.readyState === 'complete' && document.getElementById('shown').textContent === '2500'"))
     loaded = time.perf_counter() - t0
     assert visible_rows(browser) == 2500
     browser.find_element("id", "failed").click()

@@ -170,20 +170,23 @@ def check(
     """Re-run the pinned suite on the candidate model(s); exit 1 only on a significant regression."""
     import json as _json
 
-    from .compare import compare, outcomes_from_file, outcomes_from_run
+    from .compare import compare, outcomes_from_file, outcomes_from_run, scores_from_file, scores_from_run
     from .files import write_atomic
     from .report.junit import write_junit
     from .store import Store
 
     try:
         cfg = _config(config)
+        base_scores: dict[str, dict[str, float]] = {}
         if Path(baseline).is_file():
             base, label = outcomes_from_file(Path(baseline)), baseline
+            base_scores = scores_from_file(Path(baseline))
         else:
             store_path = _store_path(cfg, store)
             if not store_path.exists():
                 raise WeighbridgeError(f"{store_path}: no store, so '{baseline}' cannot be a run id; give a results file")
             base, label = outcomes_from_run(Store(store_path), baseline), f"run {baseline}"
+            base_scores = scores_from_run(Store(store_path), baseline)
     except WeighbridgeError as e:
         raise _fail(e) from None
     summary = _run_and_report(cfg, store=store, report=None, resume=False, use_cache=True, only_models=model or None)
@@ -194,16 +197,19 @@ def check(
             if name is None or name not in base:
                 raise WeighbridgeError(f"the baseline has no model '{baseline_model or m.model}' "
                                        f"(it has: {', '.join(base)}); pass --baseline-model")
-            comparisons.append(compare(m.model, base[name], summary.outcomes(m.model), f"{label} · {name}"))
+            comparisons.append(compare(m.model, base[name], summary.outcomes(m.model), f"{label} · {name}",
+                                       base_scores.get(name), summary.scores(m.model)))
     except WeighbridgeError as e:
         raise _fail(e) from None
-    t = Table("model", "baseline", "now", "Δ pass rate (95% CI)", "p (McNemar)", "fixed", "broken", "verdict",
+    t = Table("model", "baseline", "now", "Δ pass rate (95% CI)", "p (McNemar)", "fixed", "broken", "Δ score", "verdict",
               title=f"check against {label} · α={alpha} · margin={margin:.1%}", title_justify="left")
     for c in comparisons:
         bad = c.regression(alpha, margin)
         t.add_row(c.model, f"{c.baseline_pass_rate:.1%}", f"{c.candidate_pass_rate:.1%}",
                   f"{c.delta:+.1%} ({c.delta_ci95[0]:+.1%} … {c.delta_ci95[1]:+.1%})", f"{c.p_value:.3g}",
-                  str(len(c.fixed)), str(len(c.broken)), "[bold red]REGRESSION[/]" if bad else "[green]ok[/]")
+                  str(len(c.fixed)), str(len(c.broken)),
+                  f"{c.score_delta:+.3f}" if c.score_delta is not None else "–",
+                  "[bold red]REGRESSION[/]" if bad else "[green]ok[/]")
     console.print(t)
     for c in comparisons:
         if c.broken:

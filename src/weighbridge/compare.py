@@ -33,6 +33,8 @@ class Comparison:
     p_value: float
     test: str = "McNemar exact (two-sided) on discordant pairs; 95% CI by paired bootstrap (10,000 resamples, seed 0)"
     missing: list[str] = field(default_factory=list)
+    score_delta: float | None = None  # mean scorer value (partial credit), candidate − baseline
+    score_delta_ci95: tuple[float, float] | None = None
 
     def regression(self, alpha: float, margin: float) -> bool:
         """Significant at ``alpha`` and worse by more than ``margin`` (a pass-rate fraction)."""
@@ -41,6 +43,7 @@ class Comparison:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["delta_ci95"] = list(self.delta_ci95)
+        d["score_delta_ci95"] = list(self.score_delta_ci95) if self.score_delta_ci95 else None
         return d
 
 
@@ -60,7 +63,26 @@ def outcomes_from_file(path: Path) -> dict[str, Outcomes]:
         raise WeighbridgeError(f"{path}: not a weighbridge results file with per-case outcomes ({e})") from None
 
 
-def compare(model: str, baseline: Outcomes, candidate: Outcomes, label: str) -> Comparison:
+def scores_from_run(store: Store, run_id: str) -> dict[str, dict[str, float]]:
+    """Per (case, sample) mean scorer value: partial credit (fields right, tests passed) the pass/fail hides."""
+    out: dict[str, dict[str, float]] = {}
+    for r in store.generations(run_id):
+        vals = [sc.value for _, sc in r.scores]
+        out.setdefault(r.model, {})[f"{r.case_id}#{r.sample}"] = sum(vals) / len(vals) if vals else 0.0
+    return out
+
+
+def scores_from_file(path: Path) -> dict[str, dict[str, float]]:
+    """Per-case mean scores from a results file (absent in files that predate them)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return {m["model"]: {k: float(v) for k, v in (m.get("scores") or {}).items()} for m in data["models"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def compare(model: str, baseline: Outcomes, candidate: Outcomes, label: str,
+            baseline_scores: dict[str, float] | None = None, candidate_scores: dict[str, float] | None = None) -> Comparison:
     keys = sorted(set(baseline) & set(candidate))
     if not keys:
         raise WeighbridgeError(f"model '{model}': no cases in common with the baseline ({label})")
@@ -69,7 +91,14 @@ def compare(model: str, baseline: Outcomes, candidate: Outcomes, label: str) -> 
     fixed = [k for k in keys if not baseline[k] and candidate[k]]
     broken = [k for k in keys if baseline[k] and not candidate[k]]
     delta, lo, hi = paired_bootstrap(before, after)
-    return Comparison(model=model, baseline_label=label, pairs=len(keys),
+    score_delta = score_ci = None
+    if baseline_scores and candidate_scores:
+        common = [k for k in keys if k in baseline_scores and k in candidate_scores]
+        if common:
+            d, slo, shi = paired_bootstrap([baseline_scores[k] for k in common], [candidate_scores[k] for k in common])
+            score_delta, score_ci = d, (slo, shi)
+    return Comparison(model=model, baseline_label=label, pairs=len(keys), score_delta=score_delta,
+                      score_delta_ci95=score_ci,
                       baseline_pass_rate=sum(before) / len(keys), candidate_pass_rate=sum(after) / len(keys),
                       delta=delta, delta_ci95=(lo, hi), fixed=fixed, broken=broken,
                       p_value=mcnemar_exact(len(broken), len(fixed)),

@@ -117,8 +117,18 @@ class RunSummary:
         return {"run_id": self.run["id"], "status": self.run["status"], "created_at": self.run["created_at"],
                 "finished_at": self.run["finished_at"], "samples": self.run["samples"],
                 "cases": len(self.cases), "definitions": DEFINITIONS,
-                "models": [{**m.to_dict(), "outcomes": self.outcomes(m.model)} for m in self.models],
+                "models": [{**m.to_dict(), "outcomes": self.outcomes(m.model), "scores": self.scores(m.model)}
+                           for m in self.models],
                 "manifest": self.run["manifest"]}
+
+    def scores(self, model: str) -> dict[str, float]:
+        """Per (case, sample) mean scorer value (partial credit)."""
+        out = {}
+        for r in self.rows:
+            if r.model == model:
+                vals = [sc.value for _, sc in r.scores]
+                out[f"{r.case_id}#{r.sample}"] = sum(vals) / len(vals) if vals else 0.0
+        return out
 
     def outcomes(self, model: str) -> dict[str, bool]:
         """Per (case, sample) pass/fail: what a later `weighbridge check --baseline` compares against."""

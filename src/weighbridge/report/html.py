@@ -73,15 +73,18 @@ def _paired_section(summary: RunSummary) -> list[str]:
         return []
     ref = models[0].model
     out = [f"<h2>Paired comparison (against {_e(ref)})</h2><table><tr><th>model</th><th>Δ pass rate (95% CI)</th>"
-           "<th>p (McNemar exact)</th><th>fixed</th><th>broken</th></tr>"]
+           "<th>p (McNemar exact)</th><th>fixed</th><th>broken</th><th>Δ mean score (95% CI)</th></tr>"]
     test = ""
     for m in models[1:]:
-        c = compare(m.model, summary.outcomes(ref), summary.outcomes(m.model), ref)
+        c = compare(m.model, summary.outcomes(ref), summary.outcomes(m.model), ref,
+                    summary.scores(ref), summary.scores(m.model))
         test = c.test
+        sd = (f"{c.score_delta:+.3f} ({c.score_delta_ci95[0]:+.3f} … {c.score_delta_ci95[1]:+.3f})"
+              if c.score_delta is not None and c.score_delta_ci95 else "–")
         out.append(f"<tr><td>{_e(m.model)}</td><td class=num>{c.delta:+.1%} ({c.delta_ci95[0]:+.1%} … "
                    f"{c.delta_ci95[1]:+.1%})</td><td class=num>{c.p_value:.3g}</td><td class=num>{len(c.fixed)}</td>"
-                   f"<td class=num>{len(c.broken)}</td></tr>")
-    out.append(f"</table><p class=meta>{_e(test)}. Fixed: {_e(ref)} failed, this model passed; broken: the reverse.</p>")
+                   f"<td class=num>{len(c.broken)}</td><td class=num>{sd}</td></tr>")
+    out.append(f"</table><p class=meta>{_e(test)}. Fixed: {_e(ref)} failed, this model passed; broken: the reverse. Mean score: each answer's mean scorer value (partial credit), compared by the same paired bootstrap.</p>")
     return out
 
 
