@@ -226,6 +226,20 @@ def check(
         raise typer.Exit(1)
 
 
+def _open_run(cfg: Config, store: Optional[Path], run: Optional[str]) -> tuple[Any, str]:
+    """The store of a config and a run in it (default: the latest); clear errors when either is missing."""
+    from .store import Store
+
+    path = _store_path(cfg, store)
+    if not path.exists():
+        raise WeighbridgeError(f"{path}: no store here (run a bakeoff first, or pass --store)")
+    st = Store(path)
+    run_id = run or st.latest_run()
+    if run_id is None:
+        raise WeighbridgeError(f"{path}: holds no runs yet")
+    return st, run_id
+
+
 @app.command()
 def rescore(run: Optional[str] = typer.Argument(None, help="Run id (default: the latest run)."),
             config: Optional[Path] = typer.Option(None, "-c", "--config", help="Config with the judges."),
@@ -234,18 +248,11 @@ def rescore(run: Optional[str] = typer.Argument(None, help="Run id (default: the
     """Score a stored run again (judges included) without calling its candidate models."""
     from .engine import rescore_run
     from .report.terminal import render
-    from .store import Store
     from .summary import summarise_run
 
     try:
         cfg = _config(config)
-        path = _store_path(cfg, store)
-        if not path.exists():
-            raise WeighbridgeError(f"{path}: no store here (run a bakeoff first, or pass --store)")
-        st = Store(path)
-        run_id = run or st.latest_run()
-        if run_id is None:
-            raise WeighbridgeError(f"{path}: holds no runs yet")
+        st, run_id = _open_run(cfg, store, run)
         done, changed, judges = asyncio.run(rescore_run(cfg, st, run_id, use_cache=not no_cache))
     except WeighbridgeError as e:
         raise _fail(e) from None
@@ -267,54 +274,13 @@ def pairwise(run: Optional[str] = typer.Argument(None, help="Run id (default: th
     """Judge two models' stored answers case by case, in both orders; order-dependent verdicts are ties."""
     import json as _json
 
-    from .engine import Bakeoff, JudgeCalls
+    from .engine import pairwise_run
     from .files import write_atomic
-    from .scorers.judge import pairwise as judge_pair
-    from .store import Store
-    from .suites import Case
-
-    async def go(cfg: Config, st: Store, run_id: str) -> list[Any]:
-        bake = Bakeoff(cfg, st)
-        bake.specs, bake.judge_specs = {}, {j.name: j for j in cfg.judges}
-        if not bake.judge_specs:
-            raise WeighbridgeError("weighbridge.yaml has no judges: (add the model that should judge)")
-        from .backends import build_backend
-        from .hashing import stable_hash
-
-        for j in cfg.judges:
-            bake.backends[j.name] = build_backend(j, cfg.base_dir)
-        try:
-            for name, b in bake.backends.items():
-                await b.preflight()
-                bake.identity_keys[name] = stable_hash(b.identity())
-            ctx = JudgeCalls(bake)
-            rows = {(r.model, r.case_id, r.sample): r for r in st.generations(run_id)}
-            models = {r[0] for r in rows}
-            for m in (model_a, model_b):
-                if m not in models:
-                    raise WeighbridgeError(f"run {run_id} has no model '{m}' (it has: {', '.join(sorted(models))})")
-            out = []
-            for c in st.run_cases(run_id):
-                case = Case.model_validate(c["case"])
-                a, b = rows.get((model_a, c["id"], 0)), rows.get((model_b, c["id"], 0))
-                if not (a and b and a.generation and b.generation):
-                    continue
-                out.append(await judge_pair(ctx, judge, c["id"], case.rendered_messages(), rubric,
-                                            model_a, a.generation.text, model_b, b.generation.text))
-            return out
-        finally:
-            await asyncio.gather(*(b.aclose() for b in bake.backends.values()), return_exceptions=True)
 
     try:
         cfg = _config(config)
-        path = _store_path(cfg, store)
-        if not path.exists():
-            raise WeighbridgeError(f"{path}: no store here (run a bakeoff first, or pass --store)")
-        st = Store(path)
-        run_id = run or st.latest_run()
-        if run_id is None:
-            raise WeighbridgeError(f"{path}: holds no runs yet")
-        results = asyncio.run(go(cfg, st, run_id))
+        st, run_id = _open_run(cfg, store, run)
+        results = asyncio.run(pairwise_run(cfg, st, run_id, model_a, model_b, rubric, judge))
     except WeighbridgeError as e:
         raise _fail(e) from None
     wins_a = sum(r.winner == model_a for r in results)

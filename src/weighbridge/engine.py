@@ -8,12 +8,13 @@ Each finished job is committed with its scores at once; ``--resume`` skips what 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import platform
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, AsyncIterator, Callable
 from urllib.parse import urlsplit
 
 from . import __version__
@@ -381,10 +382,10 @@ async def run_bakeoff(config: Config, store: Store | str | os.PathLike, *, resum
     return await bake.run(run_id, progress)
 
 
-async def rescore_run(config: Config, store: Store, run_id: str, *, use_cache: bool = True) -> tuple[int, int, JudgeCalls]:
-    """Score a stored run's answers again with the cases' scorers (judges included) and keep the new
-    scores. No candidate model is called; judges are, unless their verdicts are cached.
-    Returns (answers re-scored, answers whose pass/fail changed, the judge call counts)."""
+@contextlib.asynccontextmanager
+async def judges_for(config: Config, store: Store, *, use_cache: bool = True) -> AsyncIterator[JudgeCalls]:
+    """The config's judges, reached and identified, behind the response cache; closed afterwards.
+    For work on a stored run (rescore, pairwise): no candidate model is built."""
     bake = Bakeoff(config, store, use_cache=use_cache)
     bake.specs = {}
     bake.judge_specs = {j.name: j for j in config.judges}
@@ -394,22 +395,51 @@ async def rescore_run(config: Config, store: Store, run_id: str, *, use_cache: b
         await asyncio.gather(*(b.preflight() for b in bake.backends.values()))
         for name, b in bake.backends.items():
             bake.identity_keys[name] = stable_hash(b.identity())
-        bake.judge_ctx = JudgeCalls(bake)
+        yield JudgeCalls(bake)
+    finally:
+        await asyncio.gather(*(b.aclose() for b in bake.backends.values()), return_exceptions=True)
+
+
+async def rescore_run(config: Config, store: Store, run_id: str, *, use_cache: bool = True) -> tuple[int, int, JudgeCalls]:
+    """Score a stored run's answers again with the cases' scorers (judges included) and keep the new
+    scores. No candidate model is called; judges are, unless their verdicts are cached.
+    Returns (answers re-scored, answers whose pass/fail changed, the judge call counts)."""
+    async with judges_for(config, store, use_cache=use_cache) as judges:
         cases = {c["id"]: Case.model_validate(c["case"]) for c in store.run_cases(run_id)}
         scorers = {cid: [build_scorer(sp) for sp in c.scorers] for cid, c in cases.items()}
         changed = done = 0
         for row in store.generations(run_id):
             if row.generation is None:
                 continue
-            case = cases[row.case_id]
-            scores = await score_answer(scorers[row.case_id], case, row.generation.text, bake.judge_ctx)
+            scores = await score_answer(scorers[row.case_id], cases[row.case_id], row.generation.text, judges)
             passed = bool(scores) and all(sc.passed for _, sc in scores)
             changed += int(passed != row.passed)
             done += 1
             store.replace_scores(row.id, scores)
-        return done, changed, bake.judge_ctx
-    finally:
-        await asyncio.gather(*(b.aclose() for b in bake.backends.values()), return_exceptions=True)
+        return done, changed, judges
 
 
-__all__ = ["Bakeoff", "EngineStats", "Job", "rescore_run", "run_bakeoff", "BackendUnavailable"]
+async def pairwise_run(config: Config, store: Store, run_id: str, model_a: str, model_b: str, rubric: str,
+                       judge: str | None = None) -> list[Any]:
+    """Judge two models' stored answers (first sample of each case) in both orders."""
+    from .scorers.judge import pairwise
+
+    if not config.judges:
+        raise ConfigError("weighbridge.yaml has no judges: (add the model that should judge)", field="judges")
+    rows = {(r.model, r.case_id, r.sample): r for r in store.generations(run_id)}
+    models = {k[0] for k in rows}
+    for m in (model_a, model_b):
+        if m not in models:
+            raise WeighbridgeError(f"run {run_id} has no model '{m}' (it has: {', '.join(sorted(models))})")
+    async with judges_for(config, store) as judges:
+        out = []
+        for c in store.run_cases(run_id):
+            a, b = rows.get((model_a, c["id"], 0)), rows.get((model_b, c["id"], 0))
+            if a and b and a.generation and b.generation:
+                case = Case.model_validate(c["case"])
+                out.append(await pairwise(judges, judge, c["id"], case.rendered_messages(), rubric,
+                                          model_a, a.generation.text, model_b, b.generation.text))
+        return out
+
+
+__all__ = ["Bakeoff", "EngineStats", "Job", "judges_for", "pairwise_run", "rescore_run", "run_bakeoff", "BackendUnavailable"]
