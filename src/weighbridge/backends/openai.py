@@ -18,7 +18,7 @@ import httpx
 from .. import __version__
 from ..errors import BackendError, BackendUnavailable
 from .base import Generation, Request, Timings
-from .sse import DONE, iter_events
+from .sse import DONE, choice_pieces, iter_events
 
 _RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 
@@ -188,21 +188,13 @@ class OpenAIBackend:
                     if event.get("usage"):
                         usage = event["usage"]
                     for choice in event.get("choices") or []:
-                        delta = choice.get("delta") or {}
-                        piece = choice.get("text") if "text" in choice else delta.get("content")
-                        think = delta.get("reasoning_content") or delta.get("reasoning")
-                        tools = delta.get("tool_calls")
+                        piece, think, tools = choice_pieces(choice)
                         if piece or think or tools:
                             timings.mark_token()
                             chunks += 1
-                        if piece:
-                            text.append(piece)
+                        text.append(piece + tools)
                         if think:
                             reasoning.append(think)
-                        if tools:
-                            for call in tools:
-                                fn = call.get("function") or {}
-                                text.append(fn.get("arguments") or "")
                         if choice.get("finish_reason"):
                             finish = choice["finish_reason"]
                             ended = True

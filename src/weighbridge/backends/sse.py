@@ -42,3 +42,15 @@ async def iter_events(lines: AsyncIterator[str]) -> AsyncIterator[Any]:
                 yield json.loads(payload)
             except ValueError:
                 raise BackendError(f"malformed SSE event: {payload[:120]!r}", kind="malformed_sse") from None
+
+
+def choice_pieces(choice: dict[str, Any]) -> tuple[str, str, str]:
+    """(text, reasoning, tool-call text) of one streamed choice, chat or completions shape.
+
+    Anything non-empty here is generated content: it is what stops the time-to-first-token clock.
+    """
+    delta = choice.get("delta") or {}
+    text = choice.get("text") if "text" in choice else delta.get("content")
+    reasoning = delta.get("reasoning_content") or delta.get("reasoning") or ""
+    tools = "".join((c.get("function") or {}).get("arguments") or "" for c in delta.get("tool_calls") or [])
+    return text or "", reasoning, tools

@@ -1,0 +1,174 @@
+"""The load generator: closed loop (fixed concurrency) and open loop (constant or Poisson arrivals),
+swept over levels, warm-up excluded, bounded by request count or duration, stopping at saturation.
+
+Every request streams, so time to first token and inter-token gaps are real; each prompt starts
+with a unique prefix so a server's prefix cache cannot flatter the figures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import resource
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import httpx
+
+from ..backends.sse import DONE, choice_pieces, iter_events
+from ..errors import BackendError
+from .metrics import SLO, LevelResult, RequestRecord, summarise_level
+
+_WORDS = ("river stone market engine garden signal paper window harbor planet silver orchard lantern copper "
+          "meadow thunder pencil harvest canyon mirror violet anchor ladder compass marble falcon ribbon glacier").split()
+
+
+def synthetic_prompts(n: int, input_tokens: int, seed: int = 0) -> list[str]:
+    """n different prompts of roughly ``input_tokens`` tokens (≈ 1.3 tokens per English word)."""
+    rng = random.Random(seed)
+    words = max(1, int(input_tokens / 1.3))
+    return [f"Request {i}-{rng.randrange(10**9)}: continue this list of words with more words. "
+            + " ".join(rng.choice(_WORDS) for _ in range(words)) for i in range(n)]
+
+
+@dataclass
+class Target:
+    base_url: str
+    model: str
+    api_key: str | None = None
+    mode: str = "chat"  # chat | completion
+
+
+async def stream_once(client: httpx.AsyncClient, target: Target, prompt: str, max_tokens: int,
+                      intended: int | None = None) -> RequestRecord:
+    body: dict[str, Any] = {"model": target.model, "max_tokens": max_tokens, "temperature": 0.0, "stream": True,
+                            "stream_options": {"include_usage": True}}
+    if target.mode == "chat":
+        body["messages"] = [{"role": "user", "content": prompt}]
+        url = target.base_url + "/chat/completions"
+    else:
+        body["prompt"] = prompt
+        url = target.base_url + "/completions"
+    rec = RequestRecord(intended=intended, sent=time.perf_counter_ns(), requested_tokens=max_tokens)
+    ended = False
+    usage = None
+    try:
+        async with client.stream("POST", url, json=body) as resp:
+            if resp.status_code != 200:
+                await resp.aread()
+                rec.error = f"http_{resp.status_code}"
+                return rec
+            async for event in iter_events(resp.aiter_lines()):
+                if event is DONE:
+                    ended = True
+                    continue
+                if event.get("usage"):
+                    usage = event["usage"]
+                for choice in event.get("choices") or []:
+                    if any(choice_pieces(choice)):
+                        now = time.perf_counter_ns()
+                        if rec.first_token is None:
+                            rec.first_token = now
+                        rec.chunk_times.append(now)
+                    if choice.get("finish_reason"):
+                        ended = True
+    except httpx.TimeoutException:
+        rec.error = "timeout"
+    except (httpx.TransportError, httpx.RemoteProtocolError):
+        rec.error = "connection"
+    except BackendError as e:
+        rec.error = e.kind
+    finally:
+        rec.done = time.perf_counter_ns()
+    if rec.error is None and not ended:
+        rec.error = "truncated"
+    if usage and usage.get("completion_tokens") is not None:
+        rec.output_tokens, rec.prompt_tokens, rec.token_source = usage["completion_tokens"], usage.get("prompt_tokens"), "server"
+    else:
+        rec.output_tokens = len(rec.chunk_times)
+    return rec
+
+
+def _cpu_seconds() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+async def run_level(client: httpx.AsyncClient, target: Target, *, mode: str, level: float, prompts: list[str],
+                    max_tokens: int, requests: int | None, duration_s: float | None, warmup: int, slo: SLO,
+                    poisson: bool = False, seed: int = 0, gpu_hour_usd: float | None = None) -> LevelResult:
+    """One level of load. Closed: ``level`` workers send back to back. Open: arrivals at ``level``/s."""
+    prompt_at = iter(prompts * (1 + (requests or 10_000) // max(1, len(prompts))))
+    for _ in range(warmup):  # warm the server and the connection pool; never counted
+        await stream_once(client, target, next(prompt_at), max_tokens)
+    records: list[RequestRecord] = []
+    deadline = time.perf_counter() + duration_s if duration_s else None
+    limit = requests if requests is not None else 10**9
+    t0, cpu0 = time.perf_counter(), _cpu_seconds()
+    if mode == "closed":
+        issued = 0
+
+        async def worker() -> None:
+            nonlocal issued
+            while issued < limit and (deadline is None or time.perf_counter() < deadline):
+                issued += 1
+                records.append(await stream_once(client, target, next(prompt_at), max_tokens))
+
+        await asyncio.gather(*(worker() for _ in range(int(level))))
+    else:
+        rng = random.Random(seed)
+        start_ns = time.perf_counter_ns()
+        tasks, offset = [], 0.0
+        n = 0
+        while n < limit:
+            if deadline is not None and start_ns / 1e9 + offset > deadline:
+                break
+            intended = start_ns + int(offset * 1e9)
+            delay = (intended - time.perf_counter_ns()) / 1e9
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.ensure_future(stream_once(client, target, next(prompt_at), max_tokens, intended)))
+            n += 1
+            offset += rng.expovariate(level) if poisson else 1.0 / level
+        records.extend(await asyncio.gather(*tasks))
+    wall = time.perf_counter() - t0
+    return summarise_level(mode, level, records, wall, _cpu_seconds() - cpu0, slo,
+                           level if mode == "open" else None, gpu_hour_usd)
+
+
+def saturated(result: LevelResult, max_error_rate: float, max_p50_ms: float | None) -> str | None:
+    """Why to stop the sweep here, if the server is past its limit."""
+    if result.requests and (result.requests - result.ok) / result.requests > max_error_rate:
+        return f"error rate {(result.requests - result.ok) / result.requests:.0%} > {max_error_rate:.0%}"
+    p50 = result.e2e_ms.get("p50")
+    if max_p50_ms is not None and p50 is not None and p50 > max_p50_ms:
+        return f"p50 latency {p50:,.0f} ms > {max_p50_ms:,.0f} ms"
+    return None
+
+
+async def sweep(target: Target, *, mode: str, levels: list[float], input_tokens: int, output_tokens: int,
+                requests: int | None, duration_s: float | None, warmup: int, slo: SLO, poisson: bool = False,
+                gpu_hour_usd: float | None = None, max_error_rate: float = 0.1, max_p50_ms: float | None = None,
+                timeout_s: float = 120.0, on_level: Callable[[LevelResult], None] | None = None
+                ) -> tuple[list[LevelResult], str | None]:
+    headers = {"Authorization": f"Bearer {target.api_key}"} if target.api_key else {}
+    n_prompts = (requests or 200) + warmup
+    prompts = synthetic_prompts(n_prompts * max(1, len(levels)), input_tokens)
+    biggest = int(max(levels)) if mode == "closed" else 256
+    limits = httpx.Limits(max_connections=biggest + 8, max_keepalive_connections=biggest + 8)
+    results: list[LevelResult] = []
+    stop = None
+    async with httpx.AsyncClient(timeout=httpx.Timeout(timeout_s, connect=10.0), limits=limits, headers=headers) as client:
+        for i, level in enumerate(levels):
+            chunk = prompts[i * n_prompts:(i + 1) * n_prompts]  # fresh prompts per level
+            r = await run_level(client, target, mode=mode, level=level, prompts=chunk, max_tokens=output_tokens,
+                                requests=requests, duration_s=duration_s, warmup=warmup, slo=slo, poisson=poisson,
+                                seed=i, gpu_hour_usd=gpu_hour_usd)
+            results.append(r)
+            if on_level:
+                on_level(r)
+            stop = saturated(r, max_error_rate, max_p50_ms)
+            if stop:
+                break
+    return results, stop

@@ -1,0 +1,132 @@
+import asyncio
+import json
+import time
+
+import pytest
+from typer.testing import CliRunner
+
+from weighbridge.bench.loadgen import Target, run_level, stream_once, synthetic_prompts, sweep
+from weighbridge.bench.metrics import SLO, RequestRecord, parse_slo, summarise_level
+from weighbridge.cli import app
+
+from .fake_upstream import FakeUpstream, chunk
+
+runner = CliRunner()
+MS = 1_000_000
+
+
+def test_metrics_from_exact_timestamps():
+    # sent at 0; content chunks at 100, 120, 140, 160 ms; 4 tokens
+    r = RequestRecord(intended=-50 * MS, sent=0, first_token=100 * MS, chunk_times=[100 * MS, 120 * MS, 140 * MS, 160 * MS],
+                      done=170 * MS, output_tokens=4, requested_tokens=4, token_source="server")
+    assert r.ttft_ms == 100 and r.e2e_ms == 160 and r.itls_ms == [20, 20, 20]
+    assert r.tpot_ms == pytest.approx(20)  # (160 − 100) / (4 − 1)
+    assert r.e2e_intended_ms == 210
+    slow = RequestRecord(intended=None, sent=0, first_token=900 * MS, chunk_times=[900 * MS, 1000 * MS], done=MS * 1000,
+                         output_tokens=2, requested_tokens=8)
+    bad = RequestRecord(intended=None, sent=0, error="http_500", done=5 * MS)
+    res = summarise_level("closed", 2, [r, slow, bad], wall_s=2.0, cpu_s=0.1, slo=parse_slo("ttft=500ms,tpot=50ms"),
+                          offered_rps=None, gpu_hour_usd=3.6)
+    assert (res.ok, res.errors, res.rps, res.output_tps) == (2, {"http_500": 1}, 1.0, 3.0)
+    assert res.goodput_rps == 0.5  # only the first request meets both SLOs
+    assert res.ttft_ms["p50"] == 500 and res.short_outputs == 1 and res.client_cpu == 0.05
+    assert res.cost_per_mtok_usd == pytest.approx(3.6 / 3600 / 3.0 * 1e6)
+
+
+def test_slo_parsing():
+    s = parse_slo("ttft=500ms, tpot=0.05s,e2e=2s")
+    assert (s.ttft_ms, s.tpot_ms, s.e2e_ms) == (500, 50, 2000)
+    with pytest.raises(ValueError):
+        parse_slo("latency=5")
+    assert not SLO().given
+
+
+def test_prompts_vary_and_have_the_asked_length():
+    ps = synthetic_prompts(50, 130)
+    assert len(set(ps)) == 50 and len({p.split(":")[0] for p in ps}) == 50  # unique prefixes defeat a prefix cache
+    assert all(95 <= len(p.split()) <= 115 for p in ps)
+
+
+def _timed_stream(h, body, n):
+    h.start_stream()
+    h.event(chunk(role="assistant"))  # role-only: must not stop the TTFT clock
+    h.event(chunk("a"), delay=0.2)
+    for w in "bcd":
+        h.event(chunk(w), delay=0.05)
+    h.event(chunk(finish="length"))
+    h.event({"choices": [], "usage": {"prompt_tokens": 12, "completion_tokens": 4}})
+    h.event("[DONE]")
+
+
+def test_fake_upstream_timing_ttft_and_itl_match_the_server():
+    with FakeUpstream(_timed_stream) as up:
+        async def go():
+            import httpx
+            async with httpx.AsyncClient() as client:
+                return await stream_once(client, Target(up.base_url, "m"), "hi", 4)
+        r = asyncio.run(go())
+    assert r.ok and r.output_tokens == 4 and r.token_source == "server" and r.prompt_tokens == 12
+    assert 195 <= r.ttft_ms < 230
+    assert all(45 <= x < 80 for x in r.itls_ms)
+
+
+def _faulty(h, body, n):
+    kind = n % 6
+    if kind == 1:
+        h.send_json(500, {"error": "boom"})
+    elif kind == 2:
+        h.start_stream()
+        h.event(chunk("half"))
+        h.connection.shutdown(2)  # reset mid-stream
+    elif kind == 3:
+        h.start_stream()
+        h.wfile.write(b"data: {broken\n\n")
+        h.wfile.flush()
+    elif kind == 4:
+        h.start_stream()
+        time.sleep(1.2)  # a stall past the client timeout
+    else:
+        _timed_stream(h, body, n)
+
+
+def test_fake_upstream_faults_are_counted_and_excluded():
+    with FakeUpstream(_faulty) as up:
+        results, stop = asyncio.run(sweep(Target(up.base_url, "m"), mode="closed", levels=[2], input_tokens=8,
+                                          output_tokens=4, requests=12, duration_s=None, warmup=0, slo=SLO(),
+                                          timeout_s=0.6, max_error_rate=1.0))
+    r = results[0]
+    assert r.requests == 12 and r.ok == 4
+    assert r.errors == {"http_500": 2, "truncated": 2, "malformed_sse": 2, "timeout": 2}
+    assert 195 <= r.ttft_ms["p50"] < 260  # figures come from the successful requests only
+
+
+def test_fake_upstream_open_loop_reports_offered_and_intended_latency():
+    with FakeUpstream(_timed_stream) as up:
+        results, _ = asyncio.run(sweep(Target(up.base_url, "m"), mode="open", levels=[20], input_tokens=8,
+                                       output_tokens=4, requests=10, duration_s=None, warmup=0, slo=SLO(), poisson=True))
+    r = results[0]
+    assert r.offered_rps == 20 and r.ok == 10 and r.e2e_intended_ms["p50"] >= r.e2e_ms["p50"]
+
+
+def test_sweep_stops_at_saturation():
+    with FakeUpstream(lambda h, body, n: h.send_json(503, {"error": "busy"})) as up:
+        results, stop = asyncio.run(sweep(Target(up.base_url, "m"), mode="closed", levels=[1, 2, 4], input_tokens=8,
+                                          output_tokens=4, requests=4, duration_s=None, warmup=0, slo=SLO()))
+    assert len(results) == 1 and "error rate" in stop
+
+
+def test_bundled_model_under_a_real_llama_cpp_server(tmp_path):
+    out = tmp_path / "b.json"
+    r = runner.invoke(app, ["bench", "smollm2-135m", "--concurrency", "1,2", "--requests", "3", "--warmup", "1",
+                            "--output-tokens", "8", "--threads", "2", "--slo", "ttft=5s", "--json", str(out)])
+    assert r.exit_code == 0, r.output
+    data = json.loads(out.read_text())
+    assert [lv["level"] for lv in data["levels"]] == [1, 2]
+    for lv in data["levels"]:
+        assert lv["ok"] == 3 and lv["ttft_ms"]["p50"] > 0 and lv["output_tps"] > 0 and lv["goodput_rps"] is not None
+    assert "ttft" in data["definitions"] and "llama_cpp.server" in data["target"]
+
+
+def test_url_target_needs_a_model_id():
+    r = runner.invoke(app, ["bench", "http://127.0.0.1:9/v1"])
+    assert r.exit_code == 2 and "--model" in r.output
