@@ -118,7 +118,8 @@ def test_sweep_stops_at_saturation():
 def test_bundled_model_under_a_real_llama_cpp_server(tmp_path):
     out = tmp_path / "b.json"
     r = runner.invoke(app, ["bench", "smollm2-135m", "--concurrency", "1,2", "--requests", "3", "--warmup", "1",
-                            "--output-tokens", "8", "--threads", "2", "--slo", "ttft=5s", "--json", str(out)])
+                            "--output-tokens", "8", "--threads", "2", "--slo", "ttft=5s", "--json", str(out),
+                            "--store", str(tmp_path / "wb.db"), "--report", str(tmp_path / "bench.html")])
     assert r.exit_code == 0, r.output
     data = json.loads(out.read_text())
     assert [lv["level"] for lv in data["levels"]] == [1, 2]
@@ -130,3 +131,17 @@ def test_bundled_model_under_a_real_llama_cpp_server(tmp_path):
 def test_url_target_needs_a_model_id():
     r = runner.invoke(app, ["bench", "http://127.0.0.1:9/v1"])
     assert r.exit_code == 2 and "--model" in r.output
+
+
+def test_fake_upstream_results_are_stored_and_reported(tmp_path):
+    import sqlite3
+    with FakeUpstream(_timed_stream) as up:
+        r = runner.invoke(app, ["bench", up.base_url, "--model", "m", "--concurrency", "1,2", "--requests", "4",
+                                "--warmup", "0", "--store", str(tmp_path / "wb.db"),
+                                "--report", str(tmp_path / "bench.html"), "--json", str(tmp_path / "b.json")])
+    assert r.exit_code == 0, r.output
+    bench_id = json.loads((tmp_path / "b.json").read_text())["id"]
+    db = sqlite3.connect(tmp_path / "wb.db")
+    assert db.execute("SELECT COUNT(*) FROM bench_levels WHERE bench_id=?", (bench_id,)).fetchone()[0] == 2
+    page = (tmp_path / "bench.html").read_text()
+    assert page.count("<svg") == 3 and "time to first token" in page and "Latency" in page

@@ -245,6 +245,9 @@ def bench_cmd(
     max_p50: Optional[float] = typer.Option(None, "--stop-p50-ms", help="Stop the sweep when p50 latency passes this."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for a server weighbridge starts."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write every level's figures as JSON."),
+    report: Path = typer.Option(Path("weighbridge-bench.html"), "--report", help="HTML report with the curves."),
+    store: Optional[Path] = typer.Option(None, "--store", help="SQLite store for the results (default: the "
+                                                               "config's, else ./weighbridge.db)."),
 ) -> None:
     """Load-test an OpenAI-compatible endpoint: TTFT, ITL, TPOT, percentiles, goodput, cost."""
     import json as _json
@@ -310,10 +313,19 @@ def bench_cmd(
                           f"{ms(r.e2e_intended_ms or {}, 'p99')}")
     console.print(f"[dim]tokens from: {', '.join(sorted({s for r in results for s in r.token_sources})) or '–'}"
                   + (f" · stopped: {stop}" if stop else "") + "[/]")
+    from .report.bench_html import write_bench_html
+    from .store import Store
+
+    settings = {"levels": levels, "poisson": poisson, "requests": requests, "duration_s": duration, "warmup": warmup,
+                "input_tokens": input_tokens, "output_tokens": output_tokens, "slo": slo, "gpu_hour_usd": gpu_hour_usd}
+    st = Store(store or (cfg.resolve(cfg.store) if cfg else Path("weighbridge.db")))
+    bench_id = st.save_bench(target=where, mode=mode, settings=settings, levels=[r.to_dict() for r in results],
+                             stopped=stop)
+    console.print(f"stored as {bench_id} in {st.path} · report: {write_bench_html(st.bench(bench_id), report)}")
     if json_out:
-        write_atomic(json_out, _json.dumps({"target": where, "mode": mode, "definitions": DEFINITIONS,
-                                            "stopped": stop, "levels": [r.to_dict() for r in results]},
-                                           indent=2) + "\n")
+        write_atomic(json_out, _json.dumps({"id": bench_id, "target": where, "mode": mode, "definitions": DEFINITIONS,
+                                            "settings": settings, "stopped": stop,
+                                            "levels": [r.to_dict() for r in results]}, indent=2) + "\n")
         console.print(f"json: {json_out}")
 
 

@@ -91,6 +91,24 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX generations_run ON generations(run_id, model);
     """,
+    # 2: load tests (weighbridge bench): one row per sweep, one per level
+    """
+    CREATE TABLE bench_runs (
+        id TEXT PRIMARY KEY,
+        created_at REAL NOT NULL,
+        target TEXT NOT NULL,
+        mode TEXT NOT NULL,
+        settings_json TEXT NOT NULL,
+        stopped TEXT
+    );
+    CREATE TABLE bench_levels (
+        bench_id TEXT NOT NULL REFERENCES bench_runs(id) ON DELETE CASCADE,
+        position INTEGER NOT NULL,
+        level REAL NOT NULL,
+        result_json TEXT NOT NULL,
+        PRIMARY KEY (bench_id, position)
+    );
+    """,
 ]
 
 
@@ -204,6 +222,28 @@ class Store:
         rows = self.db.execute("SELECT case_id, suite, workload, case_json FROM run_cases WHERE run_id=? "
                                "ORDER BY position", (run_id,)).fetchall()
         return [{"id": r[0], "suite": r[1], "workload": r[2], "case": json.loads(r[3])} for r in rows]
+
+    # -- load tests ---------------------------------------------------------------------------
+    def save_bench(self, *, target: str, mode: str, settings: dict[str, Any], levels: list[dict[str, Any]],
+                   stopped: str | None) -> str:
+        """A whole sweep in one transaction."""
+        bench_id = "bench-" + time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+        with self.transaction() as db:
+            db.execute("INSERT INTO bench_runs VALUES (?,?,?,?,?,?)",
+                       (bench_id, time.time(), target, mode, json.dumps(settings), stopped))
+            db.executemany("INSERT INTO bench_levels VALUES (?,?,?,?)",
+                           [(bench_id, i, lv["level"], json.dumps(lv)) for i, lv in enumerate(levels)])
+        return bench_id
+
+    def bench(self, bench_id: str) -> dict[str, Any]:
+        row = self.db.execute("SELECT id, created_at, target, mode, settings_json, stopped FROM bench_runs WHERE id=?",
+                              (bench_id,)).fetchone()
+        if row is None:
+            raise WeighbridgeError(f"{self.path}: no load test '{bench_id}'")
+        levels = [json.loads(r[0]) for r in self.db.execute(
+            "SELECT result_json FROM bench_levels WHERE bench_id=? ORDER BY position", (bench_id,))]
+        return {"id": row[0], "created_at": row[1], "target": row[2], "mode": row[3],
+                "settings": json.loads(row[4]), "stopped": row[5], "levels": levels}
 
     # -- jobs ---------------------------------------------------------------------------------
     def done_jobs(self, run_id: str) -> set[tuple[str, str, int]]:

@@ -97,3 +97,40 @@ def latency_distribution(latencies: dict[str, list[float]], width: int = 560, ro
                      f'y2="{cy + 6}" stroke="{c}" stroke-dasharray="2 2"><title>p95 {p95:,.0f} ms</title></line>')
     parts.append("</svg>")
     return "".join(parts)
+
+
+def line_chart(title: str, x_label: str, series: dict[str, list[tuple[float, float]]], y_label: str,
+               width: int = 460, height: int = 260) -> str:
+    """A small multi-series line chart (x = load level)."""
+    left, right, top, bottom = 60, 110, 24, 40
+    pw, ph = width - left - right, height - top - bottom
+    xs = [x for pts in series.values() for x, _ in pts] or [1.0]
+    ys = [y for pts in series.values() for _, y in pts] or [1.0]
+    xmax, ymax = _nice_max(max(xs)), _nice_max(max(ys) * 1.05)
+
+    def px(x: float) -> float:
+        return left + pw * x / xmax
+
+    def py(y: float) -> float:
+        return top + ph * (1 - y / ymax)
+
+    parts = [f'<svg class=plot role=img aria-label="{_e(title)}" width="{width}" height="{height}" '
+             f'viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg" font-size="11" font-family="sans-serif">',
+             f'<text x="{left}" y="14" font-weight="bold">{_e(title)}</text>',
+             f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#d0d7de"/>']
+    for i in range(6):
+        parts.append(f'<text x="{left - 6}" y="{py(ymax * i / 5) + 4:.1f}" text-anchor="end">{ymax * i / 5:.3g}</text>'
+                     f'<text x="{px(xmax * i / 5):.1f}" y="{top + ph + 16}" text-anchor="middle">{xmax * i / 5:.3g}</text>')
+    parts.append(f'<text x="{left + pw / 2}" y="{height - 4}" text-anchor="middle">{_e(x_label)}</text>'
+                 f'<text x="12" y="{top + ph / 2}" text-anchor="middle" transform="rotate(-90 12 {top + ph / 2})">'
+                 f'{_e(y_label)}</text>')
+    for k, (name, pts) in enumerate(series.items()):
+        c = _COLORS[k % len(_COLORS)]
+        if pts:
+            path = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in pts)
+            parts.append(f'<polyline points="{path}" fill="none" stroke="{c}" stroke-width="2"/>')
+            parts.extend(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="3" fill="{c}"><title>{_e(name)}: {y:.4g} at '
+                         f'{x:g}</title></circle>' for x, y in pts)
+        parts.append(f'<text x="{left + pw + 8}" y="{top + 12 + 14 * k}" fill="{c}">{_e(name)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)

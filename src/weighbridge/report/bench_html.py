@@ -1,0 +1,66 @@
+"""A single-file HTML report of a load test: settings, a table per level, latency and throughput
+curves (inline SVG) and the metric definitions exactly as computed."""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+from ..bench.metrics import DEFINITIONS
+from ..files import write_atomic
+from .svg import line_chart
+
+
+def _e(x: object) -> str:
+    return html.escape(str(x), quote=True)
+
+
+def _ms(d: dict[str, Any] | None, key: str) -> str:
+    v = (d or {}).get(key)
+    return "–" if v is None else f"{v:,.0f}"
+
+
+def _rate(v: float | None) -> str:
+    return "–" if v is None else f"{v:.2f}"
+
+
+def render_bench_html(bench: dict[str, Any]) -> str:
+    levels = bench["levels"]
+    x_label = "concurrency" if bench["mode"] == "closed" else "offered requests/s"
+
+    def pts(metric: str, key: str) -> list[tuple[float, float]]:
+        return [(lv["level"], lv[metric][key]) for lv in levels if lv[metric].get(key) is not None]
+
+    latency = line_chart("Latency", x_label, {"TTFT p50": pts("ttft_ms", "p50"), "TTFT p99": pts("ttft_ms", "p99"),
+                                              "E2E p50": pts("e2e_ms", "p50"), "E2E p99": pts("e2e_ms", "p99")}, "ms")
+    throughput = line_chart("Throughput", x_label, {"output tok/s": [(lv["level"], lv["output_tps"]) for lv in levels]},
+                            "tokens/s")
+    rps = line_chart("Requests", x_label, {"req/s": [(lv["level"], lv["rps"]) for lv in levels],
+                                           **({"goodput/s": [(lv["level"], lv["goodput_rps"]) for lv in levels]}
+                                              if levels and levels[0].get("goodput_rps") is not None else {})}, "per second")
+    rows = "".join(
+        f"<tr><td>{lv['level']:g}</td><td>{lv['ok']}/{lv['requests']}</td><td>{lv['rps']:.2f}</td>"
+        f"<td>{lv['output_tps']:.1f}</td><td>{_ms(lv['ttft_ms'], 'p50')} / {_ms(lv['ttft_ms'], 'p99')}</td>"
+        f"<td>{_ms(lv['itl_ms'], 'p50')} / {_ms(lv['itl_ms'], 'p99')}</td><td>{_ms(lv['tpot_ms'], 'p50')}</td>"
+        f"<td>{_ms(lv['e2e_ms'], 'p50')} / {_ms(lv['e2e_ms'], 'p99')}</td>"
+        f"<td>{_rate(lv['goodput_rps'])}</td>"
+        f"<td>{_e(', '.join(f'{k}×{v}' for k, v in lv['errors'].items()) or '0')}</td>"
+        f"<td>{lv['client_cpu']:.0%}{' client-bound' if lv['client_bound'] else ''}</td></tr>" for lv in levels)
+    return (f"<!doctype html><html lang=en><meta charset=utf-8><title>weighbridge bench {_e(bench['id'])}</title>"
+            "<style>body{font:14px/1.45 system-ui,sans-serif;margin:24px}table{border-collapse:collapse}"
+            "th,td{border:1px solid #d0d7de;padding:4px 8px;text-align:right}th{background:#f6f8fa}"
+            ".plots{display:flex;gap:16px;flex-wrap:wrap}.meta{color:#57606a}</style>"
+            f"<h1>Load test {_e(bench['id'])}</h1><p class=meta>target {_e(bench['target'])} · {_e(bench['mode'])} loop"
+            f"{' · stopped: ' + _e(bench['stopped']) if bench.get('stopped') else ''}</p>"
+            f"<div class=plots>{latency}{throughput}{rps}</div>"
+            "<h2>Per level (ms unless stated)</h2><table><tr><th>level</th><th>ok/sent</th><th>req/s</th>"
+            "<th>out tok/s</th><th>TTFT p50/p99</th><th>ITL p50/p99</th><th>TPOT p50</th><th>E2E p50/p99</th>"
+            f"<th>goodput/s</th><th>errors</th><th>client CPU</th></tr>{rows}</table>"
+            "<h2>Definitions</h2><ul>" + "".join(f"<li><b>{_e(k)}</b>: {_e(v)}</li>" for k, v in DEFINITIONS.items())
+            + "</ul><h2>Settings</h2><pre>" + _e(json.dumps(bench["settings"], indent=2)) + "</pre></html>")
+
+
+def write_bench_html(bench: dict[str, Any], path: str | Path) -> Path:
+    return write_atomic(path, render_bench_html(bench))
