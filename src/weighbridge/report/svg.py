@@ -118,9 +118,12 @@ def line_chart(title: str, x_label: str, series: dict[str, list[tuple[float, flo
              f'viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg" font-size="11" font-family="sans-serif">',
              f'<text x="{left}" y="14" font-weight="bold">{_e(title)}</text>',
              f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#d0d7de"/>']
+    def fmt(v: float) -> str:
+        return f"{v:,.0f}" if v >= 100 else f"{v:.3g}"
+
     for i in range(6):
-        parts.append(f'<text x="{left - 6}" y="{py(ymax * i / 5) + 4:.1f}" text-anchor="end">{ymax * i / 5:.3g}</text>'
-                     f'<text x="{px(xmax * i / 5):.1f}" y="{top + ph + 16}" text-anchor="middle">{xmax * i / 5:.3g}</text>')
+        parts.append(f'<text x="{left - 6}" y="{py(ymax * i / 5) + 4:.1f}" text-anchor="end">{fmt(ymax * i / 5)}</text>'
+                     f'<text x="{px(xmax * i / 5):.1f}" y="{top + ph + 16}" text-anchor="middle">{fmt(xmax * i / 5)}</text>')
     parts.append(f'<text x="{left + pw / 2}" y="{height - 4}" text-anchor="middle">{_e(x_label)}</text>'
                  f'<text x="12" y="{top + ph / 2}" text-anchor="middle" transform="rotate(-90 12 {top + ph / 2})">'
                  f'{_e(y_label)}</text>')
