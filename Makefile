@@ -25,6 +25,7 @@ bench: setup
 	$(BIN)/python bench/engine_overhead.py
 	$(BIN)/python bench/llamacpp_throughput.py
 	$(BIN)/python bench/hash_throughput.py
+	$(BIN)/python bench/loadgen_capacity.py
 
 clean:
 	rm -rf $(VENV) weighbridge.db weighbridge.db-wal weighbridge.db-shm weighbridge-report.html weighbridge-results.json

@@ -1,0 +1,124 @@
+"""How much load can `weighbridge bench` generate, and how exactly does it time TTFT?
+
+Starts an instant streaming server on loopback in a second process (asyncio, raw HTTP/1.1). Each
+response's first content chunk carries the server's own time.perf_counter_ns() stamps for "request
+read" and "first chunk written" (CLOCK_MONOTONIC, shared by processes on Linux), so the client's
+TTFT can be compared with the server's. Then drives open-loop levels at increasing rates and prints
+offered vs achieved requests/s, the client's CPU share and the TTFT error.
+
+Goals (issue 5): sustain ≥ 1,000 requests/s; TTFT within 1 ms of the server's own timestamps.
+Usage: python bench/loadgen_capacity.py [--rates 250,500,1000] [--requests 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import socket
+import statistics
+import subprocess
+import sys
+import textwrap
+import time
+
+import httpx
+
+from weighbridge.backends.sse import DONE, iter_events
+from weighbridge.bench.loadgen import Target, run_level, synthetic_prompts
+from weighbridge.bench.metrics import SLO
+
+SERVER = textwrap.dedent(r'''
+    import asyncio, json, sys, time
+    TAIL = (b'data: {"choices":[{"index":0,"delta":{"content":" b"},"finish_reason":null}]}\n\n'
+            b'data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}],'
+            b'"usage":{"prompt_tokens":10,"completion_tokens":2}}\n\ndata: [DONE]\n\n')
+    async def handle(r, w):
+        try:
+            while True:
+                head = await r.readuntil(b"\r\n\r\n")
+                t_read = time.perf_counter_ns()
+                n = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        n = int(line.split(b":")[1])
+                if n:
+                    await r.readexactly(n)
+                    t_read = time.perf_counter_ns()
+                if head.startswith(b"GET"):
+                    body = b'{"data":[{"id":"instant"}]}'
+                    w.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(body) + body)
+                    continue
+                t_first = time.perf_counter_ns()
+                first = ('data: {"choices":[{"index":0,"delta":{"content":"a"},"finish_reason":null}],'
+                         '"server_read_ns":%d,"server_first_ns":%d}\n\n' % (t_read, t_first)).encode()
+                body = first + TAIL
+                w.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: %d\r\n\r\n"
+                        % len(body) + body)
+                await w.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            w.close()
+    async def main():
+        srv = await asyncio.start_server(handle, "127.0.0.1", int(sys.argv[1]), backlog=4096)
+        print("ready", flush=True)
+        await srv.serve_forever()
+    asyncio.run(main())
+''')
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def ttft_error(base: str, n: int = 200) -> list[float]:
+    """Client TTFT minus server TTFT (ms) for n sequential requests."""
+    diffs = []
+    async with httpx.AsyncClient() as client:
+        for i in range(n):
+            body = {"model": "instant", "messages": [{"role": "user", "content": f"x{i}"}], "stream": True}
+            sent = time.perf_counter_ns()
+            async with client.stream("POST", base + "/chat/completions", json=body) as resp:
+                async for ev in iter_events(resp.aiter_lines()):
+                    if ev is DONE:
+                        continue
+                    if "server_first_ns" in ev:
+                        got = time.perf_counter_ns()
+                        # server's view: request fully read -> first chunk written; client's: sent -> first chunk parsed
+                        diffs.append(((got - sent) - (ev["server_first_ns"] - ev["server_read_ns"])) / 1e6)
+    return diffs
+
+
+async def main_async(rates: list[float], requests: int) -> None:
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-c", SERVER, str(port)], stdout=subprocess.PIPE, text=True)
+    try:
+        server.stdout.readline()
+        base = f"http://127.0.0.1:{port}/v1"
+        diffs = await ttft_error(base)
+        print(f"TTFT error (client − server, 200 sequential requests): median {statistics.median(diffs):.3f} ms, "
+              f"p99 {sorted(diffs)[int(0.99 * len(diffs)) - 1]:.3f} ms (goal: within 1 ms)")
+        target = Target(base, "instant")
+        limits = httpx.Limits(max_connections=512, max_keepalive_connections=512)
+        async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+            for rate in rates:
+                r = await run_level(client, target, mode="open", level=rate, prompts=synthetic_prompts(requests, 16),
+                                    max_tokens=2, requests=requests, duration_s=None, warmup=20, slo=SLO())
+                print(f"open loop {rate:>6g}/s: achieved {r.rps:7.1f} req/s ({r.ok}/{r.requests} ok), "
+                      f"client CPU {r.client_cpu:.0%}{' client-bound' if r.client_bound else ''}, "
+                      f"TTFT p50 {r.ttft_ms['p50']:.2f} ms, E2E from intended p99 {r.e2e_intended_ms['p99']:.1f} ms")
+    finally:
+        server.terminate()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rates", default="250,500,1000")
+    ap.add_argument("--requests", type=int, default=2000)
+    args = ap.parse_args()
+    asyncio.run(main_async([float(x) for x in args.rates.split(",")], args.requests))
+
+
+if __name__ == "__main__":
+    main()
