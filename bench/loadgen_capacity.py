@@ -22,10 +22,8 @@ import sys
 import textwrap
 import time
 
-import httpx
-
-from weighbridge.backends.sse import DONE, iter_events
 from weighbridge.bench.loadgen import Target, run_level, synthetic_prompts
+from weighbridge.bench.rawhttp import RawClient
 from weighbridge.bench.metrics import SLO
 
 SERVER = textwrap.dedent(r'''
@@ -73,20 +71,25 @@ def free_port() -> int:
 
 
 async def ttft_error(base: str, n: int = 200) -> list[float]:
-    """Client TTFT minus server TTFT (ms) for n sequential requests."""
+    """Client TTFT minus server TTFT (ms) for n sequential requests, through the load generator's client."""
     diffs = []
-    async with httpx.AsyncClient() as client:
+    client = RawClient(base)
+    try:
         for i in range(n):
-            body = {"model": "instant", "messages": [{"role": "user", "content": f"x{i}"}], "stream": True}
+            body = json.dumps({"model": "instant", "messages": [{"role": "user", "content": f"x{i}"}],
+                               "stream": True}).encode()
             sent = time.perf_counter_ns()
-            async with client.stream("POST", base + "/chat/completions", json=body) as resp:
-                async for ev in iter_events(resp.aiter_lines()):
-                    if ev is DONE:
-                        continue
-                    if "server_first_ns" in ev:
-                        got = time.perf_counter_ns()
-                        # server's view: request fully read -> first chunk written; client's: sent -> first chunk parsed
-                        diffs.append(((got - sent) - (ev["server_first_ns"] - ev["server_read_ns"])) / 1e6)
+            buf, measured = b"", False
+            async for data in client.post_stream("/chat/completions", body):  # read to the end: keep-alive
+                buf += data
+                if not measured and b"\n\n" in buf:
+                    got = time.perf_counter_ns()
+                    ev = json.loads(buf.split(b"\n\n", 1)[0][5:])
+                    # server: request fully read -> first chunk written; client: sent -> first event parsed
+                    diffs.append(((got - sent) - (ev["server_first_ns"] - ev["server_read_ns"])) / 1e6)
+                    measured = True
+    finally:
+        await client.aclose()
     return diffs
 
 
@@ -100,21 +103,23 @@ async def main_async(rates: list[float], requests: int) -> None:
         print(f"TTFT error (client − server, 200 sequential requests): median {statistics.median(diffs):.3f} ms, "
               f"p99 {sorted(diffs)[int(0.99 * len(diffs)) - 1]:.3f} ms (goal: within 1 ms)")
         target = Target(base, "instant")
-        limits = httpx.Limits(max_connections=512, max_keepalive_connections=512)
-        async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+        client = RawClient(base, timeout_s=30)
+        try:
             for rate in rates:
                 r = await run_level(client, target, mode="open", level=rate, prompts=synthetic_prompts(requests, 16),
                                     max_tokens=2, requests=requests, duration_s=None, warmup=20, slo=SLO())
                 print(f"open loop {rate:>6g}/s: achieved {r.rps:7.1f} req/s ({r.ok}/{r.requests} ok), "
                       f"client CPU {r.client_cpu:.0%}{' client-bound' if r.client_bound else ''}, "
                       f"TTFT p50 {r.ttft_ms['p50']:.2f} ms, E2E from intended p99 {r.e2e_intended_ms['p99']:.1f} ms")
+        finally:
+            await client.aclose()
     finally:
         server.terminate()
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rates", default="250,500,1000")
+    ap.add_argument("--rates", default="250,500,1000,2000")
     ap.add_argument("--requests", type=int, default=2000)
     args = ap.parse_args()
     asyncio.run(main_async([float(x) for x in args.rates.split(",")], args.requests))

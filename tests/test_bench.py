@@ -61,9 +61,12 @@ def _timed_stream(h, body, n):
 def test_fake_upstream_timing_ttft_and_itl_match_the_server():
     with FakeUpstream(_timed_stream) as up:
         async def go():
-            import httpx
-            async with httpx.AsyncClient() as client:
+            from weighbridge.bench.rawhttp import RawClient
+            client = RawClient(up.base_url)
+            try:
                 return await stream_once(client, Target(up.base_url, "m"), "hi", 4)
+            finally:
+                await client.aclose()
         r = asyncio.run(go())
     assert r.ok and r.output_tokens == 4 and r.token_source == "server" and r.prompt_tokens == 12
     assert 195 <= r.ttft_ms < 230

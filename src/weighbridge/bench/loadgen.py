@@ -8,17 +8,18 @@ with a unique prefix so a server's prefix cache cannot flatter the figures.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import random
 import resource
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-import httpx
-
-from ..backends.sse import DONE, choice_pieces, iter_events
+from ..backends.sse import choice_pieces
 from ..errors import BackendError
 from .metrics import SLO, LevelResult, RequestRecord, summarise_level
+from .rawhttp import HTTPStatusError, RawClient
 
 _WORDS = ("river stone market engine garden signal paper window harbor planet silver orchard lantern copper "
           "meadow thunder pencil harvest canyon mirror violet anchor ladder compass marble falcon ribbon glacier").split()
@@ -40,42 +41,53 @@ class Target:
     mode: str = "chat"  # chat | completion
 
 
-async def stream_once(client: httpx.AsyncClient, target: Target, prompt: str, max_tokens: int,
+async def stream_once(client: RawClient, target: Target, prompt: str, max_tokens: int,
                       intended: int | None = None) -> RequestRecord:
     body: dict[str, Any] = {"model": target.model, "max_tokens": max_tokens, "temperature": 0.0, "stream": True,
                             "stream_options": {"include_usage": True}}
     if target.mode == "chat":
         body["messages"] = [{"role": "user", "content": prompt}]
-        url = target.base_url + "/chat/completions"
+        path = "/chat/completions"
     else:
         body["prompt"] = prompt
-        url = target.base_url + "/completions"
+        path = "/completions"
+    payload = json.dumps(body).encode()
     rec = RequestRecord(intended=intended, sent=time.perf_counter_ns(), requested_tokens=max_tokens)
     ended = False
     usage = None
+    buf = b""
     try:
-        async with client.stream("POST", url, json=body) as resp:
-            if resp.status_code != 200:
-                await resp.aread()
-                rec.error = f"http_{resp.status_code}"
-                return rec
-            async for event in iter_events(resp.aiter_lines()):
-                if event is DONE:
-                    ended = True
-                    continue
-                if event.get("usage"):
-                    usage = event["usage"]
-                for choice in event.get("choices") or []:
-                    if any(choice_pieces(choice)):
-                        now = time.perf_counter_ns()
-                        if rec.first_token is None:
-                            rec.first_token = now
-                        rec.chunk_times.append(now)
-                    if choice.get("finish_reason"):
-                        ended = True
-    except httpx.TimeoutException:
+        async with asyncio.timeout(client.timeout_s), contextlib.aclosing(client.post_stream(path, payload)) as body_in:
+            async for data in body_in:
+                buf += data
+                while b"\n\n" in buf:  # one SSE event per blank-line-terminated block
+                    block, buf = buf.split(b"\n\n", 1)
+                    for line in block.split(b"\n"):
+                        if not line.startswith(b"data:"):
+                            continue
+                        payload_line = line[5:].strip()
+                        if payload_line == b"[DONE]":
+                            ended = True
+                            continue
+                        try:
+                            event = json.loads(payload_line)
+                        except ValueError:
+                            raise BackendError("malformed SSE event", kind="malformed_sse") from None
+                        if event.get("usage"):
+                            usage = event["usage"]
+                        for choice in event.get("choices") or []:
+                            if any(choice_pieces(choice)):
+                                now = time.perf_counter_ns()
+                                if rec.first_token is None:
+                                    rec.first_token = now
+                                rec.chunk_times.append(now)
+                            if choice.get("finish_reason"):
+                                ended = True
+    except HTTPStatusError as e:
+        rec.error = f"http_{e.status}"
+    except TimeoutError:
         rec.error = "timeout"
-    except (httpx.TransportError, httpx.RemoteProtocolError):
+    except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
         rec.error = "connection"
     except BackendError as e:
         rec.error = e.kind
@@ -95,7 +107,7 @@ def _cpu_seconds() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-async def run_level(client: httpx.AsyncClient, target: Target, *, mode: str, level: float, prompts: list[str],
+async def run_level(client: RawClient, target: Target, *, mode: str, level: float, prompts: list[str],
                     max_tokens: int, requests: int | None, duration_s: float | None, warmup: int, slo: SLO,
                     poisson: bool = False, seed: int = 0, gpu_hour_usd: float | None = None) -> LevelResult:
     """One level of load. Closed: ``level`` workers send back to back. Open: arrivals at ``level``/s."""
@@ -155,11 +167,10 @@ async def sweep(target: Target, *, mode: str, levels: list[float], input_tokens:
     headers = {"Authorization": f"Bearer {target.api_key}"} if target.api_key else {}
     n_prompts = (requests or 200) + warmup
     prompts = synthetic_prompts(n_prompts * max(1, len(levels)), input_tokens)
-    biggest = int(max(levels)) if mode == "closed" else 256
-    limits = httpx.Limits(max_connections=biggest + 8, max_keepalive_connections=biggest + 8)
     results: list[LevelResult] = []
     stop = None
-    async with httpx.AsyncClient(timeout=httpx.Timeout(timeout_s, connect=10.0), limits=limits, headers=headers) as client:
+    client = RawClient(target.base_url, headers, timeout_s)
+    try:
         for i, level in enumerate(levels):
             chunk = prompts[i * n_prompts:(i + 1) * n_prompts]  # fresh prompts per level
             r = await run_level(client, target, mode=mode, level=level, prompts=chunk, max_tokens=output_tokens,
@@ -171,4 +182,6 @@ async def sweep(target: Target, *, mode: str, levels: list[float], input_tokens:
             stop = saturated(r, max_error_rate, max_p50_ms)
             if stop:
                 break
+    finally:
+        await client.aclose()
     return results, stop
