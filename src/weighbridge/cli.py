@@ -273,10 +273,23 @@ def bench_cmd(
             console.print(f"[dim]target: {where} · {mode} loop · levels {', '.join(f'{x:g}' for x in levels)} · "
                           f"{requests or f'{duration:g}s'} per level · prompts ≈{input_tokens} tokens, "
                           f"max_tokens {output_tokens}[/]")
-            results, stop = asyncio.run(sweep(tgt, mode=mode, levels=levels, input_tokens=input_tokens,
-                                              output_tokens=output_tokens, requests=requests, duration_s=duration,
-                                              warmup=warmup, slo=slo_spec, poisson=poisson, gpu_hour_usd=gpu_hour_usd,
-                                              max_p50_ms=max_p50))
+            progress = Progress(TextColumn("[bold]{task.description:<16}"), BarColumn(), MofNCompleteColumn(),
+                                TextColumn("errors {task.fields[errors]}"), TimeElapsedColumn(), console=console,
+                                disable=not console.is_terminal and os.environ.get("WEIGHBRIDGE_PROGRESS") != "1")
+            bars: dict[float, int] = {}
+
+            def on_request(level: float, rec: Any) -> None:
+                if level not in bars:
+                    label = f"{'concurrency' if mode == 'closed' else 'rate'} {level:g}"
+                    bars[level] = progress.add_task(label, total=requests, errors=0)
+                task = progress.tasks[bars[level]]
+                progress.update(bars[level], advance=1, errors=task.fields["errors"] + int(not rec.ok))
+
+            with progress:
+                results, stop = asyncio.run(sweep(tgt, mode=mode, levels=levels, input_tokens=input_tokens,
+                                                  output_tokens=output_tokens, requests=requests, duration_s=duration,
+                                                  warmup=warmup, slo=slo_spec, poisson=poisson,
+                                                  gpu_hour_usd=gpu_hour_usd, max_p50_ms=max_p50, on_request=on_request))
     except WeighbridgeError as e:
         raise _fail(e) from None
 

@@ -109,7 +109,8 @@ def _cpu_seconds() -> float:
 
 async def run_level(client: RawClient, target: Target, *, mode: str, level: float, prompts: list[str],
                     max_tokens: int, requests: int | None, duration_s: float | None, warmup: int, slo: SLO,
-                    poisson: bool = False, seed: int = 0, gpu_hour_usd: float | None = None) -> LevelResult:
+                    poisson: bool = False, seed: int = 0, gpu_hour_usd: float | None = None,
+                    on_request: Callable[[RequestRecord], None] | None = None) -> LevelResult:
     """One level of load. Closed: ``level`` workers send back to back. Open: arrivals at ``level``/s."""
     prompt_at = iter(prompts * (1 + (requests or 10_000) // max(1, len(prompts))))
     for _ in range(warmup):  # warm the server and the connection pool; never counted
@@ -126,6 +127,8 @@ async def run_level(client: RawClient, target: Target, *, mode: str, level: floa
             while issued < limit and (deadline is None or time.perf_counter() < deadline):
                 issued += 1
                 records.append(await stream_once(client, target, next(prompt_at), max_tokens))
+                if on_request:
+                    on_request(records[-1])
 
         await asyncio.gather(*(worker() for _ in range(int(level))))
     else:
@@ -140,7 +143,10 @@ async def run_level(client: RawClient, target: Target, *, mode: str, level: floa
             delay = (intended - time.perf_counter_ns()) / 1e9
             if delay > 0:
                 await asyncio.sleep(delay)
-            tasks.append(asyncio.ensure_future(stream_once(client, target, next(prompt_at), max_tokens, intended)))
+            task = asyncio.ensure_future(stream_once(client, target, next(prompt_at), max_tokens, intended))
+            if on_request:
+                task.add_done_callback(lambda t: on_request(t.result()))
+            tasks.append(task)
             n += 1
             offset += rng.expovariate(level) if poisson else 1.0 / level
         records.extend(await asyncio.gather(*tasks))
@@ -162,7 +168,8 @@ def saturated(result: LevelResult, max_error_rate: float, max_p50_ms: float | No
 async def sweep(target: Target, *, mode: str, levels: list[float], input_tokens: int, output_tokens: int,
                 requests: int | None, duration_s: float | None, warmup: int, slo: SLO, poisson: bool = False,
                 gpu_hour_usd: float | None = None, max_error_rate: float = 0.1, max_p50_ms: float | None = None,
-                timeout_s: float = 120.0, on_level: Callable[[LevelResult], None] | None = None
+                timeout_s: float = 120.0, on_level: Callable[[LevelResult], None] | None = None,
+                on_request: Callable[[float, RequestRecord], None] | None = None
                 ) -> tuple[list[LevelResult], str | None]:
     headers = {"Authorization": f"Bearer {target.api_key}"} if target.api_key else {}
     n_prompts = (requests or 200) + warmup
@@ -175,7 +182,8 @@ async def sweep(target: Target, *, mode: str, levels: list[float], input_tokens:
             chunk = prompts[i * n_prompts:(i + 1) * n_prompts]  # fresh prompts per level
             r = await run_level(client, target, mode=mode, level=level, prompts=chunk, max_tokens=output_tokens,
                                 requests=requests, duration_s=duration_s, warmup=warmup, slo=slo, poisson=poisson,
-                                seed=i, gpu_hour_usd=gpu_hour_usd)
+                                seed=i, gpu_hour_usd=gpu_hour_usd,
+                                on_request=(lambda rec, lv=level: on_request(lv, rec)) if on_request else None)
             results.append(r)
             if on_level:
                 on_level(r)
