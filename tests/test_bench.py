@@ -118,6 +118,14 @@ def test_sweep_stops_at_saturation():
     assert len(results) == 1 and "error rate" in stop
 
 
+@pytest.mark.parametrize("mode,level", [("closed", 2), ("open", 50)])
+def test_fake_upstream_saturated_level_stops_early(mode, level):
+    with FakeUpstream(lambda h, body, n: h.send_json(503, {"error": "busy"})) as up:
+        results, stop = asyncio.run(sweep(Target(up.base_url, "m"), mode=mode, levels=[level], input_tokens=8,
+                                          output_tokens=4, requests=200, duration_s=None, warmup=0, slo=SLO()))
+    assert 10 <= results[0].requests < 200 and results[0].errors == {"http_503": results[0].requests}
+
+
 def test_bundled_model_under_a_real_llama_cpp_server(tmp_path):
     out = tmp_path / "b.json"
     r = runner.invoke(app, ["bench", "smollm2-135m", "--concurrency", "1,2", "--requests", "3", "--warmup", "1",

@@ -110,12 +110,27 @@ def _cpu_seconds() -> float:
 async def run_level(client: RawClient, target: Target, *, mode: str, level: float, prompts: list[str],
                     max_tokens: int, requests: int | None, duration_s: float | None, warmup: int, slo: SLO,
                     poisson: bool = False, seed: int = 0, gpu_hour_usd: float | None = None,
-                    on_request: Callable[[RequestRecord], None] | None = None) -> LevelResult:
-    """One level of load. Closed: ``level`` workers send back to back. Open: arrivals at ``level``/s."""
+                    on_request: Callable[[RequestRecord], None] | None = None,
+                    max_error_rate: float = 1.0) -> LevelResult:
+    """One level of load. Closed: ``level`` workers send back to back. Open: arrivals at ``level``/s.
+
+    Stops issuing early when, after at least 10 answers, more than ``max_error_rate`` of them failed:
+    hammering a saturated server longer tells nothing new."""
     prompt_at = iter(prompts * (1 + (requests or 10_000) // max(1, len(prompts))))
     for _ in range(warmup):  # warm the server and the connection pool; never counted
         await stream_once(client, target, next(prompt_at), max_tokens)
     records: list[RequestRecord] = []
+    failed = 0
+
+    def overloaded() -> bool:
+        return len(records) >= 10 and failed / len(records) > max_error_rate
+
+    def finished(rec: RequestRecord) -> None:
+        nonlocal failed
+        failed += int(not rec.ok)
+        if on_request:
+            on_request(rec)
+
     deadline = time.perf_counter() + duration_s if duration_s else None
     limit = requests if requests is not None else 10**9
     t0, cpu0 = time.perf_counter(), _cpu_seconds()
@@ -124,11 +139,10 @@ async def run_level(client: RawClient, target: Target, *, mode: str, level: floa
 
         async def worker() -> None:
             nonlocal issued
-            while issued < limit and (deadline is None or time.perf_counter() < deadline):
+            while issued < limit and (deadline is None or time.perf_counter() < deadline) and not overloaded():
                 issued += 1
                 records.append(await stream_once(client, target, next(prompt_at), max_tokens))
-                if on_request:
-                    on_request(records[-1])
+                finished(records[-1])
 
         await asyncio.gather(*(worker() for _ in range(int(level))))
     else:
@@ -136,16 +150,18 @@ async def run_level(client: RawClient, target: Target, *, mode: str, level: floa
         start_ns = time.perf_counter_ns()
         tasks, offset = [], 0.0
         n = 0
+        done: list[RequestRecord] = []
         while n < limit:
             if deadline is not None and start_ns / 1e9 + offset > deadline:
+                break
+            if len(done) >= 10 and sum(not r.ok for r in done) / len(done) > max_error_rate:
                 break
             intended = start_ns + int(offset * 1e9)
             delay = (intended - time.perf_counter_ns()) / 1e9
             if delay > 0:
                 await asyncio.sleep(delay)
             task = asyncio.ensure_future(stream_once(client, target, next(prompt_at), max_tokens, intended))
-            if on_request:
-                task.add_done_callback(lambda t: on_request(t.result()))
+            task.add_done_callback(lambda t: (done.append(t.result()), on_request and on_request(t.result())))
             tasks.append(task)
             n += 1
             offset += rng.expovariate(level) if poisson else 1.0 / level
@@ -182,7 +198,7 @@ async def sweep(target: Target, *, mode: str, levels: list[float], input_tokens:
             chunk = prompts[i * n_prompts:(i + 1) * n_prompts]  # fresh prompts per level
             r = await run_level(client, target, mode=mode, level=level, prompts=chunk, max_tokens=output_tokens,
                                 requests=requests, duration_s=duration_s, warmup=warmup, slo=slo, poisson=poisson,
-                                seed=i, gpu_hour_usd=gpu_hour_usd,
+                                seed=i, gpu_hour_usd=gpu_hour_usd, max_error_rate=max_error_rate,
                                 on_request=(lambda rec, lv=level: on_request(lv, rec)) if on_request else None)
             results.append(r)
             if on_level:
