@@ -156,3 +156,15 @@ def test_fake_upstream_results_are_stored_and_reported(tmp_path):
     assert db.execute("SELECT COUNT(*) FROM bench_levels WHERE bench_id=?", (bench_id,)).fetchone()[0] == 2
     page = (tmp_path / "bench.html").read_text()
     assert page.count("<svg") == 3 and "time to first token" in page and "Latency" in page
+
+
+def test_bundled_target_counts_tokens_with_its_tokenizer_and_suite_prompts(tmp_path):
+    out = tmp_path / "b.json"
+    r = runner.invoke(app, ["bench", "smollm2-135m", "--concurrency", "1", "--requests", "3", "--warmup", "0",
+                            "--output-tokens", "8", "--threads", "2", "--suite", "builtin:starter", "--json", str(out),
+                            "--store", str(tmp_path / "wb.db"), "--report", str(tmp_path / "bench.html")])
+    assert r.exit_code == 0, r.output
+    data = json.loads(out.read_text())
+    lv = data["levels"][0]
+    assert lv["token_sources"] == ["tokenizer"]  # llama_cpp.server sends no usage: the GGUF's tokenizer counts
+    assert data["settings"]["prompts"] == "builtin:starter" and lv["ok"] == 3

@@ -244,6 +244,10 @@ def bench_cmd(
     gpu_hour_usd: Optional[float] = typer.Option(None, "--gpu-hour-usd", min=0, help="Hardware price for cost figures."),
     max_p50: Optional[float] = typer.Option(None, "--stop-p50-ms", help="Stop the sweep when p50 latency passes this."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for a server weighbridge starts."),
+    suite: Optional[str] = typer.Option(None, "--suite", help="Take prompts from a suite (e.g. builtin:starter) "
+                                                             "instead of synthetic ones."),
+    tokenizer_gguf: Optional[Path] = typer.Option(None, "--tokenizer-gguf", help="GGUF whose tokenizer counts tokens "
+                                                                                 "when the server sends no usage."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write every level's figures as JSON."),
     report: Path = typer.Option(Path("weighbridge-bench.html"), "--report", help="HTML report with the curves."),
     store: Optional[Path] = typer.Option(None, "--store", help="SQLite store for the results (default: the "
@@ -269,7 +273,17 @@ def bench_cmd(
         requests = 20
     try:
         cfg = load_config(config) if config else (load_config("weighbridge.yaml") if Path("weighbridge.yaml").exists() else None)
+        suite_prompts = None
+        if suite:
+            from .suites import load_suite
+
+            suite_prompts = ["\n\n".join(m["content"] for m in c.rendered_messages() if m["role"] != "assistant")
+                             for c in load_suite(suite, cfg.base_dir if cfg else ".").cases]
         with resolve_target(target, model, cfg, threads) as (tgt, where):
+            from .bench.target import gguf_token_counter
+
+            gguf = tokenizer_gguf or tgt.gguf
+            counter = gguf_token_counter(Path(gguf)) if gguf else None
             console.print(f"[dim]target: {where} · {mode} loop · levels {', '.join(f'{x:g}' for x in levels)} · "
                           f"{requests or f'{duration:g}s'} per level · prompts ≈{input_tokens} tokens, "
                           f"max_tokens {output_tokens}[/]")
@@ -289,7 +303,8 @@ def bench_cmd(
                 results, stop = asyncio.run(sweep(tgt, mode=mode, levels=levels, input_tokens=input_tokens,
                                                   output_tokens=output_tokens, requests=requests, duration_s=duration,
                                                   warmup=warmup, slo=slo_spec, poisson=poisson,
-                                                  gpu_hour_usd=gpu_hour_usd, max_p50_ms=max_p50, on_request=on_request))
+                                                  gpu_hour_usd=gpu_hour_usd, max_p50_ms=max_p50, on_request=on_request,
+                                                  prompts=suite_prompts, count_tokens=counter))
     except WeighbridgeError as e:
         raise _fail(e) from None
 
@@ -330,7 +345,8 @@ def bench_cmd(
     from .store import Store
 
     settings = {"levels": levels, "poisson": poisson, "requests": requests, "duration_s": duration, "warmup": warmup,
-                "input_tokens": input_tokens, "output_tokens": output_tokens, "slo": slo, "gpu_hour_usd": gpu_hour_usd}
+                "input_tokens": None if suite else input_tokens, "prompts": suite or "synthetic",
+                "output_tokens": output_tokens, "slo": slo, "gpu_hour_usd": gpu_hour_usd}
     st = Store(store or (cfg.resolve(cfg.store) if cfg else Path("weighbridge.db")))
     bench_id = st.save_bench(target=where, mode=mode, settings=settings, levels=[r.to_dict() for r in results],
                              stopped=stop)

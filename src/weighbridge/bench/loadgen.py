@@ -39,6 +39,7 @@ class Target:
     model: str
     api_key: str | None = None
     mode: str = "chat"  # chat | completion
+    gguf: Any = None  # the model file, when weighbridge serves it (its tokenizer then counts tokens)
 
 
 async def stream_once(client: RawClient, target: Target, prompt: str, max_tokens: int,
@@ -56,6 +57,7 @@ async def stream_once(client: RawClient, target: Target, prompt: str, max_tokens
     ended = False
     usage = None
     buf = b""
+    text_parts: list[str] = []
     try:
         async with asyncio.timeout(client.timeout_s), contextlib.aclosing(client.post_stream(path, payload)) as body_in:
             async for data in body_in:
@@ -76,11 +78,13 @@ async def stream_once(client: RawClient, target: Target, prompt: str, max_tokens
                         if event.get("usage"):
                             usage = event["usage"]
                         for choice in event.get("choices") or []:
-                            if any(choice_pieces(choice)):
+                            pieces = choice_pieces(choice)
+                            if any(pieces):
                                 now = time.perf_counter_ns()
                                 if rec.first_token is None:
                                     rec.first_token = now
                                 rec.chunk_times.append(now)
+                                text_parts.append("".join(pieces))
                             if choice.get("finish_reason"):
                                 ended = True
     except HTTPStatusError as e:
@@ -95,8 +99,11 @@ async def stream_once(client: RawClient, target: Target, prompt: str, max_tokens
         rec.done = time.perf_counter_ns()
     if rec.error is None and not ended:
         rec.error = "truncated"
+    rec.text = "".join(text_parts)
     if usage and usage.get("completion_tokens") is not None:
         rec.output_tokens, rec.prompt_tokens, rec.token_source = usage["completion_tokens"], usage.get("prompt_tokens"), "server"
+    elif client.count_tokens is not None:
+        rec.output_tokens, rec.token_source = client.count_tokens(rec.text), "tokenizer"
     else:
         rec.output_tokens = len(rec.chunk_times)
     return rec
@@ -185,14 +192,20 @@ async def sweep(target: Target, *, mode: str, levels: list[float], input_tokens:
                 requests: int | None, duration_s: float | None, warmup: int, slo: SLO, poisson: bool = False,
                 gpu_hour_usd: float | None = None, max_error_rate: float = 0.1, max_p50_ms: float | None = None,
                 timeout_s: float = 120.0, on_level: Callable[[LevelResult], None] | None = None,
-                on_request: Callable[[float, RequestRecord], None] | None = None
+                on_request: Callable[[float, RequestRecord], None] | None = None,
+                prompts: list[str] | None = None, count_tokens: Callable[[str], int] | None = None
                 ) -> tuple[list[LevelResult], str | None]:
     headers = {"Authorization": f"Bearer {target.api_key}"} if target.api_key else {}
     n_prompts = (requests or 200) + warmup
-    prompts = synthetic_prompts(n_prompts * max(1, len(levels)), input_tokens)
+    if prompts:  # from a suite: cycled, each made unique so a prefix cache cannot serve it
+        pool = [f"[{i}] {prompts[i % len(prompts)]}" for i in range(n_prompts * max(1, len(levels)))]
+    else:
+        pool = synthetic_prompts(n_prompts * max(1, len(levels)), input_tokens)
+    prompts = pool
     results: list[LevelResult] = []
     stop = None
     client = RawClient(target.base_url, headers, timeout_s)
+    client.count_tokens = count_tokens
     try:
         for i, level in enumerate(levels):
             chunk = prompts[i * n_prompts:(i + 1) * n_prompts]  # fresh prompts per level

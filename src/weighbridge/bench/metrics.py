@@ -22,7 +22,8 @@ DEFINITIONS = {
     "rps": "successful requests ÷ wall time of the level (warm-up excluded)",
     "output_tps": "Σ output tokens of successful requests ÷ wall time of the level",
     "goodput": "successful requests meeting every SLO given ÷ wall time of the level",
-    "tokens": "from the server's usage (asked for with stream_options) when sent, else one per content chunk",
+    "tokens": "from the server's usage (asked for with stream_options) when sent, else the model's tokenizer on "
+              "the streamed text (when weighbridge has the GGUF), else one per content chunk",
     "client_cpu": "CPU seconds used by the load generator ÷ wall time (1.0 = one core busy); above 0.9 the "
                   "client, not the server, may be the limit ('client-bound')",
 }
@@ -43,6 +44,7 @@ class RequestRecord:
     token_source: str = "chunks"
     requested_tokens: int = 0
     error: str | None = None
+    text: str = ""
 
     @property
     def ok(self) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable
 from urllib.parse import urlsplit
 
 
@@ -31,6 +31,7 @@ class RawClient:
         extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
         self._head = f"Host: {self.host}:{self.port}\r\nContent-Type: application/json\r\n{extra}"
         self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self.count_tokens: Callable[[str], int] | None = None  # the model's tokenizer, when the caller has it
 
     async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         while self._idle:

@@ -12,7 +12,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import httpx
 
@@ -67,6 +67,17 @@ def local_server(gguf: Path, alias: str, n_ctx: int = 2048, threads: int | None 
         os.unlink(log.name)
 
 
+def gguf_token_counter(gguf: Path) -> Callable[[str], int]:
+    """Count tokens with a GGUF's own tokenizer (vocabulary only: no weights are loaded)."""
+    from llama_cpp import Llama
+
+    from ..backends.llamacpp import _quiet_stderr
+
+    with _quiet_stderr(True):
+        vocab = Llama(model_path=str(gguf), vocab_only=True, verbose=False)
+    return lambda text: len(vocab.tokenize(text.encode("utf-8"), add_bos=False, special=True)) if text else 0
+
+
 @contextlib.contextmanager
 def resolve_target(target: str, model: str | None, cfg: Config | None, threads: int | None = None
                    ) -> Iterator[tuple[Target, str]]:
@@ -93,4 +104,4 @@ def resolve_target(target: str, model: str | None, cfg: Config | None, threads: 
         raise WeighbridgeError(f"'{target}' is not a URL, a model in the config, a bundled alias "
                                f"({', '.join(BUNDLED)}) or a GGUF file")
     with local_server(gguf, alias, threads=threads) as base:
-        yield Target(base, alias, None, mode), f"{alias} via llama_cpp.server on {base}"
+        yield Target(base, alias, None, mode, gguf), f"{alias} via llama_cpp.server on {base}"
