@@ -358,6 +358,33 @@ def bench_cmd(
         console.print(f"json: {json_out}")
 
 
+@app.command()
+def serve(plan: Path = typer.Option(..., "--plan", help="Routing plan YAML."),
+          host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind (loopback by default)."),
+          port: int = typer.Option(8080, "--port", min=1, max=65535)) -> None:
+    """Run the OpenAI-compatible gateway in front of the plan's upstreams."""
+    import ipaddress
+
+    import uvicorn
+
+    from .gateway.app import create_app
+    from .gateway.plan import load_plan
+
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise _fail(WeighbridgeError(f"refusing to bind {host}: the gateway has no API keys yet, so it only serves "
+                                     "loopback (127.0.0.1 or ::1)"))
+    try:
+        the_plan = load_plan(plan)
+    except WeighbridgeError as e:
+        raise _fail(e) from None
+    console.print(f"weighbridge gateway on http://{host}:{port}/v1 · routes: {', '.join(the_plan.routes)}")
+    uvicorn.run(create_app(the_plan), host=host, port=port, log_level="warning")
+
+
 def _open_run(cfg: Config, store: Optional[Path], run: Optional[str]) -> tuple[Any, str]:
     """The store of a config and a run in it (default: the latest); clear errors when either is missing."""
     from .store import Store

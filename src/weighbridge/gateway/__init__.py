@@ -1,0 +1,1 @@
+"""The OpenAI-compatible gateway: routes each request to the upstreams its plan names."""
