@@ -5,7 +5,7 @@ import time
 import pytest
 from typer.testing import CliRunner
 
-from weighbridge.bench.loadgen import Target, run_level, stream_once, synthetic_prompts, sweep
+from weighbridge.bench.loadgen import Target, stream_once, synthetic_prompts, sweep
 from weighbridge.bench.metrics import SLO, RequestRecord, parse_slo, summarise_level
 from weighbridge.cli import app
 

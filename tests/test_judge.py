@@ -143,7 +143,7 @@ def test_pairwise_tie_when_the_verdict_follows_the_order():
 
 
 def test_cli_rescore_and_pairwise(tmp_path):
-    cfg = local_judge_config(tmp_path)
+    local_judge_config(tmp_path)  # writes the cases and config this test extends
     cfg_path = tmp_path / "weighbridge.yaml"
     write(cfg_path, cfg_path.read_text().replace("models:\n", "models:\n  - {name: smol2, backend: llamacpp, "
                                                                "bundled: smollm2-135m, n_threads: 2, "

@@ -8,7 +8,6 @@ scores and cache entry, so a ``kill -9`` loses at most the jobs in flight.
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import sqlite3
 import time
@@ -308,6 +307,3 @@ class Store:
                                  passed=bool(r[6]), generation=Generation.from_dict(json.loads(r[7])) if r[7] else None,
                                  scores=scores.get(r[0], []), id=r[0]) for r in rows]
 
-
-def default_store_path() -> str:
-    return os.environ.get("WEIGHBRIDGE_STORE", "weighbridge.db")

@@ -132,10 +132,6 @@ class Verdict:
     findings: list[Finding] = field(default_factory=list)
     reason: str = ""
 
-    @property
-    def duties(self) -> list[Finding]:
-        return [f for f in self.findings if f.outcome == "duty"]
-
     def to_dict(self) -> dict[str, Any]:
         return {"license": self.license.id if self.license else None,
                 "license_name": self.license.name if self.license else None,

@@ -11,14 +11,13 @@ Pairwise judging asks both orders and records a tie when the verdict follows the
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import jsonschema
 from pydantic import Field
 
-from ..backends.base import Backend, Generation, Request
+from ..backends.base import Generation, Request
 from ..errors import BackendError
 from .base import Score, ScorerSpec, final_answer, register
 from .schema import extract_json
@@ -136,6 +135,3 @@ async def pairwise(ctx: JudgeContext, judge: str | None, case_id: str, messages:
     reasons = [x["reason"] if x else r for x, r in ((ab, raw_ab), (ba, raw_ba))]
     return PairwiseResult(case_id, winner, first, second_raw, reasons)
 
-
-def judged_answer_json(obj: dict[str, Any]) -> str:
-    return json.dumps(obj, ensure_ascii=False)
