@@ -386,10 +386,14 @@ def serve(plan: Path = typer.Option(..., "--plan", help="Routing plan YAML."),
 
 
 def _open_run(cfg: Config, store: Optional[Path], run: Optional[str]) -> tuple[Any, str]:
-    """The store of a config and a run in it (default: the latest); clear errors when either is missing."""
+    """The store of a config and a run in it (default: the latest)."""
+    return _open_store_run(_store_path(cfg, store), run)
+
+
+def _open_store_run(path: Path, run: Optional[str]) -> tuple[Any, str]:
+    """A store file and a run in it (default: the latest); clear errors when either is missing."""
     from .store import Store
 
-    path = _store_path(cfg, store)
     if not path.exists():
         raise WeighbridgeError(f"{path}: no store here (run a bakeoff first, or pass --store)")
     st = Store(path)
@@ -468,16 +472,10 @@ def report(run: Optional[str] = typer.Argument(None, help="Run id (default: the 
     from .report.html import write_html
     from .report.jsonreport import write_json
     from .report.terminal import render
-    from .store import Store
     from .summary import summarise_run
 
     try:
-        if not store.exists():
-            raise WeighbridgeError(f"{store}: no store here (run a bakeoff first, or pass --store)")
-        st = Store(store)
-        run_id = run or st.latest_run()
-        if run_id is None:
-            raise WeighbridgeError(f"{store}: holds no runs yet")
+        st, run_id = _open_store_run(store, run)
         summary = summarise_run(st, run_id)
         base = None
         if baseline:
