@@ -17,11 +17,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 from pathlib import Path
 
@@ -29,6 +27,8 @@ from weighbridge.backends.base import Generation, Request, Timings
 from weighbridge.config import Config, ModelSpec
 from weighbridge.engine import Bakeoff
 from weighbridge.store import Store
+
+from instant_server import instant_server  # bench/ sibling module
 
 
 class InstantBackend:
@@ -56,35 +56,6 @@ class InstantBackend:
         return None
 
 
-SERVER = textwrap.dedent('''
-    import asyncio, sys
-    BODY = (b'data: {"choices":[{"index":0,"delta":{"content":"ok"},"finish_reason":null}]}\\n\\n'
-            b'data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}],'
-            b'"usage":{"prompt_tokens":10,"completion_tokens":1}}\\n\\ndata: [DONE]\\n\\n')
-    MODELS = b'{"object":"list","data":[{"id":"instant"}]}'
-    async def handle(r, w):
-        try:
-            while True:
-                head = await r.readuntil(b"\\r\\n\\r\\n")
-                n = 0
-                for line in head.split(b"\\r\\n"):
-                    if line.lower().startswith(b"content-length:"):
-                        n = int(line.split(b":")[1])
-                if n:
-                    await r.readexactly(n)
-                if head.startswith(b"GET"):
-                    w.write(b"HTTP/1.1 200 OK\\r\\ncontent-type: application/json\\r\\ncontent-length: %d\\r\\n\\r\\n" % len(MODELS) + MODELS)
-                else:
-                    w.write(b"HTTP/1.1 200 OK\\r\\ncontent-type: text/event-stream\\r\\ncontent-length: %d\\r\\n\\r\\n" % len(BODY) + BODY)
-                await w.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            w.close()
-    async def main():
-        srv = await asyncio.start_server(handle, "127.0.0.1", int(sys.argv[1]))
-        print("ready", flush=True)
-        await srv.serve_forever()
-    asyncio.run(main())
-''')
 
 
 def _suite(folder: Path, n_cases: int) -> str:
@@ -114,12 +85,6 @@ def _time_engine(cfg: Config, backends: dict | None) -> tuple[float, int]:
         return asyncio.run(go())
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--jobs", type=int, default=2000)
@@ -137,17 +102,11 @@ def main() -> None:
         print(f"1. engine overhead, instant in-process backend: {seconds / jobs * 1000:.3f} ms/job "
               f"({jobs} jobs, {calls} calls, {jobs / seconds:,.0f} jobs/s; goal < 2 ms)")
 
-        port = _free_port()
-        server = subprocess.Popen([sys.executable, "-c", SERVER, str(port)], stdout=subprocess.PIPE, text=True)
-        try:
-            server.stdout.readline()
-            http_spec = ModelSpec(name="instant-http", backend="openai", base_url=f"http://127.0.0.1:{port}/v1",
-                                  model="instant", concurrency=8)
+        with instant_server() as base:
+            http_spec = ModelSpec(name="instant-http", backend="openai", base_url=base, model="instant", concurrency=8)
             seconds, calls = _time_engine(_config(folder, n_cases, samples, http_spec), None)
             print(f"2. per job through the openai backend, instant HTTP upstream on loopback: "
                   f"{seconds / jobs * 1000:.3f} ms/job ({jobs / seconds:,.0f} jobs/s, concurrency 8)")
-        finally:
-            server.terminate()
 
     with tempfile.TemporaryDirectory() as tmp:
         store = str(Path(args.store).resolve()) if args.store else str(Path(tmp) / "cache.db")

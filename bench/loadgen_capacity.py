@@ -1,9 +1,8 @@
 """How much load can `weighbridge bench` generate, and how exactly does it time TTFT?
 
-Starts an instant streaming server on loopback in a second process (asyncio, raw HTTP/1.1). Each
-response's first content chunk carries the server's own time.perf_counter_ns() stamps for "request
-read" and "first chunk written" (CLOCK_MONOTONIC, shared by processes on Linux), so the client's
-TTFT can be compared with the server's. Then drives open-loop levels at increasing rates and prints
+Starts the instant streaming server of bench/instant_server.py in a second process; its first
+content chunk carries the server's own timestamps, so the client's TTFT can be compared with the
+server's. Then drives open-loop levels at increasing rates and prints
 offered vs achieved requests/s, the client's CPU share and the TTFT error.
 
 With --guidellm, GuideLLM runs the same open-loop levels against the same server, and both are
@@ -22,60 +21,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import socket
 import statistics
 import subprocess
-import sys
-import textwrap
 import time
 
 from weighbridge.bench.loadgen import Target, run_level, synthetic_prompts
-from weighbridge.bench.rawhttp import RawClient
 from weighbridge.bench.metrics import SLO
+from weighbridge.bench.rawhttp import RawClient
 
-SERVER = textwrap.dedent(r'''
-    import asyncio, json, sys, time
-    TAIL = (b'data: {"choices":[{"index":0,"delta":{"content":" b"},"finish_reason":null}]}\n\n'
-            b'data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}],'
-            b'"usage":{"prompt_tokens":10,"completion_tokens":2}}\n\ndata: [DONE]\n\n')
-    async def handle(r, w):
-        try:
-            while True:
-                head = await r.readuntil(b"\r\n\r\n")
-                t_read = time.perf_counter_ns()
-                n = 0
-                for line in head.split(b"\r\n"):
-                    if line.lower().startswith(b"content-length:"):
-                        n = int(line.split(b":")[1])
-                if n:
-                    await r.readexactly(n)
-                    t_read = time.perf_counter_ns()
-                if head.startswith(b"GET"):
-                    body = b'{"data":[{"id":"instant"}]}'
-                    w.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(body) + body)
-                    continue
-                t_first = time.perf_counter_ns()
-                first = ('data: {"choices":[{"index":0,"delta":{"content":"a"},"finish_reason":null}],'
-                         '"server_read_ns":%d,"server_first_ns":%d}\n\n' % (t_read, t_first)).encode()
-                body = first + TAIL
-                w.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: %d\r\n\r\n"
-                        % len(body) + body)
-                await w.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            w.close()
-    async def main():
-        srv = await asyncio.start_server(handle, "127.0.0.1", int(sys.argv[1]), backlog=4096)
-        print("ready", flush=True)
-        await srv.serve_forever()
-    asyncio.run(main())
-''')
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
+from instant_server import instant_server  # bench/ sibling module
 
 async def ttft_error(base: str, n: int = 200) -> list[float]:
     """Client TTFT minus server TTFT (ms) for n sequential requests, through the load generator's client."""
@@ -118,11 +72,7 @@ def run_guidellm(binary: str, tokenizer: str, base: str, rate: float, requests: 
 
 
 async def main_async(rates: list[float], requests: int, guidellm: str | None = None, tokenizer: str | None = None) -> None:
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-c", SERVER, str(port)], stdout=subprocess.PIPE, text=True)
-    try:
-        server.stdout.readline()
-        base = f"http://127.0.0.1:{port}/v1"
+    with instant_server() as base:
         diffs = await ttft_error(base)
         print(f"TTFT error (client − server, 200 sequential requests): median {statistics.median(diffs):.3f} ms, "
               f"p99 {sorted(diffs)[int(0.99 * len(diffs)) - 1]:.3f} ms (goal: within 1 ms)")
@@ -144,8 +94,6 @@ async def main_async(rates: list[float], requests: int, guidellm: str | None = N
                 print("GuideLLM: not run (pass --guidellm BIN --tokenizer DIR; see this script's docstring)")
         finally:
             await client.aclose()
-    finally:
-        server.terminate()
 
 
 def main() -> None:
