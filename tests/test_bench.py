@@ -126,13 +126,18 @@ def test_fake_upstream_saturated_level_stops_early(mode, level):
     assert 10 <= results[0].requests < 200 and results[0].errors == {"http_503": results[0].requests}
 
 
-def test_bundled_model_under_a_real_llama_cpp_server(tmp_path):
+def run_bench(tmp_path, *args: str) -> dict:
+    """`weighbridge bench ARGS` with its store, report and JSON under tmp_path; returns the JSON."""
     out = tmp_path / "b.json"
-    r = runner.invoke(app, ["bench", "smollm2-135m", "--concurrency", "1,2", "--requests", "3", "--warmup", "1",
-                            "--output-tokens", "8", "--threads", "2", "--slo", "ttft=5s", "--json", str(out),
-                            "--store", str(tmp_path / "wb.db"), "--report", str(tmp_path / "bench.html")])
+    r = runner.invoke(app, ["bench", *args, "--json", str(out), "--store", str(tmp_path / "wb.db"),
+                            "--report", str(tmp_path / "bench.html")])
     assert r.exit_code == 0, r.output
-    data = json.loads(out.read_text())
+    return json.loads(out.read_text())
+
+
+def test_bundled_model_under_a_real_llama_cpp_server(tmp_path):
+    data = run_bench(tmp_path, "smollm2-135m", "--concurrency", "1,2", "--requests", "3", "--warmup", "1",
+                     "--output-tokens", "8", "--threads", "2", "--slo", "ttft=5s")
     assert [lv["level"] for lv in data["levels"]] == [1, 2]
     for lv in data["levels"]:
         assert lv["ok"] == 3 and lv["ttft_ms"]["p50"] > 0 and lv["output_tps"] > 0 and lv["goodput_rps"] is not None
@@ -147,11 +152,8 @@ def test_url_target_needs_a_model_id():
 def test_fake_upstream_results_are_stored_and_reported(tmp_path):
     import sqlite3
     with FakeUpstream(_timed_stream) as up:
-        r = runner.invoke(app, ["bench", up.base_url, "--model", "m", "--concurrency", "1,2", "--requests", "4",
-                                "--warmup", "0", "--store", str(tmp_path / "wb.db"),
-                                "--report", str(tmp_path / "bench.html"), "--json", str(tmp_path / "b.json")])
-    assert r.exit_code == 0, r.output
-    bench_id = json.loads((tmp_path / "b.json").read_text())["id"]
+        bench_id = run_bench(tmp_path, up.base_url, "--model", "m", "--concurrency", "1,2", "--requests", "4",
+                             "--warmup", "0")["id"]
     db = sqlite3.connect(tmp_path / "wb.db")
     assert db.execute("SELECT COUNT(*) FROM bench_levels WHERE bench_id=?", (bench_id,)).fetchone()[0] == 2
     page = (tmp_path / "bench.html").read_text()
@@ -159,12 +161,8 @@ def test_fake_upstream_results_are_stored_and_reported(tmp_path):
 
 
 def test_bundled_target_counts_tokens_with_its_tokenizer_and_suite_prompts(tmp_path):
-    out = tmp_path / "b.json"
-    r = runner.invoke(app, ["bench", "smollm2-135m", "--concurrency", "1", "--requests", "3", "--warmup", "0",
-                            "--output-tokens", "8", "--threads", "2", "--suite", "builtin:starter", "--json", str(out),
-                            "--store", str(tmp_path / "wb.db"), "--report", str(tmp_path / "bench.html")])
-    assert r.exit_code == 0, r.output
-    data = json.loads(out.read_text())
+    data = run_bench(tmp_path, "smollm2-135m", "--concurrency", "1", "--requests", "3", "--warmup", "0",
+                     "--output-tokens", "8", "--threads", "2", "--suite", "builtin:starter")
     lv = data["levels"][0]
     assert lv["token_sources"] == ["tokenizer"]  # llama_cpp.server sends no usage: the GGUF's tokenizer counts
     assert data["settings"]["prompts"] == "builtin:starter" and lv["ok"] == 3
