@@ -50,7 +50,7 @@ class Comparison:
 def outcomes_from_run(store: Store, run_id: str) -> dict[str, Outcomes]:
     out: dict[str, Outcomes] = {}
     for r in store.generations(run_id):
-        out.setdefault(r.model, {})[f"{r.case_id}#{r.sample}"] = r.passed
+        out.setdefault(r.model, {})[r.key] = r.passed
     return out
 
 
@@ -67,8 +67,7 @@ def scores_from_run(store: Store, run_id: str) -> dict[str, dict[str, float]]:
     """Per (case, sample) mean scorer value: partial credit (fields right, tests passed) the pass/fail hides."""
     out: dict[str, dict[str, float]] = {}
     for r in store.generations(run_id):
-        vals = [sc.value for _, sc in r.scores]
-        out.setdefault(r.model, {})[f"{r.case_id}#{r.sample}"] = sum(vals) / len(vals) if vals else 0.0
+        out.setdefault(r.model, {})[r.key] = r.mean_score
     return out
 
 

@@ -125,6 +125,16 @@ class StoredGeneration:
     scores: list[tuple[str, Score]]
     id: int = 0
 
+    @property
+    def key(self) -> str:
+        """The paired-comparison item: "case_id#sample"."""
+        return f"{self.case_id}#{self.sample}"
+
+    @property
+    def mean_score(self) -> float:
+        """Mean scorer value: partial credit (fields right, tests passed) that pass/fail hides."""
+        return sum(s.value for _, s in self.scores) / len(self.scores) if self.scores else 0.0
+
 
 class Store:
     def __init__(self, path: str | Path) -> None:

@@ -123,16 +123,11 @@ class RunSummary:
 
     def scores(self, model: str) -> dict[str, float]:
         """Per (case, sample) mean scorer value (partial credit)."""
-        out = {}
-        for r in self.rows:
-            if r.model == model:
-                vals = [sc.value for _, sc in r.scores]
-                out[f"{r.case_id}#{r.sample}"] = sum(vals) / len(vals) if vals else 0.0
-        return out
+        return {r.key: r.mean_score for r in self.rows if r.model == model}
 
     def outcomes(self, model: str) -> dict[str, bool]:
         """Per (case, sample) pass/fail: what a later `weighbridge check --baseline` compares against."""
-        return {f"{r.case_id}#{r.sample}": r.passed for r in self.rows if r.model == model}
+        return {r.key: r.passed for r in self.rows if r.model == model}
 
 
 def summarise_run(store: Store, run_id: str) -> RunSummary:
