@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -49,7 +51,7 @@ def llama_server(smollm_path: Path, tmp_path_factory: pytest.TempPathFactory):
     with open(log, "w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(smollm_path),
                                  "--model_alias", "smollm2", "--host", "127.0.0.1", "--port", str(port),
-                                 "--n_ctx", "2048", "--n_threads", "2"], stdout=out, stderr=subprocess.STDOUT)
+                                 "--n_ctx", "2048", "--n_threads", "2", "--interrupt_requests", "False"], stdout=out, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}/v1"
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -84,3 +86,69 @@ def smol_project(tmp_path: Path, cases: str, max_tokens: int = 24, extra: str = 
     return write(tmp_path / "weighbridge.yaml",
                  "models:\n  - name: smol\n    backend: llamacpp\n    bundled: smollm2-135m\n    n_threads: 2\n"
                  f"    params: {{max_tokens: {max_tokens}}}\n{price_line}{extra}suites: [cases.yaml]\n")
+
+
+def _need(binary: str, package: str) -> str:
+    """A server binary for the tests; missing means skip locally, fail in CI (where .ci/run installs it)."""
+    found = shutil.which(binary) or next((str(p) for p in Path("/usr/lib/postgresql").glob(f"*/bin/{binary}")), None)
+    if found is None:
+        message = f"{binary} not installed (apt-get install {package}; .ci/run does this)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return found
+
+
+def _wait_port(port: int, proc: subprocess.Popen, what: str, log: Path) -> None:
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited: {log.read_text()[-2000:]}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"{what} did not listen in 30 s")
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory):
+    """A real redis-server on a free loopback port, no persistence."""
+    binary = _need("redis-server", "redis-server")
+    port, log = free_port(), tmp_path_factory.mktemp("redis") / "redis.log"
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                            stdout=open(log, "w"), stderr=subprocess.STDOUT)
+    _wait_port(port, proc, "redis-server", log)
+    yield f"redis://127.0.0.1:{port}/0"
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory: pytest.TempPathFactory):
+    """A real Postgres server in a temp dir (run as the 'postgres' user when the tests run as root)."""
+    initdb, postgres = _need("initdb", "postgresql"), _need("postgres", "postgresql")
+    root = Path(tempfile.mkdtemp(prefix="wb-pg-"))  # not under pytest's 0700 temp root: postgres must reach it
+    data, log = root / "data", root / "postgres.log"
+    data.mkdir()
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        import pwd
+
+        pw = pwd.getpwnam("postgres")
+        os.chmod(root, 0o755)
+        os.chown(data, pw.pw_uid, pw.pw_gid)
+        as_user = ["runuser", "-u", "postgres", "--"]
+    subprocess.run([*as_user, initdb, "-D", str(data), "-A", "trust", "-U", "wb"], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    port = free_port()
+    proc = subprocess.Popen([*as_user, postgres, "-D", str(data), "-p", str(port), "-k", str(data),
+                             "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"],
+                            stdout=open(log, "w"), stderr=subprocess.STDOUT)
+    _wait_port(port, proc, "postgres", log)
+    time.sleep(0.5)
+    yield f"postgresql://wb@127.0.0.1:{port}/postgres"
+    proc.terminate()
+    proc.wait(20)
+    shutil.rmtree(root, ignore_errors=True)

@@ -1,43 +1,19 @@
 """The gateway on a real loopback port in front of real and fault-injecting upstreams."""
 
 import json
-import threading
-import time
-
 import httpx
 import pytest
-import uvicorn
 from typer.testing import CliRunner
 
 from weighbridge.cli import app as cli
 from weighbridge.errors import ConfigError
-from weighbridge.gateway.app import create_app
 from weighbridge.gateway.plan import load_plan
 
 from .conftest import free_port, write
+from .gateway_server import Gateway
 from .fake_upstream import FakeUpstream, chunk, ok_stream
 
 runner = CliRunner()
-
-
-class Gateway:
-    def __init__(self, plan_path):
-        self.port = free_port()
-        config = uvicorn.Config(create_app(load_plan(plan_path), seed=0), host="127.0.0.1", port=self.port,
-                                log_level="warning")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        deadline = time.time() + 10
-        while not self.server.started and time.time() < deadline:
-            time.sleep(0.05)
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    def __exit__(self, *exc):
-        self.server.should_exit = True
-        self.thread.join(10)
 
 
 def plan_file(tmp_path, routes: str):

@@ -1,18 +1,30 @@
-"""The gateway's ASGI app: /v1/chat/completions, /v1/completions, /v1/models, /healthz, /readyz.
+"""The gateway's ASGI app: /v1/chat/completions, /v1/completions, /v1/models, /healthz, /readyz, /metrics.
 
-Streams are passed through chunk by chunk. A request whose upstream fails before the first byte
-(connection error, timeout, 429, 5xx) moves to the next upstream of its route's fallback chain; a
-stream that breaks after it started ends with an error event, never as a silently short answer.
-The response names the upstream that answered in ``x-weighbridge-upstream``.
+One request goes: authenticate → rate limit → prompt block list → PII redaction (always for the
+audit copy; for the upstream copy as the route says) → cache → budget reservation → upstream
+(weighted pick, fallback chain; or the cascade: draft, check, escalate) → response block list →
+settle the budget from the reported usage → audit record (committed before the answer's last byte
+when ``audit.sync``) → metrics.
+
+Streams pass through event by event. A failure before the first content event (connection error,
+timeout, 429, 5xx, malformed or empty stream) moves to the next upstream; a stream that breaks
+after it ends with an error event, never as a silently short answer. A streamed cascade holds the
+draft until it passes its check.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import random
-from typing import Any, AsyncIterator
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 from starlette.applications import Starlette
@@ -20,127 +32,552 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route as HttpRoute
 
+from . import state
+from .audit import open_sink
+from .auth import Denied, Guard, Reservation
+from .cache import Cache, RedisCache, SqliteCache, cache_key, is_cacheable
+from .cascade import Checker, PlanJudges
+from .metrics import Metrics
 from .plan import Plan, Route, Upstream
+from .redact import BlockList, Redactor, prompt_text
+from .stream import DONE, StreamAccount, answer_text, event, replay
+from .writer import Writer
 
 _RETRY_STATUS = {408, 429, 500, 502, 503, 504}
 ROUTE_HEADER = "x-weighbridge-route"
 
 
-def error(status: int, message: str, kind: str = "invalid_request_error", code: str | None = None) -> JSONResponse:
+def error(status: int, message: str, kind: str = "invalid_request_error", code: str | None = None,
+          headers: dict[str, str] | None = None) -> JSONResponse:
     """An OpenAI-style error body."""
-    return JSONResponse({"error": {"message": message, "type": kind, "param": None, "code": code}}, status_code=status)
+    return JSONResponse({"error": {"message": message, "type": kind, "param": None, "code": code}},
+                        status_code=status, headers=headers)
 
 
 def order(route: Route, rng: random.Random) -> list[Upstream]:
     """One weighted pick among the route's upstreams, then the rest of them, then the fallback chain."""
     pool = list(route.upstreams)
-    first = rng.choices(pool, weights=[u.weight for u in pool])[0]
+    first = pool[0] if len(pool) == 1 else rng.choices(pool, weights=[u.weight for u in pool])[0]
     return [first] + [u for u in pool if u is not first] + list(route.fallback)
 
 
-def create_app(plan: Plan, *, seed: int | None = None) -> Starlette:
-    rng = random.Random(seed)
-    client = httpx.AsyncClient(limits=httpx.Limits(max_connections=512, max_keepalive_connections=128))
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
-    def route_for(request: Request, body: dict[str, Any]) -> tuple[str, Route] | None:
-        """The route named by the header, else by the body's model, else the plan's default."""
-        name = request.headers.get(ROUTE_HEADER) or body.get("model")
-        if name in plan.routes:
-            return name, plan.routes[name]
-        if plan.default_route:
-            return plan.default_route, plan.routes[plan.default_route]
-        return None
 
-    async def proxy(request: Request, path: str) -> Response:
+class UpstreamFailed(Exception):
+    """One attempt failed before any answer reached the client: the next upstream may be tried."""
+
+
+@dataclass
+class Call:
+    """Everything known about one client request; it becomes the audit record."""
+
+    path: str
+    route_name: str
+    route: Route
+    body: dict[str, Any]
+    key_id: str | None
+    t0: float = field(default_factory=time.perf_counter)
+    stream: bool = False
+    include_usage: bool = False
+    events: Counter[str] = field(default_factory=Counter)
+    audit_body: dict[str, Any] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+    tiers: list[dict[str, Any]] = field(default_factory=list)
+    upstream: str | None = None
+    escalated: bool = False
+    cache_hit: bool = False
+    status: int = 200
+    code: str | None = None
+    answer: str = ""
+    reservation: Reservation | None = None
+    first_token_s: float | None = None
+
+    @property
+    def chat(self) -> bool:
+        return self.path == "/chat/completions"
+
+
+class Gateway:
+    def __init__(self, plan: Plan, *, seed: int | None = None) -> None:
+        self.plan = plan
+        self.rng = random.Random(seed)
+        state_path = plan.resolve(plan.state)
+        self.read_db = state.connect(state_path)
+        self.writer = Writer(state.connect(state_path), open_sink(plan.resolve(plan.audit.url)))
+        self.guard = Guard(self.read_db)
+        self.cache: Cache = RedisCache(plan.cache) if plan.cache else SqliteCache(self.read_db, self.writer, state_path)
+        self.redactor = Redactor(plan.redaction.detectors, plan.redaction.patterns, plan.filters.allow)
+        self.prompt_block = BlockList(plan.filters.prompt_block, plan.filters.allow)
+        self.response_block = BlockList(plan.filters.response_block, plan.filters.allow)
+        self.judges = PlanJudges(plan)
+        self.checkers = {n: Checker(r, self.judges) for n, r in plan.routes.items() if r.check}
+        self.metrics = Metrics()
+        self.client = httpx.AsyncClient(limits=httpx.Limits(max_connections=1024, max_keepalive_connections=256))
+        self.no_stream_options: set[str] = set()  # upstreams that rejected stream_options
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+        await self.cache.aclose()
+        await self.judges.aclose()
+        await asyncio.to_thread(self.writer.close)
+
+    # -- the request ------------------------------------------------------------------------
+    async def handle(self, request: Request, path: str) -> Response:
         try:
             body = await request.json()
         except ValueError:
             return error(400, "the request body is not valid JSON")
         if not isinstance(body, dict):
             return error(400, "the request body must be a JSON object")
-        found = route_for(request, body)
-        if found is None:
-            return error(404, f"no route '{body.get('model')}' (routes: {', '.join(plan.routes)})",
-                         code="model_not_found")
-        name, route = found
+        name = request.headers.get(ROUTE_HEADER) or body.get("model")
+        if name not in self.plan.routes:
+            if not self.plan.default_route:
+                return error(404, f"no route '{name}' (routes: {', '.join(self.plan.routes)})", code="model_not_found")
+            name = self.plan.default_route
+        route = self.plan.routes[name]
+        call = Call(path, name, route, body, key_id=None, stream=bool(body.get("stream")),
+                    include_usage=bool((body.get("stream_options") or {}).get("include_usage")))
+        self.metrics.in_flight += 1
+        resp: Response | None = None
+        try:
+            resp = await self._handle(call, request)
+            return resp
+        finally:
+            if not isinstance(resp, StreamingResponse):  # a stream counts itself out when it ends
+                self.metrics.in_flight -= 1
+                if call.reservation is not None:  # an unexpected error: release what was held
+                    self.guard.settle(call.reservation, 0, 0.0)
+
+    async def _handle(self, call: Call, request: Request) -> Response:
+        body, route, name, path = call.body, call.route, call.route_name, call.path
+        try:
+            key = self.guard.authenticate(request.headers.get("authorization"), name)
+            call.key_id = key.id if key else None
+            if key is not None:
+                self.guard.rate(key)
+        except Denied as d:
+            return await self._deny(call, d)
         if route.max_tokens is not None and (body.get("max_tokens") or 0) > route.max_tokens:
             body["max_tokens"] = route.max_tokens
-        stream = bool(body.get("stream"))
-        failures: list[str] = []
-        for up in order(route, rng):
-            upstream_body = {**body, "model": up.model}
-            headers = {"content-type": "application/json"}
-            if up.api_key_env and os.environ.get(up.api_key_env):
-                headers["authorization"] = f"Bearer {os.environ[up.api_key_env]}"
-            timeout = httpx.Timeout(route.total_timeout_s, connect=route.connect_timeout_s,
-                                    read=route.first_token_timeout_s)
-            req = client.build_request("POST", up.base_url + path, json=upstream_body, headers=headers, timeout=timeout)
+        ptext = prompt_text(body)
+        hit = self.prompt_block.hit(ptext)
+        if hit is not None:
+            call.events["block.prompt"] += 1
+            return await self._deny(call, Denied(400, "the prompt matches a blocked pattern", "content_blocked"))
+        call.audit_body = self.redactor.body(body, call.events)
+        ckey = cache_key(path, name, route, body) if is_cacheable(body, route) else None
+        if ckey is not None:
+            cached = await self.cache.get(ckey)
+            self.metrics.inc("weighbridge_cache_total", route=name, result="hit" if cached else "miss")
+            if cached is not None:
+                call.cache_hit, call.upstream = True, cached.get("upstream")
+                return await self._answer(call, cached["response"], None)
+        if key is not None:
+            want = body.get("max_tokens") or route.max_tokens or self.plan.reserve_max_tokens
+            # an upper bound: byte-level tokenizers never make more tokens than bytes, plus the template's own
+            est_prompt = len(ptext.encode()) + self.plan.reserve_prompt_overhead
+            usd = max(u.price.cost(est_prompt, want) for u in route.all_upstreams())
             try:
-                resp = await client.send(req, stream=True)
+                call.reservation = self.guard.reserve(key, est_prompt + want, usd)
+            except Denied as d:
+                return await self._deny(call, d)
+        if route.check:
+            return await self._cascade(call, ckey)
+        if call.stream:
+            return await self._stream(call, ckey)
+        return await self._plain(call, ckey)
+
+    def _upstream_body(self, call: Call, up: Upstream, *, stream: bool) -> dict[str, Any]:
+        mode = call.route.redact_upstream
+        redact = mode == "always" or (mode == "auto" and not up.is_local)
+        b = dict(call.audit_body if redact else call.body)
+        b.update(up.extra_body)
+        b["model"] = up.model
+        b["stream"] = stream
+        b.pop("stream_options", None)
+        if stream and up.name not in self.no_stream_options:
+            b["stream_options"] = {"include_usage": True}
+        return b
+
+    def _headers(self, up: Upstream) -> dict[str, str]:
+        h = {"content-type": "application/json"}
+        if up.api_key_env and os.environ.get(up.api_key_env):
+            h["authorization"] = f"Bearer {os.environ[up.api_key_env]}"
+        return h
+
+    def _fail(self, call: Call, up: Upstream, reason: str) -> None:
+        call.failures.append(f"{up.name}: {reason}")
+        self.metrics.inc("weighbridge_upstream_failures_total", upstream=up.name, reason=reason.split(" ")[0])
+
+    async def _fetch(self, call: Call, up: Upstream) -> dict[str, Any]:
+        """One non-streamed upstream call; raises UpstreamFailed for anything the next upstream may fix."""
+        r = call.route
+        timeout = httpx.Timeout(r.total_timeout_s, connect=r.connect_timeout_s)
+        try:
+            resp = await asyncio.wait_for(
+                self.client.post(f"{up.base_url}{call.path}", json=self._upstream_body(call, up, stream=False),
+                                 headers=self._headers(up), timeout=timeout), r.total_timeout_s)
+        except (TimeoutError, httpx.HTTPError) as e:
+            raise UpstreamFailed(type(e).__name__) from None
+        if resp.status_code in _RETRY_STATUS:
+            raise UpstreamFailed(f"HTTP {resp.status_code}")
+        try:
+            data = resp.json()
+        except ValueError:
+            raise UpstreamFailed(f"HTTP {resp.status_code} with a body that is not JSON") from None
+        if resp.status_code != 200:
+            raise _ClientError(resp.status_code, data)
+        if not isinstance(data, dict) or not isinstance(data.get("choices"), list) or not data["choices"]:
+            raise UpstreamFailed("malformed response (no choices)")
+        return data
+
+    def _tier(self, call: Call, up: Upstream, data: dict[str, Any], t: float) -> dict[str, Any]:
+        usage = data.get("usage") or {}
+        text = answer_text(data)
+        pt, ct = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        source = "upstream"
+        if not isinstance(pt, int) or not isinstance(ct, int):
+            pt, ct, source = len(prompt_text(call.body)) // 4 + 1, len(text) // 4 + 1, "estimate"
+        tier = {"upstream": up.name, "prompt_tokens": pt, "completion_tokens": ct, "usage_source": source,
+                "cost_usd": round(up.price.cost(pt, ct), 10), "ms": round((time.perf_counter() - t) * 1000, 2)}
+        call.tiers.append(tier)
+        return tier
+
+    async def _plain(self, call: Call, ckey: str | None) -> Response:
+        for up in order(call.route, self.rng):
+            t = time.perf_counter()
+            try:
+                data = await self._fetch(call, up)
+            except UpstreamFailed as e:
+                self._fail(call, up, str(e))
+                continue
+            except _ClientError as e:
+                call.upstream, call.status = up.name, e.status
+                return await self._finish_error(call, e.status, e.body)
+            call.upstream = up.name
+            self._tier(call, up, data, t)
+            return await self._answer(call, data, ckey)
+        return await self._all_failed(call)
+
+    async def _cascade(self, call: Call, ckey: str | None) -> Response:
+        checker = self.checkers[call.route_name]
+        tiers = call.route.tiers()
+        tiers[0] = order(call.route, self.rng)
+        data: dict[str, Any] | None = None
+        for i, tier in enumerate(tiers):
+            for up in tier:
+                t = time.perf_counter()
+                try:
+                    got = await self._fetch(call, up)
+                except UpstreamFailed as e:
+                    self._fail(call, up, str(e))
+                    continue
+                except _ClientError as e:
+                    call.upstream, call.status = up.name, e.status
+                    return await self._finish_error(call, e.status, e.body)
+                data, call.upstream = got, up.name
+                info = self._tier(call, up, got, t)
+                result = await checker.check(call.body.get("messages") or [{"role": "user", "content":
+                                                                             prompt_text(call.body)}], answer_text(got))
+                info["check"] = "pass" if result.passed else "fail"
+                info["reasons"] = result.reasons
+                if result.passed or i == len(tiers) - 1:
+                    return await self._answer(call, got, ckey if result.passed else None)
+                break
+            if i < len(tiers) - 1:
+                call.escalated = True
+                self.metrics.inc("weighbridge_escalations_total", route=call.route_name, tier=str(i))
+        if data is not None:
+            return await self._answer(call, data, None)
+        return await self._all_failed(call)
+
+    async def _answer(self, call: Call, data: dict[str, Any], ckey: str | None) -> Response:
+        """A whole answer (plain call, cascade, cache hit), as JSON or as a replayed stream."""
+        call.answer = answer_text(data)
+        blocked = self.response_block.hit(call.answer)
+        if blocked is not None:
+            call.events["block.response"] += 1
+            data = _filtered(data)
+            ckey = None
+        elif ckey is not None:
+            await self.cache.put(ckey, {"response": data, "upstream": call.upstream}, call.route.cache.ttl_s)  # type: ignore[union-attr]
+        headers = self._response_headers(call)
+        if call.stream:
+            async def gen() -> AsyncIterator[bytes]:
+                recorded = False
+                try:
+                    for ev in replay(data, call.include_usage):
+                        yield ev
+                    if call.first_token_s is None:
+                        call.first_token_s = time.perf_counter() - call.t0
+                    recorded = True
+                    failed = await self._record(call)
+                    yield failed or DONE
+                finally:
+                    self.metrics.in_flight -= 1
+                    if not recorded:
+                        call.status, call.code = 499, "client_closed"
+                        self.writer.audit(self._make_record(call))
+            return StreamingResponse(gen(), media_type="text/event-stream", headers=headers)
+        failed = await self._record(call)
+        if failed:
+            return error(503, "the audit log could not record this request", "server_error", "audit_unavailable")
+        return JSONResponse(data, headers=headers)
+
+    async def _stream(self, call: Call, ckey: str | None) -> Response:
+        r = call.route
+        deadline = call.t0 + r.total_timeout_s
+        for up in order(r, self.rng):
+            t = time.perf_counter()
+            body = self._upstream_body(call, up, stream=True)
+            timeout = httpx.Timeout(r.total_timeout_s, connect=r.connect_timeout_s, read=r.first_token_timeout_s)
+            req = self.client.build_request("POST", f"{up.base_url}{call.path}", json=body, headers=self._headers(up),
+                                            timeout=timeout)
+            acct = StreamAccount(call.chat, forward_usage_only=call.include_usage)
+            held: list[bytes] = []
+            resp: httpx.Response | None = None
+            try:
+                async with asyncio.timeout(r.first_token_timeout_s):
+                    resp = await self.client.send(req, stream=True)
+                    if resp.status_code in (400, 422) and "stream_options" in body and up.name not in self.no_stream_options:
+                        await resp.aclose()  # an older server that rejects stream_options: once more without
+                        self.no_stream_options.add(up.name)
+                        body.pop("stream_options")
+                        resp = await self.client.send(self.client.build_request(
+                            "POST", f"{up.base_url}{call.path}", json=body, headers=self._headers(up), timeout=timeout),
+                            stream=True)
+                    if resp.status_code in _RETRY_STATUS:
+                        raise UpstreamFailed(f"HTTP {resp.status_code}")
+                    if resp.status_code != 200:
+                        content = await resp.aread()
+                        call.upstream, call.status = up.name, resp.status_code
+                        try:
+                            err = json.loads(content)
+                        except ValueError:
+                            err = {"error": {"message": content.decode(errors="replace")[:500], "type": "upstream_error"}}
+                        return await self._finish_error(call, resp.status_code, err)
+                    chunks = resp.aiter_raw()
+                    while acct.first_content_ns is None and not acct.done and acct.error is None:
+                        held += acct.feed(await chunks.__anext__())
+                if acct.error is not None:
+                    raise UpstreamFailed(f"error event before the first token ({acct.error[:80]})")
+            except (httpx.HTTPError, TimeoutError, StopAsyncIteration, UpstreamFailed) as e:
+                if resp is not None:
+                    await resp.aclose()
+                reason = str(e) if isinstance(e, UpstreamFailed) else (
+                    "stream ended before its first token" if isinstance(e, StopAsyncIteration) else type(e).__name__)
+                self._fail(call, up, reason)
+                continue
+            call.upstream = up.name
+            call.first_token_s = time.perf_counter() - call.t0
+            self.metrics.observe("weighbridge_first_token_seconds", call.first_token_s, route=call.route_name)
+            return StreamingResponse(self._relay(call, up, resp, chunks, acct, held, deadline, ckey, t),
+                                     media_type="text/event-stream", headers=self._response_headers(call))
+        return await self._all_failed(call)
+
+    async def _relay(self, call: Call, up: Upstream, resp: httpx.Response, chunks: AsyncIterator[bytes],
+                     acct: StreamAccount, held: list[bytes], deadline: float, ckey: str | None, t: float
+                     ) -> AsyncIterator[bytes]:
+        problem: str | None = None
+        recorded = False
+        try:
+            for ev in held:
+                yield ev
+            try:
+                while not acct.done and acct.error is None:
+                    remaining = deadline - time.perf_counter()
+                    if remaining <= 0:
+                        raise TimeoutError
+                    async with asyncio.timeout(remaining):
+                        chunk = await chunks.__anext__()
+                    for ev in acct.feed(chunk):
+                        yield ev
+                    if self.response_block.pattern is not None and self.response_block.hit(acct.text):
+                        call.events["block.response"] += 1
+                        acct.finish_reason = "content_filter"
+                        yield event({"choices": [{"index": 0, "delta": {}, "finish_reason": "content_filter"}]})
+                        acct.done = True
+            except StopAsyncIteration:
+                pass
+            except TimeoutError:
+                problem = "the route's total timeout passed mid-stream"
             except httpx.HTTPError as e:
-                failures.append(f"{up.name}: {type(e).__name__}")
-                continue
-            if resp.status_code in _RETRY_STATUS:
-                await resp.aclose()
-                failures.append(f"{up.name}: HTTP {resp.status_code}")
-                continue
-            extra = {"x-weighbridge-upstream": up.name, "x-weighbridge-route": name}
-            if not stream or resp.status_code != 200:
-                content = await resp.aread()
-                await resp.aclose()
-                return Response(content, status_code=resp.status_code, headers=extra,
-                                media_type=resp.headers.get("content-type", "application/json"))
-            try:  # hold the stream until its first chunk: a failure before it can still fall over
-                chunks = resp.aiter_raw()
-                first = await chunks.__anext__()
-            except (httpx.HTTPError, StopAsyncIteration) as e:
-                await resp.aclose()
-                failures.append(f"{up.name}: stream failed before its first byte ({type(e).__name__})")
-                continue
-            return StreamingResponse(_relay(first, chunks, resp), media_type="text/event-stream", headers=extra)
-        return error(502, "every upstream of route '" + name + "' failed: " + "; ".join(failures),
-                     kind="upstream_error", code="upstream_failed")
+                problem = f"upstream stream broke: {type(e).__name__}"
+            await resp.aclose()
+            if problem is None and acct.error is not None:
+                problem = f"upstream sent an error mid-stream: {acct.error[:200]}"
+            if problem is None and not acct.done:
+                problem = "upstream stream broke: it ended before [DONE]"
+            call.answer = acct.text
+            data = acct.response()
+            self._tier(call, up, data, t)
+            if problem:  # never let a cut-off answer pass for a whole one
+                call.status, call.code = 502, "upstream_stream_broken"
+                self._fail(call, up, "broke mid-stream")
+                recorded = True
+                await self._record(call)
+                yield event({"error": {"message": problem, "type": "upstream_error", "param": None,
+                                       "code": "upstream_stream_broken"}})
+                return
+            if ckey is not None and acct.finish_reason not in (None, "content_filter"):
+                await self.cache.put(ckey, {"response": data, "upstream": call.upstream}, call.route.cache.ttl_s)  # type: ignore[union-attr]
+            recorded = True
+            failed = await self._record(call)
+            yield failed or DONE
+        finally:
+            self.metrics.in_flight -= 1
+            if not recorded:  # the client went away mid-stream: account for what was generated, without awaiting
+                asyncio.get_running_loop().create_task(resp.aclose())
+                call.status, call.code, call.answer = 499, "client_closed", acct.text
+                if not any(tier["upstream"] == up.name for tier in call.tiers):
+                    self._tier(call, up, acct.response(), t)
+                self.writer.audit(self._make_record(call))
+
+    # -- endings ------------------------------------------------------------------------------
+    async def _all_failed(self, call: Call) -> Response:
+        call.status, call.code = 502, "upstream_failed"
+        msg = f"every upstream of route '{call.route_name}' failed: " + "; ".join(call.failures)
+        await self._record(call)
+        return error(502, msg, kind="upstream_error", code="upstream_failed")
+
+    async def _finish_error(self, call: Call, status: int, body: Any) -> Response:
+        """The upstream refused the request itself (4xx): the client gets its error, nobody else is tried."""
+        call.status = status
+        call.code = (body.get("error") or {}).get("code") if isinstance(body, dict) and isinstance(
+            body.get("error"), dict) else None
+        await self._record(call)
+        return JSONResponse(body, status_code=status, headers=self._response_headers(call))
+
+    async def _deny(self, call: Call, d: Denied) -> Response:
+        call.status, call.code = d.status, d.code
+        self.metrics.inc("weighbridge_denied_total", code=d.code)
+        await self._record(call)
+        headers = {"retry-after": str(max(1, round(d.retry_after)))} if d.retry_after else None
+        kind = "invalid_request_error" if d.status == 400 else ("authentication_error" if d.status in (401, 403)
+                                                                else "rate_limit_error" if d.code == "rate_limit_exceeded"
+                                                                else "insufficient_quota")
+        return error(d.status, str(d), kind, d.code, headers=headers)
+
+    def _response_headers(self, call: Call) -> dict[str, str]:
+        h = {"x-weighbridge-route": call.route_name, "x-weighbridge-cache": "hit" if call.cache_hit else "miss"}
+        if call.upstream:
+            h["x-weighbridge-upstream"] = call.upstream
+        if call.route.check:
+            h["x-weighbridge-escalated"] = "true" if call.escalated else "false"
+        return h
+
+    async def _record(self, call: Call) -> bytes | None:
+        """Write the audit record (awaited when ``audit.sync``); an error event if it could not be written."""
+        loop = asyncio.get_running_loop() if self.plan.audit.sync else None
+        fut = self.writer.audit(self._make_record(call), loop)
+        if fut is None:
+            return None
+        try:
+            await asyncio.shield(fut)
+            return None
+        except Exception:  # noqa: BLE001 - counted in metrics; the client is told
+            self.metrics.writer_failures = self.writer.failures
+            return event({"error": {"message": "the audit log could not record this request", "type": "server_error",
+                                    "param": None, "code": "audit_unavailable"}})
+
+    def _make_record(self, call: Call) -> dict[str, Any]:
+        """Settle the budget and count metrics; the audit record of the finished call."""
+        latency = time.perf_counter() - call.t0
+        pt = sum(t["prompt_tokens"] for t in call.tiers)
+        ct = sum(t["completion_tokens"] for t in call.tiers)
+        usd = sum(t["cost_usd"] for t in call.tiers)
+        if call.reservation is not None:
+            self.guard.settle(call.reservation, pt + ct, usd)
+            self.writer.spend(call.reservation.key_id, call.reservation.period, pt + ct, usd)
+            call.reservation = None
+        m = self.metrics
+        m.inc("weighbridge_requests_total", route=call.route_name, upstream=call.upstream or "", status=str(call.status))
+        m.observe("weighbridge_request_duration_seconds", latency, route=call.route_name)
+        for t in call.tiers:
+            m.inc("weighbridge_tokens_total", t["prompt_tokens"], route=call.route_name, upstream=t["upstream"], kind="prompt")
+            m.inc("weighbridge_tokens_total", t["completion_tokens"], route=call.route_name, upstream=t["upstream"],
+                  kind="completion")
+            m.inc("weighbridge_cost_usd_total", t["cost_usd"], route=call.route_name, upstream=t["upstream"])
+        resp_events: Counter[str] = Counter()
+        redacted_answer = self.redactor.text(call.answer, resp_events) if call.answer else ""
+        for k, n in resp_events.items():
+            call.events["response." + k] += n
+        for k, n in call.events.items():
+            m.inc("weighbridge_safety_events_total", n, kind=k)
+        m.writer_failures = self.writer.failures
+        redacted_prompt = prompt_text(call.audit_body) if call.audit_body else ""
+        record: dict[str, Any] = {
+            "ts": time.time(), "key": call.key_id, "route": call.route_name, "endpoint": call.path,
+            "status": call.status, "code": call.code, "upstream": call.upstream, "escalated": call.escalated,
+            "tiers": call.tiers, "failures": call.failures, "prompt_tokens": pt, "completion_tokens": ct,
+            "cost_usd": round(usd, 10), "latency_ms": round(latency * 1000, 3), "stream": call.stream,
+            "first_token_ms": round(call.first_token_s * 1000, 3) if call.first_token_s is not None else None,
+            "cache_hit": call.cache_hit, "safety": dict(call.events),
+            "prompt_sha256": _sha(redacted_prompt), "response_sha256": _sha(redacted_answer)}
+        if self.plan.audit.store_text:
+            record["prompt"], record["response"] = redacted_prompt, redacted_answer
+        return record
+
+
+class _ClientError(Exception):
+    def __init__(self, status: int, body: Any) -> None:
+        self.status, self.body = status, body
+
+
+def _filtered(data: dict[str, Any]) -> dict[str, Any]:
+    """The answer withheld the way OpenAI reports it: empty content, finish_reason content_filter."""
+    out = json.loads(json.dumps(data))
+    for ch in out.get("choices") or []:
+        if "message" in ch:
+            ch["message"] = {"role": "assistant", "content": ""}
+        else:
+            ch["text"] = ""
+        ch["finish_reason"] = "content_filter"
+    return out
+
+
+def create_app(plan: Plan, *, seed: int | None = None) -> Starlette:
+    gw = Gateway(plan, seed=seed)
 
     async def chat(request: Request) -> Response:
-        return await proxy(request, "/chat/completions")
+        return await gw.handle(request, "/chat/completions")
 
     async def completions(request: Request) -> Response:
-        return await proxy(request, "/completions")
+        return await gw.handle(request, "/completions")
 
     async def models(request: Request) -> Response:
+        try:
+            gw.guard.authenticate(request.headers.get("authorization"), route="")
+        except Denied as d:
+            if d.status == 401:
+                return error(401, str(d), "authentication_error", d.code)
         return JSONResponse({"object": "list", "data": [{"id": n, "object": "model", "owned_by": "weighbridge"}
                                                         for n in plan.routes]})
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
+    async def readyz(request: Request) -> Response:
+        if not gw.writer.alive:
+            return error(503, "the audit writer is not running", "server_error", "not_ready")
+        return JSONResponse({"status": "ready", "routes": list(plan.routes)})
+
+    async def metrics(request: Request) -> Response:
+        return Response(gw.metrics.render(), media_type="text/plain; version=0.0.4")
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
-        await client.aclose()
+        await gw.aclose()
 
-    return Starlette(routes=[HttpRoute("/v1/chat/completions", chat, methods=["POST"]),
-                             HttpRoute("/v1/completions", completions, methods=["POST"]),
-                             HttpRoute("/v1/models", models, methods=["GET"]),
-                             HttpRoute("/healthz", healthz, methods=["GET"]),
-                             HttpRoute("/readyz", healthz, methods=["GET"])],
-                     lifespan=lifespan)
-
-
-async def _relay(first: bytes, chunks: AsyncIterator[bytes], resp: httpx.Response) -> AsyncIterator[bytes]:
-    """Pass the stream through; if it stops before the upstream's [DONE], end it with an error event."""
-    tail = first[-64:]
-    problem = None
-    try:
-        yield first
-        async for chunk in chunks:
-            tail = (tail + chunk)[-64:]
-            yield chunk
-    except httpx.HTTPError as e:
-        problem = f"upstream stream broke: {type(e).__name__}"
-    finally:
-        await resp.aclose()
-    if problem is None and b"[DONE]" not in tail:
-        problem = "upstream stream broke: it ended before [DONE]"
-    if problem:  # never let a cut-off answer pass for a whole one
-        yield ("data: " + json.dumps({"error": {"message": problem, "type": "upstream_error"}}) + "\n\n").encode()
+    app = Starlette(routes=[HttpRoute("/v1/chat/completions", chat, methods=["POST"]),
+                            HttpRoute("/v1/completions", completions, methods=["POST"]),
+                            HttpRoute("/v1/models", models, methods=["GET"]),
+                            HttpRoute("/healthz", healthz, methods=["GET"]),
+                            HttpRoute("/readyz", readyz, methods=["GET"]),
+                            HttpRoute("/metrics", metrics, methods=["GET"])],
+                    lifespan=lifespan)
+    app.state.gateway = gw
+    return app

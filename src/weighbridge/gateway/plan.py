@@ -1,54 +1,208 @@
-"""The routing plan (YAML): named routes → weighted upstreams with a fallback chain.
+"""The routing plan (YAML): named routes → weighted upstreams, fallback chain, cascade, policies.
 
-Only the upstreams named here are ever called; a client cannot supply a base URL.
+Only the upstreams named here are ever called; a client cannot supply a base URL. Everything the
+gateway does to a request (cache, redaction, filters, audit, budgets) is declared here, so a plan
+file is also the review document for what the gateway will do with a team's traffic.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ..errors import ConfigError
 from ..yamlsource import load_yaml, validation_error
 
 
-class Upstream(BaseModel):
+class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class TokenPrice(_Strict):
+    """USD per 1M tokens; a self-hosted model may state its amortised hardware cost this way."""
+
+    input_per_mtok: float = Field(0.0, ge=0)
+    output_per_mtok: float = Field(0.0, ge=0)
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        return (prompt_tokens * self.input_per_mtok + completion_tokens * self.output_per_mtok) / 1e6
+
+
+class Upstream(_Strict):
     name: str
-    base_url: str
-    model: str
-    api_key_env: str | None = None
+    base_url: str | None = Field(None, description="an OpenAI-compatible server (…/v1)")
+    bundled: str | None = Field(None, description="a bundled model alias: serve starts llama.cpp's server for it")
+    path: str | None = Field(None, description="a GGUF file: serve starts llama.cpp's server for it")
+    model: str | None = Field(None, description="the server's model id (default: the bundled alias or file stem)")
+    api_key_env: str | None = Field(None, description="env var holding the upstream's key (never logged)")
     weight: float = Field(1.0, gt=0)
+    price: TokenPrice = Field(default_factory=TokenPrice)
+    extra_body: dict[str, Any] = Field(default_factory=dict,
+                                       description="fields merged into every request to it (e.g. response_format)")
 
     @field_validator("base_url")
     @classmethod
-    def _http(cls, v: str) -> str:
-        if not v.startswith(("http://", "https://")):
+    def _http(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
             raise ValueError("base_url must start with http:// or https://")
-        return v.rstrip("/")
-
-
-class Route(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    upstreams: list[Upstream] = Field(min_length=1, description="load-balanced by weight")
-    fallback: list[Upstream] = Field(default_factory=list, description="tried in order when the chosen one fails")
-    connect_timeout_s: float = Field(5.0, gt=0)
-    first_token_timeout_s: float = Field(60.0, gt=0)
-    total_timeout_s: float = Field(300.0, gt=0)
-    max_tokens: int | None = Field(None, ge=1, description="cap on a request's max_tokens")
-
-
-class Plan(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    routes: dict[str, Route] = Field(min_length=1)
-    default_route: str | None = None
+        return v.rstrip("/") if v else v
 
     @model_validator(mode="after")
-    def _default_exists(self) -> "Plan":
+    def _where(self) -> "Upstream":
+        if sum(x is not None for x in (self.base_url, self.bundled, self.path)) != 1:
+            raise ValueError("an upstream needs exactly one of base_url, bundled (an alias) or path (a GGUF)")
+        if self.base_url is not None and not self.model:
+            raise ValueError("an upstream with base_url needs 'model' (the server's model id)")
+        if self.model is None:
+            self.model = self.bundled or Path(str(self.path)).stem
+        return self
+
+    @property
+    def is_local(self) -> bool:
+        """Loopback upstreams run on this machine: by default, prompts to them are not redacted."""
+        if self.base_url is None:
+            return True
+        host = urlsplit(self.base_url).hostname or ""
+        if host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return False
+
+
+class RouteCache(_Strict):
+    enabled: bool = True
+    ttl_s: float = Field(3600.0, gt=0)
+    nondeterministic: bool = Field(False, description="also cache requests with temperature > 0")
+
+
+class Route(_Strict):
+    upstreams: list[Upstream] = Field(min_length=1, description="load-balanced by weight (the draft tier)")
+    fallback: list[Upstream] = Field(default_factory=list, description="tried in order when the chosen one fails")
+    check: list[str | dict[str, Any]] = Field(default_factory=list,
+                                              description="scorers a draft must pass (a cascade when escalate is set)")
+    expected: Any = Field(None, description="the scorers' expected value, if they need one")
+    escalate: list[Upstream] = Field(default_factory=list, description="stronger tiers, tried in order on a failed check")
+    connect_timeout_s: float = Field(5.0, gt=0)
+    first_token_timeout_s: float = Field(60.0, gt=0, description="also the longest silence allowed mid-stream")
+    total_timeout_s: float = Field(300.0, gt=0)
+    max_tokens: int | None = Field(None, ge=1, description="cap on a request's max_tokens")
+    cache: RouteCache | None = Field(None, description="response cache for this route (off when absent)")
+    redact_upstream: Literal["auto", "always", "never"] = Field(
+        "auto", description="mask PII before the request leaves: auto = only for non-loopback upstreams")
+
+    @field_validator("check")
+    @classmethod
+    def _scorers(cls, v: list[str | dict[str, Any]]) -> list[str | dict[str, Any]]:
+        from ..scorers import build_scorer
+
+        for spec in v:
+            build_scorer(spec)  # a typo in a check fails at load time, not on the first request
+        return v
+
+    @model_validator(mode="after")
+    def _cascade(self) -> Route:
+        if self.escalate and not self.check:
+            raise ValueError("'escalate' needs a 'check': the scorers that decide when to escalate")
+        return self
+
+    def tiers(self) -> list[list[Upstream]]:
+        """Draft tier (its upstreams then fallback), then one tier per escalation step."""
+        return [list(self.upstreams) + list(self.fallback)] + [[u] for u in self.escalate]
+
+    def all_upstreams(self) -> list[Upstream]:
+        return [u for tier in self.tiers() for u in tier]
+
+
+class Filters(_Strict):
+    """Block lists (regexes, case-insensitive) and an allow list of exact strings never masked or blocked."""
+
+    prompt_block: list[str] = Field(default_factory=list)
+    response_block: list[str] = Field(default_factory=list)
+    allow: list[str] = Field(default_factory=list, description="literal strings exempt from redaction and blocking")
+
+    @field_validator("prompt_block", "response_block")
+    @classmethod
+    def _regexes(cls, v: list[str]) -> list[str]:
+        for p in v:
+            try:
+                re.compile(p)
+            except re.error as e:
+                raise ValueError(f"not a valid regex {p!r}: {e}") from None
+        return v
+
+
+class Redaction(_Strict):
+    detectors: list[str] = Field(default_factory=lambda: ["email", "phone", "card", "iban", "ip", "national_id"])
+    patterns: dict[str, str] = Field(default_factory=dict, description="extra detectors: name -> regex")
+
+    @field_validator("detectors")
+    @classmethod
+    def _known(cls, v: list[str]) -> list[str]:
+        from .redact import DETECTORS
+
+        unknown = [d for d in v if d not in DETECTORS]
+        if unknown:
+            raise ValueError(f"unknown detector(s) {unknown} (known: {', '.join(DETECTORS)})")
+        return v
+
+    @field_validator("patterns")
+    @classmethod
+    def _regexes(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, p in v.items():
+            try:
+                re.compile(p)
+            except re.error as e:
+                raise ValueError(f"pattern '{name}' is not a valid regex: {e}") from None
+        return v
+
+
+class AuditSettings(_Strict):
+    url: str = Field("gateway.db", description="a SQLite path, or postgresql://… for a Postgres server")
+    store_text: bool = Field(False, description="keep the redacted prompt and response text, not only their hashes")
+    sync: bool = Field(True, description="answer only after the request's audit record is committed")
+
+
+class Plan(_Strict):
+    routes: dict[str, Route] = Field(min_length=1)
+    default_route: str | None = None
+    state: str = Field("gateway.db", description="SQLite file for keys, spend and the default cache")
+    cache: str | None = Field(None, description="redis://… for a shared cache (default: the state file)")
+    audit: AuditSettings = Field(default_factory=AuditSettings)
+    redaction: Redaction = Field(default_factory=Redaction)
+    filters: Filters = Field(default_factory=Filters)
+    judges: dict[str, Upstream] = Field(default_factory=dict, description="models a 'judge' check may call")
+    reserve_max_tokens: int = Field(1024, ge=1, description="tokens reserved against a budget when a request "
+                                                            "sets no max_tokens and its route no cap")
+    reserve_prompt_overhead: int = Field(64, ge=0, description="tokens a chat template may add to a prompt, "
+                                                                 "reserved on top of one token per prompt byte")
+    base_dir: Path = Field(Path("."), exclude=True)
+
+    @model_validator(mode="after")
+    def _default_exists(self) -> Plan:
         if self.default_route is not None and self.default_route not in self.routes:
             raise ValueError(f"default_route '{self.default_route}' is not one of the routes")
         return self
+
+    def resolve(self, p: str) -> str:
+        """Relative paths in a plan are relative to the plan file, not to where serve was started."""
+        if "://" in p or p == ":memory:":
+            return p
+        path = Path(p)
+        return str(path if path.is_absolute() else self.base_dir / path)
 
 
 def load_plan(path: str | Path) -> Plan:
@@ -56,6 +210,8 @@ def load_plan(path: str | Path) -> Plan:
     if not isinstance(src.data, dict):
         raise ConfigError("a plan is a mapping with 'routes:'", path=str(path), line=1)
     try:
-        return Plan.model_validate(src.data)
+        plan = Plan.model_validate(src.data)
     except ValidationError as e:
         raise validation_error(e, src, str(path)) from None
+    plan.base_dir = Path(path).resolve().parent
+    return plan

@@ -1,0 +1,64 @@
+"""The cascade's check: the bakeoff's scorers, run on a draft answer to decide whether to escalate.
+
+A check is the same scorer a suite uses (json_schema, regex, python_tests in the sandbox, judge
+…), so a route's escalation rule can be tested offline with ``weighbridge bakeoff`` before it is
+put in front of users. Judges are plan upstreams called through the bakeoff's OpenAI backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from ..backends.base import Generation, Request
+from ..errors import BackendError
+from ..scorers import Scorer, build_scorer
+from .plan import Plan, Route
+
+
+@dataclass
+class CheckResult:
+    passed: bool
+    reasons: list[str]
+
+
+class PlanJudges:
+    """Lends the plan's ``judges:`` upstreams to judge scorers (the engine's JudgeContext protocol)."""
+
+    def __init__(self, plan: Plan) -> None:
+        from ..backends.openai import OpenAIBackend
+        from ..config import ModelSpec
+
+        self.backends = {n: OpenAIBackend(ModelSpec(name=n.replace(" ", "_"), backend="openai", base_url=u.base_url,
+                                                    model=u.model, api_key_env=u.api_key_env, max_retries=1))
+                         for n, u in plan.judges.items()}
+
+    async def call(self, judge: str | None, request: Request) -> Generation:
+        name = judge or next(iter(self.backends), None)
+        if name not in self.backends:
+            raise BackendError(f"no judge named '{name}' in the plan's judges:", kind="config")
+        return await self.backends[name].generate(request)
+
+    async def aclose(self) -> None:
+        await asyncio.gather(*(b.aclose() for b in self.backends.values()), return_exceptions=True)
+
+
+class Checker:
+    def __init__(self, route: Route, judges: PlanJudges) -> None:
+        self.scorers: list[Scorer] = [build_scorer(s) for s in route.check]
+        self.expected = route.expected
+        self.judges = judges
+
+    async def check(self, messages: list[dict[str, Any]], text: str) -> CheckResult:
+        reasons, passed = [], True
+        for s in self.scorers:
+            if getattr(s, "needs_judge", False):
+                score = await s.ascore(messages, text, self.expected, self.judges)  # type: ignore[attr-defined]
+            elif s.kind == "python_tests":  # the sandbox is a subprocess: keep it off the event loop
+                score = await asyncio.to_thread(s.score, text, self.expected)
+            else:
+                score = s.score(text, self.expected)
+            reasons.append(f"{s.kind}: {'pass' if score.passed else 'fail'} ({score.reason})")
+            passed = passed and score.passed
+        return CheckResult(passed, reasons)
