@@ -363,6 +363,8 @@ class Gateway:
                         held += acct.feed(await chunks.__anext__())
                 if acct.error is not None:
                     raise UpstreamFailed(f"error event before the first token ({acct.error[:80]})")
+                if acct.first_content_ns is None and acct.finish_reason is None:
+                    raise UpstreamFailed("empty stream ([DONE] with no answer and no finish reason)")
             except (httpx.HTTPError, TimeoutError, StopAsyncIteration, UpstreamFailed) as e:
                 if resp is not None:
                     await resp.aclose()
