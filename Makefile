@@ -26,6 +26,7 @@ bench: setup
 	$(BIN)/python bench/llamacpp_throughput.py
 	$(BIN)/python bench/hash_throughput.py
 	$(BIN)/python bench/loadgen_capacity.py
+	$(BIN)/python bench/gateway_overhead.py
 
 clean:
 	rm -rf $(VENV) weighbridge.db weighbridge.db-wal weighbridge.db-shm weighbridge-report.html weighbridge-results.json

@@ -1,6 +1,7 @@
 """An instant OpenAI-style streaming server, run in a second process for the benches.
 
-It answers every POST at once with two content chunks, a usage event and [DONE]; the first chunk
+It answers every streamed POST at once with two content chunks, a usage event and [DONE] (and a
+plain POST with one chat.completion JSON body); the first chunk
 carries the server's own time.perf_counter_ns() stamps for "request read" and "first chunk
 written" (CLOCK_MONOTONIC is shared by processes on Linux), so a client's TTFT can be checked
 against the server's. GET (/v1/models) returns one model, "instant".
@@ -16,7 +17,11 @@ import textwrap
 from typing import Iterator
 
 SERVER = textwrap.dedent(r'''
-    import asyncio, json, sys, time
+    import asyncio, json, re, sys, time
+    STREAM = re.compile(rb'"stream"\s*:\s*true')
+    PLAIN = (b'{"id":"i","object":"chat.completion","created":0,"model":"instant","choices":[{"index":0,'
+             b'"message":{"role":"assistant","content":"a b"},"finish_reason":"stop"}],'
+             b'"usage":{"prompt_tokens":10,"completion_tokens":2,"total_tokens":12}}')
     TAIL = (b'data: {"choices":[{"index":0,"delta":{"content":" b"},"finish_reason":null}]}\n\n'
             b'data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}],'
             b'"usage":{"prompt_tokens":10,"completion_tokens":2}}\n\ndata: [DONE]\n\n')
@@ -29,12 +34,18 @@ SERVER = textwrap.dedent(r'''
                 for line in head.split(b"\r\n"):
                     if line.lower().startswith(b"content-length:"):
                         n = int(line.split(b":")[1])
+                payload = b""
                 if n:
-                    await r.readexactly(n)
+                    payload = await r.readexactly(n)
                     t_read = time.perf_counter_ns()
                 if head.startswith(b"GET"):
                     body = b'{"data":[{"id":"instant"}]}'
                     w.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(body) + body)
+                    continue
+                if head.startswith(b"POST") and not STREAM.search(payload):
+                    w.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n"
+                            % len(PLAIN) + PLAIN)
+                    await w.drain()
                     continue
                 t_first = time.perf_counter_ns()
                 first = ('data: {"choices":[{"index":0,"delta":{"content":"a"},"finish_reason":null}],'

@@ -89,7 +89,9 @@ def test_only_plan_upstreams_are_called_and_max_tokens_is_capped(tmp_path):
         with Gateway(p) as gw:
             httpx.post(gw + "/chat/completions", json={"model": "chat", "max_tokens": 999, "base_url": "http://evil/v1",
                                                         "stream": True, "messages": []})
-        assert up.posts[0]["model"] == "real-model" and up.posts[0]["max_tokens"] == 16
+            httpx.post(gw + "/chat/completions", json={"model": "chat", "stream": True, "messages": []})
+            httpx.post(gw + "/chat/completions", json={"model": "chat", "max_tokens": 5, "stream": True, "messages": []})
+        assert up.posts[0]["model"] == "real-model" and [b["max_tokens"] for b in up.posts] == [16, 16, 5]
 
 
 def test_plan_errors_name_file_line_field(tmp_path):
@@ -103,3 +105,25 @@ def test_serve_refuses_to_bind_beyond_loopback_without_keys(tmp_path):
     p = plan_file(tmp_path, "routes:\n  chat:\n    upstreams: [{name: u, base_url: 'http://127.0.0.1:1/v1', model: m}]\n")
     r = runner.invoke(cli, ["serve", "--plan", str(p), "--host", "0.0.0.0"])
     assert r.exit_code == 2 and "loopback" in r.output
+
+
+def test_serve_smoke_starts_bundled_upstreams_and_verifies_the_audit(tmp_path):
+    p = write(tmp_path / "plan.yaml", """routes:
+  chat:
+    upstreams: [{name: smol, bundled: smollm2-135m}]
+    cache: {ttl_s: 60}
+filters: {prompt_block: ['forbidden']}
+""")
+    reqs = write(tmp_path / "requests.yaml", """- {route: chat, max_tokens: 4, temperature: 0, messages: [{role: user, content: hi}]}
+- {route: chat, max_tokens: 4, temperature: 0, messages: [{role: user, content: hi}]}
+- {route: chat, messages: [{role: user, content: a forbidden word}]}
+""")
+    r = CliRunner(env={"COLUMNS": "200"}).invoke(cli, ["serve", "--plan", str(p), "--smoke", str(reqs)])
+    assert r.exit_code == 0, r.output
+    assert "started llama.cpp server: SmolLM2-135M" in r.output and "chain intact" in r.output and "3 records" in r.output
+    rows = [line for line in r.output.splitlines() if line.startswith("│ chat")]
+    assert [row.split("│")[3].strip() for row in rows] == ["200", "200", "400"]
+    assert [row.split("│")[6].strip() for row in rows][:2] == ["miss", "hit"]
+    bad = write(tmp_path / "bad.yaml", "- {endpoint: chat}\n")
+    r = runner.invoke(cli, ["serve", "--plan", str(p), "--smoke", str(bad)])
+    assert r.exit_code == 2 and "bad.yaml:1: field '0.route'" in r.output and "started" not in r.output

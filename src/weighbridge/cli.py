@@ -363,7 +363,12 @@ def serve(plan: Path = typer.Option(..., "--plan", help="Routing plan YAML."),
           host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind (loopback by default)."),
           port: int = typer.Option(8080, "--port", min=1, max=65535),
           threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads per llama.cpp server started "
-                                                                        "for bundled/path upstreams.")) -> None:
+                                                                        "for bundled/path upstreams."),
+          smoke: Optional[Path] = typer.Option(None, "--smoke", help="Send this YAML list of requests through the "
+                                                                     "gateway, print what happened, verify the audit "
+                                                                     "chain and stop."),
+          api_key_env: str = typer.Option("WEIGHBRIDGE_API_KEY", "--api-key-env",
+                                          help="With --smoke: env var holding a key, when the plan has keys.")) -> None:
     """Run the OpenAI-compatible gateway in front of the plan's upstreams."""
     import contextlib
     import ipaddress
@@ -388,18 +393,44 @@ def serve(plan: Path = typer.Option(..., "--plan", help="Routing plan YAML."),
                                      "so anyone who can reach it could use it. Create one with 'weighbridge keys "
                                      "create NAME --plan …', or serve loopback (127.0.0.1 or ::1) only"))
     from .gateway.local import start_local_upstreams
+    from .gateway.smoke import load_requests
 
+    try:  # a bad smoke file fails before any model server starts
+        smoke_requests = load_requests(smoke) if smoke is not None else None
+    except WeighbridgeError as e:
+        raise _fail(e) from None
     with contextlib.ExitStack() as stack:
         try:
             for line in start_local_upstreams(the_plan, stack, threads):
                 console.print(f"started llama.cpp server: {line}", highlight=False)
         except WeighbridgeError as e:
             raise _fail(e) from None
+        if smoke_requests is not None:
+            _smoke(the_plan, smoke_requests, os.environ.get(api_key_env))
+            return
         app_ = create_app(the_plan)
         console.print(f"weighbridge gateway on http://{host}:{port}/v1 · routes: {', '.join(the_plan.routes)} · "
                       f"{'API keys required' if keyed else 'no API keys (loopback only)'} · audit: "
                       f"{app_.state.gateway.writer.sink.where}", highlight=False)
         uvicorn.run(app_, host=host, port=port, log_level="warning")
+
+
+def _smoke(the_plan: Any, requests: list[Any], api_key: Optional[str]) -> None:
+    from .gateway.admin import audit_url, verify_audit
+    from .gateway.smoke import run_smoke
+
+    results = run_smoke(the_plan, requests, api_key)
+    t = Table("route", "call", "status", "answered by", "escalated", "cache", "ms", "answer", show_lines=False)
+    for r in results:
+        answer = " ".join(r.answer.split())
+        t.add_row(r.route, f"{r.endpoint}{' (stream)' if r.stream else ''}", str(r.status), r.upstream,
+                  r.escalated or "-", r.cache, f"{r.ms:,.0f}", escape(answer[:70] + ("…" if len(answer) > 70 else "")))
+    console.print(t)
+    where, v = verify_audit(audit_url(the_plan, None))
+    console.print(f"audit: {v.records} records in {where}, chain {'intact' if v.ok else 'BROKEN'} · head {v.head[:16]}…",
+                  highlight=False)
+    if any(r.status >= 500 for r in results) or not v.ok:
+        raise typer.Exit(1)
 
 
 keys_app = typer.Typer(no_args_is_help=True, help="The gateway's API keys (stored hashed), limits and budgets.")

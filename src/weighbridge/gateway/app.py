@@ -26,7 +26,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -41,6 +40,8 @@ from .metrics import Metrics
 from .plan import Plan, Route, Upstream
 from .redact import BlockList, Redactor, prompt_text
 from .stream import DONE, StreamAccount, answer_text, event, replay
+from .upstream import Pool, UpstreamError
+from .upstream import Response as UpstreamResponse
 from .writer import Writer
 
 _RETRY_STATUS = {408, 429, 500, 502, 503, 504}
@@ -114,11 +115,14 @@ class Gateway:
         self.judges = PlanJudges(plan)
         self.checkers = {n: Checker(r, self.judges) for n, r in plan.routes.items() if r.check}
         self.metrics = Metrics()
-        self.client = httpx.AsyncClient(limits=httpx.Limits(max_connections=1024, max_keepalive_connections=256))
+        self.pool = Pool()
+        missing = [u.name for r in plan.routes.values() for u in r.all_upstreams() if u.base_url is None]
+        if missing:
+            raise ValueError(f"upstreams {', '.join(missing)} are model files: 'weighbridge serve' starts their servers")
         self.no_stream_options: set[str] = set()  # upstreams that rejected stream_options
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        await self.pool.aclose()
         await self.cache.aclose()
         await self.judges.aclose()
         await asyncio.to_thread(self.writer.close)
@@ -159,8 +163,8 @@ class Gateway:
                 self.guard.rate(key)
         except Denied as d:
             return await self._deny(call, d)
-        if route.max_tokens is not None and (body.get("max_tokens") or 0) > route.max_tokens:
-            body["max_tokens"] = route.max_tokens
+        if route.max_tokens is not None and not 0 < (body.get("max_tokens") or 0) <= route.max_tokens:
+            body["max_tokens"] = route.max_tokens  # a cap, and the default when the client sets none
         ptext = prompt_text(body)
         hit = self.prompt_block.hit(ptext)
         if hit is not None:
@@ -214,21 +218,24 @@ class Gateway:
     async def _fetch(self, call: Call, up: Upstream) -> dict[str, Any]:
         """One non-streamed upstream call; raises UpstreamFailed for anything the next upstream may fix."""
         r = call.route
-        timeout = httpx.Timeout(r.total_timeout_s, connect=r.connect_timeout_s)
+        payload = json.dumps(self._upstream_body(call, up, stream=False)).encode()
+        resp: UpstreamResponse | None = None
         try:
-            resp = await asyncio.wait_for(
-                self.client.post(f"{up.base_url}{call.path}", json=self._upstream_body(call, up, stream=False),
-                                 headers=self._headers(up), timeout=timeout), r.total_timeout_s)
-        except (TimeoutError, httpx.HTTPError) as e:
-            raise UpstreamFailed(type(e).__name__) from None
-        if resp.status_code in _RETRY_STATUS:
-            raise UpstreamFailed(f"HTTP {resp.status_code}")
+            async with asyncio.timeout(r.total_timeout_s):
+                resp = await self.pool.post(f"{up.base_url}{call.path}", payload, self._headers(up), r.connect_timeout_s)
+                content = await resp.read()
+        except (UpstreamError, TimeoutError) as e:
+            if resp is not None:
+                resp.close()
+            raise UpstreamFailed(str(e) if isinstance(e, UpstreamError) else "TimeoutError") from None
+        if resp.status in _RETRY_STATUS:
+            raise UpstreamFailed(f"HTTP {resp.status}")
         try:
-            data = resp.json()
+            data = json.loads(content)
         except ValueError:
-            raise UpstreamFailed(f"HTTP {resp.status_code} with a body that is not JSON") from None
-        if resp.status_code != 200:
-            raise _ClientError(resp.status_code, data)
+            raise UpstreamFailed(f"HTTP {resp.status} with a body that is not JSON") from None
+        if resp.status != 200:
+            raise _ClientError(resp.status, data)
         if not isinstance(data, dict) or not isinstance(data.get("choices"), list) or not data["choices"]:
             raise UpstreamFailed("malformed response (no choices)")
         return data
@@ -332,43 +339,40 @@ class Gateway:
         for up in order(r, self.rng):
             t = time.perf_counter()
             body = self._upstream_body(call, up, stream=True)
-            timeout = httpx.Timeout(r.total_timeout_s, connect=r.connect_timeout_s, read=r.first_token_timeout_s)
-            req = self.client.build_request("POST", f"{up.base_url}{call.path}", json=body, headers=self._headers(up),
-                                            timeout=timeout)
             acct = StreamAccount(call.chat, forward_usage_only=call.include_usage)
             held: list[bytes] = []
-            resp: httpx.Response | None = None
+            resp: UpstreamResponse | None = None
             try:
-                async with asyncio.timeout(r.first_token_timeout_s):
-                    resp = await self.client.send(req, stream=True)
-                    if resp.status_code in (400, 422) and "stream_options" in body and up.name not in self.no_stream_options:
-                        await resp.aclose()  # an older server that rejects stream_options: once more without
+                async with asyncio.timeout(min(r.first_token_timeout_s, max(deadline - time.perf_counter(), 0.001))):
+                    resp = await self.pool.post(f"{up.base_url}{call.path}", json.dumps(body).encode(),
+                                                self._headers(up), r.connect_timeout_s)
+                    if resp.status in (400, 422) and "stream_options" in body and up.name not in self.no_stream_options:
+                        await resp.read()  # an older server that rejects stream_options: once more without
                         self.no_stream_options.add(up.name)
                         body.pop("stream_options")
-                        resp = await self.client.send(self.client.build_request(
-                            "POST", f"{up.base_url}{call.path}", json=body, headers=self._headers(up), timeout=timeout),
-                            stream=True)
-                    if resp.status_code in _RETRY_STATUS:
-                        raise UpstreamFailed(f"HTTP {resp.status_code}")
-                    if resp.status_code != 200:
-                        content = await resp.aread()
-                        call.upstream, call.status = up.name, resp.status_code
+                        resp = await self.pool.post(f"{up.base_url}{call.path}", json.dumps(body).encode(),
+                                                    self._headers(up), r.connect_timeout_s)
+                    if resp.status in _RETRY_STATUS:
+                        raise UpstreamFailed(f"HTTP {resp.status}")
+                    if resp.status != 200:
+                        content = await resp.read()
+                        call.upstream, call.status = up.name, resp.status
                         try:
                             err = json.loads(content)
                         except ValueError:
                             err = {"error": {"message": content.decode(errors="replace")[:500], "type": "upstream_error"}}
-                        return await self._finish_error(call, resp.status_code, err)
-                    chunks = resp.aiter_raw()
+                        return await self._finish_error(call, resp.status, err)
+                    chunks = resp.chunks()
                     while acct.first_content_ns is None and not acct.done and acct.error is None:
                         held += acct.feed(await chunks.__anext__())
                 if acct.error is not None:
                     raise UpstreamFailed(f"error event before the first token ({acct.error[:80]})")
                 if acct.first_content_ns is None and acct.finish_reason is None:
                     raise UpstreamFailed("empty stream ([DONE] with no answer and no finish reason)")
-            except (httpx.HTTPError, TimeoutError, StopAsyncIteration, UpstreamFailed) as e:
+            except (UpstreamError, TimeoutError, StopAsyncIteration, UpstreamFailed) as e:
                 if resp is not None:
-                    await resp.aclose()
-                reason = str(e) if isinstance(e, UpstreamFailed) else (
+                    resp.close()
+                reason = str(e) if isinstance(e, (UpstreamFailed, UpstreamError)) else (
                     "stream ended before its first token" if isinstance(e, StopAsyncIteration) else type(e).__name__)
                 self._fail(call, up, reason)
                 continue
@@ -379,7 +383,7 @@ class Gateway:
                                      media_type="text/event-stream", headers=self._response_headers(call))
         return await self._all_failed(call)
 
-    async def _relay(self, call: Call, up: Upstream, resp: httpx.Response, chunks: AsyncIterator[bytes],
+    async def _relay(self, call: Call, up: Upstream, resp: UpstreamResponse, chunks: AsyncIterator[bytes],
                      acct: StreamAccount, held: list[bytes], deadline: float, ckey: str | None, t: float
                      ) -> AsyncIterator[bytes]:
         problem: str | None = None
@@ -388,12 +392,18 @@ class Gateway:
             for ev in held:
                 yield ev
             try:
+                silence = call.route.first_token_timeout_s
                 while not acct.done and acct.error is None:
                     remaining = deadline - time.perf_counter()
                     if remaining <= 0:
                         raise TimeoutError
-                    async with asyncio.timeout(remaining):
-                        chunk = await chunks.__anext__()
+                    try:
+                        async with asyncio.timeout(min(remaining, silence)):
+                            chunk = await chunks.__anext__()
+                    except TimeoutError:
+                        if remaining > silence:
+                            problem = f"the upstream went silent for {silence:g} s mid-stream"
+                        raise
                     for ev in acct.feed(chunk):
                         yield ev
                     if self.response_block.pattern is not None and self.response_block.hit(acct.text):
@@ -404,10 +414,17 @@ class Gateway:
             except StopAsyncIteration:
                 pass
             except TimeoutError:
-                problem = "the route's total timeout passed mid-stream"
-            except httpx.HTTPError as e:
-                problem = f"upstream stream broke: {type(e).__name__}"
-            await resp.aclose()
+                problem = problem or "the route's total timeout passed mid-stream"
+            except UpstreamError as e:
+                problem = f"upstream stream broke: {e}"
+            if acct.done and problem is None:  # read the body's end so the connection can be reused
+                try:
+                    async with asyncio.timeout(0.5):
+                        async for _ in chunks:
+                            pass
+                except (TimeoutError, UpstreamError):
+                    pass
+            resp.close()
             if problem is None and acct.error is not None:
                 problem = f"upstream sent an error mid-stream: {acct.error[:200]}"
             if problem is None and not acct.done:
@@ -431,7 +448,7 @@ class Gateway:
         finally:
             self.metrics.in_flight -= 1
             if not recorded:  # the client went away mid-stream: account for what was generated, without awaiting
-                asyncio.get_running_loop().create_task(resp.aclose())
+                resp.close()
                 call.status, call.code, call.answer = 499, "client_closed", acct.text
                 if not any(tier["upstream"] == up.name for tier in call.tiers):
                     self._tier(call, up, acct.response(), t)
