@@ -377,12 +377,8 @@ def serve(plan: Path = typer.Option(..., "--plan", help="Routing plan YAML."),
 
     from .gateway.admin import has_keys
     from .gateway.app import create_app
-    from .gateway.plan import load_plan
 
-    try:
-        the_plan = load_plan(plan)
-    except WeighbridgeError as e:
-        raise _fail(e) from None
+    the_plan = _plan(plan)
     try:
         loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
     except ValueError:

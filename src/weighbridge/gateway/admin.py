@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sqlite3
+from collections.abc import Iterator
 from typing import Any
 
 from . import state
@@ -11,38 +14,35 @@ from .auth import Period, new_key, period_of
 from .plan import Plan
 
 
-def create_key(plan: Plan, name: str, **limits: Any) -> tuple[str, state.KeyRow]:
-    token, row = new_key(name, **limits)
+@contextlib.contextmanager
+def _state(plan: Plan) -> Iterator[sqlite3.Connection]:
     db = state.connect(plan.resolve(plan.state))
     try:
-        state.insert_key(db, row)
+        yield db
     finally:
         db.close()
+
+
+def create_key(plan: Plan, name: str, **limits: Any) -> tuple[str, state.KeyRow]:
+    token, row = new_key(name, **limits)
+    with _state(plan) as db:
+        state.insert_key(db, row)
     return token, row
 
 
 def list_keys(plan: Plan) -> list[tuple[state.KeyRow, tuple[int, float, int]]]:
-    db = state.connect(plan.resolve(plan.state))
-    try:
+    with _state(plan) as db:
         return [(k, state.spend_of(db, k.id, period_of(k.period))) for k in state.all_keys(db)]
-    finally:
-        db.close()
 
 
 def revoke(plan: Plan, key_id: str) -> bool:
-    db = state.connect(plan.resolve(plan.state))
-    try:
+    with _state(plan) as db:
         return state.revoke_key(db, key_id)
-    finally:
-        db.close()
 
 
 def has_keys(plan: Plan) -> bool:
-    db = state.connect(plan.resolve(plan.state))
-    try:
+    with _state(plan) as db:
         return any(k.revoked is None for k in state.all_keys(db))
-    finally:
-        db.close()
 
 
 def audit_url(plan: Plan, override: str | None) -> str:

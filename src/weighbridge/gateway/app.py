@@ -34,7 +34,7 @@ from starlette.routing import Route as HttpRoute
 from . import state
 from .audit import open_sink
 from .auth import Denied, Guard, Reservation
-from .cache import Cache, RedisCache, SqliteCache, cache_key, is_cacheable
+from .cache import Cache, RedisCache, SqliteCache, cache_key, is_cacheable, route_fingerprint
 from .cascade import Checker, PlanJudges
 from .metrics import Metrics
 from .plan import Plan, Route, Upstream
@@ -114,6 +114,7 @@ class Gateway:
         self.response_block = BlockList(plan.filters.response_block, plan.filters.allow)
         self.judges = PlanJudges(plan)
         self.checkers = {n: Checker(r, self.judges) for n, r in plan.routes.items() if r.check}
+        self.route_fingerprints = {n: route_fingerprint(r) for n, r in plan.routes.items()}
         self.metrics = Metrics()
         self.pool = Pool()
         missing = [u.name for r in plan.routes.values() for u in r.all_upstreams() if u.base_url is None]
@@ -171,7 +172,7 @@ class Gateway:
             call.events["block.prompt"] += 1
             return await self._deny(call, Denied(400, "the prompt matches a blocked pattern", "content_blocked"))
         call.audit_body = self.redactor.body(body, call.events)
-        ckey = cache_key(path, name, route, body) if is_cacheable(body, route) else None
+        ckey = cache_key(path, name, self.route_fingerprints[name], body) if is_cacheable(body, route) else None
         if ckey is not None:
             cached = await self.cache.get(ckey)
             self.metrics.inc("weighbridge_cache_total", route=name, result="hit" if cached else "miss")
@@ -252,21 +253,31 @@ class Gateway:
         call.tiers.append(tier)
         return tier
 
-    async def _plain(self, call: Call, ckey: str | None) -> Response:
-        for up in order(call.route, self.rng):
+    async def _first_answer(self, call: Call, upstreams: list[Upstream]
+                            ) -> tuple[Upstream, dict[str, Any], float] | Response | None:
+        """Try upstreams in order: the first answer (with its start time), the client's own error
+        response when an upstream refuses the request itself, or None when every one failed."""
+        for up in upstreams:
             t = time.perf_counter()
             try:
-                data = await self._fetch(call, up)
+                return up, await self._fetch(call, up), t
             except UpstreamFailed as e:
                 self._fail(call, up, str(e))
-                continue
             except _ClientError as e:
                 call.upstream, call.status = up.name, e.status
                 return await self._finish_error(call, e.status, e.body)
-            call.upstream = up.name
-            self._tier(call, up, data, t)
-            return await self._answer(call, data, ckey)
-        return await self._all_failed(call)
+        return None
+
+    async def _plain(self, call: Call, ckey: str | None) -> Response:
+        got = await self._first_answer(call, order(call.route, self.rng))
+        if got is None:
+            return await self._all_failed(call)
+        if isinstance(got, Response):
+            return got
+        up, data, t = got
+        call.upstream = up.name
+        self._tier(call, up, data, t)
+        return await self._answer(call, data, ckey)
 
     async def _cascade(self, call: Call, ckey: str | None) -> Response:
         checker = self.checkers[call.route_name]
@@ -274,25 +285,19 @@ class Gateway:
         tiers[0] = order(call.route, self.rng)
         data: dict[str, Any] | None = None
         for i, tier in enumerate(tiers):
-            for up in tier:
-                t = time.perf_counter()
-                try:
-                    got = await self._fetch(call, up)
-                except UpstreamFailed as e:
-                    self._fail(call, up, str(e))
-                    continue
-                except _ClientError as e:
-                    call.upstream, call.status = up.name, e.status
-                    return await self._finish_error(call, e.status, e.body)
-                data, call.upstream = got, up.name
-                info = self._tier(call, up, got, t)
+            got = await self._first_answer(call, tier)
+            if isinstance(got, Response):
+                return got
+            if got is not None:
+                up, data, t = got
+                call.upstream = up.name
+                info = self._tier(call, up, data, t)
                 result = await checker.check(call.body.get("messages") or [{"role": "user", "content":
-                                                                             prompt_text(call.body)}], answer_text(got))
+                                                                             prompt_text(call.body)}], answer_text(data))
                 info["check"] = "pass" if result.passed else "fail"
                 info["reasons"] = result.reasons
                 if result.passed or i == len(tiers) - 1:
-                    return await self._answer(call, got, ckey if result.passed else None)
-                break
+                    return await self._answer(call, data, ckey if result.passed else None)
             if i < len(tiers) - 1:
                 call.escalated = True
                 self.metrics.inc("weighbridge_escalations_total", route=call.route_name, tier=str(i))

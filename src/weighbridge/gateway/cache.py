@@ -29,8 +29,13 @@ def is_cacheable(body: dict[str, Any], route: Route) -> bool:
     return body.get("temperature", 1.0) == 0  # the OpenAI default temperature is 1: unset is not deterministic
 
 
-def cache_key(path: str, route_name: str, route: Route, body: dict[str, Any]) -> str:
-    payload = {"path": path, "route": route_name, "def": route.model_dump(mode="json"),
+def route_fingerprint(route: Route) -> str:
+    """A hash of the route's whole definition, computed once per plan rather than per request."""
+    return hashlib.sha256(json.dumps(route.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+
+
+def cache_key(path: str, route_name: str, fingerprint: str, body: dict[str, Any]) -> str:
+    payload = {"path": path, "route": route_name, "def": fingerprint,
                "body": {k: v for k, v in body.items() if k not in _TRANSPORT}}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 

@@ -127,6 +127,13 @@ class Route(_Strict):
         return [u for tier in self.tiers() for u in tier]
 
 
+def _compiles(pattern: str, what: str) -> None:
+    try:
+        re.compile(pattern)
+    except re.error as e:
+        raise ValueError(f"{what}: {e}") from None
+
+
 class Filters(_Strict):
     """Block lists (regexes, case-insensitive) and an allow list of exact strings never masked or blocked."""
 
@@ -138,10 +145,7 @@ class Filters(_Strict):
     @classmethod
     def _regexes(cls, v: list[str]) -> list[str]:
         for p in v:
-            try:
-                re.compile(p)
-            except re.error as e:
-                raise ValueError(f"not a valid regex {p!r}: {e}") from None
+            _compiles(p, f"not a valid regex {p!r}")
         return v
 
 
@@ -163,10 +167,7 @@ class Redaction(_Strict):
     @classmethod
     def _regexes(cls, v: dict[str, str]) -> dict[str, str]:
         for name, p in v.items():
-            try:
-                re.compile(p)
-            except re.error as e:
-                raise ValueError(f"pattern '{name}' is not a valid regex: {e}") from None
+            _compiles(p, f"pattern '{name}' is not a valid regex")
         return v
 
 
