@@ -866,6 +866,12 @@ _VERDICT_STYLE = {"allowed": "green", "allowed_with_duties": "yellow", "needs_re
                   "not_allowed": "bold red"}
 
 
+def _quote_kind(kind: str) -> str:
+    """Say when a quote was not read in the license file itself."""
+    return {"verbatim": "", "transcribed": " (as transcribed by others; vendor file not read)",
+            "paraphrase": " (paraphrase, not the license's words)"}[kind]
+
+
 @license_app.command("check")
 def license_check(
     targets: Optional[list[str]] = typer.Argument(None, help="Config model names, bundled aliases, GGUF files or "
@@ -902,14 +908,14 @@ def license_check(
     console.print(t)
     for r in results:
         shown = [f for f in r.verdict.findings if f.outcome != "info"]
-        if not shown and r.verdict.license is not None:
+        if not shown and r.verdict.license is not None and not r.identity.review:
             continue
         console.print(f"[bold]{r.name}[/] – {r.verdict.verdict.replace('_', ' ')}: {r.verdict.reason}")
         if r.verdict.license is None:
             console.print(f"  {r.identity.note}")
         for f in shown:
-            console.print(escape(f"  • [{f.outcome.replace('_', ' ')}] {f.why}\n    § {f.rule.section}: “{f.rule.quote}”"),
-                          highlight=False)
+            console.print(escape(f"  • [{f.outcome.replace('_', ' ')}] {f.why}\n    § {f.rule.section}: “{f.rule.quote}”"
+                                 + _quote_kind(f.rule.quote_kind)), highlight=False)
         if r.verdict.license is not None:
             console.print(f"    source: {r.verdict.license.source}", highlight=False)
     if json_out:
@@ -947,11 +953,61 @@ def license_show(license_id: str = typer.Argument(..., help="License id or alias
     if lic.text:
         console.print(f"text: shipped with weighbridge, sha256 {lic.text_sha256}")
     elif lic.text_note:
-        console.print(f"text: {lic.text_note}")
+        console.print(f"text: {lic.text_note}", highlight=False)
+    if lic.fingerprint:
+        console.print(f"text fingerprint: {lic.fingerprint}"
+                      + (f"\n  hashed from: {lic.text_hashed_from}" if lic.text_hashed_from else ""), highlight=False)
+    else:
+        console.print("text fingerprint: none recorded (no copy of the full text was available to hash)")
     for rule in lic.rules:
         when = ", ".join(c if isinstance(c, str) else str(c) for c in rule.when)
-        console.print(escape(f"• {rule.id} [{rule.effect}] when {when}: {rule.duty}\n  § {rule.section}: “{rule.quote}”"),
-                      highlight=False)
+        console.print(escape(f"• {rule.id} [{rule.effect}] when {when}: {rule.duty}\n  § {rule.section}: “{rule.quote}”"
+                             + _quote_kind(rule.quote_kind)), highlight=False)
+
+
+@license_app.command("verify-text")
+def license_verify_text(
+    files: list[Path] = typer.Argument(..., help="License files to compare (LICENSE, LICENSE-MODEL, an HTML terms page)."),
+    expect: Optional[str] = typer.Option(None, "--license", "-l", help="Fail unless every file is this license's text."),
+) -> None:
+    """Say which catalog license a license file is, word for word, so its structured terms can be trusted.
+
+    Layout, markup, quote style, case and copyright lines are ignored (the same agreement ships as
+    markdown on GitHub and plain text on the Hub); any changed word is a different text.
+    """
+    from .catalog import load_licenses
+
+    book = load_licenses()
+    want = book.get(expect) if expect else None
+    if expect and want is None:
+        raise _fail(WeighbridgeError(f"no license '{expect}' (see `weighbridge license list`)"))
+    if want is not None and not want.fingerprint:
+        raise _fail(WeighbridgeError(f"the catalog records no text fingerprint for '{want.id}', so a copy cannot be "
+                                     f"compared; read it at {want.source}"))
+    failed = False
+    for f in files:
+        try:
+            text = f.read_text(encoding="utf-8", errors="replace")
+        except OSError as e:
+            raise _fail(WeighbridgeError(f"cannot read {f}: {e.strerror}")) from None
+        html = f.suffix.lower() in (".html", ".htm")
+        lic = book.match_text(text, html=html)
+        if lic is not None and (want is None or lic is want):
+            console.print(f"[green]match[/] {f}: the text of {lic.id} ({lic.name}), fingerprint {lic.fingerprint}",
+                          highlight=False)
+            continue
+        failed = True
+        if lic is not None:
+            console.print(f"[bold red]differs[/] {f}: this is the text of {lic.id}, not {want.id}", highlight=False)  # type: ignore[union-attr]
+        elif want is not None:
+            console.print(f"[bold red]differs[/] {f}: not word for word the {want.id} text the catalog structured "
+                          f"(fingerprint {want.fingerprint_of(text, html=html)}, expected {want.fingerprint}); "
+                          "its terms may differ from those `license check` applies", highlight=False)
+        else:
+            console.print(f"[bold red]unknown[/] {f}: not word for word any license text the catalog records; "
+                          "a model under it gets 'needs review'", highlight=False)
+    if failed:
+        raise typer.Exit(1)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -18,6 +18,7 @@ from typing import Any
 from . import __version__
 from .backends.bundled import BUNDLED, resolve_bundled
 from .catalog.check import identify_spec
+from .catalog.identify import license_files
 from .catalog.licenses import load_licenses
 from .config import Config, ModelSpec
 from .errors import WeighbridgeError
@@ -44,7 +45,9 @@ def lock_path(cfg: Config) -> Path:
 def model_files(path: Path) -> list[Path]:
     """The files that make up a model: one GGUF (all shards of a split one) or a folder's weights."""
     if path.is_dir():
-        return sorted(p for p in path.iterdir() if p.is_file() and (p.suffix in WEIGHT_SUFFIXES or p.name in FOLDER_EXTRAS))
+        licenses = set(license_files(path))  # pinned too: a changed LICENSE fails `verify` like a changed weight
+        return sorted(p for p in path.iterdir()
+                      if p.is_file() and (p.suffix in WEIGHT_SUFFIXES or p.name in FOLDER_EXTRAS or p in licenses))
     m = _SHARD.match(path.name)
     if m:
         n = int(m.group("n"))
@@ -78,7 +81,12 @@ def lock_entry(spec: ModelSpec, cfg: Config, *, allow_pickle: bool = False) -> d
     ident = identify_spec(spec, cfg, load_licenses())
     lic = ident.license
     license_block = {"id": lic.id if lic else None, "declared": ident.license_key, "from": ident.kind,
-                     "text_sha256": lic.text_sha256 if lic else None, "source": lic.source if lic else None}
+                     "text_sha256": lic.text_sha256 if lic else None,
+                     "text_fingerprint": lic.fingerprint if lic else None, "source": lic.source if lic else None}
+    if "license_files" in ident.facts:
+        license_block["license_files"] = ident.facts["license_files"]
+    if ident.review:
+        license_block["review"] = ident.review
     if spec.backend != "llamacpp":
         return {"backend": spec.backend, "source": f"{spec.base_url} model={spec.model}", "revision": spec.revision,
                 "files": [], "note": "served over HTTP: no local files to hash", "license": license_block}

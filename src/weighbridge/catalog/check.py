@@ -68,5 +68,13 @@ def check(targets: list[str], cfg: Config | None, profile: Profile) -> list[Chec
         else:
             raise WeighbridgeError(f"'{t}' is not a model in the config, a bundled alias ({', '.join(BUNDLED)}), "
                                    "a GGUF file or a model folder")
-        results.append(CheckResult(t, ident, verdict_for(ident.license, profile, ident.note)))
+        results.append(CheckResult(t, ident, verdict_of(ident, profile)))
     return results
+
+
+def verdict_of(ident: Identity, profile: Profile) -> Verdict:
+    """The license's verdict, held at "needs review" when the model's own files contradict it."""
+    v = verdict_for(ident.license, profile, ident.note)
+    if ident.review and v.verdict in ("allowed", "allowed_with_duties"):
+        v.verdict, v.reason = "needs_review", ident.review
+    return v

@@ -27,6 +27,59 @@ class Identity:
     license: License | None
     facts: dict[str, Any] = field(default_factory=dict)
     note: str = ""
+    review: str = ""  # set when the files contradict each other: the verdict is at best "needs review"
+
+
+_LICENSE_FILE = re.compile(r"^(licen[cs]e|model_licen[cs]e|license[-_]model|copying)([-_.].*)?$", re.I)
+
+
+def license_files(folder: Path) -> list[Path]:
+    """Files in a model folder that hold license text (LICENSE, LICENSE-MODEL, MODEL_LICENSE.txt, …)."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and _LICENSE_FILE.match(p.name) and p.stat().st_size < 1 << 20)
+
+
+@dataclass
+class TextMatch:
+    file: str
+    fingerprint: str | None  # of the file under the matched (or declared) license's bounds
+    license: License | None
+
+
+def match_license_files(folder: Path, book: LicenseBook) -> list[TextMatch]:
+    """Which catalog license each license file in the folder is, word for word."""
+    out = []
+    for f in license_files(folder):
+        text = f.read_text(encoding="utf-8", errors="replace")
+        html = f.suffix.lower() in (".html", ".htm")
+        lic = book.match_text(text, html=html)
+        out.append(TextMatch(f.name, lic.fingerprint_of(text, html=html) if lic else None, lic))
+    return out
+
+
+def _reconcile(declared: License | None, key: str | None, texts: list[TextMatch]) -> tuple[License | None, str, str]:
+    """(license, note, review) from what the model card declares and what its license files say.
+
+    The text is what binds, so a matching LICENSE file decides; a card and a file that disagree,
+    or a file whose words differ from the text the catalog structured, leave the verdict to a person.
+    """
+    matched = [t for t in texts if t.license]
+    if declared is not None:
+        if any(t.license is declared for t in matched):
+            return declared, "", ""
+        others = [t for t in matched if t.license is not declared]
+        if others:
+            t = others[0]
+            return t.license, "", (f"the model card says '{key}' but {t.file} is the text of '{t.license.id}'"  # type: ignore[union-attr]
+                                   " - check which terms apply")
+        if texts and declared.fingerprint:
+            names = ", ".join(t.file for t in texts)
+            return declared, "", (f"{names} does not match the '{declared.id}' text the catalog structured"
+                                  " (see `weighbridge license verify-text`): its terms may differ")
+        return declared, "", ""
+    if matched:
+        t = matched[0]
+        return t.license, f"license identified from the text of {t.file}", ""
+    return None, "", ""
 
 
 def _front_matter(readme: Path) -> dict[str, Any]:
@@ -108,10 +161,15 @@ def identify_hf_folder(path: Path, book: LicenseBook) -> Identity:
     match = match_catalog(repo=repo) or match_catalog(repo=path.name.replace("--", "/"))
     if match:
         facts["catalog_id"] = match
-    lic = book.get(key if isinstance(key, str) else None)
-    note = "" if lic else (f"model card says license '{key}', which the catalog does not know" if key
-                           else "no license in the model card front matter")
-    return Identity(str(path), "hf-folder", key if isinstance(key, str) else None, lic, facts, note)
+    key = key if isinstance(key, str) else None
+    texts = match_license_files(path, book)
+    if texts:
+        facts["license_files"] = {t.file: (t.license.id if t.license else "not a text the catalog knows") for t in texts}
+    lic, note, review = _reconcile(book.get(key), key, texts)
+    if lic is None:
+        note = (f"model card says license '{key}', which the catalog does not know" if key
+                else "no license in the model card front matter or license file the catalog knows")
+    return Identity(str(path), "hf-folder", key, lic, facts, note, review)
 
 
 def identify_path(path: Path, book: LicenseBook) -> Identity:

@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ..errors import ConfigError
-from ..hashing import sha256_text
+from ..hashing import license_fingerprint, sha256_text
 from ..yamlsource import load_yaml, validation_error
 from .profile import Profile
 
@@ -48,6 +48,9 @@ class Rule(BaseModel):
     duty: str
     section: str
     quote: str = Field(min_length=10)
+    # verbatim: read in the license file itself; transcribed: the words as independent copies of
+    # the file give them (the vendor's file was not read here); paraphrase: not the vendor's words.
+    quote_kind: Literal["verbatim", "transcribed", "paraphrase"] = "verbatim"
 
     @field_validator("when")
     @classmethod
@@ -66,6 +69,12 @@ class License(BaseModel):
     source: str
     text: str | None = None
     text_note: str | None = None
+    # A text weighbridge does not ship is pinned by the fingerprint of one copy the catalog names
+    # (`text_hashed_from`); `text_start`/`text_end` bound the terms inside a longer file or page.
+    text_fingerprint: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    text_hashed_from: str | None = None
+    text_start: str | None = None
+    text_end: str | None = None
     commercial: Literal["yes", "registration", "no", "non-production"]
     rules: list[Rule] = Field(default_factory=list)
 
@@ -74,6 +83,16 @@ class License(BaseModel):
         if not self.text:
             return None
         return sha256_text(self.license_text())
+
+    @property
+    def fingerprint(self) -> str | None:
+        """The words-only sha256 (see ``hashing.license_words``) a copy of this license must have."""
+        if self.text:
+            return self.fingerprint_of(self.license_text())
+        return self.text_fingerprint
+
+    def fingerprint_of(self, text: str, *, html: bool = False) -> str:
+        return license_fingerprint(text, start=self.text_start, end=self.text_end, html=html)
 
     def license_text(self) -> str:
         return (resources.files("weighbridge.catalog") / "data" / self.text).read_text(encoding="utf-8")
@@ -138,7 +157,7 @@ class Verdict:
                 "source": self.license.source if self.license else None,
                 "verdict": self.verdict, "reason": self.reason,
                 "findings": [{"rule": f.rule.id, "outcome": f.outcome, "why": f.why, "section": f.rule.section,
-                              "quote": f.rule.quote} for f in self.findings]}
+                              "quote": f.rule.quote, "quote_kind": f.rule.quote_kind} for f in self.findings]}
 
 
 def verdict_for(lic: License | None, profile: Profile, unknown_reason: str = "") -> Verdict:
@@ -182,6 +201,13 @@ class LicenseBook:
 
     def get(self, key: str | None) -> License | None:
         return None if not key else self._by_key.get(key.strip().lower())
+
+    def match_text(self, text: str, *, html: bool = False) -> License | None:
+        """The license whose recorded text this is, word for word (layout, quotes and case aside)."""
+        for lic in self.licenses:
+            if lic.fingerprint and lic.fingerprint_of(text, html=html) == lic.fingerprint:
+                return lic
+        return None
 
 
 @cache
