@@ -148,3 +148,12 @@ def test_lock_pins_the_license_file_and_verify_catches_an_edit(tmp_path):
     (d / "LICENSE").write_text(apache_as_a_project_ships_it().replace("perpetual", "revocable", 1), encoding="utf-8")
     bad = [(c.path, c.status) for c in verify(read_lock(lock_path(cfg)), cfg) if c.status != "ok"]
     assert bad == [("model/LICENSE", "size")] or bad == [("model/LICENSE", "changed")]
+
+
+def test_cli_check_prints_why_files_that_disagree_need_review(tmp_path):
+    d = _folder(tmp_path, "apache-2.0", MIT)
+    r = runner.invoke(app, ["license", "check", str(d)])
+    out = " ".join(r.output.split())
+    assert r.exit_code == 0 and "needs review" in out and "LICENSE is the text of 'mit'" in out
+    r = runner.invoke(app, ["license", "check", str(d), "--strict"])
+    assert r.exit_code == 1

@@ -913,6 +913,8 @@ def license_check(
         console.print(f"[bold]{r.name}[/] – {r.verdict.verdict.replace('_', ' ')}: {r.verdict.reason}")
         if r.verdict.license is None:
             console.print(f"  {r.identity.note}")
+        if r.identity.review and r.identity.review != r.verdict.reason:
+            console.print(escape(f"  ! {r.identity.review}"), highlight=False)
         for f in shown:
             console.print(escape(f"  • [{f.outcome.replace('_', ' ')}] {f.why}\n    § {f.rule.section}: “{f.rule.quote}”"
                                  + _quote_kind(f.rule.quote_kind)), highlight=False)

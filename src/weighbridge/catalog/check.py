@@ -22,7 +22,8 @@ class CheckResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.name, "identified_from": self.identity.kind, "license_key": self.identity.license_key,
-                "facts": self.identity.facts, "note": self.identity.note, **self.verdict.to_dict()}
+                "facts": self.identity.facts, "note": self.identity.note, "review": self.identity.review or None,
+                **self.verdict.to_dict()}
 
 
 def identify_spec(spec: ModelSpec, cfg: Config, book: LicenseBook) -> Identity:
