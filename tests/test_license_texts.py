@@ -157,3 +157,14 @@ def test_cli_check_prints_why_files_that_disagree_need_review(tmp_path):
     assert r.exit_code == 0 and "needs review" in out and "LICENSE is the text of 'mit'" in out
     r = runner.invoke(app, ["license", "check", str(d), "--strict"])
     assert r.exit_code == 1
+
+
+def test_a_code_license_beside_the_model_license_does_not_decide(tmp_path):
+    d = _folder(tmp_path, None, None)
+    write(d / "LICENSE-CODE", MIT.replace("<year> <copyright holders>", "2025 Lab"))
+    write(d / "LICENSE-MODEL", apache_as_a_project_ships_it())
+    ident = identify_hf_folder(d, BOOK)
+    assert ident.license.id == "apache-2.0" and not ident.review
+    assert ident.facts["license_files"] == {"LICENSE-CODE": "mit", "LICENSE-MODEL": "apache-2.0"}
+    write(d / "LICENSE", MIT)  # two different texts both claiming the weights: a person decides
+    assert "different licenses" in identify_hf_folder(d, BOOK).review

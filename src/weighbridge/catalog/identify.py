@@ -63,6 +63,11 @@ def _reconcile(declared: License | None, key: str | None, texts: list[TextMatch]
     or a file whose words differ from the text the catalog structured, leave the verdict to a person.
     """
     matched = [t for t in texts if t.license]
+    # LICENSE-CODE beside LICENSE-MODEL (DeepSeek's layout) governs the code, not the weights
+    matched = [t for t in matched if "code" not in t.file.lower()] or matched
+    if len({t.license.id for t in matched}) > 1 and not (declared and any(t.license is declared for t in matched)):  # type: ignore[union-attr]
+        found = ", ".join(f"{t.file}: {t.license.id}" for t in matched)  # type: ignore[union-attr]
+        return matched[0].license, "", f"the folder's license files are different licenses ({found})"
     if declared is not None:
         if any(t.license is declared for t in matched):
             return declared, "", ""
