@@ -207,4 +207,4 @@ def test_bakeoff_checks_licenses_first_and_flags_a_model_not_allowed(tmp_path):
     assert lic["profile"] == "profile.yaml" and lic["smol"]["verdict"] == "not_allowed"
     assert lic["smol2"]["verdict"] == "allowed"
     html = (tmp_path / "weighbridge-report.html").read_text()
-    assert "License check" in html and "700 million" in html
+    assert "License check" in html and "700 million" in html and "a clause forbids this profile" in html

@@ -46,6 +46,9 @@ document.getElementById('shown').textContent=n;}
 """
 
 
+_QUOTE_KIND = {"transcribed": " (as transcribed by others; vendor file not read)",
+               "paraphrase": " (paraphrase, not the license's words)"}
+
 def _e(x: object) -> str:
     return html.escape(str(x), quote=True)
 
@@ -184,10 +187,12 @@ def render_html(summary: RunSummary, baseline: dict[str, dict[str, bool]] | None
         for name in names:
             v = lic.get(name) or {}
             items = "".join(f"<li>[{_e(f['outcome'].replace('_', ' '))}] {_e(f['why'])}<div class=why>§ {_e(f['section'])}: "
-                            f"“{_e(f['quote'])}”</div></li>" for f in v.get("findings", []) if f["outcome"] != "info")
+                            f"“{_e(f['quote'])}”{_e(_QUOTE_KIND.get(f.get('quote_kind', ''), ''))}</div></li>"
+                            for f in v.get("findings", []) if f["outcome"] != "info")
+            review = f"<li>! {_e(v['review'])}</li>" if v.get("review") and v["review"] != v.get("reason") else ""
             out.append(f"<li><b>{_e(name)}</b>: <span class='lic {_e(v.get('verdict'))}'>"
                        f"{_e(str(v.get('verdict', '–')).replace('_', ' '))}</span> · {_e(v.get('license_name') or v.get('note') or '')}"
-                       f"<ul>{items}</ul></li>")
+                       f"<div class=why>{_e(v.get('reason') or '')}</div><ul>{review}{items}</ul></li>")
         out.append("</ul>")
     out.append("<h2>Run manifest</h2><pre>" + _e(json.dumps(run["manifest"], indent=2, ensure_ascii=False)) + "</pre>")
     out.append(f"<script>{_JS}</script></html>")
