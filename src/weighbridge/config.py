@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .errors import ConfigError
-from .yamlsource import load_yaml, validation_error
+from .yamlsource import load_mapping
 
 DEFAULT_STORE = "weighbridge.db"
 # The embedded default's hardware price: an assumed rate for a small 2-vCPU cloud VM, stated in
@@ -144,13 +144,7 @@ class Config(_Strict):
 
 def load_config(path: str | Path) -> Config:
     """Read and validate a config file; raises ConfigError naming file, line and field."""
-    src = load_yaml(path)
-    if not isinstance(src.data, dict):
-        raise ConfigError("expected a mapping with at least 'models:'", path=str(path), line=1)
-    try:
-        cfg = Config.model_validate(src.data)
-    except ValidationError as e:
-        raise validation_error(e, src, str(path)) from None
+    cfg = load_mapping(path, Config, expected="expected a mapping with at least 'models:'")
     cfg.base_dir = str(Path(path).resolve().parent)
     return cfg
 

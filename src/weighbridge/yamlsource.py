@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from .errors import ConfigError
 
@@ -88,3 +88,21 @@ def validation_error(err: ValidationError, source: LocatedYaml | None, path: str
     if more:
         msg += f" (and {more} more problem{'s' if more > 1 else ''})"
     return ConfigError(msg, path=path, line=line, field=field_name)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def load_mapping(path: str | Path, model: type[M], *, expected: str) -> M:
+    """Read a YAML file that must be one mapping and validate it as ``model``.
+
+    ``expected`` says what the top level should hold when it is not a mapping; every other
+    problem comes back as a ConfigError naming file, line and field.
+    """
+    src = load_yaml(path)
+    if not isinstance(src.data, dict):
+        raise ConfigError(expected, path=str(path), line=1)
+    try:
+        return model.model_validate(src.data)
+    except ValidationError as e:
+        raise validation_error(e, src, str(path)) from None

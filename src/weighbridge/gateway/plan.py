@@ -17,13 +17,11 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
-from ..errors import ConfigError
-from ..yamlsource import load_yaml, validation_error
+from ..yamlsource import load_mapping
 
 
 class _Strict(BaseModel):
@@ -207,12 +205,6 @@ class Plan(_Strict):
 
 
 def load_plan(path: str | Path) -> Plan:
-    src = load_yaml(path)
-    if not isinstance(src.data, dict):
-        raise ConfigError("a plan is a mapping with 'routes:'", path=str(path), line=1)
-    try:
-        plan = Plan.model_validate(src.data)
-    except ValidationError as e:
-        raise validation_error(e, src, str(path)) from None
+    plan = load_mapping(path, Plan, expected="a plan is a mapping with 'routes:'")
     plan.base_dir = Path(path).resolve().parent
     return plan
