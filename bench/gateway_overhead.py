@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from instant_server import free_port, instant_server  # noqa: E402
 
 from weighbridge.bench.rawhttp import RawClient  # noqa: E402
+from weighbridge.procs import stop  # noqa: E402
 from weighbridge.stats import percentile  # noqa: E402
 
 
@@ -70,8 +71,7 @@ def weighbridge_gateway(upstream: str, workdir: Path) -> Iterator[tuple[str, int
         _wait(f"http://127.0.0.1:{port}/readyz", proc, "weighbridge serve")
         yield f"http://127.0.0.1:{port}/v1", proc.pid, {"authorization": f"Bearer {key}"}
     finally:
-        proc.terminate()
-        proc.wait(10)
+        stop(proc)
 
 
 @contextlib.contextmanager
@@ -91,11 +91,7 @@ def litellm_proxy(binary: str, upstream: str, workdir: Path) -> Iterator[tuple[s
         _wait(f"http://127.0.0.1:{port}/health/liveliness", proc, "litellm proxy", timeout=180)
         yield f"http://127.0.0.1:{port}/v1", proc.pid, {"authorization": f"Bearer {master}"}
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
 
 
 async def open_loop(base: str, rate: float, seconds: float, stream: bool,

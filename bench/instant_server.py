@@ -16,6 +16,8 @@ import sys
 import textwrap
 from typing import Iterator
 
+from weighbridge.procs import stop
+
 SERVER = textwrap.dedent(r'''
     import asyncio, json, re, sys, time
     STREAM = re.compile(rb'"stream"\s*:\s*true')
@@ -79,5 +81,4 @@ def instant_server() -> Iterator[str]:
         proc.stdout.readline()  # "ready"
         yield f"http://127.0.0.1:{port}/v1"
     finally:
-        proc.terminate()
-        proc.wait(10)
+        stop(proc)

@@ -14,6 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from weighbridge.procs import stop
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -66,11 +68,7 @@ def llama_server(smollm_path: Path, tmp_path_factory: pytest.TempPathFactory):
         proc.kill()
         raise RuntimeError("llama_cpp.server did not become ready in 60 s")
     yield base
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    stop(proc)
 
 
 def write(path: Path, text: str) -> Path:
@@ -121,8 +119,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory):
                             stdout=open(log, "w"), stderr=subprocess.STDOUT)
     _wait_port(port, proc, "redis-server", log)
     yield f"redis://127.0.0.1:{port}/0"
-    proc.terminate()
-    proc.wait(10)
+    stop(proc)
 
 
 @pytest.fixture(scope="session")
@@ -149,6 +146,5 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory):
     _wait_port(port, proc, "postgres", log)
     time.sleep(0.5)
     yield f"postgresql://wb@127.0.0.1:{port}/postgres"
-    proc.terminate()
-    proc.wait(20)
+    stop(proc, grace_s=20)
     shutil.rmtree(root, ignore_errors=True)

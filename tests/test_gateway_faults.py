@@ -16,6 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from weighbridge.cli import app as cli
+from weighbridge.procs import stop
 
 from .conftest import free_port, write
 from .fake_upstream import FakeUpstream, chunk, ok_stream
@@ -174,8 +175,7 @@ def test_serve_binds_beyond_loopback_only_with_keys(tmp_path, llama_server):
         r = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json={"model": "chat", "messages": ASK})
         assert r.status_code == 401
     finally:
-        proc.terminate()
-        proc.wait(10)
+        stop(proc)
 
 
 def _wait_ready(base: str, proc: subprocess.Popen) -> None:

@@ -19,6 +19,7 @@ import httpx
 from ..backends.bundled import BUNDLED, resolve_bundled
 from ..config import Config
 from ..errors import WeighbridgeError
+from ..procs import stop
 from .loadgen import Target
 
 
@@ -58,11 +59,7 @@ def local_server(gguf: Path, alias: str, n_ctx: int = 2048, threads: int | None 
             time.sleep(0.2)
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
         log.close()
         os.unlink(log.name)
 
