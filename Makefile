@@ -4,6 +4,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# llama.cpp's CPU kernels: portable AVX2 ones rather than -march=native. A native build on a Xeon with
+# AMX segfaults on the first batched prompt (its AMX weight buffers, seen on this project's machines).
+export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
 
 .PHONY: setup demo test bench clean
 

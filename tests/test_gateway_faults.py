@@ -130,6 +130,26 @@ def test_fake_upstream_4xx_is_the_clients_error_and_not_retried(tmp_path):
     assert r.status_code == 400 and r.json()["error"]["message"] == "bad tool schema" and not g.posts
 
 
+def test_fake_upstream_4xx_that_echoes_our_upstream_key_reaches_the_client_scrubbed(tmp_path, monkeypatch):
+    key = "sk-upstream-9d8c7b6a5f4e"
+    monkeypatch.setenv("WB_UPSTREAM_KEY", key)
+
+    def echo(h, body, n):  # a hostile or careless upstream: its error repeats the request headers
+        h.send_json(400, {"error": {"message": f"rejected request with headers {dict(h.headers)}", "code": "bad"}})
+
+    with FakeUpstream(echo) as up:
+        plan = write(tmp_path / "plan.yaml", f"routes:\n  chat:\n    upstreams: [{{name: u, base_url: '{up.base_url}', "
+                                             "model: m, api_key_env: WB_UPSTREAM_KEY}]\n")
+        with Gateway(str(plan)) as gw:
+            r = httpx.post(gw + "/chat/completions", json={"model": "chat", "messages": ASK}, timeout=10)
+        assert up.requests[-1]["headers"].get("authorization") == f"Bearer {key}"  # the key did go upstream
+    assert r.status_code == 400
+    assert key not in r.text and "Bearer ***" in r.json()["error"]["message"]
+    for f in tmp_path.iterdir():
+        if f.is_file():
+            assert key.encode() not in f.read_bytes(), f"the upstream key reached {f.name}"
+
+
 def test_fake_upstream_tools_and_response_format_pass_through_both_ways(tmp_path):
     tool_call = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\": \"Oslo\"}"}}
 

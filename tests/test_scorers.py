@@ -1,11 +1,7 @@
-import socket
-import threading
-
 import pytest
 from pydantic import ValidationError
 
 from weighbridge.scorers import build_scorer, scorer_types
-from weighbridge.scorers.sandbox import run_python
 
 
 def score(spec, text, expected=None):
@@ -84,53 +80,6 @@ TESTS = "assert add(2, 3) == 5\nassert add(-1, 1) == 0\n"
 def test_python_tests_pass_and_fail():
     spec = {"type": "python_tests", "tests": TESTS}
     assert score(spec, "```python\ndef add(a, b):\n    return a + b\n```").passed
-    r = score(spec, "```python\ndef add(a, b):\n    return a - b\n```")
-    assert not r.passed and "AssertionError" in r.reason
+    r = score(spec, "```python\ndef add(a, b):\n    return abs(a) + b\n```")
+    assert not r.passed and "AssertionError" in r.reason and r.value == 0.5  # one of two asserts held
     assert not score(spec, "I cannot write code.").passed
-
-
-def test_sandbox_kills_an_infinite_loop():
-    r = run_python("while True:\n    pass\n", timeout_s=1.5)
-    assert r.timed_out and not r.passed and "timed out" in r.reason
-
-
-def test_sandbox_stops_a_fork_bomb_and_the_run_goes_on():
-    r = run_python("import os\nwhile True:\n    os.fork()\n", timeout_s=3)
-    assert not r.passed and not r.timed_out
-    # the machine still runs children afterwards
-    assert run_python("assert True").passed
-
-
-def test_sandbox_limits_memory():
-    r = run_python("x = bytearray(3 * 1024**3)\n", timeout_s=5, memory_mb=256)
-    assert not r.passed and "MemoryError" in r.reason
-
-
-def test_sandbox_has_no_network():
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(1)
-    port = server.getsockname()[1]
-    accepted = []
-    threading.Thread(target=lambda: accepted.append(server.accept()), daemon=True).start()
-    r = run_python(f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=2)\n", timeout_s=5)
-    server.close()
-    assert not r.passed and not accepted
-
-
-def test_sandbox_cannot_write_outside_its_directory(tmp_path):
-    target = tmp_path / "escaped.txt"
-    r = run_python(f"open({str(target)!r}, 'w').write('x')\n")
-    assert not r.passed and not target.exists()
-    assert run_python("open('inside.txt', 'w').write('ok')\nassert open('inside.txt').read() == 'ok'\n").passed
-
-
-def test_sandbox_blocks_subprocess_and_ctypes():
-    assert not run_python("import subprocess\nsubprocess.run(['true'])\n").passed
-    assert not run_python("import ctypes\nctypes.CDLL(None).getpid()\n").passed
-
-
-def test_sandbox_environment_holds_no_secrets(monkeypatch):
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-should-not-leak")
-    r = run_python("import os\nassert 'OPENAI_API_KEY' not in os.environ\n")
-    assert r.passed

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import signal
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import typer
 from rich.console import Console
@@ -37,7 +39,9 @@ def main(version: bool = typer.Option(False, "--version", callback=_version, is_
 
 
 def _fail(e: Exception, code: int = 2) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+    from .scrub import scrub
+
+    err_console.print(f"[bold red]error:[/] {escape(scrub(str(e)) or '')}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -49,6 +53,17 @@ def _config(path: Optional[Path]) -> Config:
                           "(the two bundled models on builtin:starter)[/]")
         return default_config()
     return load_config(path)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a CI runner's cancel, ``kill``, a container stop) takes Ctrl-C's path: the run is
+    marked interrupted, running sandboxes are killed, and --resume continues it."""
+    previous = signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _store_path(cfg: Config, override: Optional[Path]) -> Path:
@@ -93,7 +108,7 @@ def _run_and_report(cfg: Config, *, store: Optional[Path], report: Optional[Path
     current_run: list[str] = []
     t0 = time.perf_counter()
     try:
-        with progress:
+        with progress, _sigterm_as_interrupt():
             stats = asyncio.run(run_bakeoff(cfg, store_path, resume=resume, use_cache=use_cache,
                                             only_models=only_models, progress=on_progress, on_run=current_run.append))
     except KeyboardInterrupt:

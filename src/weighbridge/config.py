@@ -109,6 +109,8 @@ class Config(_Strict):
     samples: int = Field(1, ge=1, le=100)
     schedule: Literal["auto", "sequential", "parallel"] = "auto"
     profile: str | None = Field(None, description="deployment profile YAML for the license check of every run")
+    sandbox: Literal["bubblewrap", "unsafe-local"] = Field(
+        "bubblewrap", description="isolation for model code (python_tests); unsafe-local runs it unisolated")
     store: str = DEFAULT_STORE
     report: str = DEFAULT_REPORT
     base_dir: str = Field(".", exclude=True)
@@ -200,6 +202,7 @@ suites:
 samples: 1                     # repeats per case (temperature 0 makes them identical)
 schedule: auto                 # auto: models on this machine run one after another, remote ones in parallel
 # profile: profile.yaml        # deployment profile: every run checks each model's license against it
+# sandbox: bubblewrap          # model code runs under bubblewrap; `unsafe-local` runs it with no isolation
 store: weighbridge.db          # SQLite file with runs, generations, scores and the response cache
 report: weighbridge-report.html
 """

@@ -22,7 +22,7 @@ from .backends import Backend, Generation, Request, build_backend
 from .config import Config, ModelSpec
 from .errors import BackendError, BackendUnavailable, ConfigError, WeighbridgeError
 from .hashing import stable_hash
-from .scorers import Score, Scorer, build_scorer
+from .scorers import Score, Scorer, build_scorer, sandbox
 from .store import Store
 from .suites import Case, Suite, load_suites
 
@@ -138,11 +138,17 @@ class Bakeoff:
                          "licenses": self._license_verdicts(),
                          "suites": {s.name: {"path": s.path, "cases": len(s.cases), "sha256": s.content_hash}
                                     for s in self.suites},
-                         "sandbox": _sandbox_isolation(), "judges": list(self.judge_specs),
+                         "sandbox": sandbox.describe(self.config.sandbox), "judges": list(self.judge_specs),
                          "warnings": self._judge_family_warnings() if uses_judge else []}
+        runs_code = any((sp if isinstance(sp, str) else sp.get("type")) == "python_tests"
+                        for c in self.cases for sp in c.scorers)
+        if runs_code and not self.manifest["sandbox"].get("isolated"):
+            sb = self.manifest["sandbox"]
+            self.manifest["warnings"].append(f"python_tests cases fail: {sb['problem']}" if "problem" in sb
+                                             else "sandbox: unsafe-local - model code runs with NO isolation")
         self.judge_ctx = JudgeCalls(self)
         for case in self.cases:
-            self._scorers[case.id] = [build_scorer(sp) for sp in case.scorers]
+            self._scorers[case.id] = [build_scorer(sp, sandbox=self.config.sandbox) for sp in case.scorers]
 
     def _license_verdicts(self) -> dict[str, Any]:
         """The license check that precedes every bakeoff; the report shows it beside the figures."""
@@ -249,9 +255,11 @@ class Bakeoff:
         try:
             await asyncio.gather(*tasks)
         except BaseException:
+            sandbox.kill_all()  # scorers run in threads: end their programs, or shutdown waits for them
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            sandbox.kill_all()
             self.store.set_status(run_id, "interrupted")
             raise
         finally:
@@ -350,15 +358,6 @@ def lanes(schedule: str, specs: list[ModelSpec]) -> list[list[str]]:
     return ([local] if local else []) + [[s.name] for s in specs if not is_local(s)]
 
 
-def _sandbox_isolation() -> str:
-    from .scorers.sandbox import isolation_available
-
-    try:
-        return isolation_available()
-    except OSError:
-        return "none"
-
-
 async def run_bakeoff(config: Config, store: Store | str | os.PathLike, *, resume: bool | str = False,
                       use_cache: bool = True, only_models: list[str] | None = None,
                       progress: ProgressFn | None = None,
@@ -406,7 +405,7 @@ async def rescore_run(config: Config, store: Store, run_id: str, *, use_cache: b
     Returns (answers re-scored, answers whose pass/fail changed, the judge call counts)."""
     async with judges_for(config, store, use_cache=use_cache) as judges:
         cases = {c["id"]: Case.model_validate(c["case"]) for c in store.run_cases(run_id)}
-        scorers = {cid: [build_scorer(sp) for sp in c.scorers] for cid, c in cases.items()}
+        scorers = {cid: [build_scorer(sp, sandbox=config.sandbox) for sp in c.scorers] for cid, c in cases.items()}
         changed = done = 0
         for row in store.generations(run_id):
             if row.generation is None:

@@ -1,6 +1,6 @@
 """The SQLite store: runs, their manifests, generations, scores and the response cache.
 
-This is the only module that writes SQL. One file per project, WAL mode, numbered migrations
+This is the only module that writes SQL, and every text it writes passes ``scrub`` first. One file per project, WAL mode, numbered migrations
 (``PRAGMA user_version``). Each finished job is committed in its own transaction together with its
 scores and cache entry, so a ``kill -9`` loses at most the jobs in flight.
 """
@@ -19,6 +19,7 @@ from typing import Any, Iterator
 from .backends.base import Generation
 from .errors import WeighbridgeError
 from .scorers import Score
+from .scrub import scrub, scrub_obj
 
 MIGRATIONS: list[str] = [
     # 1: runs, cases, generations, scores, response cache
@@ -267,7 +268,8 @@ class Store:
         """Store one finished job, its scores and (for fresh answers) its cache entry, atomically."""
         g = generation
         passed = None if g is None else int(bool(scores) and all(s.passed for _, s in scores))
-        gen_json = None if g is None else json.dumps(g.to_dict(), ensure_ascii=False)
+        gen_dict = None if g is None else scrub_obj(g.to_dict())
+        gen_json = None if gen_dict is None else json.dumps(gen_dict, ensure_ascii=False)
         with self.transaction() as db:
             db.execute("DELETE FROM generations WHERE run_id=? AND model=? AND case_id=? AND sample=?",
                        (run_id, model, case_id, sample))
@@ -275,12 +277,13 @@ class Store:
                 "INSERT INTO generations (run_id, model, case_id, sample, cache_key, cached, error, text, finish_reason,"
                 " prompt_tokens, completion_tokens, token_source, latency_ms, ttft_ms, decode_ms, passed,"
                 " generation_json, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (run_id, model, case_id, sample, cache_key, int(cached), error,
-                 g and g.text, g and g.finish_reason, g and g.prompt_tokens, g and g.completion_tokens,
+                (run_id, model, case_id, sample, cache_key, int(cached), scrub(error),
+                 gen_dict and gen_dict["text"], g and g.finish_reason, g and g.prompt_tokens, g and g.completion_tokens,
                  g and g.token_source, g and g.latency_ms, g and g.ttft_ms, g and g.decode_ms, passed,
                  gen_json, time.time()))
             db.executemany("INSERT INTO scores VALUES (?,?,?,?,?,?)",
-                           [(cur.lastrowid, i, name, int(s.passed), s.value, s.reason) for i, (name, s) in enumerate(scores)])
+                           [(cur.lastrowid, i, name, int(s.passed), s.value, scrub(s.reason))
+                            for i, (name, s) in enumerate(scores)])
             if g is not None and not cached:
                 db.execute("INSERT OR REPLACE INTO response_cache VALUES (?,?,?,?)",
                            (cache_key, identity_key, gen_json, time.time()))
@@ -289,7 +292,7 @@ class Store:
         """Cache a call that is not a job of the run (a judge's verdict)."""
         with self.transaction() as db:
             db.execute("INSERT OR REPLACE INTO response_cache VALUES (?,?,?,?)",
-                       (key, identity_key, json.dumps(generation.to_dict(), ensure_ascii=False), time.time()))
+                       (key, identity_key, json.dumps(scrub_obj(generation.to_dict()), ensure_ascii=False), time.time()))
 
     def replace_scores(self, generation_id: int, scores: list[tuple[str, Score]]) -> None:
         """Re-scoring a stored answer: new scores and pass/fail, the answer itself untouched."""
@@ -297,7 +300,8 @@ class Store:
         with self.transaction() as db:
             db.execute("DELETE FROM scores WHERE generation_id=?", (generation_id,))
             db.executemany("INSERT INTO scores VALUES (?,?,?,?,?,?)",
-                           [(generation_id, i, n, int(sc.passed), sc.value, sc.reason) for i, (n, sc) in enumerate(scores)])
+                           [(generation_id, i, n, int(sc.passed), sc.value, scrub(sc.reason))
+                            for i, (n, sc) in enumerate(scores)])
             db.execute("UPDATE generations SET passed=? WHERE id=?", (passed, generation_id))
 
     def cached(self, key: str) -> Generation | None:

@@ -113,6 +113,14 @@ class RunSummary:
     cases: list[dict[str, Any]]
     rows: list[StoredGeneration]
 
+    @property
+    def isolation(self) -> str:
+        """How this run's model code was isolated, in one line (runs before bubblewrap stored a word)."""
+        sb = self.run["manifest"].get("sandbox")
+        if isinstance(sb, dict):
+            return str(sb.get("summary") or sb.get("mode"))
+        return f"layered guards ({sb}), not isolated" if sb else "unknown"
+
     def to_dict(self) -> dict[str, Any]:
         return {"run_id": self.run["id"], "status": self.run["status"], "created_at": self.run["created_at"],
                 "finished_at": self.run["finished_at"], "samples": self.run["samples"],

@@ -17,6 +17,7 @@ import httpx
 
 from .. import __version__
 from ..errors import BackendError, BackendUnavailable
+from ..scrub import scrub, secret_env
 from .base import Generation, Request, Timings
 from .sse import DONE, choice_pieces, iter_events
 
@@ -58,7 +59,7 @@ class OpenAIBackend:
     def _headers(self) -> dict[str, str]:
         headers = {"User-Agent": f"weighbridge/{__version__}"}
         if self.spec.api_key_env:
-            key = os.environ.get(self.spec.api_key_env)
+            key = secret_env(self.spec.api_key_env)
             if not key:
                 raise BackendUnavailable(self.name, f"the env var {self.spec.api_key_env} (api_key_env) is not set",
                                          f"export {self.spec.api_key_env}=... before running")
@@ -162,7 +163,7 @@ class OpenAIBackend:
         try:
             async with self.client().stream("POST", url, json=body) as resp:
                 if resp.status_code != 200:
-                    detail = (await resp.aread()).decode("utf-8", "replace")[:300]
+                    detail = scrub((await resp.aread()).decode("utf-8", "replace")[:2000])[:300]  # type: ignore[index]
                     if resp.status_code == 400 and "response_format" in body and "response_format" in detail:
                         self._response_format = False
                         err = BackendError("server rejected response_format; retrying without", kind="http_400",

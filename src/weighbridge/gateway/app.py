@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import hashlib
 import json
-import os
 import random
 import time
 from collections import Counter
@@ -31,6 +30,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route as HttpRoute
 
+from ..scrub import scrub, scrub_obj, secret_env
 from . import state
 from .audit import open_sink
 from .auth import Denied, Guard, Reservation
@@ -113,7 +113,7 @@ class Gateway:
         self.prompt_block = BlockList(plan.filters.prompt_block, plan.filters.allow)
         self.response_block = BlockList(plan.filters.response_block, plan.filters.allow)
         self.judges = PlanJudges(plan)
-        self.checkers = {n: Checker(r, self.judges) for n, r in plan.routes.items() if r.check}
+        self.checkers = {n: Checker(r, self.judges, plan.sandbox) for n, r in plan.routes.items() if r.check}
         self.route_fingerprints = {n: route_fingerprint(r) for n, r in plan.routes.items()}
         self.metrics = Metrics()
         self.pool = Pool()
@@ -208,8 +208,9 @@ class Gateway:
 
     def _headers(self, up: Upstream) -> dict[str, str]:
         h = {"content-type": "application/json"}
-        if up.api_key_env and os.environ.get(up.api_key_env):
-            h["authorization"] = f"Bearer {os.environ[up.api_key_env]}"
+        key = secret_env(up.api_key_env)
+        if key:
+            h["authorization"] = f"Bearer {key}"
         return h
 
     def _fail(self, call: Call, up: Upstream, reason: str) -> None:
@@ -462,12 +463,14 @@ class Gateway:
     # -- endings ------------------------------------------------------------------------------
     async def _all_failed(self, call: Call) -> Response:
         call.status, call.code = 502, "upstream_failed"
-        msg = f"every upstream of route '{call.route_name}' failed: " + "; ".join(call.failures)
+        msg = scrub(f"every upstream of route '{call.route_name}' failed: " + "; ".join(call.failures)) or ""
         await self._record(call)
         return error(502, msg, kind="upstream_error", code="upstream_failed")
 
     async def _finish_error(self, call: Call, status: int, body: Any) -> Response:
-        """The upstream refused the request itself (4xx): the client gets its error, nobody else is tried."""
+        """The upstream refused the request itself (4xx): the client gets its error, nobody else is tried.
+        Scrubbed first: an upstream that echoes the request would hand the client our upstream key."""
+        body = scrub_obj(body)
         call.status = status
         call.code = (body.get("error") or {}).get("code") if isinstance(body, dict) and isinstance(
             body.get("error"), dict) else None

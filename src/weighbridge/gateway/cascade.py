@@ -45,8 +45,8 @@ class PlanJudges:
 
 
 class Checker:
-    def __init__(self, route: Route, judges: PlanJudges) -> None:
-        self.scorers: list[Scorer] = [build_scorer(s) for s in route.check]
+    def __init__(self, route: Route, judges: PlanJudges, sandbox: str = "bubblewrap") -> None:
+        self.scorers: list[Scorer] = [build_scorer(s, sandbox=sandbox) for s in route.check]
         self.expected = route.expected
         self.judges = judges
 

@@ -98,7 +98,8 @@ def render_html(summary: RunSummary, baseline: dict[str, dict[str, bool]] | None
     names = [m.model for m in models]
     out = [f"<!doctype html><html lang=en><meta charset=utf-8><title>weighbridge run {_e(run['id'])}</title>",
            f"<style>{_CSS}</style><h1>weighbridge bakeoff · run {_e(run['id'])}</h1>",
-           f"<p class=meta>{len(summary.cases)} cases × {run['samples']} sample(s) · status {_e(run['status'])}</p>",
+           f"<p class=meta>{len(summary.cases)} cases × {run['samples']} sample(s) · status {_e(run['status'])}"
+           f" · model code sandbox: <span id=isolation>{_e(summary.isolation)}</span></p>",
            "<h2>Summary</h2><table><tr><th></th>" + "".join(f"<th>{_e(n)}</th>" for n in names) + "</tr>"]
 
     def row(label: str, cells: list[str]) -> None:

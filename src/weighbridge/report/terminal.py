@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ..summary import RunSummary
@@ -30,6 +31,7 @@ def render(summary: RunSummary, console: Console) -> None:
     models = summary.models
     console.print(f"[bold]Bakeoff {summary.run['id']}[/] · {len(summary.cases)} cases × "
                   f"{summary.run['samples']} sample(s) · {summary.run['status']}")
+    console.print(f"[dim]model code sandbox: {escape(summary.isolation)}[/]", highlight=False)
     t = Table(show_lines=False)
     t.add_column("", style="bold")
     for m in models:

@@ -64,8 +64,9 @@ def _load_builtin() -> None:
     from . import basic, code, judge, schema  # noqa: F401  (registration side effect)
 
 
-def build_scorer(spec: str | dict[str, Any]) -> Scorer:
-    """Accepts ``"exact"`` or ``{"type": "regex", "pattern": ...}``; raises ValueError on bad specs."""
+def build_scorer(spec: str | dict[str, Any], *, sandbox: str = "bubblewrap") -> Scorer:
+    """Accepts ``"exact"`` or ``{"type": "regex", "pattern": ...}``; raises ValueError on bad specs.
+    ``sandbox`` is the run's isolation for scorers that execute model output (they carry ``mode``)."""
     _load_builtin()
     if isinstance(spec, str):
         spec = {"type": spec}
@@ -76,4 +77,7 @@ def build_scorer(spec: str | dict[str, Any]) -> Scorer:
         raise ValueError(f"unknown scorer type '{kind}' (known: {', '.join(sorted(_REGISTRY))})")
     spec_cls, factory = _REGISTRY[kind]
     settings = spec_cls.model_validate({k: v for k, v in spec.items() if k != "type"})
-    return factory(settings)
+    scorer = factory(settings)
+    if hasattr(scorer, "mode"):
+        scorer.mode = sandbox  # type: ignore[attr-defined]
+    return scorer

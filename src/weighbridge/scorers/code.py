@@ -1,4 +1,8 @@
-"""Python code answers: the model's code runs against the case's asserts inside the sandbox."""
+"""Python code answers: the model's code runs against the case's asserts inside the sandbox.
+
+The sandbox mode is the run's (``sandbox:`` in the config, ``bubblewrap`` unless it says
+``unsafe-local``); the engine sets ``mode`` on each scorer it builds, so one case file cannot
+switch isolation off for itself."""
 
 from __future__ import annotations
 
@@ -22,12 +26,13 @@ class _PythonTests:
 
     def __init__(self, s: PythonTestsSpec) -> None:
         self.s = s
+        self.mode = "bubblewrap"
 
     def score(self, text: str, expected: Any) -> Score:
         code = code_block(final_answer(text), prefer=("python", "py", "python3"))
-        source = "\n\n".join(part for part in (self.s.setup, code, "# --- tests ---", self.s.tests) if part)
-        result = run_python(source, timeout_s=self.s.timeout_s, memory_mb=self.s.memory_mb)
-        return Score(result.passed, 1.0 if result.passed else 0.0, result.reason[:200])
+        result = run_python(code, tests=self.s.tests, setup=self.s.setup, timeout_s=self.s.timeout_s,
+                            memory_mb=self.s.memory_mb, mode=self.mode)
+        return Score(result.passed, result.value, result.reason[:300])
 
 
 register("python_tests", PythonTestsSpec)(_PythonTests)
