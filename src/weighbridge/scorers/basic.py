@@ -78,6 +78,24 @@ class _Contains:
         return Score(hit, len(found) / len(needles), f"found {found}" if hit else f"missing {missing}")
 
 
+def compile_linear(pattern: str, ignore_case: bool = False) -> Any:
+    """A pattern for RE2 (google-re2): matching takes linear time in the text, so no pattern from a
+    suite, like ``(a+)+$``, can hang a run on a hostile answer. RE2 lacks backreferences and
+    lookaround, and its ``\\w \\d \\s \\b`` are ASCII (use ``\\p{L}``/``\\p{N}`` for other scripts)."""
+    import re2
+
+    try:
+        return re2.compile(("(?i)" if ignore_case else "") + pattern)
+    except re2.error as e:
+        try:
+            re.compile(pattern)
+        except re.error:
+            raise ValueError(f"invalid regular expression: {e}") from None
+        raise ValueError(f"the pattern uses a feature RE2 does not have ({e}): weighbridge matches with RE2, "
+                         "a linear-time engine, so no pattern can hang a run; rewrite it without a "
+                         "backreference or lookahead/lookbehind") from None
+
+
 class RegexSpec(ScorerSpec):
     pattern: str
     ignore_case: bool = False
@@ -86,10 +104,7 @@ class RegexSpec(ScorerSpec):
     @field_validator("pattern")
     @classmethod
     def _compiles(cls, v: str) -> str:
-        try:
-            re.compile(v)
-        except re.error as e:
-            raise ValueError(f"invalid regular expression: {e}") from None
+        compile_linear(v)
         return v
 
 
@@ -98,7 +113,7 @@ class _Regex:
 
     def __init__(self, s: RegexSpec) -> None:
         self.s = s
-        self.rx = re.compile(s.pattern, re.IGNORECASE if s.ignore_case else 0)
+        self.rx = compile_linear(s.pattern, s.ignore_case)
 
     def score(self, text: str, expected: Any) -> Score:
         m = self.rx.search(final_answer(text))

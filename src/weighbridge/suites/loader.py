@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Iterator, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ..errors import ConfigError
 from ..hashing import stable_hash
+from ..inputs import MAX_DATA_BYTES, loads_json, read_text
 from ..scorers import build_scorer
 from ..yamlsource import LocatedYaml, load_yaml, validation_error
 
@@ -138,40 +138,60 @@ def _from_yaml(path: str, text: str | None = None) -> tuple[str, list[Case]]:
 
 
 def _from_jsonl(path: str) -> tuple[str, list[Case]]:
+    text = read_text(path, max_bytes=MAX_DATA_BYTES, kind="JSONL")
     cases = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                raw = json.loads(line)
-            except ValueError as e:
-                raise ConfigError(f"invalid JSON: {e.msg} (column {e.colno})", path=path, line=lineno) from None
-            cases.append(_case(raw, defaults={}, path=path, line=lineno, src=None, prefix=()))
+    for lineno, line in enumerate(text.split("\n"), 1):  # not splitlines: U+2028 may stand inside a JSON string
+        if not line.strip():
+            continue
+        raw = loads_json(line, where=path, line=lineno)
+        cases.append(_case(raw, defaults={}, path=path, line=lineno, src=None, prefix=()))
     return Path(path).stem, cases
 
 
 _CSV_FIELDS = {"id", "prompt", "system", "expected", "scorer", "scorers", "tags", "workload"}
 
 
+def _csv_rows(path: str, text: str) -> Iterator[tuple[int, dict[str, str]]]:
+    """(first line of the record, its fields by column); a malformed file is an error naming the line."""
+    csv.field_size_limit(MAX_DATA_BYTES)
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        header = next(reader, None)
+    except csv.Error as e:
+        raise ConfigError(f"malformed CSV header: {e}", path=path, line=1) from None
+    if not header or "id" not in header or "prompt" not in header:
+        raise ConfigError("a CSV suite needs a header row with at least 'id' and 'prompt'", path=path, line=1)
+    dup = next((c for i, c in enumerate(header) if c in header[:i]), None)
+    if dup is not None:
+        raise ConfigError(f"duplicate column '{dup}' in the header", path=path, line=1, field=dup)
+    while True:
+        start = reader.line_num + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            if "end of data" in str(e) or "EOF" in str(e):
+                raise ConfigError("unterminated quoted field: the quote opened in the record that starts here "
+                                  "is never closed", path=path, line=start) from None
+            raise ConfigError(f"malformed CSV: {e}", path=path, line=reader.line_num) from None
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) > len(header):
+            raise ConfigError(f"{len(row)} fields but the header has {len(header)} columns", path=path, line=start)
+        yield start, dict(zip(header, row + [""] * (len(header) - len(row))))
+
+
 def _from_csv(path: str) -> tuple[str, list[Case]]:
     """Columns: id, prompt, expected, optional system/scorer(s)/tags/workload; others become vars."""
-    with open(path, encoding="utf-8", newline="") as f:
-        text = f.read()
-    reader = csv.DictReader(io.StringIO(text))
-    if not reader.fieldnames or "id" not in reader.fieldnames or "prompt" not in reader.fieldnames:
-        raise ConfigError("a CSV suite needs a header row with at least 'id' and 'prompt'", path=path, line=1)
+    text = read_text(path, max_bytes=MAX_DATA_BYTES, kind="CSV")
     cases = []
-    for row in reader:
-        lineno = reader.line_num
-        raw: dict[str, Any] = {k: v for k, v in row.items() if k in _CSV_FIELDS and v not in (None, "")}
-        raw["vars"] = {k: v for k, v in row.items() if k not in _CSV_FIELDS and k is not None}
+    for lineno, row in _csv_rows(path, text):
+        raw: dict[str, Any] = {k: v for k, v in row.items() if k in _CSV_FIELDS and v != ""}
+        raw["vars"] = {k: v for k, v in row.items() if k not in _CSV_FIELDS}
         for key in [k for k in ("scorer", "scorers") if k in raw]:
             value = raw.pop(key)
-            try:
-                parsed = json.loads(value) if value.lstrip().startswith(("{", "[")) else value
-            except ValueError as e:
-                raise ConfigError(f"invalid JSON in scorer column: {e.msg}", path=path, line=lineno, field=key) from None
+            parsed = loads_json(value, where=path, line=lineno, field=key) if value.lstrip().startswith(("{", "[")) else value
             raw["scorers"] = parsed if isinstance(parsed, list) else [parsed]
         if "tags" in raw:
             raw["tags"] = [t.strip() for t in re.split(r"[;,]", raw["tags"]) if t.strip()]
@@ -199,6 +219,8 @@ def load_suite(ref: str | Path, base_dir: str | Path = ".") -> Suite:
         if not p.is_absolute():
             p = Path(base_dir) / p
         path = str(p)
+        if p.is_dir():
+            raise ConfigError("is a directory, not a suite file (.yaml, .jsonl or .csv)", path=path, field="suites")
         if not p.is_file():
             raise ConfigError("suite file not found", path=path, field="suites")
         loaders = {".yaml": _from_yaml, ".yml": _from_yaml, ".jsonl": _from_jsonl, ".csv": _from_csv}
