@@ -4,9 +4,13 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# llama.cpp's CPU kernels: portable AVX2 ones rather than -march=native. A native build on a Xeon with
-# AMX segfaults on the first batched prompt (its AMX weight buffers, seen on this project's machines).
-export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
+# llama.cpp's CPU kernels: this CPU's AVX2/AVX-512 features, but never AMX. A -march=native build on a
+# Xeon with AMX segfaults on the first batched prompt (its AMX weight buffers; seen on this project's
+# machines), so the features are listed one by one from /proc/cpuinfo instead.
+CPU_FLAGS := $(shell cat /proc/cpuinfo 2>/dev/null | grep -m1 '^flags')
+GGML_X86 := $(foreach f,avx512f:AVX512 avx512vbmi:AVX512_VBMI avx512_vnni:AVX512_VNNI avx512_bf16:AVX512_BF16 \
+	avx_vnni:AVX_VNNI,$(if $(filter $(word 1,$(subst :, ,$(f))),$(CPU_FLAGS)),-DGGML_$(word 2,$(subst :, ,$(f)))=ON))
+export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON $(GGML_X86)
 
 .PHONY: setup demo test bench clean
 
@@ -25,7 +29,9 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 bench: setup
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python bench/engine_overhead.py
+	$(BIN)/python bench/sandbox_overhead.py
 	$(BIN)/python bench/llamacpp_throughput.py
 	$(BIN)/python bench/hash_throughput.py
 	$(BIN)/python bench/loadgen_capacity.py
