@@ -22,7 +22,7 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if self.path.endswith("/models"):
             self.server.requests.append({"path": self.path, "headers": dict(self.headers)})
-            self.send_json(200, {"object": "list", "data": [{"id": "fake-model"}]})
+            self.send_json(200, {"object": "list", "data": [{"id": m} for m in self.server.models]})
         else:
             self.send_json(404, {"error": {"message": "not found"}})
 
@@ -82,9 +82,10 @@ def ok_stream(h: Handler, words: list[str], usage: dict | None = None, delay: fl
 
 
 class FakeUpstream:
-    def __init__(self, script: Script) -> None:
+    def __init__(self, script: Script, models: tuple[str, ...] | list[str] = ("fake-model",)) -> None:
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.script = script
+        self.httpd.models = list(models)  # what GET /models lists
         self.httpd.posts = []
         self.httpd.requests = []
         self.httpd.lock = threading.Lock()

@@ -58,7 +58,7 @@ def test_unreachable_endpoint_names_model_url_and_what_to_check():
 def test_api_key_comes_from_the_named_env_var(monkeypatch):
     monkeypatch.setenv("WB_TEST_KEY", "sk-test-123")
     with FakeUpstream(lambda h, body, n: ok_stream(h, ["hi"])) as up:
-        b = build_backend(spec(up.base_url, api_key_env="WB_TEST_KEY"))
+        b = build_backend(spec(up.base_url, model="fake-model", api_key_env="WB_TEST_KEY"))
         run(generate_once(b, Request(messages=HELLO)))
         assert all(r["headers"].get("Authorization") == "Bearer sk-test-123" for r in up.requests)
         assert "sk-test-123" not in str(b.manifest())
@@ -71,18 +71,17 @@ def test_missing_api_key_env_var_is_a_clear_error(monkeypatch):
         run(generate_once(b, Request(messages=HELLO)))
 
 
-def test_fake_upstream_rejected_key_fails_preflight():
+def test_fake_upstream_rejected_key_fails_preflight(monkeypatch):
     def script(h, body, n):
         pass
 
     with FakeUpstream(script) as up:
-        up.httpd.RequestHandlerClass.do_GET = lambda h: h.send_json(401, {"error": {"message": "bad key"}})
-        try:
-            b = build_backend(spec(up.base_url))
-            with pytest.raises(BackendUnavailable, match="refused the API key"):
-                run(generate_once(b, Request(messages=HELLO)))
-        finally:
-            del up.httpd.RequestHandlerClass.do_GET
+        # patched for this test only: a `del` of the class attribute once removed GET from every later fake
+        monkeypatch.setattr(up.httpd.RequestHandlerClass, "do_GET",
+                            lambda h: h.send_json(401, {"error": {"message": "bad key"}}))
+        b = build_backend(spec(up.base_url, model="fake-model"))
+        with pytest.raises(BackendUnavailable, match="refused the API key"):
+            run(generate_once(b, Request(messages=HELLO)))
 
 
 def test_fake_upstream_429_and_500_are_retried_with_backoff():
@@ -95,7 +94,7 @@ def test_fake_upstream_429_and_500_are_retried_with_backoff():
             ok_stream(h, ["fine"], usage={"prompt_tokens": 5, "completion_tokens": 1})
 
     with FakeUpstream(script) as up:
-        g = run(generate_once(build_backend(spec(up.base_url, max_retries=3)), Request(messages=HELLO)))
+        g = run(generate_once(build_backend(spec(up.base_url, model="fake-model", max_retries=3)), Request(messages=HELLO)))
         assert g.text == "fine" and len(up.posts) == 3
         assert g.token_source == "server" and (g.prompt_tokens, g.completion_tokens) == (5, 1)
 
@@ -103,14 +102,14 @@ def test_fake_upstream_429_and_500_are_retried_with_backoff():
 def test_fake_upstream_gives_up_after_max_retries():
     with FakeUpstream(lambda h, body, n: h.send_json(500, {"error": "boom"})) as up:
         with pytest.raises(BackendError) as e:
-            run(generate_once(build_backend(spec(up.base_url, max_retries=2)), Request(messages=HELLO)))
+            run(generate_once(build_backend(spec(up.base_url, model="fake-model", max_retries=2)), Request(messages=HELLO)))
         assert e.value.kind == "http_500" and len(up.posts) == 3
 
 
 def test_fake_upstream_400_is_not_retried():
     with FakeUpstream(lambda h, body, n: h.send_json(400, {"error": "bad request"})) as up:
         with pytest.raises(BackendError, match="HTTP 400"):
-            run(generate_once(build_backend(spec(up.base_url)), Request(messages=HELLO)))
+            run(generate_once(build_backend(spec(up.base_url, model="fake-model")), Request(messages=HELLO)))
         assert len(up.posts) == 1
 
 
@@ -126,7 +125,7 @@ def test_fake_upstream_timing_role_only_chunk_is_not_the_first_token():
         h.event("[DONE]")
 
     with FakeUpstream(script) as up:
-        g = run(generate_once(build_backend(spec(up.base_url)), Request(messages=HELLO)))
+        g = run(generate_once(build_backend(spec(up.base_url, model="fake-model")), Request(messages=HELLO)))
     assert g.text == "Hello there"
     assert 290 <= g.ttft_ms < 400 and g.latency_ms >= 390
     assert 90 <= g.decode_ms < 200
@@ -141,7 +140,7 @@ def test_fake_upstream_reasoning_content_counts_as_first_token():
         h.event("[DONE]")
 
     with FakeUpstream(script) as up:
-        g = run(generate_once(build_backend(spec(up.base_url)), Request(messages=HELLO)))
+        g = run(generate_once(build_backend(spec(up.base_url, model="fake-model")), Request(messages=HELLO)))
     assert g.text == "42" and g.reasoning == "thinking" and g.ttft_ms < 250
 
 
@@ -154,7 +153,7 @@ def test_fake_upstream_malformed_sse_is_an_error_not_a_crash():
 
     with FakeUpstream(script) as up:
         with pytest.raises(BackendError) as e:
-            run(generate_once(build_backend(spec(up.base_url, max_retries=0)), Request(messages=HELLO)))
+            run(generate_once(build_backend(spec(up.base_url, model="fake-model", max_retries=0)), Request(messages=HELLO)))
         assert e.value.kind == "malformed_sse"
 
 
@@ -168,7 +167,7 @@ def test_fake_upstream_connection_reset_mid_stream_is_retried():
         ok_stream(h, ["whole"])
 
     with FakeUpstream(script) as up:
-        g = run(generate_once(build_backend(spec(up.base_url, max_retries=2)), Request(messages=HELLO)))
+        g = run(generate_once(build_backend(spec(up.base_url, model="fake-model", max_retries=2)), Request(messages=HELLO)))
         assert g.text == "whole" and len(up.posts) == 2
 
 
@@ -179,18 +178,18 @@ def test_fake_upstream_timeout_is_reported_as_timeout():
 
     with FakeUpstream(script) as up:
         with pytest.raises(BackendError) as e:
-            run(generate_once(build_backend(spec(up.base_url, timeout_s=0.5, max_retries=0)), Request(messages=HELLO)))
+            run(generate_once(build_backend(spec(up.base_url, model="fake-model", timeout_s=0.5, max_retries=0)), Request(messages=HELLO)))
         assert e.value.kind == "timeout"
 
 
 def test_request_body_carries_deterministic_params_and_usage_request():
     with FakeUpstream(lambda h, body, n: ok_stream(h, ["x"])) as up:
-        run(generate_once(build_backend(spec(up.base_url, extra_body={"top_k": 1})),
+        run(generate_once(build_backend(spec(up.base_url, model="fake-model", extra_body={"top_k": 1})),
                           Request(messages=HELLO, temperature=0, seed=7, max_tokens=9, stop=["\n"])))
         body = up.posts[0]
     assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
     assert body["temperature"] == 0 and body["seed"] == 7 and body["max_tokens"] == 9 and body["stop"] == ["\n"]
-    assert body["top_k"] == 1 and body["model"] == "smollm2"
+    assert body["top_k"] == 1 and body["model"] == "fake-model"
 
 
 def test_manifest_records_what_the_server_says_about_itself(llama_server):

@@ -123,7 +123,7 @@ def test_fake_upstream_failing_case_is_recorded_and_the_run_finishes(tmp_path):
         else:
             ok_stream(h, ["4"], usage={"prompt_tokens": 3, "completion_tokens": 1})
 
-    with FakeUpstream(script) as up:
+    with FakeUpstream(script, models=["m"]) as up:
         write(tmp_path / "cases.yaml", CASES)
         cfg = load_config(write(tmp_path / "w.yaml", f"""
 models:
@@ -191,7 +191,7 @@ def test_fake_upstream_timing_sequential_lane_runs_one_model_at_a_time(tmp_path)
         ok_stream(h, ["4"])
         spans.append((body["model"], start, time.perf_counter()))
 
-    with FakeUpstream(script) as up:
+    with FakeUpstream(script, models=["one", "two"]) as up:
         write(tmp_path / "cases.yaml", CASES)
         cfg = load_config(write(tmp_path / "w.yaml", f"""
 models:

@@ -96,7 +96,7 @@ def test_fake_upstream_judge_gets_a_schema_and_one_retry(tmp_path):
         else:  # the retry carries the reminder
             _judge_reply(h, json.dumps({"reason": "names Paris", "verdict": "pass"}))
 
-    with FakeUpstream(script) as up:
+    with FakeUpstream(script, models=["judge-model"]) as up:
         cfg = served_judge_config(tmp_path, up.base_url)
         stats = asyncio.run(run_bakeoff(cfg, Store(tmp_path / "wb.db")))
         bodies = list(up.posts)
@@ -109,7 +109,7 @@ def test_fake_upstream_judge_gets_a_schema_and_one_retry(tmp_path):
 
 
 def test_fake_upstream_judge_that_never_answers_in_json_fails_the_check_with_a_reason(tmp_path):
-    with FakeUpstream(lambda h, body, n: _judge_reply(h, "no JSON here")) as up:
+    with FakeUpstream(lambda h, body, n: _judge_reply(h, "no JSON here"), models=["judge-model"]) as up:
         cfg = served_judge_config(tmp_path, up.base_url)
         stats = asyncio.run(run_bakeoff(cfg, Store(tmp_path / "wb.db")))
     s = summarise_run(Store(tmp_path / "wb.db"), stats.run_id)

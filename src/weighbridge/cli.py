@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shlex
 import signal
 import time
 from pathlib import Path
@@ -57,13 +58,16 @@ def _config(path: Optional[Path]) -> Config:
 
 @contextlib.contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM (a CI runner's cancel, ``kill``, a container stop) takes Ctrl-C's path: the run is
-    marked interrupted, running sandboxes are killed, and --resume continues it."""
-    previous = signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
+    """SIGTERM (a CI runner's cancel, ``kill``, a container stop) and SIGHUP (a closed terminal) take
+    Ctrl-C's path: the run is marked interrupted, running sandboxes and servers are stopped, and
+    --resume continues it."""
+    previous = {sig: signal.signal(sig, lambda *_: signal.raise_signal(signal.SIGINT))
+                for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _store_path(cfg: Config, override: Optional[Path]) -> Path:
@@ -83,38 +87,40 @@ def init(path: Path = typer.Argument(Path("weighbridge.yaml"), help="Where to wr
 
 
 def _run_and_report(cfg: Config, *, store: Optional[Path], report: Optional[Path], resume: bool | str,
-                    use_cache: bool, only_models: Optional[list[str]]) -> Any:
-    """Run a bakeoff with live progress, print its table and write its HTML report; return the summary."""
+                    use_cache: bool, only_models: Optional[list[str]], command: list[str],
+                    retry_errors: bool = False) -> Any:
+    """Run a bakeoff with live progress, print its table and write its HTML report; return the summary.
+    ``command`` is how this bakeoff was asked for (``-c``, ``--store``, ``-m``): an interrupted run
+    prints it back with ``--resume --run ID``, so following the hint continues this very run."""
     from .engine import run_bakeoff
+    from .progress import BakeoffProgress
     from .report.html import write_html
     from .report.terminal import render
     from .store import Store
     from .summary import summarise_run
 
     store_path = _store_path(cfg, store)
-    progress = Progress(TextColumn("[bold]{task.description:<22}"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("pass {task.fields[passed]}"), TimeElapsedColumn(), console=console,
-                        transient=False, disable=not console.is_terminal and os.environ.get("WEIGHBRIDGE_PROGRESS") != "1")
-    tasks: dict[str, int] = {}
-    passes: dict[str, int] = {}
-
-    def on_progress(name: str, done: int, total: int, passed: bool) -> None:
-        if name not in tasks:
-            tasks[name] = progress.add_task(name, total=total, passed=0)
-            passes[name] = 0
-        passes[name] += int(passed)
-        progress.update(tasks[name], completed=done, passed=passes[name])
-
+    progress = BakeoffProgress(console)
     current_run: list[str] = []
+
+    def on_run(run_id: str) -> None:
+        current_run.append(run_id)
+        if resume:
+            err_console.print(f"[dim]resuming run {run_id} in {store_path}[/]", highlight=False)
+
     t0 = time.perf_counter()
     try:
         with progress, _sigterm_as_interrupt():
             stats = asyncio.run(run_bakeoff(cfg, store_path, resume=resume, use_cache=use_cache,
-                                            only_models=only_models, progress=on_progress, on_run=current_run.append))
+                                            only_models=only_models, progress=progress.update,
+                                            on_run=on_run, retry_errors=retry_errors))
     except KeyboardInterrupt:
-        where = f" run {current_run[0]}" if current_run else ""
-        err_console.print(f"[yellow]interrupted:{where} keeps every finished answer. "
-                          "Continue with: weighbridge bakeoff --resume[/]")
+        if current_run:
+            again = shlex.join([*command, "--resume", "--run", current_run[0]])
+            err_console.print(f"[yellow]interrupted: run {current_run[0]} keeps every finished answer. "
+                              f"Continue with: {escape(again)}[/]", highlight=False, soft_wrap=True)
+        else:
+            err_console.print("[yellow]interrupted before the run was created: nothing was stored[/]")
         raise typer.Exit(130) from None
     except WeighbridgeError as e:
         raise _fail(e) from None
@@ -140,7 +146,11 @@ def bakeoff(
                                           "else the embedded default)."),
     model: Optional[list[str]] = typer.Option(None, "-m", "--model", help="Run only this model (repeatable)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the latest unfinished run (or --run ID)."),
-    run_id: Optional[str] = typer.Option(None, "--run", help="With --resume: the run to continue."),
+    run_id: Optional[str] = typer.Option(None, "--run", metavar="RUN", help="With --resume: the run to continue."),
+    retry_errors: bool = typer.Option(False, "--retry-errors", help="With --resume: call the model again for "
+                                      "the errored jobs, also of a finished run (default: the latest run)."),
+    no_model_check: bool = typer.Option(False, "--no-model-check", help="Do not refuse a model id that the "
+                                        "server's /v1/models does not list."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Ignore the response cache (answers are still stored)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the figures as JSON to this file."),
     report: Optional[Path] = typer.Option(None, "--report", help="HTML report path (default from config)."),
@@ -148,17 +158,32 @@ def bakeoff(
     fail_under: Optional[float] = typer.Option(None, "--fail-under", min=0.0, max=1.0,
                                                help="Exit 1 if any model's pass rate is below this (0-1)."),
 ) -> None:
-    """Run every model on every case, score the answers, and print them side by side."""
+    """Run every model on every case, score the answers, and print them side by side.
+
+    Exits 3 when a model's errored jobs pass the config's max_error_rate (20%): such a run is not a result."""
     from .report.jsonreport import write_json
 
     try:
         cfg = _config(config)
     except WeighbridgeError as e:
         raise _fail(e) from None
+    if no_model_check:
+        cfg.models = [m.model_copy(update={"model_check": False}) for m in cfg.models]
+    command = ["weighbridge", "bakeoff", *(["-c", str(config)] if config else []),
+               *(["--store", str(store)] if store else []), *[a for m in model or [] for a in ("-m", m)]]
+    resume = resume or retry_errors
     summary = _run_and_report(cfg, store=store, report=report, resume=(run_id or True) if resume else False,
-                              use_cache=not no_cache, only_models=model or None)
+                              use_cache=not no_cache, only_models=model or None, command=command,
+                              retry_errors=retry_errors)
     if json_out:
         console.print(f"json: {write_json(summary, json_out)}")
+    if summary.unreliable():
+        bad = summary.unreliable()
+        err_console.print(f"[bold red]exit 3:[/] {', '.join(m.model for m in bad)} errored on more than "
+                          f"{summary.max_error_rate:.0%} of {'its' if len(bad) == 1 else 'their'} jobs; fix the cause, then "
+                          f"{escape(shlex.join([*command, '--retry-errors', '--run', summary.run['id']]))}",
+                          highlight=False, soft_wrap=True)
+        raise typer.Exit(3)
     if fail_under is not None:
         below = [m for m in summary.models if m.pass_rate < fail_under]
         if below:
@@ -204,7 +229,10 @@ def check(
             base_scores = scores_from_run(Store(store_path), baseline)
     except WeighbridgeError as e:
         raise _fail(e) from None
-    summary = _run_and_report(cfg, store=store, report=None, resume=False, use_cache=True, only_models=model or None)
+    command = ["weighbridge", "bakeoff", *(["-c", str(config)] if config else []),
+               *(["--store", str(store)] if store else []), *[a for m in model or [] for a in ("-m", m)]]
+    summary = _run_and_report(cfg, store=store, report=None, resume=False, use_cache=True, only_models=model or None,
+                              command=command)
     comparisons = []
     try:
         for m in summary.models:
@@ -314,7 +342,7 @@ def bench_cmd(
                 task = progress.tasks[bars[level]]
                 progress.update(bars[level], advance=1, errors=task.fields["errors"] + int(not rec.ok))
 
-            with progress:
+            with progress, _sigterm_as_interrupt():
                 results, stop = asyncio.run(sweep(tgt, mode=mode, levels=levels, input_tokens=input_tokens,
                                                   output_tokens=output_tokens, requests=requests, duration_s=duration,
                                                   warmup=warmup, slo=slo_spec, poisson=poisson,
@@ -322,6 +350,10 @@ def bench_cmd(
                                                   prompts=suite_prompts, count_tokens=counter))
     except WeighbridgeError as e:
         raise _fail(e) from None
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted: the load test stopped; nothing was stored, and any server it "
+                          "started was stopped[/]")
+        raise typer.Exit(130) from None
 
     def ms(d: dict, key: str) -> str:
         v = d.get(key)

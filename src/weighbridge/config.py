@@ -17,6 +17,7 @@ DEMO_HARDWARE_USD_PER_HOUR = 0.10
 # A base model keeps writing the next "Question:/Answer:" pair; these end its answer there.
 BASE_MODEL_STOPS = ["\nQuestion:", "\nAnswer:", "\n\n\n"]
 DEFAULT_REPORT = "weighbridge-report.html"
+DEFAULT_MAX_ERROR_RATE = 0.2
 DEFAULT_COMPLETION_TEMPLATE = "{system}{user}\nAnswer:"
 
 
@@ -72,6 +73,7 @@ class ModelSpec(_Strict):
     connect_timeout_s: float = Field(10.0, gt=0)
     max_retries: int = Field(3, ge=0, le=20)
     extra_body: dict[str, Any] = Field(default_factory=dict)
+    model_check: bool = Field(True, description="refuse a model id the server's /v1/models does not list")
     # cost and provenance
     price: Price | None = None
     catalog_id: str | None = None
@@ -111,6 +113,8 @@ class Config(_Strict):
     profile: str | None = Field(None, description="deployment profile YAML for the license check of every run")
     sandbox: Literal["bubblewrap", "unsafe-local"] = Field(
         "bubblewrap", description="isolation for model code (python_tests); unsafe-local runs it unisolated")
+    max_error_rate: float = Field(DEFAULT_MAX_ERROR_RATE, ge=0, le=1, description=(
+        "a model with more errored jobs than this share makes the run exit 3 with a banner"))
     store: str = DEFAULT_STORE
     report: str = DEFAULT_REPORT
     base_dir: str = Field(".", exclude=True)

@@ -48,7 +48,7 @@ class EngineStats:
     per_model_calls: dict[str, int] = field(default_factory=dict)
 
 
-ProgressFn = Callable[[str, int, int, bool], None]  # (model, done, total, passed)
+ProgressFn = Callable[[str, int, int, bool, bool], None]  # (model, done, total, passed, errored)
 
 
 def machine_facts() -> dict[str, Any]:
@@ -101,6 +101,7 @@ class Bakeoff:
         self.identity_keys: dict[str, str] = {}
         self.manifest: dict[str, Any] = {}
         self._scorers: dict[str, list[Scorer]] = {}
+        self.concurrency: dict[str, int] = {}
         self.stats = EngineStats()
 
     @property
@@ -146,9 +147,21 @@ class Bakeoff:
             sb = self.manifest["sandbox"]
             self.manifest["warnings"].append(f"python_tests cases fail: {sb['problem']}" if "problem" in sb
                                              else "sandbox: unsafe-local - model code runs with NO isolation")
+        self.concurrency = {n: self._safe_concurrency(n) for n in self.specs}
         self.judge_ctx = JudgeCalls(self)
         for case in self.cases:
             self._scorers[case.id] = [build_scorer(sp, sandbox=self.config.sandbox) for sp in case.scorers]
+
+    def _safe_concurrency(self, name: str) -> int:
+        """The config's concurrency, else the server's safe default (with the reason in the warnings)."""
+        from .backends.servers import KNOWN
+
+        spec = self.specs[name]
+        kind = KNOWN.get(getattr(self.backends[name], "server_kind", None) or "")
+        if spec.concurrency is None and kind is not None and kind.safe_concurrency is not None:
+            self.manifest["warnings"].append(f"model '{name}' is served by {kind.label}: {kind.note}")
+            return kind.safe_concurrency
+        return spec.effective_concurrency
 
     def _license_verdicts(self) -> dict[str, Any]:
         """The license check that precedes every bakeoff; the report shows it beside the figures."""
@@ -170,11 +183,14 @@ class Bakeoff:
         return self.store.create_run(config=cfg, manifest=self.manifest, suite_hash=self.suite_hash,
                                      samples=self.config.samples, models=models, cases=cases)
 
-    def reopen_run(self, run_id: str | None) -> str:
-        """Resume: the run must have the same cases and the same model identities as now."""
-        run_id = run_id or self.store.latest_unfinished()
+    def reopen_run(self, run_id: str | None, retry_errors: bool = False) -> str:
+        """Resume: the run must have the same cases and the same model identities as now. Its missing
+        and errored jobs run again; with ``retry_errors`` a finished run may be reopened too."""
+        run_id = run_id or self.store.latest_unfinished() or (self.store.latest_run() if retry_errors else None)
         if run_id is None:
-            raise WeighbridgeError(f"{self.store.path}: no unfinished run to resume; run without --resume")
+            raise WeighbridgeError(f"{self.store.path}: no unfinished run to resume; run without --resume"
+                                   + ("" if retry_errors else ", or add --retry-errors to re-call the errored "
+                                      "jobs of the latest finished run"))
         run = self.store.run(run_id)
         if run["suite_hash"] != self.suite_hash:
             raise WeighbridgeError(f"run {run_id} was made with different cases; the suites changed since. "
@@ -232,7 +248,8 @@ class Bakeoff:
                           cached=cached, error=error)
         counters[job.model] += 1
         if progress:
-            progress(job.model, counters[job.model], totals[job.model], bool(scores) and all(s.passed for _, s in scores))
+            progress(job.model, counters[job.model], totals[job.model], bool(scores) and all(s.passed for _, s in scores),
+                     error is not None)
 
     async def run(self, run_id: str, progress: ProgressFn | None = None) -> EngineStats:
         """Run the jobs still missing from ``run_id``. Interrupts leave the run resumable."""
@@ -243,8 +260,8 @@ class Bakeoff:
         counters = {m: totals[m] - sum(1 for j in todo if j.model == m) for m in self.specs}
         if progress:
             for m in self.specs:
-                progress(m, counters[m], totals[m], False)
-        sems = {m: asyncio.Semaphore(self.specs[m].effective_concurrency) for m in self.specs}
+                progress(m, counters[m], totals[m], False, False)
+        sems = {m: asyncio.Semaphore(self.concurrency.get(m, self.specs[m].effective_concurrency)) for m in self.specs}
 
         async def run_lane(models: list[str]) -> None:
             for m in models:  # one model after another within a lane
@@ -361,7 +378,7 @@ def lanes(schedule: str, specs: list[ModelSpec]) -> list[list[str]]:
 async def run_bakeoff(config: Config, store: Store | str | os.PathLike, *, resume: bool | str = False,
                       use_cache: bool = True, only_models: list[str] | None = None,
                       progress: ProgressFn | None = None,
-                      on_run: Callable[[str], None] | None = None) -> EngineStats:
+                      on_run: Callable[[str], None] | None = None, retry_errors: bool = False) -> EngineStats:
     """The whole bakeoff: prepare (no writes), create or reopen the run, run the missing jobs.
 
     Given a path, the store is opened only once every suite and model checked out, so bad input
@@ -375,7 +392,8 @@ async def run_bakeoff(config: Config, store: Store | str | os.PathLike, *, resum
         raise
     if bake.store is None:
         bake.store = Store(store)
-    run_id = bake.reopen_run(resume if isinstance(resume, str) else None) if resume else bake.create_run()
+    run_id = (bake.reopen_run(resume if isinstance(resume, str) else None, retry_errors) if resume
+              else bake.create_run())
     if on_run:
         on_run(run_id)
     return await bake.run(run_id, progress)

@@ -9,13 +9,16 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .config import ModelSpec
+from .config import DEFAULT_MAX_ERROR_RATE, ModelSpec
 from .cost import CostFigures, compute_cost
 from .stats import mean, pass_at_k, percentile, wilson_interval
 from .store import Store, StoredGeneration
 
 DEFINITIONS = {
     "pass_rate": "share of (case × sample) jobs whose every scorer passed; errors count as failures",
+    "answered_pass_rate": "share of the answered jobs (no error) that passed: the model's quality where it answered",
+    "error_banner": "shown when a model's errored jobs exceed max_error_rate (default 20%): its pass rate then "
+                    "measures the connection or server as much as the model",
     "ci95": "95% Wilson score interval of the pass rate",
     "latency": "request sent → last byte, per job (ms); cached answers keep their original latency",
     "ttft": "request sent → first generated content (text, reasoning or tool call), never a role-only chunk",
@@ -57,11 +60,49 @@ class ModelSummary:
     samples: int = 1
     pass_at_k: dict[str, float] = field(default_factory=dict)  # "pass@1", "pass@n" over cases
     unstable_cases: list[str] = field(default_factory=list)  # some samples pass, some fail
+    answered_pass_rate: float | None = None
+    answered_ci95: tuple[float, float] | None = None
+    error_example: str | None = None  # one message of the commonest error kind
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.jobs if self.jobs else 0.0
+
+    @property
+    def main_error_kind(self) -> str | None:
+        return max(self.error_kinds, key=lambda k: self.error_kinds[k]) if self.error_kinds else None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["ci95"] = list(self.ci95)
+        d["answered_ci95"] = list(self.answered_ci95) if self.answered_ci95 else None
+        d["error_rate"] = self.error_rate
         return d
+
+
+# One line of advice per error kind that dominates a model's failed jobs.
+ADVICE = {
+    "connection": "the server dropped connections mid-request. llama-cpp-python's server does that whenever a "
+                  "second request arrives, unless it was started with --interrupt_requests False: set "
+                  "concurrency: 1 for this model, or restart the server with that flag",
+    "timeout": "requests ran past timeout_s: raise timeout_s, or lower concurrency or max_tokens",
+    "truncated": "streams ended without [DONE] or a finish_reason: the server or a proxy cut them short",
+    "http_429": "the server rate-limited the requests: lower concurrency or raise max_retries",
+    "http_401": "the server refused the API key: check the env var named in api_key_env",
+    "http_403": "the server refused the API key: check the env var named in api_key_env",
+    "http_404": "no such endpoint or model on the server: base_url usually ends in /v1; check model:",
+    "context_length": "prompt + max_tokens do not fit the context: raise n_ctx or lower max_tokens",
+    "stream_error": "the server sent error events mid-stream: see the server's log",
+    "engine": "llama.cpp failed on these prompts: see the errors in the report",
+}
+
+
+def advice_for(kind: str | None) -> str | None:
+    if kind is None:
+        return None
+    if kind.startswith("http_5"):
+        return "the server failed (HTTP 5xx): see the server's log"
+    return ADVICE.get(kind)
 
 
 def summarise_model(name: str, spec: ModelSpec, rows: list[StoredGeneration], workloads: dict[str, str]) -> ModelSummary:
@@ -86,10 +127,15 @@ def summarise_model(name: str, spec: ModelSpec, rows: list[StoredGeneration], wo
             for k in ks} if complete else {}
     unstable = sorted(c for c, v in per_case.items() if len(set(v)) > 1)
     errors: dict[str, int] = {}
+    examples: dict[str, str] = {}
     for r in rows:
         if r.error:
             kind = r.error.split(":", 1)[0]
             errors[kind] = errors.get(kind, 0) + 1
+            message = r.error.split(":", 1)[-1].strip()
+            examples.setdefault(kind, message if len(message) <= 160 else message[:159] + "…")
+    answered_passed = sum(1 for r in answered if r.passed)
+    main_kind = max(errors, key=lambda k: errors[k]) if errors else None
     return ModelSummary(
         model=name, backend=spec.backend, jobs=len(rows), answered=len(answered), errors=len(rows) - len(answered),
         cached=sum(1 for r in rows if r.cached), passed=passed,
@@ -103,7 +149,10 @@ def summarise_model(name: str, spec: ModelSpec, rows: list[StoredGeneration], wo
         token_sources=sorted({g.token_source for g in gens}),
         cost=compute_cost(spec.price, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
                           busy_seconds=busy_s, concurrency=spec.effective_concurrency, passed=passed),
-        error_kinds=errors, samples=samples, pass_at_k=at_k, unstable_cases=unstable)
+        error_kinds=errors, samples=samples, pass_at_k=at_k, unstable_cases=unstable,
+        answered_pass_rate=answered_passed / len(answered) if answered else None,
+        answered_ci95=wilson_interval(answered_passed, len(answered)) if answered else None,
+        error_example=examples.get(main_kind) if main_kind else None)
 
 
 @dataclass
@@ -121,10 +170,35 @@ class RunSummary:
             return str(sb.get("summary") or sb.get("mode"))
         return f"layered guards ({sb}), not isolated" if sb else "unknown"
 
+    @property
+    def max_error_rate(self) -> float:
+        return float(self.run["config"].get("max_error_rate", DEFAULT_MAX_ERROR_RATE))
+
+    def unreliable(self) -> list[ModelSummary]:
+        """Models whose errored share of jobs passes ``max_error_rate``: their figures are not a result."""
+        return [m for m in self.models if m.jobs and m.error_rate > self.max_error_rate]
+
+    def error_banner(self) -> list[str]:
+        """The lines every report puts above its figures when some model's run was mostly errors."""
+        lines = []
+        for m in self.unreliable():
+            kind = m.main_error_kind
+            lines.append(f"{m.model}: {m.errors} of {m.jobs} jobs failed: {kind} ({m.error_example}) - its pass "
+                         f"rate counts them as failures; {m.answered_pass_rate:.0%} of the {m.answered} answered "
+                         "jobs passed" if m.answered else
+                         f"{m.model}: {m.errors} of {m.jobs} jobs failed: {kind} ({m.error_example}) - no job was "
+                         "answered, so there is no result for this model")
+            tip = advice_for(kind)
+            if tip:
+                lines.append(f"  fix: {tip}")
+        return lines
+
     def to_dict(self) -> dict[str, Any]:
         return {"run_id": self.run["id"], "status": self.run["status"], "created_at": self.run["created_at"],
                 "finished_at": self.run["finished_at"], "samples": self.run["samples"],
                 "cases": len(self.cases), "definitions": DEFINITIONS,
+                "max_error_rate": self.max_error_rate, "unreliable_models": [m.model for m in self.unreliable()],
+                "error_banner": self.error_banner(),
                 "models": [{**m.to_dict(), "outcomes": self.outcomes(m.model), "scores": self.scores(m.model)}
                            for m in self.models],
                 "manifest": self.run["manifest"]}

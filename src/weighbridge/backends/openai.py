@@ -18,6 +18,7 @@ import httpx
 from .. import __version__
 from ..errors import BackendError, BackendUnavailable
 from ..scrub import scrub, secret_env
+from . import servers
 from .base import Generation, Request, Timings
 from .sse import DONE, choice_pieces, iter_events
 
@@ -44,6 +45,7 @@ class OpenAIBackend:
         self.server_models: list[str] | None = None
         self.server_header: str | None = None
         self.server_info: dict[str, Any] | None = None
+        self.server_kind: str | None = None
 
     # -- identity and manifest ----------------------------------------------------------------
     def identity(self) -> dict[str, Any]:
@@ -53,7 +55,7 @@ class OpenAIBackend:
         return {"backend": "openai", "base_url": self.base_url, "model": self.spec.model, "mode": self.spec.mode,
                 "client": f"httpx {httpx.__version__}", "api_key_env": self.spec.api_key_env,
                 "server_models": self.server_models, "server_header": self.server_header,
-                "server_info": self.server_info, "params": self.spec.params.model_dump()}
+                "server_info": self.server_info, "server_kind": self.server_kind, "params": self.spec.params.model_dump()}
 
     # -- lifecycle ----------------------------------------------------------------------------
     def _headers(self) -> dict[str, str]:
@@ -88,11 +90,19 @@ class OpenAIBackend:
                                      f"the key in {self.spec.api_key_env or '(no api_key_env set)'}")
         if resp.status_code == 200:
             try:
-                self.server_models = [m.get("id") for m in resp.json().get("data", [])]
+                listing = resp.json()
+                self.server_models = [m.get("id") for m in listing.get("data", [])]
+                self.server_kind = servers.from_models(listing)
             except (ValueError, AttributeError):
                 self.server_models = None
         self.server_header = resp.headers.get("server")
         self.server_info = await self._server_info()
+        if self.spec.model_check and self.server_models and not servers.serves(self.spec.model, self.server_models):
+            raise BackendUnavailable(
+                self.name, f"{self.base_url} does not serve model '{self.spec.model}' (it serves: "
+                           f"{', '.join(map(str, self.server_models[:20]))})",
+                "set model: to one of those ids; for a server that answers for ids it does not list, "
+                "set model_check: false on the model or pass --no-model-check")
 
     async def _server_info(self) -> dict[str, Any] | None:
         """Best effort: the version endpoint of whichever server this is, for the run manifest."""
@@ -107,10 +117,13 @@ class OpenAIBackend:
                 return None
             if not isinstance(data, dict):
                 return None
+            kind = servers.from_probe(path, data)
             keep = {k: v for k, v in data.items() if isinstance(v, (str, int, float, bool)) and len(str(v)) < 200}
-            return {"endpoint": path, **dict(list(keep.items())[:20])}
+            return {"endpoint": path, **({"kind": kind} if kind else {}), **dict(list(keep.items())[:20])}
 
         found = [r for r in await asyncio.gather(*(probe(p) for p in paths)) if r]
+        if self.server_kind is None:
+            self.server_kind = next((r["kind"] for r in found if "kind" in r), None)
         return found[0] if found else None
 
     async def aclose(self) -> None:

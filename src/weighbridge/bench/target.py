@@ -19,7 +19,7 @@ import httpx
 from ..backends.bundled import BUNDLED, resolve_bundled
 from ..config import Config
 from ..errors import WeighbridgeError
-from ..procs import stop
+from ..procs import die_with_parent, stop
 from .loadgen import Target
 
 
@@ -41,7 +41,7 @@ def local_server(gguf: Path, alias: str, n_ctx: int = 2048, threads: int | None 
            "--interrupt_requests", "False"]
     if threads:
         cmd += ["--n_threads", str(threads)]
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
     base = f"http://127.0.0.1:{port}/v1"
     try:
         deadline = time.time() + ready_timeout_s

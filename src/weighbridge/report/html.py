@@ -19,6 +19,7 @@ h1{font-size:20px}h2{font-size:16px;margin-top:28px}
 table{border-collapse:collapse;width:100%}th,td{border:1px solid #d0d7de;padding:4px 8px;vertical-align:top}
 th{background:#f6f8fa;text-align:left}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .pass{background:#e6ffec}.fail{background:#ffebe9}.err{background:#fff8c5}
+.banner{background:#ffebe9;border:2px solid #cf222e;color:#82071e;padding:8px 12px;margin:12px 0}
 pre{white-space:pre-wrap;word-break:break-word;margin:0;max-height:12em;overflow:auto;font:12px/1.4 ui-monospace,monospace}
 .why{color:#57606a;font-size:12px}.meta{color:#57606a}
 #controls{margin:8px 0;display:flex;gap:12px;align-items:center}
@@ -91,6 +92,15 @@ def _paired_section(summary: RunSummary) -> list[str]:
     return out
 
 
+def _banner(summary: RunSummary) -> list[str]:
+    lines = summary.error_banner()
+    if not lines:
+        return []
+    return [f"<div id=error-banner class=banner><b>Not a result: too many errors (more than "
+            f"{summary.max_error_rate:.0%} of a model's jobs).</b><ul>"
+            + "".join(f"<li>{_e(line.strip())}</li>" for line in lines) + "</ul></div>"]
+
+
 def render_html(summary: RunSummary, baseline: dict[str, dict[str, bool]] | None = None,
                 baseline_label: str = "") -> str:
     models = summary.models
@@ -100,6 +110,7 @@ def render_html(summary: RunSummary, baseline: dict[str, dict[str, bool]] | None
            f"<style>{_CSS}</style><h1>weighbridge bakeoff · run {_e(run['id'])}</h1>",
            f"<p class=meta>{len(summary.cases)} cases × {run['samples']} sample(s) · status {_e(run['status'])}"
            f" · model code sandbox: <span id=isolation>{_e(summary.isolation)}</span></p>",
+           *_banner(summary),
            "<h2>Summary</h2><table><tr><th></th>" + "".join(f"<th>{_e(n)}</th>" for n in names) + "</tr>"]
 
     def row(label: str, cells: list[str]) -> None:
@@ -109,6 +120,9 @@ def render_html(summary: RunSummary, baseline: dict[str, dict[str, bool]] | None
         row("license", [f"<span class='lic {_e(m.license_verdict)}'>{_e((m.license_verdict or '–').replace('_', ' '))}"
                         f"</span><div class=why>{_e(m.license or 'unknown')}</div>" for m in models])
     row("pass rate", [f"{m.pass_rate:.1%} ({m.passed}/{m.jobs})" for m in models])
+    if any(m.errors for m in models):
+        row("pass rate, answered jobs", [f"{m.answered_pass_rate:.1%} ({m.passed}/{m.answered})"
+                                         if m.answered_pass_rate is not None else "none answered" for m in models])
     row("95% CI (Wilson)", [f"{m.ci95[0]:.1%} – {m.ci95[1]:.1%}" for m in models])
     for w in sorted({w for m in models for w in m.by_workload}):
         row(f"· {w}", [f"{m.by_workload[w]['pass_rate']:.0%} ({m.by_workload[w]['passed']}/{m.by_workload[w]['jobs']})"

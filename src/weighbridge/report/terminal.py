@@ -32,6 +32,12 @@ def render(summary: RunSummary, console: Console) -> None:
     console.print(f"[bold]Bakeoff {summary.run['id']}[/] · {len(summary.cases)} cases × "
                   f"{summary.run['samples']} sample(s) · {summary.run['status']}")
     console.print(f"[dim]model code sandbox: {escape(summary.isolation)}[/]", highlight=False)
+    banner = summary.error_banner()
+    if banner:
+        console.print(f"[bold white on red] NOT A RESULT: too many errors (more than {summary.max_error_rate:.0%} "
+                      "of a model's jobs) [/]")
+        for line in banner:
+            console.print(f"[red]{escape(line)}[/]", highlight=False, soft_wrap=True)
     t = Table(show_lines=False)
     t.add_column("", style="bold")
     for m in models:
@@ -48,6 +54,9 @@ def render(summary: RunSummary, console: Console) -> None:
     row("pass rate", [f"[{'green' if m.pass_rate == best and best > 0 else 'default'}]{m.pass_rate:.0%}[/]"
                       f" ({m.passed}/{m.jobs})" for m in models])
     row("95% CI (Wilson)", [f"{m.ci95[0]:.0%}–{m.ci95[1]:.0%}" for m in models])
+    if any(m.errors for m in models):
+        row("pass rate, answered", [f"{m.answered_pass_rate:.0%} ({m.passed}/{m.answered})"
+                                    if m.answered_pass_rate is not None else "none answered" for m in models])
     workloads = sorted({w for m in models for w in m.by_workload})
     for w in workloads:
         row(f"  {w}", [f"{m.by_workload[w]['pass_rate']:.0%} ({m.by_workload[w]['passed']}/{m.by_workload[w]['jobs']})"
