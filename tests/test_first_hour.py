@@ -40,8 +40,8 @@ def config(tmp_path: Path, base_url: str, model: str = "fake-model", extra: str 
             model: {model}
             max_retries: 0
             concurrency: 1
-        {extra}suites: [cases.json.yaml]
-        """))
+        suites: [cases.json.yaml]
+        """) + extra)
 
 
 def test_fake_upstream_dropped_connections_make_a_banner_exit_3_and_retry_errors_recalls_only_them(tmp_path):
@@ -182,3 +182,37 @@ def test_sigterm_to_bench_leaves_no_server_behind(tmp_path):
     for pid in children:
         assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text(), \
             "the llama.cpp server outlived its bench"
+
+
+def test_help_shows_words_not_python_types(tmp_path):
+    import typer
+
+    from weighbridge.cli import app
+
+    def paths(cmd, prefix=()):
+        for name, sub in (getattr(cmd, "commands", None) or {}).items():
+            yield (*prefix, name)
+            yield from paths(sub, (*prefix, name))
+
+    every = list(paths(typer.main.get_command(app)))
+    assert ("license", "check") in every and ("bakeoff",) in every
+    for path in every:
+        out = wb(*path, "--help", cwd=tmp_path).stdout
+        for python_type in ("<bool>", "<path>", "<list[str]>", "<str>", "<int>", "<float", "<list[Path]>"):
+            assert python_type not in out, f"weighbridge {' '.join(path)} --help shows {python_type}"
+    assert "--config          -c      FILE" in wb("bakeoff", "--help", cwd=tmp_path).stdout
+
+
+def test_fake_upstream_runs_and_report_read_the_store_the_config_names(tmp_path):
+    with FakeUpstream(lambda h, b, n: ok_stream(h, [b["messages"][-1]["content"][4:]])) as up:
+        cfg = config(tmp_path, up.base_url, extra="store: results/custom.db\n")
+        assert wb("bakeoff", "-c", str(cfg), cwd=tmp_path).returncode == 0
+    assert (tmp_path / "results" / "custom.db").exists() and not (tmp_path / "weighbridge.db").exists()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    listed = wb("runs", "-c", str(cfg), cwd=elsewhere)
+    assert listed.returncode == 0 and "custom.db" in listed.stdout and "finished" in listed.stdout
+    shown = wb("report", "-c", str(cfg), "--report", str(tmp_path / "again.html"), cwd=elsewhere)
+    assert shown.returncode == 0 and "100% (5/5)" in shown.stdout and (tmp_path / "again.html").exists()
+    here = wb("runs", cwd=tmp_path)  # ./weighbridge.yaml names the store
+    assert here.returncode == 0 and "custom.db" in here.stdout

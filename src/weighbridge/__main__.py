@@ -1,5 +1,5 @@
 """``python -m weighbridge`` is the same as the ``weighbridge`` command."""
 
-from .cli import app
+from .cli import run
 
-app()
+run()

