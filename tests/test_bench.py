@@ -147,7 +147,7 @@ def test_bundled_model_under_a_real_llama_cpp_server(tmp_path):
 
 def test_url_target_needs_a_model_id():
     r = runner.invoke(app, ["bench", "http://127.0.0.1:9/v1"])
-    assert r.exit_code == 2 and "--model" in r.output
+    assert r.exit_code == 2 and "--server-model" in r.output
 
 
 def test_fake_upstream_results_are_stored_and_reported(tmp_path):

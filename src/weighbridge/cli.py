@@ -282,9 +282,10 @@ def check(
 
 @app.command("bench")
 def bench_cmd(
-    target: str = typer.Argument(..., help="http(s)://host:port/v1 (with --model), a model in the config, a bundled "
+    target: str = typer.Argument(..., help="http(s)://host:port/v1 (with --server-model), a model in the config, a bundled "
                                            "alias or a GGUF file (served by llama_cpp.server for the test)."),
-    model: Optional[str] = typer.Option(None, "--model", help="Model id on the server (URL targets)."),
+    model: Optional[str] = typer.Option(None, "--server-model", "--model", metavar="ID",
+                                        help="Model id on the server (URL targets)."),
     config: Optional[Path] = typer.Option(None, "-c", "--config", help="Config whose model to test."),
     concurrency: Optional[str] = typer.Option(None, "--concurrency", help="Closed loop levels, e.g. 1,2,4,8."),
     rate: Optional[str] = typer.Option(None, "--rate", help="Open loop arrival rates (req/s), e.g. 1,2,4."),
@@ -672,8 +673,8 @@ def rescore(run: Optional[str] = typer.Argument(None, help="Run id (default: the
 
 @app.command()
 def pairwise(run: Optional[str] = typer.Argument(None, help="Run id (default: the latest run)."),
-             model_a: str = typer.Option(..., "--a", help="First model of the run."),
-             model_b: str = typer.Option(..., "--b", help="Second model of the run."),
+             model_a: str = typer.Option(..., "--model-a", "--a", metavar="MODEL", help="First model of the run."),
+             model_b: str = typer.Option(..., "--model-b", "--b", metavar="MODEL", help="Second model of the run."),
              rubric: str = typer.Option("Which answer answers the question better: correct, complete and concise?",
                                         "--rubric", help="What the judge weighs."),
              judge: Optional[str] = typer.Option(None, "--judge", help="A model under judges: (default: the first)."),

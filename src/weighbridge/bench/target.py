@@ -81,7 +81,7 @@ def resolve_target(target: str, model: str | None, cfg: Config | None, threads: 
     """Yields (Target, description). Starts and stops a local server when the target is a model file."""
     if target.startswith(("http://", "https://")):
         if not model:
-            raise WeighbridgeError("a URL target needs --model (the server's model id; see its /v1/models)")
+            raise WeighbridgeError("a URL target needs --server-model (the server's model id; see its /v1/models)")
         yield Target(target.rstrip("/"), model, os.environ.get("WEIGHBRIDGE_BENCH_API_KEY")), f"{target} model={model}"
         return
     spec = next((m for m in cfg.models if m.name == target), None) if cfg else None
