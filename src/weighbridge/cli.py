@@ -81,6 +81,12 @@ def _store_of(config: Optional[Path], store: Optional[Path]) -> Path:
     return Path(DEFAULT_STORE)
 
 
+def _bakeoff_command(config: Optional[Path], store: Optional[Path], models: Optional[list[str]]) -> list[str]:
+    """The options that pick this bakeoff's config, store and models, as a command to print back."""
+    return ["weighbridge", "bakeoff", *(["-c", str(config)] if config else []),
+            *(["--store", str(store)] if store else []), *[a for m in models or [] for a in ("-m", m)]]
+
+
 def _store_path(cfg: Config, override: Optional[Path]) -> Path:
     return override if override is not None else cfg.resolve(cfg.store)
 
@@ -158,8 +164,8 @@ def bakeoff(
     model: Optional[list[str]] = typer.Option(None, "-m", "--model", help="Run only this model (repeatable)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the latest unfinished run (or --run ID)."),
     run_id: Optional[str] = typer.Option(None, "--run", metavar="RUN", help="With --resume: the run to continue."),
-    retry_errors: bool = typer.Option(False, "--retry-errors", help="With --resume: call the model again for "
-                                      "the errored jobs, also of a finished run (default: the latest run)."),
+    retry_errors: bool = typer.Option(False, "--retry-errors", help="Call the model again for the errored jobs "
+                                      "of the latest run (or --run ID), finished or not."),
     no_model_check: bool = typer.Option(False, "--no-model-check", help="Do not refuse a model id that the "
                                         "server's /v1/models does not list."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Ignore the response cache (answers are still stored)."),
@@ -180,8 +186,7 @@ def bakeoff(
         raise _fail(e) from None
     if no_model_check:
         cfg.models = [m.model_copy(update={"model_check": False}) for m in cfg.models]
-    command = ["weighbridge", "bakeoff", *(["-c", str(config)] if config else []),
-               *(["--store", str(store)] if store else []), *[a for m in model or [] for a in ("-m", m)]]
+    command = _bakeoff_command(config, store, model)
     resume = resume or retry_errors
     summary = _run_and_report(cfg, store=store, report=report, resume=(run_id or True) if resume else False,
                               use_cache=not no_cache, only_models=model or None, command=command,
@@ -240,8 +245,7 @@ def check(
             base_scores = scores_from_run(Store(store_path), baseline)
     except WeighbridgeError as e:
         raise _fail(e) from None
-    command = ["weighbridge", "bakeoff", *(["-c", str(config)] if config else []),
-               *(["--store", str(store)] if store else []), *[a for m in model or [] for a in ("-m", m)]]
+    command = _bakeoff_command(config, store, model)
     summary = _run_and_report(cfg, store=store, report=None, resume=False, use_cache=True, only_models=model or None,
                               command=command)
     comparisons = []
