@@ -148,3 +148,19 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory):
     yield f"postgresql://wb@127.0.0.1:{port}/postgres"
     stop(proc, grace_s=20)
     shutil.rmtree(root, ignore_errors=True)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    """A run that skipped tests for want of a tool says so in one block at the end, with the install
+    command, instead of only in pytest's short summary (where a passing run hides it)."""
+    missing: dict[str, int] = {}
+    for report in terminalreporter.stats.get("skipped", []):
+        reason = str(report.longrepr[2]) if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        if "apt-get install" in reason:
+            key = reason.split("Skipped: ", 1)[-1]
+            missing[key] = missing.get(key, 0) + 1
+    if missing:
+        terminalreporter.section("tests NOT run: tools missing on this machine", sep="!", red=True, bold=True)
+        for reason, n in sorted(missing.items()):
+            terminalreporter.line(f"{n} test(s): {reason}")
+        terminalreporter.line("CI (.ci/run) installs these and fails instead of skipping.")

@@ -57,3 +57,37 @@ def test_readme_block_prints_what_it_shows(where, kind, steps, tmp_path):
         missing = [line for line in expected if line.strip() not in ("", "…") and line not in got]
         assert not missing, f"{where}: `{command}` no longer prints:\n" + "\n".join(missing[:10]) + \
             f"\n--- it printed:\n{r.stdout[-3000:]}{r.stderr[-2000:]}"
+
+
+def test_every_example_file_the_readme_uses_loads():
+    """The README points at these files; each must load as what it is (config, plan, profile, suite)."""
+    import yaml
+
+    from weighbridge.catalog import load_profile
+    from weighbridge.config import load_config
+    from weighbridge.gateway.plan import load_plan
+    from weighbridge.suites import load_suite, load_suites
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for name in re.findall(r"examples/[\w./-]+\.(?:yaml|csv|yml)", readme):
+        assert (ROOT / name).exists(), f"the README names {name}, which is not in the repository"
+    checked = 0
+    for path in sorted((ROOT / "examples").rglob("*.yaml")):
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if isinstance(data, dict) and "models" in data:
+            cfg = load_config(path)
+            load_suites(cfg.suites, cfg.base_dir)
+        elif isinstance(data, dict) and "routes" in data:
+            load_plan(path)
+        elif isinstance(data, dict) and "deployment" in data:
+            load_profile(path)
+        elif path.name.endswith("requests.yaml"):
+            from weighbridge.gateway.smoke import load_requests
+
+            load_requests(path)
+        elif path.parent.name == "suites" or isinstance(data, list):
+            load_suite(path)
+        else:
+            continue
+        checked += 1
+    assert checked >= 8

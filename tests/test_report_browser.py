@@ -26,7 +26,7 @@ def browser():
     if not (CHROMIUM and DRIVER):
         if os.environ.get("CI"):
             pytest.fail("CI needs Debian's chromium and chromium-driver (.ci/run installs them)")
-        pytest.skip("install Debian's chromium and chromium-driver to run the browser tests")
+        pytest.skip("chromium not installed (apt-get install chromium chromium-driver; .ci/run does this)")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
