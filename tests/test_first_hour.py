@@ -116,15 +116,19 @@ def test_fake_upstream_the_interrupt_hint_continues_the_same_run_verbatim(tmp_pa
 
 @pytest.mark.slow
 def test_two_models_on_a_default_llama_cpp_server_and_ten_prompts_give_no_errors(tmp_path, smollm_path):
-    """The README's "my server + my prompts" path, with llama_cpp.server as a new user starts it (so it
-    interrupts a running request when the next arrives) and weighbridge's default config."""
+    """The README's "my server + my prompts" path with its own example files: llama_cpp.server as a
+    new user starts it (so it interrupts a running request when the next arrives), ten prompts in a
+    CSV, and a config that sets nothing but the models."""
+    examples = Path(__file__).resolve().parent.parent / "examples"
     port = free_port()
-    server_cfg = write(tmp_path / "server.json", json.dumps({"host": "127.0.0.1", "port": port, "models": [
-        {"model": str(smollm_path), "model_alias": "smol-a", "n_ctx": 1024, "n_threads": 2},
-        {"model": str(smollm_path), "model_alias": "smol-b", "n_ctx": 1024, "n_threads": 2}]}))
+    server = json.loads((examples / "llama-server-two-models.json").read_text())
+    server["port"] = port
+    for m in server["models"]:
+        m["model"] = str(smollm_path)
+    server_cfg = write(tmp_path / "server.json", json.dumps(server))
     log = open(tmp_path / "server.log", "w")
-    server = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--config_file", str(server_cfg)],
-                              stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--config_file", str(server_cfg)],
+                            stdout=log, stderr=subprocess.STDOUT)
     try:
         import httpx
 
@@ -135,18 +139,10 @@ def test_two_models_on_a_default_llama_cpp_server_and_ten_prompts_give_no_errors
                     break
             except httpx.HTTPError:
                 pass
-            assert time.time() < deadline and server.poll() is None, (tmp_path / "server.log").read_text()[-2000:]
+            assert time.time() < deadline and proc.poll() is None, (tmp_path / "server.log").read_text()[-2000:]
             time.sleep(0.2)
-        write(tmp_path / "prompts.csv", "id,prompt,expected\n" + "".join(
-            f"p{i},What is {i} plus {i}? Reply with the number only.,{2 * i}\n" for i in range(10)))
-        write(tmp_path / "weighbridge.yaml", textwrap.dedent(f"""\
-            models:
-              - {{name: smol-a, backend: openai, base_url: "http://127.0.0.1:{port}/v1", model: smol-a,
-                 params: {{max_tokens: 16}}}}
-              - {{name: smol-b, backend: openai, base_url: "http://127.0.0.1:{port}/v1", model: smol-b,
-                 params: {{max_tokens: 16}}}}
-            suites: [prompts.csv]
-            """))
+        write(tmp_path / "ten-prompts.csv", (examples / "ten-prompts.csv").read_text())
+        write(tmp_path / "weighbridge.yaml", (examples / "my-server.yaml").read_text().replace(":8000/", f":{port}/"))
         r = wb("bakeoff", "--json", "out.json", cwd=tmp_path, timeout=600)
         assert r.returncode == 0, r.stdout + r.stderr
         data = json.loads((tmp_path / "out.json").read_text())
@@ -154,8 +150,8 @@ def test_two_models_on_a_default_llama_cpp_server_and_ten_prompts_give_no_errors
         assert data["manifest"]["models"]["smol-a"]["server_kind"] == "llama-cpp-python"
         assert any("one request at a time" in w for w in data["manifest"]["warnings"])
     finally:
-        server.terminate()
-        server.wait(20)
+        proc.terminate()
+        proc.wait(20)
         log.close()
 
 
