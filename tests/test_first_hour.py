@@ -212,3 +212,26 @@ def test_fake_upstream_runs_and_report_read_the_store_the_config_names(tmp_path)
     assert shown.returncode == 0 and "100% (5/5)" in shown.stdout and (tmp_path / "again.html").exists()
     here = wb("runs", cwd=tmp_path)  # ./weighbridge.yaml names the store
     assert here.returncode == 0 and "custom.db" in here.stdout
+
+
+def test_progress_rate_counts_from_the_first_finished_job(monkeypatch):
+    """A model waiting for its lane is not slow: its rate and ETA start with its first answer."""
+    import io
+
+    from rich.console import Console
+
+    from weighbridge import progress as prog
+
+    clock = [100.0]
+    monkeypatch.setattr(prog.time, "monotonic", lambda: clock[0])
+    out = io.StringIO()
+    p = prog.BakeoffProgress(Console(file=out, width=200), every_s=0, bars=False)
+    p.update("gemma", 0, 10, False)
+    clock[0] += 60  # a minute in the lane behind another model
+    p.update("gemma", 1, 10, True)
+    clock[0] += 2
+    p.update("gemma", 2, 10, False)
+    clock[0] += 2
+    p.update("gemma", 3, 10, True, errored=False)
+    last = out.getvalue().splitlines()[-1]
+    assert "running 3/10 jobs · pass 2 · errors 0 · 0.50 jobs/s · ETA 14s · 1m04s" in last, last

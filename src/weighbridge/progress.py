@@ -23,7 +23,8 @@ class _Counts:
     done: int = 0
     passed: int = 0
     errors: int = 0
-    started: float = field(default_factory=time.monotonic)
+    started: float = field(default_factory=lambda: time.monotonic())
+    first_done: float | None = None  # when this invocation finished its first job for the model
     last_line: float = 0.0
 
 
@@ -64,6 +65,8 @@ class BakeoffProgress:
         else:
             c.passed += int(passed)
             c.errors += int(errored)
+            if c.first_done is None:
+                c.first_done = time.monotonic()
         c.done = done
         self._rich.update(self._tasks[model], completed=done, passed=c.passed, errors=c.errors)
         if self.bars:
@@ -81,9 +84,12 @@ class BakeoffProgress:
             state = "started" + (f" ({c.start_done} already done)" if c.start_done else "")
         else:
             state = "running"
-        elapsed = time.monotonic() - c.started
+        now = time.monotonic()
+        elapsed = now - c.started
         fresh = c.done - c.start_done
-        rate = fresh / elapsed if elapsed > 0 and fresh else 0.0
+        # the rate counts from the first finished job: a model waiting for its lane is not slow
+        span = now - c.first_done if c.first_done is not None else 0.0
+        rate = (fresh - 1) / span if fresh > 1 and span > 0 else 0.0
         eta = f" · ETA {_duration((c.total - c.done) / rate)}" if rate and c.done < c.total else ""
         speed = f" · {rate:.2f} jobs/s" if rate else ""
         return (f"progress {model}: {state} {c.done}/{c.total} jobs · pass {c.passed} · errors {c.errors}"
