@@ -56,7 +56,14 @@ class Handler(BaseHTTPRequestHandler):
         if delay:
             time.sleep(delay)
         payload = obj if isinstance(obj, str) else json.dumps(obj)
-        self.wfile.write(f"data: {payload}\n\n".encode())
+        eol = self.server.eol
+        data = f"data: {payload}{eol}{eol}".encode()
+        if self.server.split_eol and eol == "\r\n":  # CR at the end of one write, LF at the start of the next
+            self.wfile.write(data[:-1])
+            self.wfile.flush()
+            time.sleep(0.002)
+            data = data[-1:]
+        self.wfile.write(data)
         self.wfile.flush()
 
 
@@ -82,9 +89,12 @@ def ok_stream(h: Handler, words: list[str], usage: dict | None = None, delay: fl
 
 
 class FakeUpstream:
-    def __init__(self, script: Script, models: tuple[str, ...] | list[str] = ("fake-model",)) -> None:
+    def __init__(self, script: Script, models: tuple[str, ...] | list[str] = ("fake-model",), eol: str = "\n",
+                 split_eol: bool = False) -> None:
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.script = script
+        self.httpd.eol = eol  # "\r\n" or "\r" as some servers (sse-starlette) send; "\n" by default
+        self.httpd.split_eol = split_eol
         self.httpd.models = list(models)  # what GET /models lists
         self.httpd.posts = []
         self.httpd.requests = []

@@ -192,7 +192,7 @@ class OpenAIBackend:
                                        retryable=resp.status_code in _RETRY_STATUS)
                     err.retry_after = _retry_after(resp)  # type: ignore[attr-defined]
                     raise err
-                async for event in iter_events(resp.aiter_lines()):
+                async for event in iter_events(resp.aiter_bytes()):
                     if event is DONE:
                         ended = True
                         continue

@@ -1,4 +1,4 @@
-"""Server-sent events parsing for OpenAI-style streams: one JSON object per ``data:`` event."""
+"""OpenAI-style streams: one JSON object per ``data:`` event, over the one SSE decoder."""
 
 from __future__ import annotations
 
@@ -6,42 +6,35 @@ import json
 from typing import Any, AsyncIterator
 
 from ..errors import BackendError
+from ..sse import SSEDecoder
 
 DONE = object()
 
 
-async def iter_events(lines: AsyncIterator[str]) -> AsyncIterator[Any]:
-    """Yield each event's decoded JSON (or DONE); multi-line ``data:`` fields are joined per spec."""
-    data: list[str] = []
-    async for line in lines:
-        if line == "":
-            if data:
-                payload = "\n".join(data)
-                data = []
-                if payload.strip() == "[DONE]":
-                    yield DONE
-                    async for _ in lines:  # read to the end so the connection goes back to the pool
-                        pass
-                    return
-                try:
-                    yield json.loads(payload)
-                except ValueError:
-                    raise BackendError(f"malformed SSE event: {payload[:120]!r}", kind="malformed_sse") from None
+async def iter_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[Any]:
+    """Yield each event's decoded JSON (or DONE), read with the one SSE decoder (``weighbridge.sse``)."""
+    decoder = SSEDecoder()
+    async for chunk in chunks:
+        for ev in decoder.feed(chunk):
+            if ev.data is None:
+                continue  # comment / keep-alive
+            if ev.data.strip() == "[DONE]":
+                yield DONE
+                async for _ in chunks:  # read to the end so the connection goes back to the pool
+                    pass
+                return
+            yield _json(ev.data)
+    for ev in decoder.end():  # stream closed without the blank line after the last event
+        if ev.data is None:
             continue
-        if line.startswith(":"):
-            continue  # comment / keep-alive
-        field, _, value = line.partition(":")
-        if field == "data":
-            data.append(value[1:] if value.startswith(" ") else value)
-    if data:  # stream closed without the blank line after the last event
-        payload = "\n".join(data)
-        if payload.strip() == "[DONE]":
-            yield DONE
-        else:
-            try:
-                yield json.loads(payload)
-            except ValueError:
-                raise BackendError(f"malformed SSE event: {payload[:120]!r}", kind="malformed_sse") from None
+        yield DONE if ev.data.strip() == "[DONE]" else _json(ev.data)
+
+
+def _json(payload: str) -> Any:
+    try:
+        return json.loads(payload)
+    except ValueError:
+        raise BackendError(f"malformed SSE event: {payload[:120]!r}", kind="malformed_sse") from None
 
 
 def choice_pieces(choice: dict[str, Any]) -> tuple[str, str, str]:

@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 from ..backends.sse import choice_pieces
 from ..errors import BackendError
+from ..sse import SSEDecoder
 from .metrics import SLO, LevelResult, RequestRecord, summarise_level
 from .rawhttp import HTTPStatusError, RawClient
 
@@ -56,37 +57,34 @@ async def stream_once(client: RawClient, target: Target, prompt: str, max_tokens
     rec = RequestRecord(intended=intended, sent=time.perf_counter_ns(), requested_tokens=max_tokens)
     ended = False
     usage = None
-    buf = b""
+    decoder = SSEDecoder()
     text_parts: list[str] = []
     try:
         async with asyncio.timeout(client.timeout_s), contextlib.aclosing(client.post_stream(path, payload)) as body_in:
             async for data in body_in:
-                buf += data
-                while b"\n\n" in buf:  # one SSE event per blank-line-terminated block
-                    block, buf = buf.split(b"\n\n", 1)
-                    for line in block.split(b"\n"):
-                        if not line.startswith(b"data:"):
-                            continue
-                        payload_line = line[5:].strip()
-                        if payload_line == b"[DONE]":
+                for sse in decoder.feed(data):
+                    payload_text = sse.data
+                    if payload_text is None:
+                        continue
+                    if payload_text.strip() == "[DONE]":
+                        ended = True
+                        continue
+                    try:
+                        event = json.loads(payload_text)
+                    except ValueError:
+                        raise BackendError("malformed SSE event", kind="malformed_sse") from None
+                    if event.get("usage"):
+                        usage = event["usage"]
+                    for choice in event.get("choices") or []:
+                        pieces = choice_pieces(choice)
+                        if any(pieces):
+                            now = time.perf_counter_ns()
+                            if rec.first_token is None:
+                                rec.first_token = now
+                            rec.chunk_times.append(now)
+                            text_parts.append("".join(pieces))
+                        if choice.get("finish_reason"):
                             ended = True
-                            continue
-                        try:
-                            event = json.loads(payload_line)
-                        except ValueError:
-                            raise BackendError("malformed SSE event", kind="malformed_sse") from None
-                        if event.get("usage"):
-                            usage = event["usage"]
-                        for choice in event.get("choices") or []:
-                            pieces = choice_pieces(choice)
-                            if any(pieces):
-                                now = time.perf_counter_ns()
-                                if rec.first_token is None:
-                                    rec.first_token = now
-                                rec.chunk_times.append(now)
-                                text_parts.append("".join(pieces))
-                            if choice.get("finish_reason"):
-                                ended = True
     except HTTPStatusError as e:
         rec.error = f"http_{e.status}"
     except TimeoutError:

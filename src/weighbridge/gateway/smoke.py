@@ -16,6 +16,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ..errors import ConfigError
+from ..sse import SSEDecoder
 from ..yamlsource import load_yaml, validation_error
 from .plan import Plan
 
@@ -65,10 +66,13 @@ def _send(client: httpx.Client, base: str, req: SmokeRequest) -> SmokeResult:
     t = time.perf_counter()
     if req.stream:
         pieces = []
+        decoder = SSEDecoder()
         with client.stream("POST", base + path, json=body) as r:
-            for line in r.iter_lines():
-                if line.startswith("data: {"):
-                    ev = json.loads(line[6:])
+            for chunk in r.iter_bytes():
+                for sse in decoder.feed(chunk):
+                    if sse.data is None or not sse.data.startswith("{"):
+                        continue
+                    ev = json.loads(sse.data)
                     if "error" in ev:
                         pieces.append(f"[error: {ev['error']['message']}]")
                     for ch in ev.get("choices") or []:

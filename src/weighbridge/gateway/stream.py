@@ -12,14 +12,16 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from ..sse import Event, SSEDecoder
+
 
 class StreamAccount:
-    """Splits raw upstream bytes into SSE events and records what they carry."""
+    """Splits raw upstream bytes into SSE events (the one decoder) and records what they carry."""
 
     def __init__(self, chat: bool, forward_usage_only: bool) -> None:
         self.chat = chat
         self.forward_usage_only = forward_usage_only
-        self._buf = b""
+        self._sse = SSEDecoder()
         self._text: list[str] = []
         self.tool_calls: dict[int, dict[str, Any]] = {}
         self.finish_reason: str | None = None
@@ -34,20 +36,15 @@ class StreamAccount:
         return "".join(self._text)
 
     def feed(self, chunk: bytes) -> list[bytes]:
-        """Complete events to forward to the client, in order; ``[DONE]`` is held back (see ``done``)."""
-        self._buf += chunk.replace(b"\r\n", b"\n")
-        out: list[bytes] = []
-        while b"\n\n" in self._buf:
-            event, self._buf = self._buf.split(b"\n\n", 1)
-            if self._take(event):
-                out.append(event + b"\n\n")
-        return out
+        """Complete events to forward to the client, in order; ``[DONE]`` is held back (see ``done``).
+        Upstream line ends (CRLF, CR) are forwarded as LF."""
+        return [ev.encode() for ev in self._sse.feed(chunk) if self._take(ev)]
 
-    def _take(self, event: bytes) -> bool:
-        data = b"\n".join(line[5:].lstrip() for line in event.split(b"\n") if line.startswith(b"data:"))
-        if not data:
-            return bool(event.strip())  # comments / keep-alives pass through
-        if data.strip() == b"[DONE]":
+    def _take(self, ev: Event) -> bool:
+        data = ev.data
+        if data is None:
+            return True  # comments / keep-alives pass through
+        if data.strip() == "[DONE]":
             self.done = True
             return False
         try:
