@@ -39,6 +39,7 @@ from .cascade import Checker, PlanJudges
 from .metrics import Metrics
 from .plan import Plan, Route, Upstream
 from .redact import BlockList, Redactor, prompt_text
+from .request import problem as request_problem
 from .stream import DONE, StreamAccount, answer_text, event, replay
 from .upstream import Pool, UpstreamError
 from .upstream import Response as UpstreamResponse
@@ -49,9 +50,9 @@ ROUTE_HEADER = "x-weighbridge-route"
 
 
 def error(status: int, message: str, kind: str = "invalid_request_error", code: str | None = None,
-          headers: dict[str, str] | None = None) -> JSONResponse:
+          headers: dict[str, str] | None = None, param: str | None = None) -> JSONResponse:
     """An OpenAI-style error body."""
-    return JSONResponse({"error": {"message": message, "type": kind, "param": None, "code": code}},
+    return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": code}},
                         status_code=status, headers=headers)
 
 
@@ -130,12 +131,29 @@ class Gateway:
 
     # -- the request ------------------------------------------------------------------------
     async def handle(self, request: Request, path: str) -> Response:
+        limit = self.plan.max_body_bytes
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:  # refused before a byte of the body is read
+            return self._too_large(int(declared))
+        raw = bytearray()
+        async for piece in request.stream():  # a chunked upload is counted as it arrives
+            raw += piece
+            if len(raw) > limit:
+                return self._too_large(len(raw))
         try:
-            body = await request.json()
-        except ValueError:
+            body = json.loads(raw)
+        except (ValueError, RecursionError):
             return error(400, "the request body is not valid JSON")
         if not isinstance(body, dict):
             return error(400, "the request body must be a JSON object")
+        bad = request_problem(body, chat=path == "/chat/completions")
+        if bad is not None:
+            try:  # a malformed request still needs a valid key before it is told what is wrong
+                self.guard.authenticate(request.headers.get("authorization"), None)
+            except Denied as d:
+                return error(d.status, str(d), "authentication_error", d.code)
+            self.metrics.inc("weighbridge_invalid_requests_total", field=bad[0])
+            return error(400, f"field '{bad[0]}' {bad[1]}", code="invalid_field", param=bad[0])
         name = request.headers.get(ROUTE_HEADER) or body.get("model")
         if name not in self.plan.routes:
             if not self.plan.default_route:
@@ -154,6 +172,11 @@ class Gateway:
                 self.metrics.in_flight -= 1
                 if call.reservation is not None:  # an unexpected error: release what was held
                     self.guard.settle(call.reservation, 0, 0.0)
+
+    def _too_large(self, size: int) -> Response:
+        self.metrics.inc("weighbridge_invalid_requests_total", field="body_size")
+        return error(413, f"the request body is {size:,}+ bytes; this gateway accepts at most "
+                          f"{self.plan.max_body_bytes:,} (plan: max_body_bytes)", code="request_too_large")
 
     async def _handle(self, call: Call, request: Request) -> Response:
         body, route, name, path = call.body, call.route, call.route_name, call.path

@@ -85,8 +85,9 @@ class Guard:
         self.by_hash = {r.hash: r for r in rows if r.revoked is None}
         self._loaded_at = time.monotonic()
 
-    def authenticate(self, authorization: str | None, route: str) -> state.KeyRow | None:
-        """The caller's key row; None when the gateway runs without keys (loopback only)."""
+    def authenticate(self, authorization: str | None, route: str | None) -> state.KeyRow | None:
+        """The caller's key row; None when the gateway runs without keys (loopback only). With
+        ``route`` None only the key itself is checked (a malformed request names no usable route)."""
         if time.monotonic() - self._loaded_at > self.reload_s:
             self.reload()
         if not self.any_keys:
@@ -96,7 +97,7 @@ class Guard:
         row = self.by_hash.get(hash_key(authorization[7:].strip()))
         if row is None:
             raise Denied(401, "invalid or revoked API key", "invalid_api_key")
-        if row.routes is not None and route not in row.routes:
+        if route is not None and row.routes is not None and route not in row.routes:
             raise Denied(403, f"this key may not use route '{route}'", "route_not_allowed")
         return row
 

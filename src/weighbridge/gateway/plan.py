@@ -184,6 +184,8 @@ class Plan(_Strict):
     redaction: Redaction = Field(default_factory=Redaction)
     filters: Filters = Field(default_factory=Filters)
     judges: dict[str, Upstream] = Field(default_factory=dict, description="models a 'judge' check may call")
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="larger request bodies get 413 before "
+                                                                      "they are read or parsed")
     sandbox: Literal["bubblewrap", "unsafe-local"] = Field(
         "bubblewrap", description="isolation for python_tests checks; unsafe-local runs model code unisolated")
     reserve_max_tokens: int = Field(1024, ge=1, description="tokens reserved against a budget when a request "
