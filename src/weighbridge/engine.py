@@ -124,8 +124,7 @@ class Bakeoff:
         self.judge_specs = {j.name: j for j in self.config.judges}
         for spec in self.config.judges:
             self.backends.setdefault(spec.name, build_backend(spec, self.config.base_dir))
-        uses_judge = any((sp if isinstance(sp, str) else sp.get("type")) == "judge"
-                         for c in self.cases for sp in c.scorers)
+        uses_judge = self._cases_use("judge")
         if uses_judge and not self.judge_specs:
             raise ConfigError("a case uses the 'judge' scorer but weighbridge.yaml has no judges: (add a model there)",
                               field="judges")
@@ -141,9 +140,7 @@ class Bakeoff:
                                     for s in self.suites},
                          "sandbox": sandbox.describe(self.config.sandbox), "judges": list(self.judge_specs),
                          "warnings": self._judge_family_warnings() if uses_judge else []}
-        runs_code = any((sp if isinstance(sp, str) else sp.get("type")) == "python_tests"
-                        for c in self.cases for sp in c.scorers)
-        if runs_code and not self.manifest["sandbox"].get("isolated"):
+        if self._cases_use("python_tests") and not self.manifest["sandbox"].get("isolated"):
             sb = self.manifest["sandbox"]
             self.manifest["warnings"].append(f"python_tests cases fail: {sb['problem']}" if "problem" in sb
                                              else "sandbox: unsafe-local - model code runs with NO isolation")
@@ -151,6 +148,10 @@ class Bakeoff:
         self.judge_ctx = JudgeCalls(self)
         for case in self.cases:
             self._scorers[case.id] = [build_scorer(sp, sandbox=self.config.sandbox) for sp in case.scorers]
+
+    def _cases_use(self, kind: str) -> bool:
+        """Does any case have a scorer of this type?"""
+        return any((sp if isinstance(sp, str) else sp.get("type")) == kind for c in self.cases for sp in c.scorers)
 
     def _safe_concurrency(self, name: str) -> int:
         """The config's concurrency, else the server's safe default (with the reason in the warnings)."""
