@@ -79,8 +79,26 @@ def test_fake_upstream_a_declared_length_over_the_limit_is_refused_before_the_bo
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
         s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                   b"Content-Length: 50000000\r\n\r\n")
-        reply = s.recv(4096).decode(errors="replace")
+        reply = _read_reply(s)
     assert reply.startswith("HTTP/1.1 413") and "request_too_large" in reply
+
+
+def _read_reply(s: socket.socket) -> str:
+    """One whole HTTP response from a raw socket (headers, then content-length bytes), or what came before EOF."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        piece = s.recv(65536)
+        if not piece:
+            return data.decode(errors="replace")
+        data += piece
+    head, _, rest = data.partition(b"\r\n\r\n")
+    length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")), 0)
+    while len(rest) < length:
+        piece = s.recv(65536)
+        if not piece:
+            break
+        rest += piece
+    return (head + b"\r\n\r\n" + rest).decode(errors="replace")
 
 
 @pytest.mark.parametrize("body,field", [

@@ -458,6 +458,7 @@ def serve(plan: Path = typer.Option(..., "--plan", help="Routing plan YAML."),
 
     from .gateway.admin import has_keys
     from .gateway.app import create_app
+    from .gateway.http_limits import uvicorn_config
 
     the_plan = _plan(plan)
     try:
@@ -489,7 +490,7 @@ def serve(plan: Path = typer.Option(..., "--plan", help="Routing plan YAML."),
         console.print(f"weighbridge gateway on http://{host}:{port}/v1 · routes: {', '.join(the_plan.routes)} · "
                       f"{'API keys required' if keyed else 'no API keys (loopback only)'} · audit: "
                       f"{app_.state.gateway.writer.sink.where}", highlight=False)
-        uvicorn.run(app_, host=host, port=port, log_level="warning")
+        uvicorn.Server(uvicorn_config(app_, the_plan, host, port)).run()
 
 
 def _smoke(the_plan: Any, requests: list[Any], api_key: Optional[str]) -> None:

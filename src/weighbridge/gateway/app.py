@@ -39,13 +39,20 @@ from .cascade import Checker, PlanJudges
 from .metrics import Metrics
 from .plan import Plan, Route, Upstream
 from .redact import BlockList, Redactor, prompt_text
-from .request import problem as request_problem
+from .request import Malformed
+from .request import check as check_body
+from .request import parse as parse_body
 from .stream import DONE, StreamAccount, answer_text, event, replay
 from .upstream import Pool, UpstreamError
 from .upstream import Response as UpstreamResponse
 from .writer import Writer
 
 _RETRY_STATUS = {408, 429, 500, 502, 503, 504}
+_OFFLOAD_BYTES = 64 * 1024  # bodies above this are screened (block list, redaction) off the event loop
+
+
+def _found_pii(events: Counter[str]) -> bool:
+    return any(k.startswith("pii.") for k in events)
 ROUTE_HEADER = "x-weighbridge-route"
 
 
@@ -77,7 +84,7 @@ class Call:
 
     path: str
     route_name: str
-    route: Route
+    route: Route | None  # None for a request refused before it named a route (malformed, too large)
     body: dict[str, Any]
     key_id: str | None
     t0: float = field(default_factory=time.perf_counter)
@@ -95,6 +102,10 @@ class Call:
     answer: str = ""
     reservation: Reservation | None = None
     first_token_s: float | None = None
+    param: str | None = None  # the field a malformed request got wrong
+    size: int = 0  # bytes of the request body
+    redacted_answer: str | None = None
+    answer_pii: bool = False
 
     @property
     def chat(self) -> bool:
@@ -110,7 +121,8 @@ class Gateway:
         self.writer = Writer(state.connect(state_path), open_sink(plan.resolve(plan.audit.url)))
         self.guard = Guard(self.read_db)
         self.cache: Cache = RedisCache(plan.cache) if plan.cache else SqliteCache(self.read_db, self.writer, state_path)
-        self.redactor = Redactor(plan.redaction.detectors, plan.redaction.patterns, plan.filters.allow)
+        self.redactor = Redactor(plan.redaction.detectors, plan.redaction.patterns, plan.filters.allow,
+                                 plan.redaction.regions)
         self.prompt_block = BlockList(plan.filters.prompt_block, plan.filters.allow)
         self.response_block = BlockList(plan.filters.response_block, plan.filters.allow)
         self.judges = PlanJudges(plan)
@@ -134,26 +146,26 @@ class Gateway:
         limit = self.plan.max_body_bytes
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:  # refused before a byte of the body is read
-            return self._too_large(int(declared))
+            return await self._malformed(request, path, 413, None, self._too_large(int(declared)))
         raw = bytearray()
-        async for piece in request.stream():  # a chunked upload is counted as it arrives
-            raw += piece
-            if len(raw) > limit:
-                return self._too_large(len(raw))
         try:
-            body = json.loads(raw)
-        except (ValueError, RecursionError):
-            return error(400, "the request body is not valid JSON")
-        if not isinstance(body, dict):
-            return error(400, "the request body must be a JSON object")
-        bad = request_problem(body, chat=path == "/chat/completions")
-        if bad is not None:
-            try:  # a malformed request still needs a valid key before it is told what is wrong
-                self.guard.authenticate(request.headers.get("authorization"), None)
-            except Denied as d:
-                return error(d.status, str(d), "authentication_error", d.code)
-            self.metrics.inc("weighbridge_invalid_requests_total", field=bad[0])
-            return error(400, f"field '{bad[0]}' {bad[1]}", code="invalid_field", param=bad[0])
+            async with asyncio.timeout(self.plan.http.body_timeout_s):
+                async for piece in request.stream():  # a chunked upload is counted as it arrives
+                    raw += piece
+                    if len(raw) > limit:
+                        return await self._malformed(request, path, 413, None, self._too_large(len(raw)))
+        except TimeoutError:
+            return await self._malformed(request, path, 408, None, (
+                f"the request body did not arrive within {self.plan.http.body_timeout_s:g} s "
+                "(plan: http.body_timeout_s)"))
+        body: dict[str, Any] | None = None
+        try:
+            body = parse_body(bytes(raw))
+            check_body(body, chat=path == "/chat/completions")
+        except Malformed as m:
+            model = body.get("model") if body is not None else None
+            return await self._malformed(request, path, 400, m.param, str(m), code=m.code,
+                                         route=model if isinstance(model, str) else "")
         name = request.headers.get(ROUTE_HEADER) or body.get("model")
         if name not in self.plan.routes:
             if not self.plan.default_route:
@@ -162,6 +174,7 @@ class Gateway:
         route = self.plan.routes[name]
         call = Call(path, name, route, body, key_id=None, stream=bool(body.get("stream")),
                     include_usage=bool((body.get("stream_options") or {}).get("include_usage")))
+        call.size = len(raw)
         self.metrics.in_flight += 1
         resp: Response | None = None
         try:
@@ -173,10 +186,25 @@ class Gateway:
                 if call.reservation is not None:  # an unexpected error: release what was held
                     self.guard.settle(call.reservation, 0, 0.0)
 
-    def _too_large(self, size: int) -> Response:
-        self.metrics.inc("weighbridge_invalid_requests_total", field="body_size")
-        return error(413, f"the request body is {size:,}+ bytes; this gateway accepts at most "
-                          f"{self.plan.max_body_bytes:,} (plan: max_body_bytes)", code="request_too_large")
+    async def _malformed(self, request: Request, path: str, status: int, param: str | None, message: str,
+                         route: str = "", code: str | None = None) -> Response:
+        """A request refused before it reached a route: told what is wrong (after the key check, so a
+        client without a key learns nothing about the API) and audited like any other."""
+        call = Call(path, route[:200], None, {}, key_id=None)
+        try:
+            key = self.guard.authenticate(request.headers.get("authorization"), None)
+            call.key_id = key.id if key else None
+        except Denied as d:
+            return await self._deny(call, d)
+        self.metrics.inc("weighbridge_invalid_requests_total", field=param or code or "body")
+        call.status, call.param = status, param
+        call.code = code or {413: "request_too_large", 408: "request_timeout"}.get(status, "invalid_field")
+        await self._record(call)
+        return error(status, message, code=call.code, param=param)
+
+    def _too_large(self, size: int) -> str:
+        return (f"the request body is {size:,}+ bytes; this gateway accepts at most "
+                f"{self.plan.max_body_bytes:,} (plan: max_body_bytes)")
 
     async def _handle(self, call: Call, request: Request) -> Response:
         body, route, name, path = call.body, call.route, call.route_name, call.path
@@ -189,13 +217,19 @@ class Gateway:
             return await self._deny(call, d)
         if route.max_tokens is not None and not 0 < (body.get("max_tokens") or 0) <= route.max_tokens:
             body["max_tokens"] = route.max_tokens  # a cap, and the default when the client sets none
-        ptext = prompt_text(body)
-        hit = self.prompt_block.hit(ptext)
+        if call.size > _OFFLOAD_BYTES:  # a big body is screened in a thread: other requests keep being served
+            ptext, hit, call.audit_body = await asyncio.to_thread(self._screen, body, call.events)
+        else:
+            ptext, hit, call.audit_body = self._screen(body, call.events)
         if hit is not None:
             call.events["block.prompt"] += 1
             return await self._deny(call, Denied(400, "the prompt matches a blocked pattern", "content_blocked"))
-        call.audit_body = self.redactor.body(body, call.events)
-        ckey = cache_key(path, name, self.route_fingerprints[name], body) if is_cacheable(body, route) else None
+        ckey = None
+        if is_cacheable(body, route):
+            if _found_pii(call.events):  # never store an answer to, or keyed on, text the audit copy masks
+                self.metrics.inc("weighbridge_cache_total", route=name, result="skipped_pii")
+            else:
+                ckey = cache_key(path, name, self.route_fingerprints[name], body)
         if ckey is not None:
             cached = await self.cache.get(ckey)
             self.metrics.inc("weighbridge_cache_total", route=name, result="hit" if cached else "miss")
@@ -216,6 +250,28 @@ class Gateway:
         if call.stream:
             return await self._stream(call, ckey)
         return await self._plain(call, ckey)
+
+    def _screen(self, body: dict[str, Any], events: Counter[str]) -> tuple[str, str | None, dict[str, Any]]:
+        """The prompt's text, the block list's hit in it, and the body with every PII value masked."""
+        ptext = prompt_text(body)
+        return ptext, self.prompt_block.hit(ptext), self.redactor.body(body, events)
+
+    def _redact_answer(self, call: Call) -> str:
+        """The answer as the audit log and the cache may keep it (once per call; its PII counted)."""
+        if call.redacted_answer is None:
+            found: Counter[str] = Counter()
+            call.redacted_answer = self.redactor.text(call.answer, found) if call.answer else ""
+            call.answer_pii = bool(found)
+            for k, n in found.items():
+                call.events["response." + k] += n
+        return call.redacted_answer
+
+    async def _cache_put(self, call: Call, ckey: str, data: dict[str, Any]) -> None:
+        self._redact_answer(call)
+        if call.answer_pii:  # the model wrote PII: caching it would store what the audit copy masks
+            self.metrics.inc("weighbridge_cache_total", route=call.route_name, result="skipped_pii")
+            return
+        await self.cache.put(ckey, {"response": data, "upstream": call.upstream}, call.route.cache.ttl_s)  # type: ignore[union-attr]
 
     def _upstream_body(self, call: Call, up: Upstream, *, stream: bool) -> dict[str, Any]:
         mode = call.route.redact_upstream
@@ -338,7 +394,7 @@ class Gateway:
             data = _filtered(data)
             ckey = None
         elif ckey is not None:
-            await self.cache.put(ckey, {"response": data, "upstream": call.upstream}, call.route.cache.ttl_s)  # type: ignore[union-attr]
+            await self._cache_put(call, ckey, data)
         headers = self._response_headers(call)
         if call.stream:
             async def gen() -> AsyncIterator[bytes]:
@@ -458,8 +514,8 @@ class Gateway:
                 problem = f"upstream sent an error mid-stream: {acct.error[:200]}"
             if problem is None and not acct.done:
                 problem = "upstream stream broke: it ended before [DONE]"
-            call.answer = acct.text
             data = acct.response()
+            call.answer = answer_text(data)  # text and tool calls: both are audited and checked
             self._tier(call, up, data, t)
             if problem:  # never let a cut-off answer pass for a whole one
                 call.status, call.code = 502, "upstream_stream_broken"
@@ -470,7 +526,7 @@ class Gateway:
                                        "code": "upstream_stream_broken"}})
                 return
             if ckey is not None and acct.finish_reason not in (None, "content_filter"):
-                await self.cache.put(ckey, {"response": data, "upstream": call.upstream}, call.route.cache.ttl_s)  # type: ignore[union-attr]
+                await self._cache_put(call, ckey, data)
             recorded = True
             failed = await self._record(call)
             yield failed or DONE
@@ -478,7 +534,7 @@ class Gateway:
             self.metrics.in_flight -= 1
             if not recorded:  # the client went away mid-stream: account for what was generated, without awaiting
                 resp.close()
-                call.status, call.code, call.answer = 499, "client_closed", acct.text
+                call.status, call.code, call.answer = 499, "client_closed", answer_text(acct.response())
                 if not any(tier["upstream"] == up.name for tier in call.tiers):
                     self._tier(call, up, acct.response(), t)
                 self.writer.audit(self._make_record(call))
@@ -514,7 +570,7 @@ class Gateway:
         h = {"x-weighbridge-route": call.route_name, "x-weighbridge-cache": "hit" if call.cache_hit else "miss"}
         if call.upstream:
             h["x-weighbridge-upstream"] = call.upstream
-        if call.route.check:
+        if call.route is not None and call.route.check:
             h["x-weighbridge-escalated"] = "true" if call.escalated else "false"
         return h
 
@@ -550,10 +606,7 @@ class Gateway:
             m.inc("weighbridge_tokens_total", t["completion_tokens"], route=call.route_name, upstream=t["upstream"],
                   kind="completion")
             m.inc("weighbridge_cost_usd_total", t["cost_usd"], route=call.route_name, upstream=t["upstream"])
-        resp_events: Counter[str] = Counter()
-        redacted_answer = self.redactor.text(call.answer, resp_events) if call.answer else ""
-        for k, n in resp_events.items():
-            call.events["response." + k] += n
+        redacted_answer = self._redact_answer(call)
         for k, n in call.events.items():
             m.inc("weighbridge_safety_events_total", n, kind=k)
         m.writer_failures = self.writer.failures
@@ -566,6 +619,8 @@ class Gateway:
             "first_token_ms": round(call.first_token_s * 1000, 3) if call.first_token_s is not None else None,
             "cache_hit": call.cache_hit, "safety": dict(call.events),
             "prompt_sha256": _sha(redacted_prompt), "response_sha256": _sha(redacted_answer)}
+        if call.param:
+            record["param"] = call.param
         if self.plan.audit.store_text:
             record["prompt"], record["response"] = redacted_prompt, redacted_answer
         return record

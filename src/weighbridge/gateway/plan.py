@@ -148,31 +148,68 @@ class Filters(_Strict):
 
 
 class Redaction(_Strict):
-    detectors: list[str] = Field(default_factory=lambda: ["email", "phone", "card", "iban", "ip", "national_id"])
+    detectors: list[str] = Field(default_factory=lambda: ["email", "phone", "card", "iban", "ip", "national_id",
+                                                          "vat", "passport"])
     patterns: dict[str, str] = Field(default_factory=dict, description="extra detectors: name -> regex")
+    regions: list[str] = Field(default_factory=lambda: list(_default_regions()),
+                               description="phone numbering plans tried for numbers written without +country code")
 
     @field_validator("detectors")
     @classmethod
     def _known(cls, v: list[str]) -> list[str]:
-        from .redact import DETECTORS
+        from .pii import DETECTOR_NAMES
 
-        unknown = [d for d in v if d not in DETECTORS]
+        unknown = [d for d in v if d not in DETECTOR_NAMES]
         if unknown:
-            raise ValueError(f"unknown detector(s) {unknown} (known: {', '.join(DETECTORS)})")
+            raise ValueError(f"unknown detector(s) {unknown} (known: {', '.join(DETECTOR_NAMES)})")
         return v
 
     @field_validator("patterns")
     @classmethod
     def _regexes(cls, v: dict[str, str]) -> dict[str, str]:
+        from .pii import DETECTOR_NAMES
+
         for name, p in v.items():
+            if name in DETECTOR_NAMES:
+                raise ValueError(f"pattern '{name}' has the name of a built-in detector; pick another")
             _compiles(p, f"pattern '{name}' is not a valid regex")
         return v
+
+    @field_validator("regions")
+    @classmethod
+    def _regions(cls, v: list[str]) -> list[str]:
+        from .pii import known_region
+
+        bad = [r for r in v if not known_region(r)]
+        if bad:
+            raise ValueError(f"unknown phone region(s) {bad}: use ISO 3166 codes such as US, GB, DE, CN")
+        if not v:
+            raise ValueError("name at least one phone region")
+        return v
+
+
+def _default_regions() -> list[str]:
+    from .pii import DEFAULT_REGIONS
+
+    return DEFAULT_REGIONS
 
 
 class AuditSettings(_Strict):
     url: str = Field("gateway.db", description="a SQLite path, or postgresql://… for a Postgres server")
     store_text: bool = Field(False, description="keep the redacted prompt and response text, not only their hashes")
     sync: bool = Field(True, description="answer only after the request's audit record is committed")
+
+
+class HttpLimits(_Strict):
+    """What one client connection may send; over a limit it gets 4xx and the connection is closed."""
+
+    max_headers: int = Field(100, ge=8, description="header fields per request (431 beyond)")
+    max_header_bytes: int = Field(32 * 1024, ge=1024, description="all header fields together (431 beyond)")
+    max_url_bytes: int = Field(8 * 1024, ge=256, description="request target length (414 beyond)")
+    header_timeout_s: float = Field(10.0, gt=0, description="time to send the request line and headers (408)")
+    body_timeout_s: float = Field(30.0, gt=0, description="time to send the body once headers are in (408)")
+    keep_alive_s: float = Field(5.0, gt=0, description="an idle kept-alive connection is closed after this")
+    max_connections: int = Field(1024, ge=1, description="concurrent connections; beyond, new ones get 503")
 
 
 class Plan(_Strict):
@@ -186,6 +223,7 @@ class Plan(_Strict):
     judges: dict[str, Upstream] = Field(default_factory=dict, description="models a 'judge' check may call")
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="larger request bodies get 413 before "
                                                                       "they are read or parsed")
+    http: HttpLimits = Field(default_factory=HttpLimits)
     sandbox: Literal["bubblewrap", "unsafe-local"] = Field(
         "bubblewrap", description="isolation for python_tests checks; unsafe-local runs model code unisolated")
     reserve_max_tokens: int = Field(1024, ge=1, description="tokens reserved against a budget when a request "

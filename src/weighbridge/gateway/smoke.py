@@ -98,9 +98,10 @@ def run_smoke(plan: Plan, requests: list[SmokeRequest], api_key: str | None = No
     import uvicorn
 
     from .app import create_app
+    from .http_limits import uvicorn_config
 
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(plan), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn_config(create_app(plan), plan, "127.0.0.1", port))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.time() + 30

@@ -1,0 +1,130 @@
+"""Limits on what a client may do before its request reaches the app: header count and size, URL
+length, and how long it may take to send its headers.
+
+An ASGI app only sees a request once its headers are complete, so a client that sends headers one
+byte a minute (slowloris) or a megabyte of them is invisible to it; uvicorn sets no limit of its
+own on either with httptools. These checks therefore sit in the HTTP protocol: a subclass of
+uvicorn's httptools protocol that answers 431 (too many or too large headers), 414 (URL too long)
+or 408 (headers not complete in time) and closes the connection. The body has its own limits in
+the app (``max_body_bytes``, ``body_timeout_s``), where a JSON error can name them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from .plan import Plan
+
+_REASONS = {408: b"Request Timeout", 414: b"URI Too Long", 431: b"Request Header Fields Too Large"}
+
+
+class LimitedHttpTools(HttpToolsProtocol):
+    max_headers = 100
+    max_header_bytes = 32 * 1024
+    max_url_bytes = 8 * 1024
+    header_timeout_s = 10.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._header_timer: asyncio.TimerHandle | None = None
+        self._rejected = False
+        self._count = 0
+        self._bytes = 0
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._rejected:
+            return
+        if self._header_timer is None and self.cycle is not None and self.cycle.response_complete:
+            self._arm()  # the next request on a kept-alive connection gets its own deadline
+        super().data_received(data)
+
+    def send_400_response(self, msg: str) -> None:
+        if not self._rejected:  # after our own answer the parser's error is not sent as well
+            super().send_400_response(msg)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._count = self._bytes = 0
+        if self._header_timer is None:
+            self._arm()
+
+    def on_url(self, url: bytes) -> None:
+        super().on_url(url)
+        if len(self.url) > self.max_url_bytes:
+            self._reject(414, f"the URL is longer than {self.max_url_bytes:,} bytes")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count += 1
+        self._bytes += len(name) + len(value) + 4
+        if self._count > self.max_headers:
+            self._reject(431, f"more than {self.max_headers} header fields")
+        if self._bytes > self.max_header_bytes:
+            self._reject(431, f"the header fields are larger than {self.max_header_bytes:,} bytes")
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._disarm()
+        super().on_headers_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._disarm()  # the keep-alive timer takes over until the next request begins
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _arm(self) -> None:
+        self._disarm()
+        self._header_timer = self.loop.call_later(self.header_timeout_s, self._headers_too_slow)
+
+    def _disarm(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_too_slow(self) -> None:
+        self._header_timer = None
+        if self.cycle is not None and not self.cycle.response_complete:
+            return  # headers came in; the app is working on it
+        self._reject(408, f"the request headers did not arrive within {self.header_timeout_s:g} s", raise_=False)
+
+    def _reject(self, status: int, message: str, raise_: bool = True) -> None:
+        if not self._rejected and not self.transport.is_closing():
+            body = ('{"error":{"message":"' + message + '","type":"invalid_request_error","param":null,'
+                    '"code":"request_rejected"}}').encode()
+            self.transport.write(b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+                                 b"connection: close\r\n\r\n" % (status, _REASONS[status], len(body)) + body)
+            self.transport.close()
+        self._rejected = True
+        self._disarm()
+        if raise_:
+            raise _Rejected(message)  # stops the parser; uvicorn's 400 for it is suppressed above
+
+
+class _Rejected(Exception):
+    pass
+
+
+def protocol_for(plan: Plan) -> type[HttpToolsProtocol]:
+    """The protocol class with this plan's limits."""
+    limits = plan.http
+    return type("PlanLimitedHttpTools", (LimitedHttpTools,), {
+        "max_headers": limits.max_headers, "max_header_bytes": limits.max_header_bytes,
+        "max_url_bytes": limits.max_url_bytes, "header_timeout_s": limits.header_timeout_s})
+
+
+def uvicorn_config(app: Any, plan: Plan, host: str, port: int) -> uvicorn.Config:
+    """How ``serve`` and the smoke run start the gateway: uvicorn with the plan's HTTP limits."""
+    return uvicorn.Config(app, host=host, port=port, log_level="warning", http=protocol_for(plan),  # type: ignore[arg-type]
+                          timeout_keep_alive=int(plan.http.keep_alive_s),
+                          limit_concurrency=plan.http.max_connections)
