@@ -118,6 +118,11 @@ def main() -> int:
         print(f"{name:28} {pct(value):>7}   goal {goal:7} {'met' if ok else 'MISSED'}")
     for name, ms in speed.items():
         print(f"ms per 1 KB, {name:28} {ms:.3f}   goal < 0.5 ms {'met' if ms < 0.5 else 'MISSED'}")
+    hand = evaluate(redactor, [r for r in rows if r.get("note") == "hand"])
+    found = sum(t.found for t in hand.types.values())
+    labelled = sum(t.labelled for t in hand.types.values())
+    print(f"hand-written strings alone: {found}/{labelled} PII values found, "
+          f"{hand.lookalikes_hit}/{hand.lookalikes} look-alikes touched")
     if ev.lookalike_notes:
         print("look-alikes touched: " + ", ".join(f"{k} {v}" for k, v in ev.lookalike_notes.most_common()))
     return 0

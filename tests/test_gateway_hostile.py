@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import socket
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -19,11 +17,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from weighbridge.procs import stop
-
-from .conftest import free_port, write
+from .conftest import write
 from .fake_upstream import FakeUpstream
-from .test_gateway_faults import _wait_ready
+from .serve_process import serve
 from .test_gateway_limits import _read_reply
 
 RAW = ["alice@example.org", "bob@example.org", "eve@example.org", "admin@example.org", "4111 1111 1111 1111",
@@ -75,15 +71,8 @@ routes:
     cache: {{ttl_s: 600}}
     upstreams: [{{name: u, base_url: '{up.base_url}', model: fake-model}}]
 """)
-        port = free_port()
-        proc = subprocess.Popen([sys.executable, "-m", "weighbridge", "serve", "--plan", str(plan), "--port", str(port)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        base = f"http://127.0.0.1:{port}"
-        _wait_ready(base, proc)
-        try:
+        with serve(str(plan)) as (base, proc):
             yield base, tmp_path, up, proc
-        finally:
-            stop(proc)
 
 
 def _audit(tmp_path: Path) -> list[dict]:
@@ -135,6 +124,26 @@ def test_fake_upstream_pii_in_every_field_is_masked_before_the_upstream_cache_an
     metrics = httpx.get(base + "/metrics").text
     assert 'weighbridge_cache_total{result="skipped_pii",route="chat"} 2' in metrics
     _no_raw(_stored(tmp))
+
+
+REPORTED = [  # the values the issue found the old regexes missing, and the look-alikes they masked
+    ("Ruf an: 030 12345678, Handy 0171 1234567", "Ruf an: [PHONE], Handy [PHONE]"),
+    ("打+8613800138000或13800138000", "打[PHONE]或[PHONE]"),
+    ("call 4155552671 or 07700 900123", "call [PHONE] or [PHONE]"),
+    ("Amex 3714 496353 98431, iban de89 3704 0044 0532 0130 00", "Amex [CARD], iban [IBAN]"),
+    ("SSN 078051120, mail müller@beispiel.de", "SSN [NATIONAL_ID], mail [EMAIL]"),
+    ("Order #123-456-7890 at 2024-11-23 14:05:33, version 1.2.3.4",
+     "Order #123-456-7890 at 2024-11-23 14:05:33, version 1.2.3.4"),
+]
+
+
+def test_fake_upstream_the_reported_misses_and_false_positives_through_serve(served):
+    base, _, up, _ = served
+    for text, masked in REPORTED:
+        r = httpx.post(base + "/v1/chat/completions", timeout=10,
+                       json={"model": "chat", "messages": [{"role": "user", "content": text}]})
+        assert r.status_code == 200
+        assert up.posts[-1]["messages"][0]["content"] == masked
 
 
 def test_fake_upstream_an_answer_with_pii_is_not_cached_and_is_masked_in_the_audit(served):

@@ -5,8 +5,6 @@ type is a 400 naming the field, never a 500. The fake upstream only answers the 
 from __future__ import annotations
 
 import socket
-import subprocess
-import sys
 import threading
 import time
 
@@ -15,11 +13,10 @@ import pytest
 from typer.testing import CliRunner
 
 from weighbridge.cli import app as cli
-from weighbridge.procs import stop
 
-from .conftest import free_port, write
+from .conftest import write
 from .fake_upstream import FakeUpstream, ok_stream
-from .test_gateway_faults import _wait_ready
+from .serve_process import serve
 
 ASK = [{"role": "user", "content": "hi"}]
 
@@ -38,15 +35,8 @@ def served(tmp_path):
     with FakeUpstream(_answer) as up:
         plan = write(tmp_path / "plan.yaml", f"routes:\n  chat:\n    upstreams: [{{name: u, base_url: '{up.base_url}', "
                                              "model: fake-model}]\nmax_body_bytes: 1048576\n")
-        port = free_port()
-        proc = subprocess.Popen([sys.executable, "-m", "weighbridge", "serve", "--plan", str(plan), "--port", str(port)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        base = f"http://127.0.0.1:{port}"
-        _wait_ready(base, proc)
-        try:
+        with serve(str(plan)) as (base, proc):
             yield base, plan, proc
-        finally:
-            stop(proc)
 
 
 def test_fake_upstream_an_oversized_body_is_413_and_the_gateway_keeps_answering(served):

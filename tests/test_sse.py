@@ -117,13 +117,13 @@ def test_fake_upstream_crlf_stream_passes_through_the_gateway_as_lf(tmp_path, eo
     import httpx
 
     from .conftest import write
-    from .gateway_server import Gateway
+    from .serve_process import serve
 
     with FakeUpstream(lambda h, b, n: ok_stream(h, WORDS), eol=eol, split_eol=True) as up:
         plan = write(tmp_path / "plan.yaml", f"routes:\n  chat:\n    upstreams: [{{name: u, base_url: '{up.base_url}', "
                                              "model: fake-model}]\n")
-        with Gateway(str(plan)) as gw:
-            with httpx.stream("POST", gw + "/chat/completions", timeout=10,
+        with serve(str(plan)) as (base, _):
+            with httpx.stream("POST", base + "/v1/chat/completions", timeout=10,
                               json={"model": "chat", "stream": True, "messages": [{"role": "user", "content": "hi"}]}) as r:
                 body = r.read().decode()
     assert r.status_code == 200 and "\r" not in body and body.endswith("data: [DONE]\n\n")

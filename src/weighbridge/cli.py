@@ -489,7 +489,9 @@ def serve(plan: Path = typer.Option(..., "--plan", help="Routing plan YAML."),
         app_ = create_app(the_plan)
         console.print(f"weighbridge gateway on http://{host}:{port}/v1 · routes: {', '.join(the_plan.routes)} · "
                       f"{'API keys required' if keyed else 'no API keys (loopback only)'} · audit: "
-                      f"{app_.state.gateway.writer.sink.where}", highlight=False)
+                      f"{app_.state.gateway.writer.sink.where} "
+                      f"({'signed' if app_.state.gateway.audit_key else 'unsigned: set ' + the_plan.audit.hmac_key_env})"
+                      f", head in {the_plan.audit_head()}", highlight=False)
         uvicorn.Server(uvicorn_config(app_, the_plan, host, port)).run()
 
 
@@ -504,7 +506,7 @@ def _smoke(the_plan: Any, requests: list[Any], api_key: Optional[str]) -> None:
         t.add_row(r.route, f"{r.endpoint}{' (stream)' if r.stream else ''}", str(r.status), r.upstream,
                   r.escalated or "-", r.cache, f"{r.ms:,.0f}", escape(answer[:70] + ("…" if len(answer) > 70 else "")))
     console.print(t)
-    where, v = verify_audit(audit_url(the_plan, None))
+    where, v = verify_audit(audit_url(the_plan, None), head=the_plan.audit_head(), key_env=the_plan.audit.hmac_key_env)
     console.print(f"audit: {v.records} records in {where}, chain {'intact' if v.ok else 'BROKEN'} · head {v.head[:16]}…",
                   highlight=False)
     if any(r.status >= 500 for r in results) or not v.ok:
@@ -582,22 +584,37 @@ app.add_typer(audit_app, name="audit")
 @audit_app.command("verify")
 def audit_verify(plan: Optional[Path] = typer.Option(None, "--plan", help="Plan whose audit log to check."),
                  url: Optional[str] = typer.Option(None, "--url", help="Audit log: a SQLite path or postgresql://…"),
+                 head: Optional[str] = typer.Option(None, "--head", help="Where its head is anchored (default: the "
+                                                                         "plan's audit.head, or beside the log)."),
+                 key_env: Optional[str] = typer.Option(None, "--key-env", help="Env var with the signing key "
+                                                                               "(default: the plan's audit.hmac_key_env, "
+                                                                               "else WEIGHBRIDGE_AUDIT_KEY)."),
                  expect_head: Optional[str] = typer.Option(None, "--expect-head",
                                                            help="Head hash kept from an earlier verify.")) -> None:
-    """Re-hash the whole chain: exit 1 naming each deleted, edited or reordered record."""
+    """Re-hash the whole chain and hold it against its anchored head: exit 1 naming each deleted,
+    edited, reordered or re-hashed record, and a log cut short."""
     from .gateway.admin import audit_url, verify_audit
+    from .gateway.audit import DEFAULT_KEY_ENV
 
     if plan is None and url is None:
         raise _fail(WeighbridgeError("give --plan or --url"))
-    where = audit_url(_plan(plan), url) if plan is not None else str(url)
+    the_plan = _plan(plan) if plan is not None else None
+    where = audit_url(the_plan, url) if the_plan is not None else str(url)
+    if head is None and the_plan is not None and url is None:
+        head = the_plan.audit_head()
+    env = key_env or (the_plan.audit.hmac_key_env if the_plan is not None else DEFAULT_KEY_ENV)
     if "://" not in where and not Path(where).exists():
         raise _fail(WeighbridgeError(f"{where}: no audit log here"))
     try:
-        shown, v = verify_audit(where, expect_head)
+        shown, v = verify_audit(where, expect_head, head, env)
     except Exception as e:  # noqa: BLE001 - a database that cannot be opened is the user's to fix
         raise _fail(WeighbridgeError(f"{where}: {e}")) from None
+    for w in v.warnings:
+        err_console.print(f"[yellow]![/] {w}", highlight=False)
+    signed = "signed (HMAC-SHA256)" if v.signed else f"unsigned (set {env} to sign)"
     if v.ok:
-        console.print(f"[green]ok[/]: {v.records:,} records in {shown}, chain intact · head {v.head}", highlight=False)
+        console.print(f"[green]ok[/]: {v.records:,} records in {shown}, chain intact, {signed}, head anchored in "
+                      f"{v.anchored} · head {v.head}", highlight=False)
         return
     for p in v.problems[:50]:
         err_console.print(f"[red]✗[/] {p}", highlight=False)

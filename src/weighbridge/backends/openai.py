@@ -8,7 +8,6 @@ var the config names and is never logged, stored or put in a manifest.
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import time
 from typing import Any

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from . import state
-from .audit import Verdict, open_sink, verify
+from .audit import DEFAULT_KEY_ENV, Verdict, audit_key, default_head, open_head, open_sink, verify
 from .auth import Period, new_key, period_of
 from .plan import Plan
 
@@ -49,12 +49,18 @@ def audit_url(plan: Plan, override: str | None) -> str:
     return override if override else plan.resolve(plan.audit.url)
 
 
-def verify_audit(url: str, expect_head: str | None = None) -> tuple[str, Verdict]:
+def verify_audit(url: str, expect_head: str | None = None, head: str | None = None,
+                 key_env: str | None = DEFAULT_KEY_ENV) -> tuple[str, Verdict]:
+    """Verify the log at ``url`` against its anchored head (``head``, default beside the log) with
+    the key from ``key_env`` when it is set."""
+    key = audit_key(key_env)
     sink = open_sink(url)
+    store = open_head(head or default_head(url), key)
     try:
-        return sink.where, verify(sink, expect_head)
+        return sink.where, verify(sink, expect_head, key=key, head=store)
     finally:
         sink.close()
+        store.close()
 
 
 def last_records(url: str, last: int) -> list[dict[str, Any]]:

@@ -32,7 +32,7 @@ from starlette.routing import Route as HttpRoute
 
 from ..scrub import scrub, scrub_obj, secret_env
 from . import state
-from .audit import open_sink
+from .audit import audit_key, open_sink
 from .auth import Denied, Guard, Reservation
 from .cache import Cache, RedisCache, SqliteCache, cache_key, is_cacheable, route_fingerprint
 from .cascade import Checker, PlanJudges
@@ -118,7 +118,9 @@ class Gateway:
         self.rng = random.Random(seed)
         state_path = plan.resolve(plan.state)
         self.read_db = state.connect(state_path)
-        self.writer = Writer(state.connect(state_path), open_sink(plan.resolve(plan.audit.url)))
+        self.audit_key = audit_key(plan.audit.hmac_key_env)
+        self.writer = Writer(state.connect(state_path), open_sink(plan.resolve(plan.audit.url), self.audit_key,
+                                                                  plan.audit_head()))
         self.guard = Guard(self.read_db)
         self.cache: Cache = RedisCache(plan.cache) if plan.cache else SqliteCache(self.read_db, self.writer, state_path)
         self.redactor = Redactor(plan.redaction.detectors, plan.redaction.patterns, plan.filters.allow,

@@ -196,6 +196,11 @@ def _default_regions() -> list[str]:
 
 class AuditSettings(_Strict):
     url: str = Field("gateway.db", description="a SQLite path, or postgresql://… for a Postgres server")
+    head: str | None = Field(None, description="where the chain's head is anchored after every commit: a file "
+                                               "path or postgresql://… (default: <url>.head.json beside a SQLite "
+                                               "log, a table in the log's own Postgres)")
+    hmac_key_env: str = Field("WEIGHBRIDGE_AUDIT_KEY", description="env var holding the key that signs each record "
+                                                                  "and the head (HMAC-SHA256); unset: unsigned")
     store_text: bool = Field(False, description="keep the redacted prompt and response text, not only their hashes")
     sync: bool = Field(True, description="answer only after the request's audit record is committed")
 
@@ -237,6 +242,12 @@ class Plan(_Strict):
         if self.default_route is not None and self.default_route not in self.routes:
             raise ValueError(f"default_route '{self.default_route}' is not one of the routes")
         return self
+
+    def audit_head(self) -> str:
+        """The resolved place of the audit chain's anchored head."""
+        from .audit import default_head
+
+        return self.resolve(self.audit.head) if self.audit.head else default_head(self.resolve(self.audit.url))
 
     def resolve(self, p: str) -> str:
         """Relative paths in a plan are relative to the plan file, not to where serve was started."""
