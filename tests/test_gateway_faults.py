@@ -201,7 +201,7 @@ def test_serve_binds_beyond_loopback_only_with_keys(tmp_path, llama_server):
 def _wait_ready(base: str, proc: subprocess.Popen) -> None:
     deadline = time.time() + 30
     while time.time() < deadline:
-        assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:] if proc.stderr else ""
         try:
             if httpx.get(base + "/readyz", timeout=1).status_code == 200:
                 return
