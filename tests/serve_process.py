@@ -27,3 +27,40 @@ def serve(plan: str, env: dict[str, str] | None = None) -> Iterator[tuple[str, s
         yield base, proc
     finally:
         stop(proc)
+
+
+@contextlib.contextmanager
+def health_probe(base: str, pause_s: float = 0.02, min_probes: int = 3) -> Iterator[list[float]]:
+    """Times GET /healthz over and over in a thread while the block runs: the latencies show whether
+    the gateway's event loop kept answering (a failed probe fails the test when the block ends)."""
+    import threading
+    import time
+
+    import httpx
+
+    latencies: list[float] = []
+    failures: list[BaseException] = []
+    done = threading.Event()
+
+    def probe() -> None:
+        while not done.is_set():
+            t = time.monotonic()
+            try:
+                assert httpx.get(base + "/healthz", timeout=10).status_code == 200
+            except BaseException as e:  # noqa: BLE001 - reported to the test below
+                failures.append(e)
+                return
+            latencies.append(time.monotonic() - t)
+            time.sleep(pause_s)
+
+    thread = threading.Thread(target=probe)
+    thread.start()
+    try:
+        yield latencies
+    finally:
+        deadline = time.monotonic() + 10
+        while len(latencies) < min_probes and not failures and time.monotonic() < deadline:
+            time.sleep(0.01)
+        done.set()
+        thread.join()
+    assert not failures, failures

@@ -46,6 +46,15 @@ def _verify(plan: str, key: str | None):
     return runner.invoke(cli, ["audit", "verify", "--plan", plan], env=env)
 
 
+def _edit_and_rehash(tmp_path, seq: int) -> sqlite3.Connection:
+    """Change one record's status and recompute the plain chain after it, as someone without the key would."""
+    db = sqlite3.connect(tmp_path / "gateway.db")
+    body = db.execute("SELECT record FROM audit WHERE seq=?", (seq,)).fetchone()[0]
+    db.execute("UPDATE audit SET record=? WHERE seq=?", (body.replace('"status":200', '"status":404'), seq))
+    _rehash(db)
+    return db
+
+
 def _rehash(db: sqlite3.Connection) -> None:
     """What someone without the key can do: recompute every plain sha256 link after an edit."""
     prev = "0" * 64
@@ -80,10 +89,7 @@ def test_fake_upstream_a_signed_log_edited_and_re_hashed_is_caught(tmp_path):
     plan = _serve(tmp_path, 4, KEY)
     unkeyed = _verify(plan, None)  # a verifier without the key cannot vouch for a signed log: it says so
     assert unkeyed.exit_code == 1 and "set its key" in unkeyed.output
-    db = sqlite3.connect(tmp_path / "gateway.db")
-    body = db.execute("SELECT record FROM audit WHERE seq=2").fetchone()[0]
-    db.execute("UPDATE audit SET record=? WHERE seq=2", (body.replace('"status":200', '"status":404'),))
-    _rehash(db)
+    db = _edit_and_rehash(tmp_path, 2)
     bad = _verify(plan, KEY)
     assert bad.exit_code == 1 and "re-hashed" in bad.output, bad.output
     # and rewriting the head file to match, without the key to sign it, is caught too
@@ -96,10 +102,7 @@ def test_fake_upstream_a_signed_log_edited_and_re_hashed_is_caught(tmp_path):
 
 def test_fake_upstream_an_unsigned_log_re_hashed_is_caught_by_its_head_unless_the_head_is_rewritten_too(tmp_path):
     plan = _serve(tmp_path, 3, None)
-    db = sqlite3.connect(tmp_path / "gateway.db")
-    body = db.execute("SELECT record FROM audit WHERE seq=1").fetchone()[0]
-    db.execute("UPDATE audit SET record=? WHERE seq=1", (body.replace('"status":200', '"status":404'),))
-    _rehash(db)
+    db = _edit_and_rehash(tmp_path, 1)
     bad = _verify(plan, None)
     assert bad.exit_code == 1 and "differs from the anchored head" in bad.output, bad.output
     # the documented limit: whoever can write both places, with no key in play, can forge both

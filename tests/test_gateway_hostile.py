@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import socket
 import sqlite3
-import threading
 import time
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import pytest
 
 from .conftest import write
 from .fake_upstream import FakeUpstream
-from .serve_process import serve
+from .serve_process import health_probe, serve
 from .test_gateway_limits import _read_reply
 
 RAW = ["alice@example.org", "bob@example.org", "eve@example.org", "admin@example.org", "4111 1111 1111 1111",
@@ -180,23 +179,8 @@ def test_fake_upstream_a_big_body_full_of_pii_is_redacted_without_stalling_other
     base, tmp, up, proc = served
     line = "Customer alice@example.org called from +1 415 555 2671 about card 4111 1111 1111 1111. "
     big = {"model": "chat", "messages": [{"role": "user", "content": line * (3_500_000 // len(line))}]}
-    health: list[float] = []
-    done = threading.Event()
-
-    def probe() -> None:
-        while not done.is_set():
-            t = time.monotonic()
-            assert httpx.get(base + "/healthz", timeout=10).status_code == 200
-            health.append(time.monotonic() - t)
-            time.sleep(0.02)
-
-    t = threading.Thread(target=probe)
-    t.start()
-    try:
+    with health_probe(base) as health:
         r = httpx.post(base + "/v1/chat/completions", json=big, timeout=120)
-    finally:
-        done.set()
-        t.join()
     assert r.status_code == 200, r.text
     assert len(health) >= 5 and max(health) < 1.0, (len(health), max(health))
     _no_raw(json.dumps(up.posts[-1]))

@@ -5,7 +5,6 @@ type is a 400 naming the field, never a 500. The fake upstream only answers the 
 from __future__ import annotations
 
 import socket
-import threading
 import time
 
 import httpx
@@ -16,7 +15,7 @@ from weighbridge.cli import app as cli
 
 from .conftest import write
 from .fake_upstream import FakeUpstream, ok_stream
-from .serve_process import serve
+from .serve_process import health_probe, serve
 
 ASK = [{"role": "user", "content": "hi"}]
 
@@ -41,22 +40,12 @@ def served(tmp_path):
 
 def test_fake_upstream_an_oversized_body_is_413_and_the_gateway_keeps_answering(served):
     base, _, proc = served
-    health: list[float] = []
-
-    def probe() -> None:
-        for _ in range(10):
-            t = time.monotonic()
-            assert httpx.get(base + "/healthz", timeout=5).status_code == 200
-            health.append(time.monotonic() - t)
-            time.sleep(0.05)
-
-    t = threading.Thread(target=probe)
-    t.start()
     big = b'{"model": "chat", "messages": [{"role": "user", "content": "' + b"x" * (50 * 1024 * 1024) + b'"}]}'
     t0 = time.monotonic()
-    r = httpx.post(base + "/v1/chat/completions", content=big, headers={"content-type": "application/json"}, timeout=30)
+    with health_probe(base, pause_s=0.05) as health:
+        r = httpx.post(base + "/v1/chat/completions", content=big, headers={"content-type": "application/json"},
+                       timeout=30)
     took = time.monotonic() - t0
-    t.join()
     assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
     assert "at most 1,048,576" in r.json()["error"]["message"]
     assert max(health) < 1.0, health  # the event loop was never stalled by the body
