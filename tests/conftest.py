@@ -45,14 +45,11 @@ def gemma_path() -> Path:
     return resolve_bundled("gemma3-270m", "gemma3-270m")
 
 
-@pytest.fixture(scope="session")
-def llama_server(smollm_path: Path, tmp_path_factory: pytest.TempPathFactory):
-    """A real ``python -m llama_cpp.server`` serving SmolLM2 on a free loopback port."""
+def _start_llama_server(model: Path, alias: str, log: Path) -> tuple[str, subprocess.Popen]:
     port = free_port()
-    log = tmp_path_factory.mktemp("server") / "server.log"
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(smollm_path),
-                                 "--model_alias", "smollm2", "--host", "127.0.0.1", "--port", str(port),
+        proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(model),
+                                 "--model_alias", alias, "--host", "127.0.0.1", "--port", str(port),
                                  "--n_ctx", "2048", "--n_threads", "2", "--interrupt_requests", "False"], stdout=out, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}/v1"
     deadline = time.time() + 60
@@ -67,6 +64,24 @@ def llama_server(smollm_path: Path, tmp_path_factory: pytest.TempPathFactory):
     else:
         proc.kill()
         raise RuntimeError("llama_cpp.server did not become ready in 60 s")
+    return base, proc
+
+
+@pytest.fixture(scope="session")
+def llama_server(smollm_path: Path, tmp_path_factory: pytest.TempPathFactory):
+    """A real ``python -m llama_cpp.server`` serving SmolLM2 on a free loopback port."""
+    base, proc = _start_llama_server(smollm_path, "smollm2", tmp_path_factory.mktemp("server") / "server.log")
+    yield base
+    stop(proc)
+
+
+@pytest.fixture(scope="session")
+def qwen_server(tmp_path_factory: pytest.TempPathFactory):
+    """``llama_cpp.server`` serving the bundled Qwen2.5-Coder (its GGUF chat template renders tools)."""
+    from weighbridge.backends.bundled import resolve_bundled
+
+    path = resolve_bundled("qwen2.5-coder-0.5b", "qwen")
+    base, proc = _start_llama_server(path, "qwen", tmp_path_factory.mktemp("qwen-server") / "server.log")
     yield base
     stop(proc)
 

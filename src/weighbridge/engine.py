@@ -78,14 +78,16 @@ def build_request(spec: ModelSpec, case: Case, sample: int = 0) -> Request:
         from .backends.llamacpp import render_completion_prompt
 
         return Request(prompt=render_completion_prompt(spec.prompt_template, messages), temperature=p.temperature,
-                       top_p=p.top_p, max_tokens=p.max_tokens, seed=seed, stop=list(p.stop))
+                       top_p=p.top_p, max_tokens=p.max_tokens, seed=seed, stop=list(p.stop), tools=case.tool_dicts(),
+                       response_format=case.response_format)
     return Request(messages=messages, temperature=p.temperature, top_p=p.top_p, max_tokens=p.max_tokens,
-                   seed=seed, stop=list(p.stop))
+                   seed=seed, stop=list(p.stop), tools=case.tool_dicts(), tool_choice=case.tool_choice,
+                   response_format=case.response_format)
 
 
 def cache_key(identity_key: str, request: Request, sample: int) -> str:
     """Model identity + every decoding param + the exact input + the repeat index."""
-    return stable_hash({"model": identity_key, "request": request.__dict__, "sample": sample})
+    return stable_hash({"model": identity_key, "request": request.cache_fields(), "sample": sample})
 
 
 class Bakeoff:
@@ -212,7 +214,7 @@ class Bakeoff:
         return todo
 
     async def _score(self, case: Case, gen: Generation) -> list[tuple[str, Score]]:
-        return await score_answer(self._scorers[case.id], case, gen.text, self.judge_ctx)
+        return await score_answer(self._scorers[case.id], case, gen, self.judge_ctx)
 
     def _judge_family_warnings(self) -> list[str]:
         """A judge tends to prefer its own family's answers: say so when it grades one of them."""
@@ -287,11 +289,15 @@ class Bakeoff:
         return self.stats
 
 
-async def score_answer(scorers: list[Scorer], case: Case, text: str, judge_ctx: Any) -> list[tuple[str, Score]]:
-    """Every scorer of a case on one answer: code runs in a thread, judges call their model."""
+async def score_answer(scorers: list[Scorer], case: Case, gen: Generation, judge_ctx: Any) -> list[tuple[str, Score]]:
+    """Every scorer of a case on one answer: code runs in a thread, judges call their model, the
+    tool-call scorer reads the calls as data."""
     out: list[tuple[str, Score]] = []
+    text = gen.text
     for s in scorers:
-        if getattr(s, "needs_judge", False):
+        if getattr(s, "wants_generation", False):
+            out.append((s.kind, s.score_calls(gen.tool_calls, case.expected)))  # type: ignore[attr-defined]
+        elif getattr(s, "needs_judge", False):
             out.append((s.kind, await s.ascore(case.rendered_messages(), text, case.expected, judge_ctx)))  # type: ignore[attr-defined]
         elif s.kind == "python_tests":
             out.append((s.kind, await asyncio.to_thread(s.score, text, case.expected)))
@@ -429,7 +435,7 @@ async def rescore_run(config: Config, store: Store, run_id: str, *, use_cache: b
         for row in store.generations(run_id):
             if row.generation is None:
                 continue
-            scores = await score_answer(scorers[row.case_id], cases[row.case_id], row.generation.text, judges)
+            scores = await score_answer(scorers[row.case_id], cases[row.case_id], row.generation, judges)
             passed = bool(scores) and all(sc.passed for _, sc in scores)
             changed += int(passed != row.passed)
             done += 1

@@ -20,7 +20,7 @@ TokenSource = Literal["server", "engine", "tokenizer", "chunks", "none"]
 class Request:
     """What to send: chat messages (chat mode) or a prompt (completion mode), plus decoding params."""
 
-    messages: list[dict[str, str]] | None = None
+    messages: list[dict[str, Any]] | None = None  # may hold assistant tool calls and tool results
     prompt: str | None = None
     temperature: float = 0.0
     top_p: float = 1.0
@@ -28,6 +28,24 @@ class Request:
     seed: int = 42
     stop: list[str] = field(default_factory=list)
     json_schema: dict[str, Any] | None = None  # constrain the reply (grammar / response_format) where supported
+    tools: list[dict[str, Any]] | None = None  # OpenAI function tools offered to the model
+    tool_choice: str | dict[str, Any] | None = None
+    response_format: dict[str, Any] | None = None  # {"type": "json_object"} or {"type": "json_schema", ...}
+
+    def cache_fields(self) -> dict[str, Any]:
+        """What identifies the request for the response cache; new fields count only when set, so
+        requests made before they existed keep their keys."""
+        return {k: v for k, v in self.__dict__.items()
+                if v is not None or k not in ("tools", "tool_choice", "response_format")}
+
+    def schema(self) -> dict[str, Any] | None:
+        """The JSON schema the reply must follow, from ``json_schema`` or a json_schema ``response_format``."""
+        if self.json_schema is not None:
+            return self.json_schema
+        rf = self.response_format or {}
+        if rf.get("type") == "json_schema":
+            return (rf.get("json_schema") or {}).get("schema") or {}
+        return None
 
 
 @dataclass
@@ -74,6 +92,7 @@ class Generation:
     decode_ms: float | None
     reasoning: str | None = None
     raw: dict[str, Any] = field(default_factory=dict)
+    tool_calls: list[dict[str, Any]] | None = None  # see backends/toolcalls.py for the shape
 
     @classmethod
     def from_timings(cls, timings: Timings, **kw: Any) -> "Generation":

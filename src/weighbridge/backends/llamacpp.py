@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import os
 import threading
 import time
@@ -21,6 +22,7 @@ from typing import Any, Iterator
 from ..errors import BackendError, BackendUnavailable
 from ..gguf import GGUFError, read_metadata
 from ..hashing import cached_sha256, sha256_file, sha256_text
+from . import toolcalls
 from .base import Generation, Request, Timings
 from .bundled import resolve_bundled
 
@@ -61,9 +63,32 @@ def llama_cpp_build() -> dict[str, str]:
 
 def render_completion_prompt(template: str, messages: list[dict[str, str]]) -> str:
     """Completion mode: fill ``{system}`` and ``{user}`` (str.replace, so braces in cases are safe)."""
-    system = "\n".join(m["content"] for m in messages if m["role"] == "system")
-    user = "\n\n".join(m["content"] for m in messages if m["role"] != "system")
+    system = "\n".join(m.get("content") or "" for m in messages if m["role"] == "system")
+    user = "\n\n".join(m.get("content") or "" for m in messages if m["role"] != "system")
     return template.replace("{system}", system + "\n\n" if system else "").replace("{user}", user)
+
+
+def _template_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Messages as chat templates expect them: tool-call arguments as objects (Qwen's and Llama's
+    templates ``tojson`` them), content never missing."""
+    out = []
+    for m in messages:
+        m = dict(m)
+        if m.get("content") is None:
+            m["content"] = ""
+        if m.get("tool_calls"):
+            calls = []
+            for c in m["tool_calls"]:
+                fn = dict(c.get("function") or {})
+                if isinstance(fn.get("arguments"), str):
+                    try:
+                        fn["arguments"] = json.loads(fn["arguments"])
+                    except ValueError:
+                        pass
+                calls.append({**c, "function": fn, **fn})  # some templates read tool_call.name directly
+            m["tool_calls"] = calls
+        out.append(m)
+    return out
 
 
 class LlamaCppBackend:
@@ -209,11 +234,19 @@ class LlamaCppBackend:
         stops = list(request.stop)
         if self.spec.mode == "chat":
             messages = request.messages or [{"role": "user", "content": request.prompt or ""}]
-            formatted = self._formatter(messages=messages)
+            if request.tools and not toolcalls.has_tool_template(self.chat_template):
+                raise BackendError(f"model '{self.name}' has no tool support: its chat template "
+                                   "(tokenizer.chat_template) never renders 'tools', so the offered functions would "
+                                   "not reach it", kind="no_tool_support")
+            formatted = self._formatter(messages=_template_messages(messages), tools=request.tools or None,
+                                        tool_choice=request.tool_choice)
             tokens = llm.tokenize(formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True)
             if formatted.stop:
                 stops += [formatted.stop] if isinstance(formatted.stop, str) else list(formatted.stop)
         else:
+            if request.tools:
+                raise BackendError(f"model '{self.name}' runs in completion mode (a base model): it cannot be offered "
+                                   "tools; give tool cases to chat models", kind="no_tool_support")
             prompt = request.prompt if request.prompt is not None else render_completion_prompt(
                 self.spec.prompt_template, request.messages or [])
             tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
@@ -231,13 +264,15 @@ class LlamaCppBackend:
             pieces: list[str] = []
             finish = None
             grammar = None
-            if request.json_schema is not None:  # constrained decoding: the reply cannot be anything but this JSON
-                import json
-
+            schema = request.schema()
+            want_json = schema is not None or (request.response_format or {}).get("type") == "json_object"
+            if want_json:  # constrained decoding: the reply cannot be anything but this JSON
                 from llama_cpp import LlamaGrammar
+                from llama_cpp.llama_grammar import JSON_GBNF
 
                 with _quiet_stderr(True):
-                    grammar = LlamaGrammar.from_json_schema(json.dumps(request.json_schema), verbose=False)
+                    grammar = (LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False) if schema
+                               else LlamaGrammar.from_string(JSON_GBNF, verbose=False))
             try:
                 for chunk in llm.create_completion(prompt=tokens, max_tokens=request.max_tokens,
                                                    temperature=request.temperature, top_p=request.top_p,
@@ -254,6 +289,11 @@ class LlamaCppBackend:
             timings.done = time.perf_counter_ns()
             text = "".join(pieces)
             completion_tokens = len(llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)) if text else 0
+        calls = None
+        if request.tools:  # the template asked for calls in text: take them out as data
+            text, calls = toolcalls.from_text(text, request.tools)
+            if calls and finish == "stop":
+                finish = "tool_calls"
         return Generation.from_timings(timings, text=text, finish_reason=finish, prompt_tokens=len(tokens),
                                        completion_tokens=completion_tokens, token_source="tokenizer",
-                                       raw={"stop": stops})
+                                       raw={"stop": stops}, tool_calls=calls)

@@ -17,8 +17,9 @@ import httpx
 from .. import __version__
 from ..errors import BackendError, BackendUnavailable
 from ..scrub import scrub, secret_env
-from . import servers
+from . import servers, toolcalls
 from .base import Generation, Request, Timings
+from .toolcalls import DeltaAssembler
 from .sse import DONE, choice_pieces, iter_events
 
 _RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
@@ -138,13 +139,23 @@ class OpenAIBackend:
             body["stop"] = request.stop
         if self._stream_options:
             body["stream_options"] = {"include_usage": True}
-        if request.json_schema is not None and self._response_format:
-            body["response_format"] = {"type": "json_schema",
-                                       "json_schema": {"name": "reply", "schema": request.json_schema, "strict": True}}
+        if self._response_format:
+            if request.response_format is not None:
+                body["response_format"] = request.response_format
+            elif request.json_schema is not None:
+                body["response_format"] = {"type": "json_schema",
+                                           "json_schema": {"name": "reply", "schema": request.json_schema, "strict": True}}
+        if request.tools:
+            body["tools"] = request.tools
+            if request.tool_choice is not None:
+                body["tool_choice"] = request.tool_choice
         if request.messages is not None:
             body["messages"] = request.messages
             path = "/chat/completions"
         else:
+            if request.tools:
+                raise BackendError(f"model '{self.name}' runs in completion mode: /completions takes no tools; "
+                                   "give tool cases to chat models", kind="no_tool_support")
             body["prompt"] = request.prompt
             path = "/completions"
         body.update(self.spec.extra_body)
@@ -171,6 +182,7 @@ class OpenAIBackend:
         usage: dict[str, Any] | None = None
         finish: str | None = None
         chunks = 0
+        calls = DeltaAssembler()
         ended = False  # saw [DONE] or a finish_reason: the stream was not cut short
         try:
             async with self.client().stream("POST", url, json=body) as resp:
@@ -205,7 +217,9 @@ class OpenAIBackend:
                         if piece or think or tools:
                             timings.mark_token()
                             chunks += 1
-                        text.append(piece + tools)
+                        text.append(piece)
+                        if (choice.get("delta") or {}).get("tool_calls"):
+                            calls.feed(choice["delta"]["tool_calls"])
                         if think:
                             reasoning.append(think)
                         if choice.get("finish_reason"):
@@ -224,7 +238,11 @@ class OpenAIBackend:
             prompt_tokens, completion_tokens, source = usage.get("prompt_tokens"), usage["completion_tokens"], "server"
         else:
             prompt_tokens, completion_tokens, source = None, chunks, "chunks"
-        return Generation.from_timings(timings, text="".join(text), finish_reason=finish, prompt_tokens=prompt_tokens,
+        answer, tool_calls = "".join(text), calls.calls()
+        if request.tools and not tool_calls:  # a server without a tool parser hands the calls over as text
+            answer, tool_calls = toolcalls.from_text(answer, request.tools)
+        return Generation.from_timings(timings, text=answer, finish_reason=finish, prompt_tokens=prompt_tokens,
                                        completion_tokens=completion_tokens, token_source=source,
                                        reasoning="".join(reasoning) or None,
-                                       raw={"usage": usage, "chunks": chunks})
+                                       raw={"usage": usage, "chunks": chunks},
+                                       tool_calls=tool_calls if request.tools or tool_calls else None)

@@ -145,6 +145,13 @@ def identify_gguf(path: Path, book: LicenseBook) -> Identity:
     lic = book.get(key) or book.get(meta.get("general.license.name"))
     note = "" if lic else (f"GGUF says license '{key}', which the catalog does not know" if key
                            else "the GGUF names no license (general.license)")
+    if lic is None and key is None and match:  # silent file, known model: the catalog entry's sourced license
+        from .catalog import load_catalog
+
+        entry = load_catalog().get(match)
+        if entry is not None and book.get(entry.license):
+            key, lic = entry.license, book.get(entry.license)
+            note = f"the GGUF names no license; the catalog entry {match} (sourced) says {entry.license}"
     return Identity(str(path), "gguf", key, lic, facts, note)
 
 

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Iterator, Literal
 
+import jsonschema
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ..errors import ConfigError
@@ -26,10 +28,67 @@ _VAR = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 BUILTIN_PREFIX = "builtin:"
 
 
+class ToolCallSpec(BaseModel):
+    """An earlier call in a multi-turn history: ``{id, function: {name, arguments}}`` (arguments as
+    an object or as the JSON text the OpenAI API carries)."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str
+    type: Literal["function"] = "function"
+    function: dict[str, Any]
+
+    @model_validator(mode="after")
+    def _shape(self) -> "ToolCallSpec":
+        if not isinstance(self.function.get("name"), str):
+            raise ValueError("a tool call's function needs a 'name'")
+        args = self.function.get("arguments", {})
+        if isinstance(args, dict):
+            self.function["arguments"] = json.dumps(args, ensure_ascii=False)
+        elif not isinstance(args, str):
+            raise ValueError("a tool call's 'arguments' is an object or a JSON string")
+        return self
+
+
 class Message(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    role: Literal["system", "user", "assistant"]
-    content: str
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str | None = None
+    name: str | None = None
+    tool_calls: list[ToolCallSpec] | None = None
+    tool_call_id: str | None = None
+
+    @model_validator(mode="after")
+    def _shape(self) -> "Message":
+        if self.content is None and not self.tool_calls:
+            raise ValueError("a message needs 'content' (or, for an assistant, 'tool_calls')")
+        if self.tool_calls and self.role != "assistant":
+            raise ValueError("only an assistant message can hold 'tool_calls'")
+        if self.role == "tool" and not self.tool_call_id:
+            raise ValueError("a tool message needs 'tool_call_id': the call it answers")
+        return self
+
+
+class FunctionTool(BaseModel):
+    """An OpenAI function tool: ``{type: function, function: {name, description, parameters}}``."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["function"] = "function"
+    function: dict[str, Any]
+
+    @model_validator(mode="after")
+    def _shape(self) -> "FunctionTool":
+        fn = self.function
+        if not isinstance(fn.get("name"), str) or not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", fn["name"]):
+            raise ValueError("a tool's function needs a 'name' of letters, digits, _ . - (at most 64)")
+        unknown = set(fn) - {"name", "description", "parameters", "strict"}
+        if unknown:
+            raise ValueError(f"unknown key(s) in a tool's function: {', '.join(sorted(unknown))}")
+        params = fn.get("parameters", {"type": "object", "properties": {}})
+        try:
+            jsonschema.validators.validator_for(params).check_schema(params)
+        except jsonschema.SchemaError as e:
+            raise ValueError(f"tool '{fn['name']}': 'parameters' is not a valid JSON schema: {e.message}") from None
+        return self
 
 
 class Case(BaseModel):
@@ -45,9 +104,15 @@ class Case(BaseModel):
     scorers: list[str | dict[str, Any]] = Field(default_factory=list)
     tags: list[str] = Field(default_factory=list)
     workload: str | None = None
+    tools: list[FunctionTool] | None = None
+    tool_choice: Literal["auto", "none", "required"] | dict[str, Any] | None = None
+    response_format: dict[str, Any] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> "Case":
+        if self.response_format is not None and self.response_format.get("type") not in ("json_object", "json_schema",
+                                                                                          "text"):
+            raise ValueError("response_format.type is json_object, json_schema or text")
         if (self.messages is None) == (self.prompt is None):
             raise ValueError("a case needs exactly one of 'messages' or 'prompt'")
         if not self.scorers:
@@ -58,12 +123,25 @@ class Case(BaseModel):
             self.workload = self.tags[0] if self.tags else "general"
         return self
 
-    def rendered_messages(self) -> list[dict[str, str]]:
-        """Chat messages with ``{{vars}}`` filled in (vars were checked at load time)."""
-        msgs = [m.model_dump() for m in self.messages] if self.messages else [{"role": "user", "content": self.prompt or ""}]
+    def rendered_messages(self) -> list[dict[str, Any]]:
+        """Chat messages with ``{{vars}}`` filled in (vars were checked at load time); a history's
+        tool calls and tool results kept as the OpenAI API carries them."""
+        msgs = [m.model_dump(exclude_none=True) for m in self.messages] if self.messages else [
+            {"role": "user", "content": self.prompt or ""}]
         if self.system and not any(m["role"] == "system" for m in msgs):
             msgs.insert(0, {"role": "system", "content": self.system})
-        return [{"role": m["role"], "content": _render(m["content"], self.vars)} for m in msgs]
+        out = []
+        for m in msgs:
+            m = dict(m)
+            if isinstance(m.get("content"), str):
+                m["content"] = _render(m["content"], self.vars)
+            elif m.get("tool_calls"):
+                m["content"] = None
+            out.append(m)
+        return out
+
+    def tool_dicts(self) -> list[dict[str, Any]] | None:
+        return [t.model_dump() for t in self.tools] if self.tools else None
 
 
 def _render(text: str, vars: dict[str, Any]) -> str:
@@ -71,7 +149,7 @@ def _render(text: str, vars: dict[str, Any]) -> str:
 
 
 def _missing_vars(case: Case) -> list[str]:
-    texts = [m.content for m in case.messages or []] + [case.prompt or "", case.system or ""]
+    texts = [m.content or "" for m in case.messages or []] + [case.prompt or "", case.system or ""]
     return sorted({v for t in texts for v in _VAR.findall(t) if v not in case.vars})
 
 

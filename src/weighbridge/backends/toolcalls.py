@@ -1,0 +1,114 @@
+"""Tool calls as data: one shape for every backend, whether the server returned structured
+``tool_calls`` or the model wrote its calls into the text.
+
+A call is ``{"id", "name", "arguments", "raw", "error"}``: ``arguments`` is the parsed JSON object
+(``None`` when it does not parse), ``raw`` the exact string the model produced, ``error`` why it
+did not parse. Keeping the raw string means a scorer can say "arguments are not JSON: …" instead of
+silently treating a broken call as no call.
+
+Models that write calls into text (llama.cpp in-process, and servers without a tool parser, such
+as llama-cpp-python's) use one of two forms, both read here when the request offered tools:
+Hermes/Qwen ``<tool_call>{"name": …, "arguments": …}</tool_call>`` blocks, or — small models
+often do this instead — an answer that is nothing but a JSON object (or list of them), fenced or
+not, with ``name`` naming an offered function and ``arguments``. Anything else stays text.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+_HERMES = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|\Z)", re.DOTALL)
+_FENCED = re.compile(r"^```[A-Za-z]*\s*\n?(.*?)\n?```$", re.DOTALL)
+
+
+def make_call(call_id: str | None, name: str, raw: Any) -> dict[str, Any]:
+    """One call from a name and its arguments (a JSON string as servers send them, or an object)."""
+    if not isinstance(raw, str):
+        raw = json.dumps(raw, ensure_ascii=False)
+    args: Any = None
+    error = None
+    try:
+        args = json.loads(raw) if raw.strip() else {}
+        if not isinstance(args, dict):
+            error, args = f"arguments are JSON but not an object ({type(args).__name__})", None
+    except (ValueError, RecursionError) as e:
+        error = f"arguments are not JSON: {e}"
+    return {"id": call_id, "name": name, "arguments": args, "raw": raw, "error": error}
+
+
+def from_openai(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Structured calls of a non-streamed response (or assembled from stream deltas)."""
+    out = []
+    for i, c in enumerate(calls):
+        fn = c.get("function") or {}
+        out.append(make_call(c.get("id") or f"call_{i}", str(fn.get("name") or ""), fn.get("arguments") or ""))
+    return out
+
+
+class DeltaAssembler:
+    """Streamed tool-call deltas, by index: the first delta of a call names it, later ones append
+    argument text (OpenAI, vLLM, SGLang); some servers resend the whole call in one delta."""
+
+    def __init__(self) -> None:
+        self.slots: dict[int, dict[str, str]] = {}
+
+    def feed(self, deltas: list[dict[str, Any]]) -> None:
+        for d in deltas:
+            idx = d.get("index", len(self.slots)) if isinstance(d.get("index"), int) else len(self.slots)
+            slot = self.slots.setdefault(idx, {"id": "", "name": "", "arguments": ""})
+            slot["id"] = d.get("id") or slot["id"]
+            fn = d.get("function") or {}
+            slot["name"] += fn.get("name") or ""
+            args = fn.get("arguments")
+            slot["arguments"] += args if isinstance(args, str) else (json.dumps(args) if args is not None else "")
+
+    def calls(self) -> list[dict[str, Any]]:
+        return [make_call(s["id"] or f"call_{i}", s["name"], s["arguments"])
+                for i, s in (sorted(self.slots.items()))]
+
+
+def _call_objects(value: Any, names: set[str]) -> list[dict[str, Any]] | None:
+    items = value if isinstance(value, list) else [value]
+    if not items or not all(isinstance(x, dict) and isinstance(x.get("name"), str) for x in items):
+        return None
+    if names and not all(x["name"] in names for x in items):
+        return None
+    return [make_call(f"call_{i}", x["name"], x.get("arguments", x.get("parameters", {}))) for i, x in enumerate(items)]
+
+
+def from_text(text: str, offered: list[dict[str, Any]] | None) -> tuple[str, list[dict[str, Any]]]:
+    """(the text left once calls are taken out, the calls) from a model that writes calls as text."""
+    names = {str((t.get("function") or {}).get("name")) for t in offered or [] if isinstance(t, dict)}
+    blocks = _HERMES.findall(text)
+    if blocks:
+        calls = []
+        for i, block in enumerate(blocks):
+            try:
+                obj = json.loads(block)
+            except (ValueError, RecursionError) as e:
+                name = re.search(r'"name"\s*:\s*"([^"]+)"', block)
+                calls.append({"id": f"call_{i}", "name": name.group(1) if name else "", "arguments": None,
+                              "raw": block, "error": f"the call is not JSON: {e}"})
+                continue
+            found = _call_objects(obj, set())
+            calls.extend(found or [{"id": f"call_{i}", "name": "", "arguments": None, "raw": block,
+                                    "error": "the call has no 'name'"}])
+        return _HERMES.sub("", text).strip(), calls
+    stripped = text.strip()
+    fenced = _FENCED.match(stripped)
+    body = fenced.group(1).strip() if fenced else stripped
+    if body.startswith(("{", "[")):
+        try:
+            found = _call_objects(json.loads(body), names)
+        except (ValueError, RecursionError):
+            found = None
+        if found:
+            return "", found
+    return text, []
+
+
+def has_tool_template(template: str | None) -> bool:
+    """Whether a GGUF chat template renders a ``tools`` list at all (Qwen2.5's, Llama 3.1's, Hermes')."""
+    return bool(template) and re.search(r"\btools\b", template or "") is not None
