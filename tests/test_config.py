@@ -17,7 +17,8 @@ def test_example_config_from_init_is_valid(tmp_path):
 def test_default_config_is_deterministic():
     cfg = default_config()
     assert all(m.params.temperature == 0 for m in cfg.models)
-    assert {m.bundled for m in cfg.models} == {"smollm2-135m", "gemma3-270m"}
+    assert {m.bundled for m in cfg.models} == {"qwen2.5-coder-0.5b", "smollm2-135m", "gemma3-270m"}
+    assert cfg.suites == ["builtin:starter", "builtin:tools[::4]"]
 
 
 def test_yaml_syntax_error_names_file_and_line(tmp_path):

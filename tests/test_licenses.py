@@ -140,6 +140,11 @@ def test_bundled_models_are_identified_from_gguf_metadata():
     # matched to their catalog entries from the GGUF's own base name and size label
     assert smol.identity.facts["catalog_id"] == "smollm2-135m-instruct"
     assert gemma.identity.facts["catalog_id"] == "gemma-3-270m"
+    # the bundled Qwen's GGUF names no license: its catalog entry's sourced one applies, and says so
+    qwen = results["qwen2.5-coder-0.5b"]
+    assert qwen.identity.facts["catalog_id"] == "qwen2.5-coder-0.5b-instruct"
+    assert qwen.identity.license_key == "apache-2.0" and qwen.verdict.verdict == "allowed"
+    assert "the GGUF names no license" in qwen.identity.note
 
 
 def test_hf_folder_front_matter(tmp_path):

@@ -130,3 +130,13 @@ def test_every_starter_case_is_answerable_and_checkable():
         assert all(r.passed for r in results), (case.id, [r.reason for r in results])
         wrong = [s.score("I don't know.", case.expected) for s in scorers]
         assert not all(r.passed for r in wrong), case.id
+
+
+def test_a_suite_reference_can_take_a_slice_of_its_cases(tmp_path):
+    every_fourth = load_suite("builtin:tools[::4]")
+    assert len(every_fourth.cases) == 12 and every_fourth.name == "tools[::4]"
+    assert [c.id for c in load_suite("builtin:starter[2:4]").cases] == [c.id for c in load_suite("builtin:starter").cases[2:4]]
+    with pytest.raises(ConfigError, match="step cannot be 0"):
+        load_suite("builtin:tools[::0]")
+    with pytest.raises(ConfigError, match="selects no case"):
+        load_suite("builtin:tools[100:]")

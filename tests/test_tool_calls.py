@@ -260,3 +260,32 @@ def test_bundled_qwen_calls_tools_through_llama_cpp_server(qwen_server):
     assert score(weather.tool_calls, [{"name": "get_weather", "arguments": {"city": "Paris"}}]).passed
     assert prose.tool_calls == [] and prose.text.strip()
     assert score(prose.tool_calls, "none").passed
+
+
+def test_tool_cases_are_not_run_for_a_model_without_tool_support_and_say_why(tmp_path):
+    from typer.testing import CliRunner
+
+    from weighbridge.cli import app as cli
+    from weighbridge.store import Store
+    from weighbridge.summary import summarise_run
+
+    from .conftest import write
+
+    write(tmp_path / "s.yaml", f"""cases:
+  - {{id: plain, prompt: "Say OK.", scorers: [{{type: contains, value: ok}}]}}
+  - id: weather
+    tools: [{json.dumps(WEATHER)}]
+    prompt: Weather in Paris?
+    expected: [{{name: get_weather, arguments: {{city: Paris}}}}]
+    scorers: [tool_call]
+""")
+    cfg = write(tmp_path / "w.yaml", "models:\n  - {name: smol, backend: llamacpp, bundled: smollm2-135m, n_threads: 2,"
+                                     " params: {max_tokens: 8}}\nsuites: [s.yaml]\nstore: r.db\nreport: r.html\n")
+    r = CliRunner().invoke(cli, ["bakeoff", "-c", str(cfg)])
+    assert r.exit_code == 0, r.output  # not an error: the case does not apply to this model
+    out = " ".join(r.output.split())  # Rich wraps long lines at the terminal's width
+    assert "cases not run" in out and "1 tool case(s) not run - its chat template renders no tools" in out
+    store = Store(str(tmp_path / "r.db"))
+    summary = summarise_run(store, store.latest_run())
+    m = summary.models[0]
+    assert (m.jobs, m.errors, m.not_run) == (1, 0, 1) and "tools" not in m.by_workload

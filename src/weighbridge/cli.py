@@ -50,8 +50,8 @@ def _config(path: Optional[Path]) -> Config:
     if path is None:
         if Path("weighbridge.yaml").exists():
             return load_config("weighbridge.yaml")
-        err_console.print("[dim]no weighbridge.yaml here: using the embedded default "
-                          "(the two bundled models on builtin:starter)[/]")
+        err_console.print("[dim]no weighbridge.yaml here: using the embedded default (the three bundled models "
+                          "on builtin:starter and builtin:tools[::4])[/]")
         return default_config()
     return load_config(path)
 

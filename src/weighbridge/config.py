@@ -155,14 +155,22 @@ def load_config(path: str | Path) -> Config:
     return cfg
 
 
+DEFAULT_SUITES = ["builtin:starter", "builtin:tools[::4]"]
+
+
 def default_config() -> Config:
-    """The embedded default: both bundled models on the starter suite, nothing to configure."""
+    """The embedded default: the three bundled models on the starter suite and every fourth
+    builtin:tools case, nothing to configure. 128 output tokens each keeps `make demo` near five
+    minutes on 2 cores; SmolLM2 and Gemma take no tools, so they are given no tool case."""
     hardware = Price(gpu_hour_usd=DEMO_HARDWARE_USD_PER_HOUR)
+    short = SamplingParams(max_tokens=128)
     return Config(models=[
-        ModelSpec(name="smollm2-135m", backend="llamacpp", bundled="smollm2-135m", price=hardware),
+        ModelSpec(name="qwen2.5-coder-0.5b", backend="llamacpp", bundled="qwen2.5-coder-0.5b", params=short,
+                  price=hardware),
+        ModelSpec(name="smollm2-135m", backend="llamacpp", bundled="smollm2-135m", params=short, price=hardware),
         ModelSpec(name="gemma3-270m", backend="llamacpp", bundled="gemma3-270m", mode="completion",
                   params=SamplingParams(max_tokens=128, stop=BASE_MODEL_STOPS), price=hardware),
-    ])
+    ], suites=list(DEFAULT_SUITES))
 
 
 EXAMPLE_CONFIG = """\

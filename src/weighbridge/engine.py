@@ -103,6 +103,7 @@ class Bakeoff:
         self.identity_keys: dict[str, str] = {}
         self.manifest: dict[str, Any] = {}
         self._scorers: dict[str, list[Scorer]] = {}
+        self.not_applicable: dict[str, dict[str, Any]] = {}
         self.concurrency: dict[str, int] = {}
         self.stats = EngineStats()
 
@@ -146,10 +147,27 @@ class Bakeoff:
             sb = self.manifest["sandbox"]
             self.manifest["warnings"].append(f"python_tests cases fail: {sb['problem']}" if "problem" in sb
                                              else "sandbox: unsafe-local - model code runs with NO isolation")
+        self.not_applicable = self._not_applicable()
+        for name, na in self.not_applicable.items():
+            self.manifest["warnings"].append(f"model '{name}': {len(na['cases'])} tool case(s) not run - {na['reason']}")
+        self.manifest["not_applicable"] = self.not_applicable
         self.concurrency = {n: self._safe_concurrency(n) for n in self.specs}
         self.judge_ctx = JudgeCalls(self)
         for case in self.cases:
             self._scorers[case.id] = [build_scorer(sp, sandbox=self.config.sandbox) for sp in case.scorers]
+
+    def _not_applicable(self) -> dict[str, dict[str, Any]]:
+        """Cases a model cannot take (tool cases for a model without tool support), with the reason:
+        not run, and shown as such, rather than failed or errored."""
+        tool_cases = [c.id for c in self.cases if c.tools]
+        out: dict[str, dict[str, Any]] = {}
+        if not tool_cases:
+            return out
+        for name in self.specs:
+            why = getattr(self.backends[name], "tool_support", lambda: None)()
+            if why:
+                out[name] = {"reason": why, "cases": tool_cases}
+        return out
 
     def _cases_use(self, kind: str) -> bool:
         """Does any case have a scorer of this type?"""
@@ -207,7 +225,9 @@ class Bakeoff:
 
     def _jobs(self, run_id: str) -> list[Job]:
         done = self.store.done_jobs(run_id)
-        jobs = [Job(m, c, s) for m in self.specs for c in self.cases for s in range(self.config.samples)]
+        skip = {m: set(na["cases"]) for m, na in self.not_applicable.items()}
+        jobs = [Job(m, c, s) for m in self.specs for c in self.cases for s in range(self.config.samples)
+                if c.id not in skip.get(m, ())]
         self.stats.jobs_total = len(jobs)
         todo = [j for j in jobs if (j.model, j.case.id, j.sample) not in done]
         self.stats.skipped_resumed = len(jobs) - len(todo)
@@ -259,7 +279,8 @@ class Bakeoff:
         t0 = time.perf_counter()
         self.stats.run_id = run_id
         todo = self._jobs(run_id)
-        totals = {m: len(self.cases) * self.config.samples for m in self.specs}
+        totals = {m: (len(self.cases) - len(self.not_applicable.get(m, {}).get("cases", []))) * self.config.samples
+                  for m in self.specs}
         counters = {m: totals[m] - sum(1 for j in todo if j.model == m) for m in self.specs}
         if progress:
             for m in self.specs:

@@ -63,6 +63,8 @@ class ModelSummary:
     answered_pass_rate: float | None = None
     answered_ci95: tuple[float, float] | None = None
     error_example: str | None = None  # one message of the commonest error kind
+    not_run: int = 0  # cases this model cannot take (tool cases without tool support): not jobs at all
+    not_run_reason: str | None = None
 
     @property
     def error_rate(self) -> float:
@@ -224,5 +226,8 @@ def summarise_run(store: Store, run_id: str) -> RunSummary:
         ms = summarise_model(m["name"], spec, [r for r in rows if r.model == m["name"]], workloads)
         lic = licenses.get(m["name"]) or {}
         ms.license, ms.license_verdict = lic.get("license_name") or lic.get("license_key"), lic.get("verdict")
+        na = (run["manifest"].get("not_applicable") or {}).get(m["name"])
+        if na:
+            ms.not_run, ms.not_run_reason = len(na["cases"]), na["reason"]
         models.append(ms)
     return RunSummary(run=run, models=models, cases=cases, rows=rows)

@@ -145,6 +145,14 @@ class LlamaCppBackend:
     def chat_template(self) -> str | None:
         return self.metadata.get("tokenizer.chat_template")
 
+    def tool_support(self) -> str | None:
+        """Why this model cannot be offered tools, or None when it can (read from the GGUF, no load)."""
+        if self.spec.mode == "completion":
+            return "a completion-mode (base) model takes no tools"
+        if not toolcalls.has_tool_template(self.chat_template):
+            return "its chat template renders no tools"
+        return None
+
     def identity(self) -> dict[str, Any]:
         ident = {"backend": "llamacpp", "sha256": self.sha256, "mode": self.spec.mode, "n_ctx": self.spec.n_ctx}
         if self.spec.mode == "completion":

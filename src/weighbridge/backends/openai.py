@@ -57,6 +57,10 @@ class OpenAIBackend:
                 "server_models": self.server_models, "server_header": self.server_header,
                 "server_info": self.server_info, "server_kind": self.server_kind, "params": self.spec.params.model_dump()}
 
+    def tool_support(self) -> str | None:
+        """A chat server may take tools (whether it answers with calls is what the cases measure)."""
+        return "/completions takes no tools (mode: completion)" if self.spec.mode == "completion" else None
+
     # -- lifecycle ----------------------------------------------------------------------------
     def _headers(self) -> dict[str, str]:
         headers = {"User-Agent": f"weighbridge/{__version__}"}

@@ -126,7 +126,10 @@ def render_html(summary: RunSummary, baseline: dict[str, dict[str, bool]] | None
     row("95% CI (Wilson)", [f"{m.ci95[0]:.1%} – {m.ci95[1]:.1%}" for m in models])
     for w in sorted({w for m in models for w in m.by_workload}):
         row(f"· {w}", [f"{m.by_workload[w]['pass_rate']:.0%} ({m.by_workload[w]['passed']}/{m.by_workload[w]['jobs']})"
-                       if w in m.by_workload else "–" for m in models])
+                       if w in m.by_workload else ("n/a" if m.not_run else "–") for m in models])
+    if any(m.not_run for m in models):
+        row("cases not run", [f"{m.not_run}<div class=why>{_e(m.not_run_reason or '')}</div>" if m.not_run else "0"
+                              for m in models])
     if any(m.samples > 1 for m in models):
         for key in sorted({k for m in models for k in m.pass_at_k}, key=lambda k: int(k.split("@")[1])):
             row(key, [f"{m.pass_at_k[key]:.1%}" if key in m.pass_at_k else "–" for m in models])

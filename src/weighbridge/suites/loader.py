@@ -282,9 +282,23 @@ def builtin_suites() -> list[str]:
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
+_SLICE = re.compile(r"^(?P<ref>.+?)\[(?P<start>-?\d*):(?P<stop>-?\d*)(?::(?P<step>-?\d*))?\]$")
+
+
 def load_suite(ref: str | Path, base_dir: str | Path = ".") -> Suite:
-    """``builtin:NAME`` or a path (relative to ``base_dir``) ending in .yaml/.yml/.jsonl/.csv."""
+    """``builtin:NAME`` or a path (relative to ``base_dir``) ending in .yaml/.yml/.jsonl/.csv, optionally
+    followed by a Python slice of its cases: ``builtin:tools[::4]`` (every fourth), ``cases.csv[:20]``."""
     ref = str(ref)
+    sliced = _SLICE.match(ref)
+    if sliced:
+        parts = [int(sliced.group(k)) if sliced.group(k) else None for k in ("start", "stop", "step")]
+        if parts[2] == 0:
+            raise ConfigError(f"suite slice {ref!r}: the step cannot be 0", field="suites")
+        whole = load_suite(sliced.group("ref"), base_dir)
+        cases = whole.cases[slice(*parts)]
+        if not cases:
+            raise ConfigError(f"suite slice {ref!r} selects no case (the suite has {len(whole.cases)})", field="suites")
+        return Suite(name=f"{whole.name}{ref[sliced.end('ref'):]}", path=ref, cases=cases)
     if ref.startswith(BUILTIN_PREFIX):
         name = ref[len(BUILTIN_PREFIX):]
         res = resources.files("weighbridge.suites") / "builtin" / f"{name}.yaml"
