@@ -67,6 +67,9 @@ class ModelSpec(_Strict):
     # llamacpp
     n_threads: int | None = Field(None, ge=1, le=512)
     n_ctx: int = Field(4096, ge=128)
+    structured_output: Literal["off", "json_schema", "json_object"] = Field(
+        "off", description="for cases checked by json_schema: constrain the reply (a grammar in llama.cpp, "
+                           "response_format on servers) to the scorer's schema, or to any JSON object")
     # openai
     api_key_env: str | None = None
     timeout_s: float = Field(300.0, gt=0)

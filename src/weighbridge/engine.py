@@ -82,7 +82,20 @@ def build_request(spec: ModelSpec, case: Case, sample: int = 0) -> Request:
                        response_format=case.response_format)
     return Request(messages=messages, temperature=p.temperature, top_p=p.top_p, max_tokens=p.max_tokens,
                    seed=seed, stop=list(p.stop), tools=case.tool_dicts(), tool_choice=case.tool_choice,
-                   response_format=case.response_format)
+                   response_format=case.response_format or structured_format(spec, case))
+
+
+def structured_format(spec: ModelSpec, case: Case) -> dict[str, Any] | None:
+    """The response_format a model's ``structured_output`` mode asks for on a case checked by
+    json_schema: the scorer's own schema, or any JSON object. Other cases are left free."""
+    if spec.structured_output == "off":
+        return None
+    schemas = [sp.get("schema") for sp in case.scorers if isinstance(sp, dict) and sp.get("type") == "json_schema"]
+    if not schemas and "json_schema" not in case.scorers:
+        return None
+    if spec.structured_output == "json_schema" and schemas and schemas[0]:
+        return {"type": "json_schema", "json_schema": {"name": "reply", "schema": schemas[0], "strict": True}}
+    return {"type": "json_object"}
 
 
 def cache_key(identity_key: str, request: Request, sample: int) -> str:

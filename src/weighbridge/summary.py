@@ -11,6 +11,7 @@ from typing import Any
 
 from .config import DEFAULT_MAX_ERROR_RATE, ModelSpec
 from .cost import CostFigures, compute_cost
+from .scorers.schema import schema_valid
 from .stats import mean, pass_at_k, percentile, wilson_interval
 from .store import Store, StoredGeneration
 
@@ -65,6 +66,9 @@ class ModelSummary:
     error_example: str | None = None  # one message of the commonest error kind
     not_run: int = 0  # cases this model cannot take (tool cases without tool support): not jobs at all
     not_run_reason: str | None = None
+    schema_valid: int = 0  # answers to json_schema-checked cases that parsed and validated
+    schema_checked: int = 0
+    structured_output: str = "off"
 
     @property
     def error_rate(self) -> float:
@@ -137,6 +141,7 @@ def summarise_model(name: str, spec: ModelSpec, rows: list[StoredGeneration], wo
             message = r.error.split(":", 1)[-1].strip()
             examples.setdefault(kind, message if len(message) <= 160 else message[:159] + "…")
     answered_passed = sum(1 for r in answered if r.passed)
+    schema_scores = [reason for r in answered for kind, _, reason in _score_reasons(r) if kind == "json_schema"]
     main_kind = max(errors, key=lambda k: errors[k]) if errors else None
     return ModelSummary(
         model=name, backend=spec.backend, jobs=len(rows), answered=len(answered), errors=len(rows) - len(answered),
@@ -154,7 +159,13 @@ def summarise_model(name: str, spec: ModelSpec, rows: list[StoredGeneration], wo
         error_kinds=errors, samples=samples, pass_at_k=at_k, unstable_cases=unstable,
         answered_pass_rate=answered_passed / len(answered) if answered else None,
         answered_ci95=wilson_interval(answered_passed, len(answered)) if answered else None,
-        error_example=examples.get(main_kind) if main_kind else None)
+        error_example=examples.get(main_kind) if main_kind else None,
+        schema_valid=sum(1 for reason in schema_scores if schema_valid(reason)), schema_checked=len(schema_scores),
+        structured_output=spec.structured_output)
+
+
+def _score_reasons(row: StoredGeneration) -> list[tuple[str, bool, str]]:
+    return [(name, s.passed, s.reason) for name, s in (row.scores or [])]
 
 
 @dataclass

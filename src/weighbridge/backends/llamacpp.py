@@ -68,6 +68,32 @@ def render_completion_prompt(template: str, messages: list[dict[str, str]]) -> s
     return template.replace("{system}", system + "\n\n" if system else "").replace("{user}", user)
 
 
+def _grammar_parses(llm: Any, text: str) -> bool:
+    """Whether llama.cpp accepts a grammar: it answers a parse error with a NULL sampler (and a line
+    on stderr), which, passed on, would crash the sampler chain."""
+    import llama_cpp
+
+    with _quiet_stderr(True):
+        sampler = llama_cpp.llama_sampler_init_grammar(llm._model.vocab, text.encode("utf-8"), b"root")
+    if not sampler:
+        return False
+    llama_cpp.llama_sampler_free(sampler)
+    return True
+
+
+def _loosened(schema: Any, names: bool = False) -> Any:
+    """The schema without the keywords the grammar converter mishandles (regex patterns, formats);
+    the keys of ``properties`` are property names, kept whatever they are called."""
+    if isinstance(schema, dict):
+        if names:
+            return {k: _loosened(v) for k, v in schema.items()}
+        return {k: _loosened(v, names=k in ("properties", "$defs", "definitions")) for k, v in schema.items()
+                if k not in ("pattern", "format", "patternProperties")}
+    if isinstance(schema, list):
+        return [_loosened(v) for v in schema]
+    return schema
+
+
 def _template_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Messages as chat templates expect them: tool-call arguments as objects (Qwen's and Llama's
     templates ``tojson`` them), content never missing."""
@@ -271,16 +297,10 @@ class LlamaCppBackend:
             timings = Timings(sent=time.perf_counter_ns())
             pieces: list[str] = []
             finish = None
-            grammar = None
+            grammar, grammar_note = None, None
             schema = request.schema()
-            want_json = schema is not None or (request.response_format or {}).get("type") == "json_object"
-            if want_json:  # constrained decoding: the reply cannot be anything but this JSON
-                from llama_cpp import LlamaGrammar
-                from llama_cpp.llama_grammar import JSON_GBNF
-
-                with _quiet_stderr(True):
-                    grammar = (LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False) if schema
-                               else LlamaGrammar.from_string(JSON_GBNF, verbose=False))
+            if schema is not None or (request.response_format or {}).get("type") == "json_object":
+                grammar, grammar_note = self._grammar(llm, schema)  # the reply cannot be anything but this JSON
             try:
                 for chunk in llm.create_completion(prompt=tokens, max_tokens=request.max_tokens,
                                                    temperature=request.temperature, top_p=request.top_p,
@@ -302,6 +322,32 @@ class LlamaCppBackend:
             text, calls = toolcalls.from_text(text, request.tools)
             if calls and finish == "stop":
                 finish = "tool_calls"
+        raw: dict[str, Any] = {"stop": stops}
+        if grammar_note:
+            raw["grammar_note"] = grammar_note
         return Generation.from_timings(timings, text=text, finish_reason=finish, prompt_tokens=len(tokens),
                                        completion_tokens=completion_tokens, token_source="tokenizer",
-                                       raw={"stop": stops}, tool_calls=calls)
+                                       raw=raw, tool_calls=calls)
+
+    def _grammar(self, llm: Any, schema: dict[str, Any] | None) -> tuple[Any, str | None]:
+        """A grammar llama.cpp has parsed, for a JSON schema (or any JSON when None), and a note when the
+        schema had to be loosened. llama-cpp-python's converter writes some schemas (a ``pattern`` with
+        ``\\d``, say) into grammar text llama.cpp cannot parse, and a grammar that fails to parse crashes
+        the process at sampling time; so each one is parsed once here first. Parts the grammar cannot
+        express are left to the scorer, which validates the full schema afterwards."""
+        from llama_cpp import LlamaGrammar
+        from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
+
+        attempts: list[tuple[str | None, Any]] = [(None, schema)]
+        if schema is not None:
+            attempts.append(("pattern and format left to the scorer: llama.cpp's grammar cannot express them",
+                             _loosened(schema)))
+        for note, candidate in attempts:
+            try:
+                text = JSON_GBNF if candidate is None else json_schema_to_gbnf(json.dumps(candidate))
+            except Exception:  # noqa: BLE001 - the converter raises bare errors for schemas it does not know
+                continue
+            if _grammar_parses(llm, text):
+                return LlamaGrammar.from_string(text, verbose=False), note
+        raise BackendError(f"model '{self.name}': the reply's JSON schema cannot be turned into a llama.cpp grammar; "
+                           "set structured_output: off (or json_object) for this model", kind="grammar")

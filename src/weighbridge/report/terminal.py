@@ -63,6 +63,11 @@ def render(summary: RunSummary, console: Console) -> None:
                        if w in m.by_workload else ("n/a" if m.not_run else "–") for m in models])
     if any(m.not_run for m in models):
         row("cases not run", [f"{m.not_run} (no tools)" if m.not_run else "0" for m in models])
+    if any(m.schema_checked for m in models):
+        row("schema-valid JSON", [f"{m.schema_valid / m.schema_checked:.0%} ({m.schema_valid}/{m.schema_checked})"
+                                  if m.schema_checked else "–" for m in models])
+    if any(m.structured_output != "off" for m in models):
+        row("structured output", [m.structured_output for m in models])
     if any(m.samples > 1 for m in models):
         for key in sorted({k for m in models for k in m.pass_at_k}, key=lambda k: int(k.split("@")[1])):
             row(key, [f"{m.pass_at_k[key]:.0%}" if key in m.pass_at_k else "–" for m in models])

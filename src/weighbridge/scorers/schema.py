@@ -11,6 +11,15 @@ from pydantic import Field, field_validator
 from .base import Score, ScorerSpec, code_block, final_answer, register
 
 
+NO_JSON = "no JSON value found in the answer"
+SCHEMA_FAIL = "schema: "
+
+
+def schema_valid(reason: str) -> bool:
+    """Whether a json_schema score's answer parsed and validated (its fields may still be wrong)."""
+    return not (reason.startswith(NO_JSON) or reason.startswith(SCHEMA_FAIL))
+
+
 class JsonSchemaSpec(ScorerSpec):
     json_schema: dict[str, Any] | None = Field(None, alias="schema")
     fields: dict[str, Any] = Field(default_factory=dict, description="dotted path -> expected value")
@@ -41,7 +50,7 @@ def extract_json(text: str) -> Any:
             return obj
         except ValueError:
             pass
-    raise ValueError("no JSON value found in the answer")
+    raise ValueError(NO_JSON)
 
 
 def _get(obj: Any, dotted: str) -> Any:
@@ -81,7 +90,7 @@ class _JsonSchema:
             err = jsonschema.exceptions.best_match(self.validator.iter_errors(obj))
             if err is not None:
                 where = "/".join(str(p) for p in err.absolute_path) or "(root)"
-                return Score(False, 0.0, f"schema: {where}: {err.message[:120]}")
+                return Score(False, 0.0, f"{SCHEMA_FAIL}{where}: {err.message[:120]}")
         want = dict(self.s.fields)
         if isinstance(expected, dict) and not want:
             want = expected
