@@ -41,6 +41,7 @@ bench: setup
 	$(BIN)/python bench/hash_throughput.py
 	$(BIN)/python bench/pii_detectors.py
 	$(BIN)/python bench/tool_call_scorer.py
+	$(BIN)/python bench/long_context_build.py
 	$(BIN)/python bench/loadgen_capacity.py
 	$(BIN)/python bench/gateway_overhead.py
 

@@ -162,7 +162,9 @@ class Bakeoff:
                                              else "sandbox: unsafe-local - model code runs with NO isolation")
         self.not_applicable = self._not_applicable()
         for name, na in self.not_applicable.items():
-            self.manifest["warnings"].append(f"model '{name}': {len(na['cases'])} tool case(s) not run - {na['reason']}")
+            for reason, ids in na["reasons"].items():
+                self.manifest["warnings"].append(f"model '{name}': {len(ids)} {'tool ' if 'tool' in reason else ''}"
+                                                 f"case(s) not run - {reason}")
         self.manifest["not_applicable"] = self.not_applicable
         self.concurrency = {n: self._safe_concurrency(n) for n in self.specs}
         self.judge_ctx = JudgeCalls(self)
@@ -170,16 +172,29 @@ class Bakeoff:
             self._scorers[case.id] = [build_scorer(sp, sandbox=self.config.sandbox) for sp in case.scorers]
 
     def _not_applicable(self) -> dict[str, dict[str, Any]]:
-        """Cases a model cannot take (tool cases for a model without tool support), with the reason:
-        not run, and shown as such, rather than failed or errored."""
-        tool_cases = [c.id for c in self.cases if c.tools]
+        """Cases a model cannot take, with the reason: tool cases for a model without tool support,
+        and prompts longer than its context window leaves room for (counted with its own tokenizer
+        where it is a local GGUF). Not run, and shown as such, rather than failed, errored or truncated."""
         out: dict[str, dict[str, Any]] = {}
-        if not tool_cases:
-            return out
-        for name in self.specs:
-            why = getattr(self.backends[name], "tool_support", lambda: None)()
-            if why:
-                out[name] = {"reason": why, "cases": tool_cases}
+        for name, spec in self.specs.items():
+            backend = self.backends[name]
+            reasons: dict[str, list[str]] = {}
+            tool_why = getattr(backend, "tool_support", lambda: None)()
+            window = getattr(backend, "context_window", lambda: None)()
+            for c in self.cases:
+                why = None
+                if c.tools and tool_why:
+                    why = tool_why
+                elif c.context_tokens is not None and window:
+                    count = getattr(backend, "count_tokens", None)
+                    tokens = count(c.rendered_messages()[0]["content"]) if count else c.context_tokens
+                    if tokens + spec.params.max_tokens > window:
+                        why = f"the prompt and reply do not fit its context window {window:,} (n_ctx)"
+                if why:
+                    reasons.setdefault(why, []).append(c.id)
+            if reasons:
+                cases = [i for ids in reasons.values() for i in ids]
+                out[name] = {"reason": "; ".join(reasons), "cases": cases, "reasons": reasons}
         return out
 
     def _cases_use(self, kind: str) -> bool:

@@ -6,6 +6,7 @@ without calling a model. Cached answers keep the latency measured when they were
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -66,6 +67,7 @@ class ModelSummary:
     error_example: str | None = None  # one message of the commonest error kind
     not_run: int = 0  # cases this model cannot take (tool cases without tool support): not jobs at all
     not_run_reason: str | None = None
+    long_context: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)  # length -> depth -> counts
     schema_valid: int = 0  # answers to json_schema-checked cases that parsed and validated
     schema_checked: int = 0
     structured_output: str = "off"
@@ -161,7 +163,22 @@ def summarise_model(name: str, spec: ModelSpec, rows: list[StoredGeneration], wo
         answered_ci95=wilson_interval(answered_passed, len(answered)) if answered else None,
         error_example=examples.get(main_kind) if main_kind else None,
         schema_valid=sum(1 for reason in schema_scores if schema_valid(reason)), schema_checked=len(schema_scores),
-        structured_output=spec.structured_output)
+        structured_output=spec.structured_output, long_context=_long_context_grid(rows))
+
+
+_LC_ID = re.compile(r"^lc-(?:needle|multi)-(?P<len>[^-]+)-d(?P<depth>\d+)$")
+
+
+def _long_context_grid(rows: list[StoredGeneration]) -> dict[str, dict[str, dict[str, int]]]:
+    """Passed / jobs of the long-context cases by nominal length and needle depth (from their ids)."""
+    grid: dict[str, dict[str, dict[str, int]]] = {}
+    for r in rows:
+        m = _LC_ID.match(r.case_id)
+        if m:
+            cell = grid.setdefault(m["len"], {}).setdefault(m["depth"], {"passed": 0, "jobs": 0})
+            cell["jobs"] += 1
+            cell["passed"] += int(r.passed)
+    return grid
 
 
 def _score_reasons(row: StoredGeneration) -> list[tuple[str, bool, str]]:
@@ -240,5 +257,9 @@ def summarise_run(store: Store, run_id: str) -> RunSummary:
         na = (run["manifest"].get("not_applicable") or {}).get(m["name"])
         if na:
             ms.not_run, ms.not_run_reason = len(na["cases"]), na["reason"]
+            for cid in na["cases"]:  # lengths the model could not hold still appear in the grid, as not run
+                lc = _LC_ID.match(cid)
+                if lc:
+                    ms.long_context.setdefault(lc["len"], {}).setdefault(lc["depth"], {"passed": 0, "jobs": 0})
         models.append(ms)
     return RunSummary(run=run, models=models, cases=cases, rows=rows)

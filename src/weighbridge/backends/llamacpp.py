@@ -128,6 +128,7 @@ class LlamaCppBackend:
         self._sha256: str | None = None
         self._llama: Any = None
         self._formatter: Any = None
+        self._vocab: Any = None
         self._lock = threading.Lock()
         self.calls = 0
         self.load_seconds: float | None = None
@@ -170,6 +171,18 @@ class LlamaCppBackend:
     @property
     def chat_template(self) -> str | None:
         return self.metadata.get("tokenizer.chat_template")
+
+    def context_window(self) -> int:
+        return int(self.spec.n_ctx)
+
+    def count_tokens(self, text: str) -> int:
+        """The prompt's length in this model's own tokens (its vocabulary alone is loaded, once)."""
+        if self._vocab is None:
+            from llama_cpp import Llama
+
+            with _quiet_stderr(True):
+                self._vocab = Llama(model_path=str(self.path), vocab_only=True, verbose=False)
+        return len(self._vocab.tokenize(text.encode("utf-8"), add_bos=True, special=False))
 
     def tool_support(self) -> str | None:
         """Why this model cannot be offered tools, or None when it can (read from the GGUF, no load)."""
@@ -253,6 +266,9 @@ class LlamaCppBackend:
 
     def _close(self) -> None:
         with self._lock:
+            if self._vocab is not None:
+                self._vocab.close()
+                self._vocab = None
             if self._llama is not None:
                 self._llama.close()
                 self._llama = None

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from ..files import write_atomic
-from ..summary import DEFINITIONS, RunSummary
+from ..summary import DEFINITIONS, ModelSummary, RunSummary
 from .svg import latency_distribution, quality_vs_cost
 
 _CSS = """
@@ -150,6 +150,8 @@ def render_html(summary: RunSummary, baseline: dict[str, dict[str, bool]] | None
                                 "–" if m.cost.per_success_usd is None else f"${m.cost.per_success_usd:.5f}" for m in models])
     row("errors", [_e(", ".join(f"{k}×{v}" for k, v in m.error_kinds.items()) or "0") for m in models])
     out.append("</table>")
+    if any(m.long_context for m in models):
+        out.append(_long_context_grid(models))
     lat = {m.model: [r.generation.latency_ms for r in summary.rows if r.model == m.model and r.generation] for m in models}
     out.append("<div class=plots><figure>" + quality_vs_cost(models) + "<figcaption>Quality against cost: the bar is "
                "the 95% Wilson interval of the pass rate.</figcaption></figure><figure>" + latency_distribution(lat)
@@ -232,3 +234,21 @@ def _messages(case: dict) -> list[dict[str, str]]:
 def write_html(summary: RunSummary, path: str | Path, baseline: dict[str, dict[str, bool]] | None = None,
                baseline_label: str = "") -> Path:
     return write_atomic(path, render_html(summary, baseline, baseline_label))
+
+
+def _long_context_grid(models: list[ModelSummary]) -> str:
+    """Long-context accuracy by nominal length and needle depth, per model (a cell says passed/jobs)."""
+    depths = sorted({d for m in models for row in m.long_context.values() for d in row}, key=int)
+    lengths = sorted({n for m in models for n in m.long_context},
+                     key=lambda n: float(n[:-1]) * 1024 if n.endswith("k") else float(n))
+    head = "".join(f"<th>depth {_e(d)}%</th>" for d in depths)
+    rows = []
+    for m in models:
+        for n in lengths:
+            cells = m.long_context.get(n) or {}
+            rows.append(f"<tr><th>{_e(m.model)}</th><th>{_e(n)}</th>" + "".join(
+                f"<td class=num>{cells[d]['passed']}/{cells[d]['jobs']}</td>" if d in cells and cells[d]["jobs"]
+                else "<td>not run</td>"
+                for d in depths) + "</tr>")
+    return ("<h2>Long context: passed by length × depth</h2><table class=grid><tr><th>model</th><th>length</th>"
+            + head + "</tr>" + "".join(rows) + "</table>")

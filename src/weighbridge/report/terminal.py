@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ..summary import RunSummary
+from ..summary import ModelSummary, RunSummary
 
 
 def _ms(v: float | None) -> str:
@@ -62,7 +62,7 @@ def render(summary: RunSummary, console: Console) -> None:
         row(f"  {w}", [f"{m.by_workload[w]['pass_rate']:.0%} ({m.by_workload[w]['passed']}/{m.by_workload[w]['jobs']})"
                        if w in m.by_workload else ("n/a" if m.not_run else "–") for m in models])
     if any(m.not_run for m in models):
-        row("cases not run", [f"{m.not_run} (no tools)" if m.not_run else "0" for m in models])
+        row("cases not run", [str(m.not_run) for m in models])
     if any(m.schema_checked for m in models):
         row("schema-valid JSON", [f"{m.schema_valid / m.schema_checked:.0%} ({m.schema_valid}/{m.schema_checked})"
                                   if m.schema_checked else "–" for m in models])
@@ -87,3 +87,27 @@ def render(summary: RunSummary, console: Console) -> None:
     row("errors", [", ".join(f"{k}×{v}" for k, v in m.error_kinds.items()) or "0" for m in models])
     row("from cache", [f"{m.cached}/{m.jobs}" for m in models])
     console.print(t)
+    if any(m.long_context for m in models):
+        console.print(long_context_table(models))
+
+
+def _tokens_key(length: str) -> float:
+    return float(length[:-1]) * 1024 if length.endswith("k") else float(length)
+
+
+def long_context_table(models: list[ModelSummary]) -> Table:
+    """Long-context accuracy by nominal length (rows) and needle depth (columns), per model."""
+    depths = sorted({d for m in models for row in m.long_context.values() for d in row}, key=int)
+    lengths = sorted({n for m in models for n in m.long_context}, key=_tokens_key)
+    t = Table(title="long context: passed by length × depth", title_justify="left")
+    t.add_column("model")
+    t.add_column("length")
+    for d in depths:
+        t.add_column(f"depth {d}%", justify="right")
+    for m in models:
+        for n in lengths:
+            cells = m.long_context.get(n)
+            t.add_row(m.model, n, *[(f"{cells[d]['passed']}/{cells[d]['jobs']}" if cells and d in cells and cells[d]["jobs"]
+                                     else "not run")
+                                    for d in depths])
+    return t

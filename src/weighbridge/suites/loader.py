@@ -104,6 +104,7 @@ class Case(BaseModel):
     scorers: list[str | dict[str, Any]] = Field(default_factory=list)
     tags: list[str] = Field(default_factory=list)
     workload: str | None = None
+    context_tokens: int | None = Field(None, ge=0, description="the prompt's length estimate (long-context cases)")
     tools: list[FunctionTool] | None = None
     tool_choice: Literal["auto", "none", "required"] | dict[str, Any] | None = None
     response_format: dict[str, Any] | None = None
@@ -278,8 +279,9 @@ def _from_csv(path: str) -> tuple[str, list[Case]]:
 
 
 def builtin_suites() -> list[str]:
+    """The built-in suites: the YAML files, and the generated long-context one."""
     folder = resources.files("weighbridge.suites") / "builtin"
-    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+    return sorted([p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml")] + ["long-context"])
 
 
 _SLICE = re.compile(r"^(?P<ref>.+?)\[(?P<start>-?\d*):(?P<stop>-?\d*)(?::(?P<step>-?\d*))?\]$")
@@ -299,6 +301,8 @@ def load_suite(ref: str | Path, base_dir: str | Path = ".") -> Suite:
         if not cases:
             raise ConfigError(f"suite slice {ref!r} selects no case (the suite has {len(whole.cases)})", field="suites")
         return Suite(name=f"{whole.name}{ref[sliced.end('ref'):]}", path=ref, cases=cases)
+    if ref.startswith(BUILTIN_PREFIX + "long-context"):
+        return _long_context(ref)
     if ref.startswith(BUILTIN_PREFIX):
         name = ref[len(BUILTIN_PREFIX):]
         res = resources.files("weighbridge.suites") / "builtin" / f"{name}.yaml"
@@ -328,6 +332,22 @@ def load_suite(ref: str | Path, base_dir: str | Path = ".") -> Suite:
     if not cases:
         raise ConfigError("the suite has no cases", path=path)
     return Suite(name=suite_name, path=path, cases=cases)
+
+
+def _long_context(ref: str) -> Suite:
+    """The generated suite (suites/longcontext.py); its options come after a '?'."""
+    from .longcontext import generate, parse_options
+
+    head, _, query = ref.partition("?")
+    if head != BUILTIN_PREFIX + "long-context":
+        raise ConfigError(f"no built-in suite '{head[len(BUILTIN_PREFIX):]}' (available: {', '.join(builtin_suites())})",
+                          field="suites")
+    try:
+        opts = parse_options(query)
+    except ValueError as e:
+        raise ConfigError(f"{ref}: {e}", field="suites") from None
+    cases = [_case(raw, defaults={}, path=ref, line=None, src=None, prefix=(i,)) for i, raw in enumerate(generate(opts))]
+    return Suite(name="long-context", path=ref, cases=cases)
 
 
 def load_suites(refs: list[str], base_dir: str | Path = ".") -> list[Suite]:
