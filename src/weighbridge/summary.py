@@ -68,6 +68,7 @@ class ModelSummary:
     not_run: int = 0  # cases this model cannot take (tool cases without tool support): not jobs at all
     not_run_reason: str | None = None
     long_context: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)  # length -> depth -> counts
+    refusals: dict[str, dict[str, int]] = field(default_factory=dict)  # part -> refused / factual / jobs
     schema_valid: int = 0  # answers to json_schema-checked cases that parsed and validated
     schema_checked: int = 0
     structured_output: str = "off"
@@ -163,7 +164,25 @@ def summarise_model(name: str, spec: ModelSpec, rows: list[StoredGeneration], wo
         answered_ci95=wilson_interval(answered_passed, len(answered)) if answered else None,
         error_example=examples.get(main_kind) if main_kind else None,
         schema_valid=sum(1 for reason in schema_scores if schema_valid(reason)), schema_checked=len(schema_scores),
-        structured_output=spec.structured_output, long_context=_long_context_grid(rows))
+        structured_output=spec.structured_output, long_context=_long_context_grid(rows),
+        refusals=_refusal_rates(answered, workloads))
+
+
+def _refusal_rates(rows: list[StoredGeneration], workloads: dict[str, str]) -> dict[str, dict[str, int]]:
+    """Per part of a refusal suite (workload refusal-*): answers refused (by the refusal scorer's
+    rule set), answers that carried their facts, and answers in all."""
+    out: dict[str, dict[str, int]] = {}
+    for r in rows:
+        wl = workloads.get(r.case_id, "")
+        if not wl.startswith("refusal-"):
+            continue
+        for kind, s in r.scores or []:
+            if kind == "refusal":
+                part = out.setdefault(wl.removeprefix("refusal-"), {"refused": 0, "factual": 0, "jobs": 0})
+                part["jobs"] += 1
+                part["refused"] += int(s.reason.startswith("refused"))
+                part["factual"] += int(s.passed and not s.reason.startswith("refused"))
+    return out
 
 
 _LC_ID = re.compile(r"^lc-(?:needle|multi)-(?P<len>[^-]+)-d(?P<depth>\d+)$")

@@ -61,7 +61,7 @@ def scorer_types() -> list[str]:
 
 
 def _load_builtin() -> None:
-    from . import basic, code, judge, schema, tools  # noqa: F401  (registration side effect)
+    from . import basic, code, judge, refusal, schema, tools  # noqa: F401  (registration side effect)
 
 
 def build_scorer(spec: str | dict[str, Any], *, sandbox: str = "bubblewrap") -> Scorer:
