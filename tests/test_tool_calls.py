@@ -289,3 +289,26 @@ def test_tool_cases_are_not_run_for_a_model_without_tool_support_and_say_why(tmp
     summary = summarise_run(store, store.latest_run())
     m = summary.models[0]
     assert (m.jobs, m.errors, m.not_run) == (1, 0, 1) and "tools" not in m.by_workload
+
+
+def test_the_report_shows_a_tool_call_as_a_call(tmp_path):
+    from typer.testing import CliRunner
+
+    from weighbridge.cli import app as cli
+
+    from .conftest import write
+
+    write(tmp_path / "s.yaml", f"""cases:
+  - id: weather
+    tools: [{json.dumps(WEATHER)}]
+    prompt: What's the weather in Paris?
+    expected: [{{name: get_weather, arguments: {{city: Paris}}}}]
+    scorers: [tool_call]
+""")
+    cfg = write(tmp_path / "w.yaml", "models:\n  - {name: qwen, backend: llamacpp, bundled: qwen2.5-coder-0.5b, "
+                                     "n_threads: 2, n_ctx: 2048, params: {max_tokens: 64}}\nsuites: [s.yaml]\n"
+                                     "store: r.db\nreport: r.html\n")
+    r = CliRunner().invoke(cli, ["bakeoff", "-c", str(cfg)])
+    assert r.exit_code == 0, r.output
+    html = (tmp_path / "r.html").read_text()
+    assert "→ get_weather(…)" in html and "&quot;city&quot;: &quot;Paris&quot;" in html

@@ -21,7 +21,7 @@ th{background:#f6f8fa;text-align:left}td.num{text-align:right;font-variant-numer
 .pass{background:#e6ffec}.fail{background:#ffebe9}.err{background:#fff8c5}
 .banner{background:#ffebe9;border:2px solid #cf222e;color:#82071e;padding:8px 12px;margin:12px 0}
 pre{white-space:pre-wrap;word-break:break-word;margin:0;max-height:12em;overflow:auto;font:12px/1.4 ui-monospace,monospace}
-.why{color:#57606a;font-size:12px}.meta{color:#57606a}
+.why{color:#57606a;font-size:12px}.call{border-left:3px solid #0969da;padding-left:6px;margin:4px 0}.meta{color:#57606a}
 #controls{margin:8px 0;display:flex;gap:12px;align-items:center}
 details pre{max-height:none}
 .lic.not_allowed{color:#cf222e;font-weight:bold}.lic.needs_review{color:#8250df}.lic.allowed_with_duties{color:#9a6700}
@@ -66,6 +66,29 @@ def _answer(text: str) -> str:
         return f"<pre>{_e(text)}</pre>"
     return (f"<pre>{_e(text[:_FOLD_AT])}…</pre><details class=fold><summary>show all {len(text):,} characters"
             f"</summary><pre>{_e(text)}</pre></details>")
+
+
+def _calls(calls: list[dict] | None) -> str:
+    """Tool calls as calls: the function's name and its arguments pretty-printed (or the raw text and
+    why it did not parse)."""
+    out = []
+    for c in calls or []:
+        if c.get("error"):
+            body = f"<pre>{_e(str(c.get('raw', '')))}</pre><div class=why>✘ {_e(c['error'])}</div>"
+        else:
+            body = f"<pre>{_e(json.dumps(c.get('arguments'), indent=2, ensure_ascii=False))}</pre>"
+        out.append(f"<div class=call><b>→ {_e(str(c.get('name') or '?'))}(…)</b>{body}</div>")
+    return "".join(out)
+
+
+def _turn(m: dict) -> str:
+    """One message of a case's prompt as text: its content, or the calls an assistant turn made."""
+    text = m.get("content")
+    if m.get("tool_calls"):
+        calls = "; ".join(f"{(c.get('function') or {}).get('name')}({(c.get('function') or {}).get('arguments')})"
+                          for c in m["tool_calls"])
+        text = f"{text + ' ' if text else ''}calls {calls}"
+    return f"[{m['role']}] {text if text is not None else ''}"
 
 
 def _paired_section(summary: RunSummary) -> list[str]:
@@ -203,9 +226,10 @@ def render_html(summary: RunSummary, baseline: dict[str, dict[str, bool]] | None
                     flip = (" <span class='flip fixed'>fixed</span>" if r.passed else
                             " <span class='flip broken'>broken</span>")
                 cells.append(f"<td class={'pass' if r.passed else 'fail'}>{_answer(g.text if g else '')}"
+                             f"{_calls(g.tool_calls if g else None)}"
                              f"<div class=why>{'✔' if r.passed else '✘'} {_e(why)}<br>{_ms(g.latency_ms if g else None)}"
                              f" · {g.completion_tokens if g else 0} tok{' · cached' if r.cached else ''}{flip}</div></td>")
-            prompt = "\n".join(f"[{m['role']}] {m['content']}" for m in _messages(c["case"]))
+            prompt = "\n".join(_turn(m) for m in _messages(c["case"]))
             label = c["id"] + (f" #{s}" if run["samples"] > 1 else "")
             out.append(f"<tr class=case data-wl='{_e(c['workload'])}' data-failed='{int(failed)}' "
                        f"data-disagree='{int(len(verdicts) > 1)}' data-flipped='{int(flipped)}' "
