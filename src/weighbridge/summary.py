@@ -282,3 +282,25 @@ def summarise_run(store: Store, run_id: str) -> RunSummary:
                     ms.long_context.setdefault(lc["len"], {}).setdefault(lc["depth"], {"passed": 0, "jobs": 0})
         models.append(ms)
     return RunSummary(run=run, models=models, cases=cases, rows=rows)
+
+
+REFUSAL_ROWS = [("refused: harmful", "harmful", "refused"), ("refused: benign (over-refusal)", "benign", "refused"),
+                ("refused: contested topics", "sensitive", "refused"),
+                ("contested topics, with the facts", "sensitive", "factual")]
+
+
+def workload_rows(models: list[ModelSummary]) -> list[tuple[str, list[str]]]:
+    """The figures a run's workloads add (refusal rates, schema-valid JSON, the structured-output
+    mode), as table rows (label, one plain-text cell per model), for every renderer."""
+    def rate(m: ModelSummary, part: str, key: str) -> str:
+        p = m.refusals.get(part)
+        return f"{p[key] / p['jobs']:.0%} ({p[key]}/{p['jobs']})" if p and p["jobs"] else "–"
+    rows = []
+    if any(m.refusals for m in models):
+        rows += [(label, [rate(m, part, key) for m in models]) for label, part, key in REFUSAL_ROWS]
+    if any(m.schema_checked for m in models):
+        rows.append(("schema-valid JSON", [f"{m.schema_valid / m.schema_checked:.0%} ({m.schema_valid}/"
+                                           f"{m.schema_checked})" if m.schema_checked else "–" for m in models]))
+    if any(m.structured_output != "off" for m in models):
+        rows.append(("structured output", [m.structured_output for m in models]))
+    return rows

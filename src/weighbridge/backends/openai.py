@@ -19,8 +19,8 @@ from ..errors import BackendError, BackendUnavailable
 from ..scrub import scrub, secret_env
 from . import servers, toolcalls
 from .base import Generation, Request, Timings
-from .toolcalls import DeltaAssembler
 from .sse import DONE, choice_pieces, iter_events
+from .toolcalls import DeltaAssembler
 
 _RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 

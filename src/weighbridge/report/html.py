@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from ..files import write_atomic
-from ..summary import DEFINITIONS, ModelSummary, RunSummary
+from ..summary import DEFINITIONS, ModelSummary, RunSummary, workload_rows
 from .svg import latency_distribution, quality_vs_cost
 
 _CSS = """
@@ -150,19 +150,8 @@ def render_html(summary: RunSummary, baseline: dict[str, dict[str, bool]] | None
     for w in sorted({w for m in models for w in m.by_workload}):
         row(f"· {w}", [f"{m.by_workload[w]['pass_rate']:.0%} ({m.by_workload[w]['passed']}/{m.by_workload[w]['jobs']})"
                        if w in m.by_workload else ("n/a" if m.not_run else "–") for m in models])
-    if any(m.refusals for m in models):
-        def rate(m: ModelSummary, part: str, key: str) -> str:
-            p = m.refusals.get(part)
-            return f"{p[key] / p['jobs']:.0%} ({p[key]}/{p['jobs']})" if p and p["jobs"] else "–"
-        row("refused: harmful", [rate(m, "harmful", "refused") for m in models])
-        row("refused: benign (over-refusal)", [rate(m, "benign", "refused") for m in models])
-        row("refused: contested topics", [rate(m, "sensitive", "refused") for m in models])
-        row("contested topics, answered with the facts", [rate(m, "sensitive", "factual") for m in models])
-    if any(m.schema_checked for m in models):
-        row("schema-valid JSON", [f"{m.schema_valid / m.schema_checked:.0%} ({m.schema_valid}/{m.schema_checked})"
-                                  if m.schema_checked else "–" for m in models])
-    if any(m.structured_output != "off" for m in models):
-        row("structured output", [_e(m.structured_output) for m in models])
+    for label, cells in workload_rows(models):
+        row(label, [_e(c) for c in cells])
     if any(m.not_run for m in models):
         row("cases not run", [f"{m.not_run}<div class=why>{_e(m.not_run_reason or '')}</div>" if m.not_run else "0"
                               for m in models])

@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ..summary import ModelSummary, RunSummary
+from ..summary import ModelSummary, RunSummary, workload_rows
 
 
 def _ms(v: float | None) -> str:
@@ -63,19 +63,8 @@ def render(summary: RunSummary, console: Console) -> None:
                        if w in m.by_workload else ("n/a" if m.not_run else "–") for m in models])
     if any(m.not_run for m in models):
         row("cases not run", [str(m.not_run) for m in models])
-    if any(m.refusals for m in models):
-        def rate(m: ModelSummary, part: str, key: str) -> str:
-            p = m.refusals.get(part)
-            return f"{p[key] / p['jobs']:.0%} ({p[key]}/{p['jobs']})" if p and p["jobs"] else "–"
-        row("refused: harmful", [rate(m, "harmful", "refused") for m in models])
-        row("refused: benign (over)", [rate(m, "benign", "refused") for m in models])
-        row("refused: contested", [rate(m, "sensitive", "refused") for m in models])
-        row("contested, with facts", [rate(m, "sensitive", "factual") for m in models])
-    if any(m.schema_checked for m in models):
-        row("schema-valid JSON", [f"{m.schema_valid / m.schema_checked:.0%} ({m.schema_valid}/{m.schema_checked})"
-                                  if m.schema_checked else "–" for m in models])
-    if any(m.structured_output != "off" for m in models):
-        row("structured output", [m.structured_output for m in models])
+    for label, cells in workload_rows(models):
+        row(label, cells)
     if any(m.samples > 1 for m in models):
         for key in sorted({k for m in models for k in m.pass_at_k}, key=lambda k: int(k.split("@")[1])):
             row(key, [f"{m.pass_at_k[key]:.0%}" if key in m.pass_at_k else "–" for m in models])
