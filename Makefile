@@ -42,6 +42,7 @@ bench: setup
 	$(BIN)/python bench/pii_detectors.py
 	$(BIN)/python bench/tool_call_scorer.py
 	$(BIN)/python bench/long_context_build.py
+	$(BIN)/python bench/quantize_time.py
 	$(BIN)/python bench/loadgen_capacity.py
 	$(BIN)/python bench/gateway_overhead.py
 

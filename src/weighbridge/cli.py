@@ -833,6 +833,55 @@ def lock(config: Optional[Path] = typer.Option(None, "-c", "--config", help="Con
 
 
 @app.command()
+def quantize(model: str = typer.Argument(..., help="A llamacpp model of the config, a bundled alias, or a GGUF file."),
+             to: str = typer.Option(..., "--to", help="Target types, comma-separated, e.g. Q4_K_M,Q3_K_M,Q2_K."),
+             config: Optional[Path] = typer.Option(None, "-c", "--config", help="Config that names the model."),
+             out: Path = typer.Option(Path("models"), "--out", help="Folder for the variants (relative paths start "
+                                                                    "at the config's folder)."),
+             allow_requantize: bool = typer.Option(False, "--allow-requantize", help="Quantise an already quantised "
+                                                   "file (quality can then only go down)."),
+             threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads (default: all).")) -> None:
+    """Write lower-precision variants of a GGUF with llama.cpp's quantiser, each with its provenance."""
+    from .backends.bundled import BUNDLED, resolve_bundled
+    from .quantize import config_snippet, parse_types
+    from .quantize import quantize as run_quantize
+
+    try:
+        types = parse_types(to)
+        cfg = _config(config) if config is not None or Path("weighbridge.yaml").exists() else None
+        spec = next((m for m in cfg.models if m.name == model), None) if cfg else None
+        if spec is not None:
+            if spec.backend != "llamacpp":
+                raise WeighbridgeError(f"model '{model}' is served over HTTP: only a local GGUF can be quantised here")
+            source = resolve_bundled(spec.bundled, spec.name) if spec.bundled else cfg.resolve(spec.path or "")  # type: ignore[union-attr]
+        elif model in BUNDLED:
+            source = resolve_bundled(model, model)
+        elif Path(model).is_file():
+            source = Path(model)
+        else:
+            raise WeighbridgeError(f"'{model}' is not a llamacpp model of the config, a bundled alias "
+                                   f"({', '.join(BUNDLED)}) or a GGUF file")
+        base_dir = Path(cfg.base_dir) if cfg else Path.cwd()
+        out_dir = out if out.is_absolute() else base_dir / out
+        variants = run_quantize(Path(source), types, out_dir, threads=threads, allow_requantize=allow_requantize)
+    except WeighbridgeError as e:
+        raise _fail(e) from None
+    src_size = Path(source).stat().st_size
+    console.print(f"from {source}", highlight=False, soft_wrap=True)
+    t = Table("type", "size", "vs source", "fallback tensors", "seconds")
+    for v in variants:
+        t.add_row(v.type, f"{v.size / 1e6:,.1f} MB", f"{v.size / src_size:.0%}",
+                  f"{v.fallback_tensors}/{v.total_tensors}" if v.total_tensors else "0", f"{v.seconds:.2f}")
+    console.print(t)
+    if any(v.fallback_tensors for v in variants):
+        console.print("[yellow]note:[/] llama.cpp quantised some tensors to a fallback type (K-quants need rows that "
+                      "are multiples of 256); the file's type names what was asked, not what every tensor got")
+    console.print("add to weighbridge.yaml, then `weighbridge lock` records each file with its provenance:")
+    name = spec.name if spec else (model if model in BUNDLED else Path(source).stem.split(".")[0].lower())
+    print(config_snippet(variants, name, base_dir))  # plain: a terminal's width must not wrap YAML to paste
+
+
+@app.command()
 def verify(config: Optional[Path] = typer.Option(None, "-c", "--config", help="Config beside the lockfile."),
            lockfile: Optional[Path] = typer.Option(None, "--lock", help="Lockfile (default: beside the config).")) -> None:
     """Re-hash every locked weight file; exit 1 if any changed or went missing."""

@@ -99,12 +99,20 @@ def lock_entry(spec: ModelSpec, cfg: Config, *, allow_pickle: bool = False) -> d
     if pickled and not allow_pickle:
         raise LockError(f"model '{spec.name}': {', '.join(pickled)} use a pickle-based format, which can run code "
                         "when loaded. Prefer safetensors or GGUF; pass --allow-pickle to lock them anyway")
-    return {
+    entry = {
         "backend": "llamacpp", "source": _source(spec), "revision": spec.revision,
         "files": [{"name": f.name, "path": _display_path(f, cfg), "sha256": sha256_file(f), "size": f.stat().st_size}
                   for f in files],
         "license": license_block,
     }
+    from .quantize import provenance
+
+    made = provenance(files[0]) if len(files) == 1 else None
+    if made and made.get("sha256") == entry["files"][0]["sha256"]:  # written by `weighbridge quantize`, unchanged
+        entry["quantized_from"] = {k: made[k] for k in ("source", "source_sha256", "type", "allow_requantize",
+                                                          "threads", "fallback_tensors", "total_tensors", "llama_cpp")
+                                   if k in made}
+    return entry
 
 
 def write_lock(cfg: Config, *, allow_pickle: bool = False, path: Path | None = None) -> Path:
