@@ -250,6 +250,7 @@ def test_fake_upstream_a_body_that_trickles_in_gets_408_and_is_audited(served):
      "tools.0"),
     (b'{"model": "chat", "messages": [{"role": 7, "content": "hi"}]}', "messages.0.role"),
     (b'\xff\xfe{"model": "chat"}', None),
+    (b'{"model": "chat", "seed": ' + b"9" * 5000 + b', "messages": []}', None),  # past int() digit limit
 ])
 def test_fake_upstream_bodies_no_schema_expects_are_400s_naming_the_field_and_audited(served, raw, param):
     base, tmp, up, proc = served

@@ -62,7 +62,7 @@ def decode(data: bytes, where: str, kind: str) -> str:
                           "(convert the file to UTF-8, e.g. iconv -f latin1 -t utf-8)", path=where, line=line) from None
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in pairs:
         if key in out:
@@ -93,7 +93,7 @@ def depth_of(obj: Any, limit: int = MAX_DEPTH) -> int:
 def loads_json(text: str, *, where: str, line: int | None = None, field: str | None = None) -> Any:
     """Strict JSON: duplicate keys and excessive nesting are errors that name the file and line."""
     try:
-        value = json.loads(text, object_pairs_hook=_no_duplicates)
+        value = json.loads(text, object_pairs_hook=no_duplicate_keys)
     except RecursionError:
         raise ConfigError(f"JSON nested deeper than {MAX_DEPTH} levels", path=where, line=line, field=field) from None
     except json.JSONDecodeError as e:

@@ -154,7 +154,8 @@ def quantize(source: Path, types: list[str], out_dir: Path, *, threads: int | No
 
 
 def provenance(path: Path) -> dict[str, Any] | None:
-    """The sidecar record of a variant this command wrote, if there is one and it is for these bytes."""
+    """The sidecar record of a variant this command wrote, if there is one (the caller compares its
+    sha256 with the file's before trusting it)."""
     side = Path(str(path) + SIDECAR)
     if not side.exists():
         return None

@@ -144,7 +144,7 @@ def summarise_model(name: str, spec: ModelSpec, rows: list[StoredGeneration], wo
             message = r.error.split(":", 1)[-1].strip()
             examples.setdefault(kind, message if len(message) <= 160 else message[:159] + "…")
     answered_passed = sum(1 for r in answered if r.passed)
-    schema_scores = [reason for r in answered for kind, _, reason in _score_reasons(r) if kind == "json_schema"]
+    schema_scores = [s.reason for r in answered for kind, s in r.scores or [] if kind == "json_schema"]
     main_kind = max(errors, key=lambda k: errors[k]) if errors else None
     return ModelSummary(
         model=name, backend=spec.backend, jobs=len(rows), answered=len(answered), errors=len(rows) - len(answered),
@@ -199,9 +199,6 @@ def _long_context_grid(rows: list[StoredGeneration]) -> dict[str, dict[str, dict
             cell["passed"] += int(r.passed)
     return grid
 
-
-def _score_reasons(row: StoredGeneration) -> list[tuple[str, bool, str]]:
-    return [(name, s.passed, s.reason) for name, s in (row.scores or [])]
 
 
 @dataclass

@@ -38,15 +38,6 @@ def make_call(call_id: str | None, name: str, raw: Any) -> dict[str, Any]:
     return {"id": call_id, "name": name, "arguments": args, "raw": raw, "error": error}
 
 
-def from_openai(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Structured calls of a non-streamed response (or assembled from stream deltas)."""
-    out = []
-    for i, c in enumerate(calls):
-        fn = c.get("function") or {}
-        out.append(make_call(c.get("id") or f"call_{i}", str(fn.get("name") or ""), fn.get("arguments") or ""))
-    return out
-
-
 class DeltaAssembler:
     """Streamed tool-call deltas, by index: the first delta of a call names it, later ones append
     argument text (OpenAI, vLLM, SGLang); some servers resend the whole call in one delta."""

@@ -22,7 +22,6 @@ import ipaddress
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from functools import lru_cache
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
@@ -389,7 +388,3 @@ def resolve(hits: list[Hit], priority: dict[str, int]) -> list[Hit]:
         chosen.insert(i, h)
     return chosen
 
-
-@lru_cache(maxsize=1)
-def default_detectors() -> dict[str, Detector]:
-    return builtin_detectors(DEFAULT_REGIONS)

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from ..inputs import MAX_DEPTH, depth_of
+from ..inputs import MAX_DEPTH, depth_of, no_duplicate_keys
 
 _MAX_INT = 2**31 - 1
 Count = Annotated[int, Field(ge=1, le=_MAX_INT)]
@@ -135,16 +135,6 @@ def _no_constants(name: str) -> Any:
     raise Malformed(None, f"the request body is not valid JSON: {name} is not a JSON number", "invalid_json")
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise Malformed(None, f"the request body has the key '{key}' twice in one object (the last would "
-                                  "silently win)", "invalid_json")
-        out[key] = value
-    return out
-
-
 _SURROGATE_ESCAPE = re.compile(rb"\\[uU][dD][89a-fA-F]")
 
 
@@ -157,11 +147,13 @@ def parse(raw: bytes) -> dict[str, Any]:
         raise Malformed(None, f"the request body is not UTF-8 (byte 0x{raw[e.start]:02x} at offset {e.start})",
                         "invalid_json") from None
     try:
-        body = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+        body = json.loads(text, object_pairs_hook=no_duplicate_keys, parse_constant=_no_constants)
     except RecursionError:
         raise Malformed(None, f"the request body is nested deeper than {MAX_DEPTH} levels", "invalid_json") from None
     except json.JSONDecodeError as e:
         raise Malformed(None, f"the request body is not valid JSON: {e.msg} (offset {e.pos})", "invalid_json") from None
+    except ValueError as e:  # a key twice in one object (no_duplicate_keys), an integer of 4,300+ digits
+        raise Malformed(None, f"the request body is not valid JSON: {e}", "invalid_json") from None
     if not isinstance(body, dict):
         raise Malformed(None, "the request body must be a JSON object", "invalid_json")
     if depth_of(body) > MAX_DEPTH:

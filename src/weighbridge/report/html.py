@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from ..files import write_atomic
+from ..suites.longcontext import parse_length
 from ..summary import DEFINITIONS, ModelSummary, RunSummary, workload_rows
 from .svg import latency_distribution, quality_vs_cost
 
@@ -261,7 +262,7 @@ def _long_context_grid(models: list[ModelSummary]) -> str:
     """Long-context accuracy by nominal length and needle depth, per model (a cell says passed/jobs)."""
     depths = sorted({d for m in models for row in m.long_context.values() for d in row}, key=int)
     lengths = sorted({n for m in models for n in m.long_context},
-                     key=lambda n: float(n[:-1]) * 1024 if n.endswith("k") else float(n))
+                     key=parse_length)
     head = "".join(f"<th>depth {_e(d)}%</th>" for d in depths)
     rows = []
     for m in models:

@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from ..suites.longcontext import parse_length
 from ..summary import ModelSummary, RunSummary, workload_rows
 
 
@@ -88,14 +89,10 @@ def render(summary: RunSummary, console: Console) -> None:
         console.print(long_context_table(models))
 
 
-def _tokens_key(length: str) -> float:
-    return float(length[:-1]) * 1024 if length.endswith("k") else float(length)
-
-
 def long_context_table(models: list[ModelSummary]) -> Table:
     """Long-context accuracy by nominal length (rows) and needle depth (columns), per model."""
     depths = sorted({d for m in models for row in m.long_context.values() for d in row}, key=int)
-    lengths = sorted({n for m in models for n in m.long_context}, key=_tokens_key)
+    lengths = sorted({n for m in models for n in m.long_context}, key=parse_length)
     t = Table(title="long context: passed by length × depth", title_justify="left")
     t.add_column("model")
     t.add_column("length")
