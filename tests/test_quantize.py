@@ -25,7 +25,8 @@ def test_requantising_a_quantised_file_is_refused_unless_asked_and_unknown_types
     assert r.exit_code != 0 and "unknown quantisation type(s) Q9_Z" in r.output and "Q4_K_M" in r.output
 
 
-def test_variants_are_written_with_provenance_and_locked_with_it(tmp_path):
+def test_variants_are_written_with_provenance_and_locked_with_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no weighbridge.yaml here: the variants' entry is printed, not added
     src = resolve_bundled("smollm2-135m", "smol")
     r = runner.invoke(cli, ["quantize", "smollm2-135m", "--to", "Q3_K_M,Q2_K", "--allow-requantize", "--threads", "2",
                             "--out", str(tmp_path / "models")])
@@ -37,7 +38,8 @@ def test_variants_are_written_with_provenance_and_locked_with_it(tmp_path):
     assert side["source_sha256"] == sha256_file(src) and side["type"] == "Q2_K" and side["allow_requantize"]
     assert side["sha256"] == sha256_file(tmp_path / "models" / "SmolLM2-135M-Instruct.Q2_K.gguf")
     assert side["fallback_tensors"] > 0 and side["total_tensors"] == 272  # 576-wide rows: K-quants fall back
-    assert "smollm2-135m-q2-k, backend: llamacpp, path:" in r.output
+    assert "      - {name: Q4_1, reference: true, bundled: smollm2-135m}" in r.output
+    assert "      - {name: Q2_K, path: models/SmolLM2-135M-Instruct.Q2_K.gguf}" in r.output
     cfg = write(tmp_path / "weighbridge.yaml", "models:\n"
                 "  - {name: q2, backend: llamacpp, path: models/SmolLM2-135M-Instruct.Q2_K.gguf}\n"
                 "  - {name: q3, backend: llamacpp, path: models/SmolLM2-135M-Instruct.Q3_K_M.gguf}\n")

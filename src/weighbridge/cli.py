@@ -840,24 +840,34 @@ def quantize(model: str = typer.Argument(..., help="A llamacpp model of the conf
                                                                     "at the config's folder)."),
              allow_requantize: bool = typer.Option(False, "--allow-requantize", help="Quantise an already quantised "
                                                    "file (quality can then only go down)."),
-             threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads (default: all).")) -> None:
+             threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads (default: all)."),
+             add: bool = typer.Option(True, "--add/--print-only", help="Add the variants to the config's entry "
+                                      "(comments kept), or only print the YAML.")) -> None:
     """Write lower-precision variants of a GGUF with llama.cpp's quantiser, each with its provenance."""
     from .backends.bundled import BUNDLED, resolve_bundled
-    from .quantize import config_snippet, parse_types
+    from .gguf import read_metadata
+    from .quantize import add_to_config, config_snippet, parse_types, type_name
     from .quantize import quantize as run_quantize
 
     try:
         types = parse_types(to)
-        cfg = _config(config) if config is not None or Path("weighbridge.yaml").exists() else None
+        config_path = config if config is not None else (Path("weighbridge.yaml") if Path("weighbridge.yaml").exists()
+                                                          else None)
+        cfg = _config(config_path) if config_path is not None else None
         spec = next((m for m in cfg.models if m.name == model), None) if cfg else None
+        group = next((m for m in cfg.models if m.variant_of == model and m.reference), None) if cfg else None
+        spec = spec or group
         if spec is not None:
             if spec.backend != "llamacpp":
                 raise WeighbridgeError(f"model '{model}' is served over HTTP: only a local GGUF can be quantised here")
             source = resolve_bundled(spec.bundled, spec.name) if spec.bundled else cfg.resolve(spec.path or "")  # type: ignore[union-attr]
+            where = {"bundled": spec.bundled} if spec.bundled else {"path": spec.path or ""}
         elif model in BUNDLED:
             source = resolve_bundled(model, model)
+            where = {"bundled": model}
         elif Path(model).is_file():
             source = Path(model)
+            where = {"path": str(Path(model).resolve())}
         else:
             raise WeighbridgeError(f"'{model}' is not a llamacpp model of the config, a bundled alias "
                                    f"({', '.join(BUNDLED)}) or a GGUF file")
@@ -876,9 +886,22 @@ def quantize(model: str = typer.Argument(..., help="A llamacpp model of the conf
     if any(v.fallback_tensors for v in variants):
         console.print("[yellow]note:[/] llama.cpp quantised some tensors to a fallback type (K-quants need rows that "
                       "are multiples of 256); the file's type names what was asked, not what every tensor got")
+    name = (group.variant_of if group else spec.name) if spec else (
+        model if model in BUNDLED else Path(source).stem.split(".")[0].lower())
+    source_type = type_name(read_metadata(Path(source)).get("general.file_type")) or "source"
+    if add and config_path is not None:
+        try:
+            changes = add_to_config(config_path, name or model, where, source_type, variants)
+        except (OSError, ValueError, AttributeError, TypeError) as e:
+            raise _fail(WeighbridgeError(f"{config_path}: could not add the variants ({e}); add them by hand:\n"
+                                         + config_snippet(variants, name or model, base_dir, where, source_type))) from None
+        for line in changes:
+            console.print(f"{config_path}: {line}", highlight=False, soft_wrap=True)
+        console.print("next: `weighbridge lock` records each file with its provenance; `weighbridge bakeoff` compares "
+                      "the variants with the reference")
+        return
     console.print("add to weighbridge.yaml, then `weighbridge lock` records each file with its provenance:")
-    name = spec.name if spec else (model if model in BUNDLED else Path(source).stem.split(".")[0].lower())
-    print(config_snippet(variants, name, base_dir))  # plain: a terminal's width must not wrap YAML to paste
+    print(config_snippet(variants, name or model, base_dir, where, source_type))  # plain: a terminal's width must not wrap YAML to paste
 
 
 @app.command()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
 from .yamlsource import load_mapping
@@ -50,10 +50,44 @@ class Price(_Strict):
         return self
 
 
+_NAME = r"^[A-Za-z0-9_.:@/+-]+$"
+
+
+class VariantSpec(_Strict):
+    """One variant of a model: the same model at another quantisation, with a LoRA adapter, or served
+    at another precision. Fields given here replace the entry's; the rest are the entry's own."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:+-]+$")
+    reference: bool = Field(False, description="the variant the others are compared with (default: the first)")
+    backend: Literal["llamacpp", "openai"] | None = None
+    mode: Literal["chat", "completion"] | None = None
+    bundled: str | None = None
+    path: str | None = None
+    lora_path: str | None = None
+    base_url: str | None = None
+    model: str | None = None
+    params: SamplingParams | None = None
+    n_ctx: int | None = Field(None, ge=128)
+    n_threads: int | None = Field(None, ge=1, le=512)
+    concurrency: int | None = Field(None, ge=1, le=1024)
+    extra_body: dict[str, Any] | None = None
+    api_key_env: str | None = None
+    price: Price | None = None
+    revision: str | None = None
+    catalog_id: str | None = None
+    license: str | None = None
+    structured_output: Literal["off", "json_schema", "json_object"] | None = None
+
+
+# a variant that names a file (or an endpoint) replaces the entry's whole location, not half of it
+_LOCATION = {"bundled": ("path",), "path": ("bundled",),
+             "backend": ("bundled", "path", "lora_path", "base_url", "model", "api_key_env")}
+
+
 class ModelSpec(_Strict):
     """One model under test: which backend, where it lives, how it is prompted and what it costs."""
 
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:@/+-]+$")
+    name: str = Field(min_length=1, pattern=_NAME)
     backend: Literal["llamacpp", "openai"]
     # where: exactly one of these, according to the backend
     bundled: str | None = None
@@ -67,6 +101,7 @@ class ModelSpec(_Strict):
     # llamacpp
     n_threads: int | None = Field(None, ge=1, le=512)
     n_ctx: int = Field(4096, ge=128)
+    lora_path: str | None = Field(None, description="a LoRA adapter GGUF applied on top of the model (llama.cpp)")
     structured_output: Literal["off", "json_schema", "json_object"] = Field(
         "off", description="for cases checked by json_schema: constrain the reply (a grammar in llama.cpp, "
                            "response_format on servers) to the scorer's schema, or to any JSON object")
@@ -82,9 +117,22 @@ class ModelSpec(_Strict):
     catalog_id: str | None = None
     license: str | None = Field(None, description="license id or alias, for models whose files weighbridge cannot read")
     revision: str | None = None
+    # variants: the entry becomes one model per variant, named "<name>@<variant>"
+    variants: list[VariantSpec] = Field(default_factory=list)
+    variant_margin: float = Field(0.05, ge=0, le=1, description=(
+        "how much lower a variant's pass rate may be (a fraction) and still count as keeping quality"))
+    variant_of: str | None = Field(None, description="set by the expansion: the entry a variant came from")
+    variant: str | None = Field(None, description="set by the expansion: the variant's own name")
+    reference: bool = Field(False, description="set by the expansion: the variant the others are compared with")
+    _expanded: list["ModelSpec"] | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _where(self) -> "ModelSpec":
+        if self.variants:
+            self._expanded = self._expand()
+            return self
+        if self.lora_path and self.backend != "llamacpp":
+            raise ValueError("'lora_path' belongs to llamacpp models (a server applies its own adapters)")
         if self.backend == "llamacpp":
             if (self.bundled is None) == (self.path is None):
                 raise ValueError("a llamacpp model needs exactly one of 'bundled' (an alias) or 'path' (a GGUF file)")
@@ -98,6 +146,36 @@ class ModelSpec(_Strict):
             if not self.base_url.startswith(("http://", "https://")):
                 raise ValueError("'base_url' must start with http:// or https://")
         return self
+
+    def _expand(self) -> list["ModelSpec"]:
+        names = [v.name for v in self.variants]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"two variants are named {dup[0]!r}; variant names must be unique")
+        refs = [v.name for v in self.variants if v.reference]
+        if len(refs) > 1:
+            raise ValueError(f"variants {', '.join(refs)} are all marked reference: mark one")
+        ref = refs[0] if refs else names[0]
+        base = self.model_dump(exclude_unset=True, exclude={"variants", "name", "variant_margin", "variant_of",
+                                                            "variant", "reference"})
+        out = []
+        for v in self.variants:
+            given = v.model_dump(exclude_unset=True, exclude={"name", "reference"})
+            merged = {k: val for k, val in base.items() if not any(k in _LOCATION.get(g, ()) for g in given)}
+            merged.update(given)
+            merged.update(name=f"{self.name}@{v.name}", variant_of=self.name, variant=v.name, reference=v.name == ref,
+                          variant_margin=self.variant_margin)
+            try:
+                out.append(ModelSpec.model_validate(merged))
+            except ValidationError as e:
+                detail = "; ".join((".".join(map(str, err["loc"])) + ": " if err["loc"] else "")
+                                   + err["msg"].removeprefix("Value error, ") for err in e.errors())
+                raise ValueError(f"variant {v.name!r}: {detail}") from None
+        return out
+
+    def expanded(self) -> list["ModelSpec"]:
+        """The models this entry stands for: itself, or one per variant."""
+        return list(self._expanded or [self])
 
     @property
     def effective_concurrency(self) -> int:
@@ -131,6 +209,17 @@ class Config(_Strict):
                 raise ValueError(f"two models are named '{m.name}'; names must be unique")
             seen.add(m.name)
         return models
+
+    @model_validator(mode="after")
+    def _expand_variants(self) -> "Config":
+        if any(m.variants for m in self.models):
+            self.models = [v for m in self.models for v in m.expanded()]
+            seen: set[str] = set()
+            for m in self.models:
+                if m.name in seen:
+                    raise ValueError(f"two models are named '{m.name}' once variants are expanded; names must be unique")
+                seen.add(m.name)
+        return self
 
     @model_validator(mode="after")
     def _judges_apart(self) -> "Config":

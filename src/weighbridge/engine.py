@@ -302,6 +302,13 @@ class Bakeoff:
             progress(job.model, counters[job.model], totals[job.model], bool(scores) and all(s.passed for _, s in scores),
                      error is not None)
 
+    def _record_runtime(self, run_id: str) -> None:
+        """Keep what each model's backend measured while it ran (in-process models: resident memory)."""
+        for name in self.specs:
+            facts = getattr(self.backends[name], "runtime_facts", lambda: None)()
+            if facts:
+                self.store.set_model_runtime(run_id, name, facts)
+
     async def run(self, run_id: str, progress: ProgressFn | None = None) -> EngineStats:
         """Run the jobs still missing from ``run_id``. Interrupts leave the run resumable."""
         t0 = time.perf_counter()
@@ -332,6 +339,7 @@ class Bakeoff:
             self.store.set_status(run_id, "interrupted")
             raise
         finally:
+            self._record_runtime(run_id)
             await asyncio.gather(*(b.aclose() for b in self.backends.values()), return_exceptions=True)
             self.stats.seconds = time.perf_counter() - t0
         self.store.set_status(run_id, "finished")

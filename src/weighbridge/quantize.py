@@ -166,13 +166,77 @@ def provenance(path: Path) -> dict[str, Any] | None:
     return record if isinstance(record, dict) else None
 
 
-def config_snippet(variants: list[Variant], name: str, base_dir: Path) -> str:
-    """The models to add to weighbridge.yaml, one per variant (paths relative to the config)."""
-    lines = ["models:"]
+def config_snippet(variants: list[Variant], name: str, base_dir: Path, source: dict[str, str],
+                   source_type: str) -> str:
+    """The entry to put in weighbridge.yaml: the source as the reference variant, then each new one
+    (paths relative to the config)."""
+    where = ", ".join(f"{k}: {v}" for k, v in source.items())
+    lines = ["models:", f"  - name: {name}", "    backend: llamacpp", "    variants:",
+             f"      - {{name: {source_type}, reference: true, {where}}}"]
     for v in variants:
         try:
             rel = os.path.relpath(v.path, base_dir)
         except ValueError:
             rel = v.path
-        lines.append(f"  - {{name: {name}-{v.type.lower().replace('_', '-')}, backend: llamacpp, path: {rel}}}")
+        lines.append(f"      - {{name: {v.type}, path: {rel}}}")
     return "\n".join(lines)
+
+
+def type_name(file_type: int | None) -> str | None:
+    """llama.cpp's name for a GGUF's general.file_type (Q4_1, F16, …)."""
+    if file_type is None:
+        return None
+    return {v: k for k, v in known_types().items()}.get(file_type) or _FULL_PRECISION.get(file_type)
+
+
+def _flow(m: Any) -> Any:
+    m.fa.set_flow_style()  # one line per variant: `- {name: Q2_K, path: …}`
+    return m
+
+
+def add_to_config(config_path: Path, model: str, source: dict[str, str], source_type: str,
+                  variants: list[Variant]) -> list[str]:
+    """Add the variants to ``model``'s entry of the config, keeping the file's comments and layout
+    (ruamel.yaml round-trip) and writing it atomically. An entry without variants becomes one whose
+    first variant is the source file, the reference; an entry that is not there is added. Returns
+    what changed, in words."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.comments import CommentedMap
+    from ruamel.yaml.util import load_yaml_guess_indent
+
+    text = config_path.read_text(encoding="utf-8")
+    _, indent, offset = load_yaml_guess_indent(text)
+    yaml = YAML()
+    yaml.preserve_quotes = True
+    yaml.width = 4096
+    sequence, offset = indent or 2, offset or 0  # ruamel's guess: a sequence's indent, and its dash's offset
+    yaml.indent(mapping=sequence - offset if sequence > offset else 2, sequence=sequence, offset=offset)
+    doc = yaml.load(text)
+    models = doc.get("models")
+    entry = next((m for m in models if isinstance(m, dict) and m.get("name") == model), None)
+    said = []
+    base = config_path.resolve().parent
+    rel = {v.type: os.path.relpath(Path(v.path).resolve(), base) for v in variants}
+    if entry is None:
+        entry = CommentedMap(name=model, backend="llamacpp")
+        entry["variants"] = [_flow(CommentedMap(name=source_type, reference=True, **source))]
+        models.append(entry)
+        said.append(f"added model '{model}' with the source {source_type} as its reference variant")
+    elif not entry.get("variants"):
+        where = {k: entry.pop(k) for k in ("bundled", "path") if k in entry}
+        entry["variants"] = [_flow(CommentedMap(name=source_type, reference=True, **where))]
+        said.append(f"'{model}' now lists variants, the source {source_type} first as the reference: its runs are "
+                    f"named {model}@<variant> from now on")
+    existing = entry["variants"]
+    for v in variants:
+        row = next((x for x in existing if x.get("name") == v.type), None)
+        if row is None:
+            existing.append(_flow(CommentedMap(name=v.type, path=rel[v.type])))
+            said.append(f"added variant {v.type} ({rel[v.type]})")
+        else:
+            row["path"] = rel[v.type]
+            said.append(f"variant {v.type} now points at {rel[v.type]}")
+    out = io.StringIO()
+    yaml.dump(doc, out)
+    write_atomic(config_path, out.getvalue())
+    return said

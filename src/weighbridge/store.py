@@ -109,6 +109,10 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (bench_id, position)
     );
     """,
+    # 3: what was measured while a model ran (resident memory, load time), per run
+    """
+    ALTER TABLE run_models ADD COLUMN runtime_json TEXT;
+    """,
 ]
 
 
@@ -186,7 +190,8 @@ class Store:
         with self.transaction() as db:
             db.execute("INSERT INTO runs VALUES (?,?,?,?,?,?,?,?)",
                        (run_id, time.time(), None, "running", json.dumps(config), json.dumps(manifest), suite_hash, samples))
-            db.executemany("INSERT INTO run_models VALUES (?,?,?,?,?,?)",
+            db.executemany("INSERT INTO run_models (run_id, position, name, backend, identity_key, spec_json) "
+                           "VALUES (?,?,?,?,?,?)",
                            [(run_id, i, n, b, k, json.dumps(s)) for i, (n, b, k, s) in enumerate(models)])
             db.executemany("INSERT INTO run_cases VALUES (?,?,?,?,?,?)",
                            [(run_id, i, c, su, w, json.dumps(cj, ensure_ascii=False)) for i, (c, su, w, cj) in enumerate(cases)])
@@ -224,9 +229,16 @@ class Store:
                  "generations": r[5], "jobs": r[3] * r[4] * r[6]} for r in rows]
 
     def run_models(self, run_id: str) -> list[dict[str, Any]]:
-        rows = self.db.execute("SELECT name, backend, identity_key, spec_json FROM run_models WHERE run_id=? "
-                               "ORDER BY position", (run_id,)).fetchall()
-        return [{"name": r[0], "backend": r[1], "identity_key": r[2], "spec": json.loads(r[3])} for r in rows]
+        rows = self.db.execute("SELECT name, backend, identity_key, spec_json, runtime_json FROM run_models "
+                               "WHERE run_id=? ORDER BY position", (run_id,)).fetchall()
+        return [{"name": r[0], "backend": r[1], "identity_key": r[2], "spec": json.loads(r[3]),
+                 "runtime": json.loads(r[4]) if r[4] else None} for r in rows]
+
+    def set_model_runtime(self, run_id: str, name: str, facts: dict[str, Any]) -> None:
+        """What this invocation measured while the model ran; a resumed run's newer figures replace them."""
+        with self.transaction() as db:
+            db.execute("UPDATE run_models SET runtime_json=? WHERE run_id=? AND name=?",
+                       (json.dumps(facts), run_id, name))
 
     def run_cases(self, run_id: str) -> list[dict[str, Any]]:
         rows = self.db.execute("SELECT case_id, suite, workload, case_json FROM run_cases WHERE run_id=? "

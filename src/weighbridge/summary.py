@@ -29,6 +29,13 @@ DEFINITIONS = {
               "else one per streamed chunk ('chunks', where prompt tokens are unknown: '?')",
     "cost_per_success": "total cost ÷ passed jobs",
     "pass@k": "unbiased estimate over cases of passing at least once in k samples: 1 − C(n−c, k) / C(n, k)",
+    "file": "size of the weights on disk (GGUF, plus its LoRA adapter)",
+    "resident": "peak resident memory of an in-process model while it ran: pages of its GGUF mapped in memory plus "
+                "the growth of the process's anonymous memory since it began loading (KV cache, compute buffers, "
+                "weights llama.cpp repacked), read from /proc/self after loading and after each answer",
+    "variants": "each variant against its reference on the same (case, sample) pairs: McNemar exact test and a paired "
+                "bootstrap 95% interval of Δ pass rate; worse = p < α and Δ below −margin; within margin = the "
+                "interval above −margin; not shown = neither",
     "unstable": "cases where some samples pass and others fail (needs samples > 1 and temperature > 0)",
 }
 
@@ -72,6 +79,13 @@ class ModelSummary:
     schema_valid: int = 0  # answers to json_schema-checked cases that parsed and validated
     schema_checked: int = 0
     structured_output: str = "off"
+    variant_of: str | None = None  # the config entry this variant came from
+    variant: str | None = None
+    reference: bool = False
+    variant_margin: float = 0.05
+    file_bytes: int | None = None  # the weights on disk (in-process models)
+    resident_bytes: int | None = None  # peak resident memory while it ran (weights resident + llama.cpp's buffers)
+    runtime: dict[str, Any] | None = None
 
     @property
     def error_rate(self) -> float:
@@ -165,7 +179,8 @@ def summarise_model(name: str, spec: ModelSpec, rows: list[StoredGeneration], wo
         error_example=examples.get(main_kind) if main_kind else None,
         schema_valid=sum(1 for reason in schema_scores if schema_valid(reason)), schema_checked=len(schema_scores),
         structured_output=spec.structured_output, long_context=_long_context_grid(rows),
-        refusals=_refusal_rates(answered, workloads))
+        refusals=_refusal_rates(answered, workloads), variant_of=spec.variant_of, variant=spec.variant,
+        reference=spec.reference, variant_margin=spec.variant_margin)
 
 
 def _refusal_rates(rows: list[StoredGeneration], workloads: dict[str, str]) -> dict[str, dict[str, int]]:
@@ -247,7 +262,14 @@ class RunSummary:
                 "error_banner": self.error_banner(),
                 "models": [{**m.to_dict(), "outcomes": self.outcomes(m.model), "scores": self.scores(m.model)}
                            for m in self.models],
+                "variants": [g.to_dict() for g in self.variant_groups()],
                 "manifest": self.run["manifest"]}
+
+    def variant_groups(self) -> list[Any]:
+        """Variants of one model compared with their reference (empty when the config lists none)."""
+        from .variants import variant_groups
+
+        return variant_groups(self)
 
     def scores(self, model: str) -> dict[str, float]:
         """Per (case, sample) mean scorer value (partial credit)."""
@@ -268,6 +290,12 @@ def summarise_run(store: Store, run_id: str) -> RunSummary:
     for m in store.run_models(run_id):
         spec = ModelSpec.model_validate(m["spec"])
         ms = summarise_model(m["name"], spec, [r for r in rows if r.model == m["name"]], workloads)
+        facts = run["manifest"].get("models", {}).get(m["name"]) or {}
+        if facts.get("size_bytes") is not None:
+            ms.file_bytes = int(facts["size_bytes"]) + int((facts.get("lora") or {}).get("size_bytes") or 0)
+        ms.runtime = m.get("runtime")
+        if ms.runtime:
+            ms.resident_bytes = ms.runtime.get("resident_peak_bytes")
         lic = licenses.get(m["name"]) or {}
         ms.license, ms.license_verdict = lic.get("license_name") or lic.get("license_key"), lic.get("verdict")
         na = (run["manifest"].get("not_applicable") or {}).get(m["name"])

@@ -132,6 +132,7 @@ class LlamaCppBackend:
         self._lock = threading.Lock()
         self.calls = 0
         self.load_seconds: float | None = None
+        self.memory: Any = None  # memprobe.ModelMemory once loaded
 
     # -- where the file is and what it is -----------------------------------------------------
     @property
@@ -155,6 +156,23 @@ class LlamaCppBackend:
             self._meta = read_metadata(p)
         except GGUFError as e:
             raise BackendUnavailable(self.name, str(e), "that the file is a complete GGUF model (re-download it?)") from None
+        lora = self.lora
+        if lora is not None:
+            try:
+                kind = read_metadata(lora).get("general.type")
+            except (GGUFError, OSError) as e:
+                raise BackendUnavailable(self.name, f"LoRA adapter {lora}: {e}",
+                                         "'lora_path' must name a LoRA adapter in GGUF form (convert_lora_to_gguf.py)") from None
+            if kind != "adapter":
+                raise BackendUnavailable(self.name, f"{lora} is not a LoRA adapter (general.type {kind!r})",
+                                         "'lora_path' must name an adapter GGUF, not a model")
+
+    @property
+    def lora(self) -> Path | None:
+        if not self.spec.lora_path:
+            return None
+        p = Path(self.spec.lora_path).expanduser()
+        return p if p.is_absolute() else Path(self.base_dir) / p
 
     @property
     def metadata(self) -> dict[str, Any]:
@@ -194,6 +212,8 @@ class LlamaCppBackend:
 
     def identity(self) -> dict[str, Any]:
         ident = {"backend": "llamacpp", "sha256": self.sha256, "mode": self.spec.mode, "n_ctx": self.spec.n_ctx}
+        if self.lora is not None:
+            ident["lora_sha256"] = cached_sha256(self.lora)
         if self.spec.mode == "completion":
             ident["prompt_template"] = self.spec.prompt_template
         return ident
@@ -209,6 +229,8 @@ class LlamaCppBackend:
             "prompt_template": self.spec.prompt_template if self.spec.mode == "completion" else None,
             "llama_cpp_python": pkg_version("llama-cpp-python"), **llama_cpp_build(),
             "n_threads": self.n_threads, "n_ctx": self.spec.n_ctx, "params": self.spec.params.model_dump(),
+            **({"lora": {"path": str(self.lora), "sha256": cached_sha256(self.lora),
+                         "size_bytes": self.lora.stat().st_size}} if self.lora is not None else {}),
         }
 
     @property
@@ -238,14 +260,20 @@ class LlamaCppBackend:
                 actual = sha256_file(self.path)
                 if actual != self.expected_sha256:
                     raise self._lock_mismatch(actual)
+            from ..memprobe import ModelMemory
+
+            files = [self.path] + ([self.lora] if self.lora is not None else [])
+            self.memory = ModelMemory(files)
             t0 = time.perf_counter()
             try:
                 self._llama = Llama(model_path=str(self.path), n_ctx=self.spec.n_ctx, n_threads=self.n_threads,
-                                    n_threads_batch=self.n_threads, seed=self.spec.params.seed, verbose=False)
+                                    n_threads_batch=self.n_threads, seed=self.spec.params.seed, verbose=False,
+                                    lora_path=str(self.lora) if self.lora is not None else None)
             except (ValueError, RuntimeError) as e:
                 raise BackendUnavailable(self.name, f"llama.cpp could not load {self.path}: {e}",
                                          "that the file is a complete GGUF this llama-cpp-python version supports") from None
             self.load_seconds = time.perf_counter() - t0
+            self.memory.sample()
             if self.spec.mode == "chat":
                 llm = self._llama
                 eos_id, bos_id = llm.token_eos(), llm.token_bos()
@@ -272,6 +300,13 @@ class LlamaCppBackend:
             if self._llama is not None:
                 self._llama.close()
                 self._llama = None
+
+    def runtime_facts(self) -> dict[str, Any] | None:
+        """What was measured while this model ran (resident memory, load time); None if it never loaded."""
+        mem = self.memory.facts() if self.memory is not None else None
+        if mem is None:
+            return None
+        return {**mem, "load_seconds": round(self.load_seconds or 0.0, 3)}
 
     async def aclose(self) -> None:
         await asyncio.get_running_loop().run_in_executor(_LLAMA_THREAD, self._close)
@@ -331,6 +366,8 @@ class LlamaCppBackend:
             except (ValueError, RuntimeError) as e:
                 raise BackendError(f"llama.cpp failed: {e}", kind="engine") from None
             timings.done = time.perf_counter_ns()
+            if self.memory is not None:
+                self.memory.sample()
             text = "".join(pieces)
             completion_tokens = len(llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)) if text else 0
         calls = None

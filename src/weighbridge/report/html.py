@@ -116,6 +116,35 @@ def _paired_section(summary: RunSummary) -> list[str]:
     return out
 
 
+def _variants_section(summary: RunSummary) -> list[str]:
+    """Variants of one model against their reference: quality, its paired difference, memory, speed."""
+    from ..variants import RULE, pick_lines
+
+    def mb(v: int | None) -> str:
+        return "–" if v is None else f"{v / 1e6:,.1f} MB"
+
+    out = []
+    for g in summary.variant_groups():
+        out.append(f"<h2 id='variants-{_e(g.name)}'>Variants of {_e(g.name)}</h2><p class=meta>reference "
+                   f"{_e(g.reference)} · margin {g.margin * 100:g} points · α {g.alpha:g}</p><table class=variants>"
+                   "<tr><th>variant</th><th>file</th><th>resident (peak)</th><th>output tok/s</th>"
+                   "<th>pass rate (95% CI)</th><th>Δ vs reference (95% CI)</th><th>McNemar p</th>"
+                   "<th>fixed / broken</th><th>verdict</th></tr>")
+        for r in g.rows:
+            c = r.comparison
+            out.append(f"<tr data-verdict='{_e(r.verdict)}'><td>{_e(r.variant)}</td><td class=num>{mb(r.file_bytes)}</td>"
+                       f"<td class=num>{mb(r.resident_bytes)}</td>"
+                       f"<td class=num>{f'{r.output_tok_s:.1f}' if r.output_tok_s else '–'}</td>"
+                       f"<td class=num>{r.pass_rate:.1%} ({r.ci95[0]:.1%} – {r.ci95[1]:.1%})</td>"
+                       + (f"<td class=num>{c.delta:+.1%} ({c.delta_ci95[0]:+.1%} … {c.delta_ci95[1]:+.1%})</td>"
+                          f"<td class=num>{c.p_value:.3g}</td><td class=num>{len(c.fixed)} / {len(c.broken)}</td>"
+                          if c else "<td>–</td><td>–</td><td>–</td>")
+                       + f"<td>{_e(r.verdict)}</td></tr>")
+        out.append("</table><ul class=pick>" + "".join(f"<li><b>{_e(x)}</b></li>" for x in pick_lines(g)) + "</ul>"
+                   f"<p class=meta>{_e(RULE)} " + " ".join(_e(n) for n in g.notes) + "</p>")
+    return out
+
+
 def _banner(summary: RunSummary) -> list[str]:
     lines = summary.error_banner()
     if not lines:
@@ -178,6 +207,7 @@ def render_html(summary: RunSummary, baseline: dict[str, dict[str, bool]] | None
                "the 95% Wilson interval of the pass rate.</figcaption></figure><figure>" + latency_distribution(lat)
                + "<figcaption>Latency per request: box p25–p75, solid line p50, dashed p95.</figcaption></figure></div>")
     out.extend(_paired_section(summary))
+    out.extend(_variants_section(summary))
 
     by_key = {(r.model, r.case_id, r.sample): r for r in summary.rows}
     unstable = {cid for m in models for cid in m.unstable_cases}

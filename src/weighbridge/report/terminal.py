@@ -10,6 +10,7 @@ from rich.table import Table
 
 from ..suites.longcontext import parse_length
 from ..summary import ModelSummary, RunSummary, workload_rows
+from ..variants import VariantGroup, pick_lines
 
 
 def _ms(v: float | None) -> str:
@@ -87,21 +88,37 @@ def render(summary: RunSummary, console: Console) -> None:
     console.print(t)
     if any(m.long_context for m in models):
         console.print(long_context_table(models))
+    for g in summary.variant_groups():
+        console.print(variants_table(g))
+        for line in pick_lines(g):
+            console.print(f"[bold]{escape(line)}[/]", highlight=False, soft_wrap=True)
+        for note in g.notes:
+            console.print(f"[dim]{escape(note)}[/]", highlight=False, soft_wrap=True)
 
 
-def long_context_table(models: list[ModelSummary]) -> Table:
-    """Long-context accuracy by nominal length (rows) and needle depth (columns), per model."""
-    depths = sorted({d for m in models for row in m.long_context.values() for d in row}, key=int)
-    lengths = sorted({n for m in models for n in m.long_context}, key=parse_length)
-    t = Table(title="long context: passed by length × depth", title_justify="left")
-    t.add_column("model")
-    t.add_column("length")
-    for d in depths:
-        t.add_column(f"depth {d}%", justify="right")
-    for m in models:
-        for n in lengths:
-            cells = m.long_context.get(n)
-            t.add_row(m.model, n, *[(f"{cells[d]['passed']}/{cells[d]['jobs']}" if cells and d in cells and cells[d]["jobs"]
-                                     else "not run")
-                                    for d in depths])
+def _mb(v: int | None) -> str:
+    return "–" if v is None else f"{v / 1e6:,.1f} MB"
+
+
+_VERDICT_STYLE = {"worse": "bold red", "within margin": "green", "not shown": "yellow", "reference": "bold"}
+
+
+def variants_table(g: VariantGroup) -> Table:
+    """Per variant (a column each, like the models above): memory, speed, quality and its paired
+    difference to the reference, and the verdict."""
+    t = Table(title=f"variants of {g.name} · reference {g.reference} · margin {g.margin * 100:g} points · "
+                    f"α {g.alpha:g}", title_justify="left")
+    t.add_column("", style="bold")
+    for r in g.rows:
+        t.add_column(r.variant + (" (ref)" if r.reference else ""), justify="right")
+    cmp = [r.comparison for r in g.rows]
+    t.add_row("file", *[_mb(r.file_bytes) for r in g.rows])
+    t.add_row("resident, peak", *[_mb(r.resident_bytes) for r in g.rows])
+    t.add_row("output tok/s", *[f"{r.output_tok_s:.1f}" if r.output_tok_s else "–" for r in g.rows])
+    t.add_row("pass rate", *[f"{r.pass_rate:.0%} ({r.passed}/{r.jobs})" for r in g.rows])
+    t.add_row("Δ vs reference", *[f"{c.delta * 100:+.1f} pts" if c else "–" for c in cmp])
+    t.add_row("  95% CI", *[f"{c.delta_ci95[0] * 100:+.1f} … {c.delta_ci95[1] * 100:+.1f}" if c else "–" for c in cmp])
+    t.add_row("McNemar p", *[f"{c.p_value:.2g}" if c else "–" for c in cmp])
+    t.add_row("fixed / broken", *[f"{len(c.fixed)} / {len(c.broken)}" if c else "–" for c in cmp])
+    t.add_row("verdict", *[f"[{_VERDICT_STYLE.get(r.verdict, 'default')}]{r.verdict}[/]" for r in g.rows])
     return t

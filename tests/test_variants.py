@@ -1,0 +1,127 @@
+"""Variants of one model: the config expands them, the verdict follows stated rules, and a real
+quantisation of the bundled SmolLM2 is baked off against its reference with paired statistics,
+memory measured while each ran."""
+
+from __future__ import annotations
+
+import json
+import mmap
+
+import pytest
+from typer.testing import CliRunner
+
+from weighbridge.cli import app as cli
+from weighbridge.compare import Comparison
+from weighbridge.config import load_config
+from weighbridge.errors import ConfigError
+from weighbridge.memprobe import mapped_rss
+from weighbridge.variants import verdict
+
+from .conftest import write
+
+runner = CliRunner()
+
+VARIANTS = """\
+models:
+  - name: smol
+    backend: llamacpp
+    params: {max_tokens: 32}
+    variants:
+      - {name: Q4_1, bundled: smollm2-135m}
+      - {name: Q2_K, path: v/q2.gguf, n_ctx: 2048}
+      - {name: Q3_K_M, path: v/q3.gguf, reference: true}
+  - {name: other, backend: llamacpp, bundled: gemma3-270m, mode: completion}
+"""
+
+
+def test_variants_expand_into_named_models_with_the_entry_settings_and_their_own(tmp_path):
+    cfg = load_config(write(tmp_path / "w.yaml", VARIANTS))
+    names = [m.name for m in cfg.models]
+    assert names == ["smol@Q4_1", "smol@Q2_K", "smol@Q3_K_M", "other"]
+    q4, q2, q3, _ = cfg.models
+    assert (q4.bundled, q4.path) == ("smollm2-135m", None)
+    assert (q2.bundled, q2.path, q2.n_ctx, q2.params.max_tokens) == (None, "v/q2.gguf", 2048, 32)  # path replaces bundled
+    assert [m.reference for m in cfg.models[:3]] == [False, False, True] and q3.variant_of == "smol"
+    first = load_config(write(tmp_path / "f.yaml", VARIANTS.replace(", reference: true", "")))
+    assert first.models[0].reference  # no reference named: the first one is
+
+
+@pytest.mark.parametrize("body,message", [
+    (VARIANTS.replace("path: v/q2.gguf", "path: v/q2.gguf, reference: true"), "all marked reference"),
+    (VARIANTS.replace("name: Q2_K", "name: Q4_1"), "two variants are named 'Q4_1'"),
+    (VARIANTS.replace("{name: Q2_K, path: v/q2.gguf", "{name: Q2_K, base_url: http://x/v1"),
+     "variant 'Q2_K': a llamacpp model needs exactly one of 'bundled'"),
+    (VARIANTS.replace("n_ctx: 2048", "n_ctx: 2"), "w.yaml:7: field 'models.0.variants.1.n_ctx'"),
+    (VARIANTS.replace("name: other", "name: smol@Q2_K"), "two models are named 'smol@Q2_K'"),
+])
+def test_bad_variants_name_the_file_line_and_the_variant(tmp_path, body, message):
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path / "w.yaml", body))
+    assert message in str(e.value) and "w.yaml:" in str(e.value)
+
+
+def _cmp(delta: float, lo: float, p: float) -> Comparison:
+    return Comparison(model="m", baseline_label="ref", pairs=100, baseline_pass_rate=0.5, candidate_pass_rate=0.5 + delta,
+                      delta=delta, delta_ci95=(lo, delta + 0.05), fixed=[], broken=[], p_value=p)
+
+
+def test_the_verdict_rules_follow_check_and_a_non_inferiority_interval():
+    assert verdict(_cmp(-0.12, -0.20, 0.01), 0.05, 0.05) == "worse"  # significant and past the margin: check's rule
+    assert verdict(_cmp(-0.03, -0.04, 0.30), 0.05, 0.05) == "within margin"  # the whole interval above −5 points
+    assert verdict(_cmp(-0.03, -0.09, 0.30), 0.05, 0.05) == "not shown"  # not worse, but a loss > 5 not ruled out
+    assert verdict(_cmp(-0.04, -0.07, 0.01), 0.05, 0.05) == "not shown"  # significant, but within the margin
+
+
+def test_resident_pages_of_a_mapped_file_are_counted(tmp_path):
+    f = tmp_path / "weights.bin"
+    f.write_bytes(b"\1" * (8 << 20))
+    with open(f, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as m:
+        assert mapped_rss([f]) == 0 or mapped_rss([f]) < (8 << 20)
+        total = sum(m[i] for i in range(0, len(m), 4096))  # touch every page
+        assert total == (8 << 20) // 4096
+        assert mapped_rss([f]) >= 8 << 20
+    assert mapped_rss([f]) == 0  # unmapped: nothing of it is resident in this process
+
+
+@pytest.mark.slow
+def test_quantised_smollm2_variants_are_baked_off_against_the_reference(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path / "weighbridge.yaml", "# my models\nmodels:\n"
+          "  - name: smollm2          # the small one\n"
+          "    backend: llamacpp\n    bundled: smollm2-135m\n    n_ctx: 1024\n"
+          "    params: {max_tokens: 24}\n"
+          "suites:\n  - builtin:starter[:6]\n")
+    r = runner.invoke(cli, ["quantize", "smollm2", "--to", "Q3_K_M,Q2_K", "--allow-requantize", "--out", "variants",
+                            "--threads", "2"])
+    assert r.exit_code == 0, r.output
+    text = (tmp_path / "weighbridge.yaml").read_text()
+    assert "# my models" in text and "# the small one" in text  # the user's comments survive
+    assert "  - name: smollm2" in text and "      - {name: Q4_1, reference: true, bundled: smollm2-135m}" in text
+    assert "      - {name: Q2_K, path: variants/SmolLM2-135M-Instruct.Q2_K.gguf}" in text
+    cfg = load_config(tmp_path / "weighbridge.yaml")
+    assert [m.name for m in cfg.models] == ["smollm2@Q4_1", "smollm2@Q3_K_M", "smollm2@Q2_K"]
+
+    r = runner.invoke(cli, ["bakeoff", "--json", "out.json"])
+    assert r.exit_code == 0, r.output
+    assert "variants of smollm2 · reference Q4_1 · margin 5 points" in r.output
+    assert "smallest variant not significantly worse than Q4_1 by more than 5 points:" in r.output
+    data = json.loads((tmp_path / "out.json").read_text())
+    group = data["variants"][0]
+    assert group["name"] == "smollm2" and group["reference"] == "Q4_1"
+    rows = {v["variant"]: v for v in group["variants"]}
+    assert rows["Q4_1"]["comparison"] is None and rows["Q4_1"]["verdict"] == "reference"
+    for name in ("Q3_K_M", "Q2_K"):
+        c = rows[name]["comparison"]
+        assert c["pairs"] == 6 and c["baseline_label"] == "smollm2@Q4_1"
+        broken, fixed = len(c["broken"]), len(c["fixed"])
+        from weighbridge.stats import mcnemar_exact
+        assert c["p_value"] == mcnemar_exact(broken, fixed)  # the p shown is the test of these flips
+        assert rows[name]["verdict"] in ("within margin", "not shown", "worse")
+    assert rows["Q2_K"]["file_bytes"] < rows["Q3_K_M"]["file_bytes"] < rows["Q4_1"]["file_bytes"]
+    for v in rows.values():  # measured while it ran: more than nothing, more than its weights alone
+        assert v["resident_bytes"] and v["resident_bytes"] > v["file_bytes"] * 0.5
+        assert v["output_tok_s"] and v["output_tok_s"] > 0
+    keep = [v for v in rows.values() if v["verdict"] != "worse"]
+    assert group["pick"] == min(keep, key=lambda v: v["file_bytes"])["variant"]
+    html = (tmp_path / "weighbridge-report.html").read_text()
+    assert "Variants of smollm2" in html and "data-verdict='reference'" in html
