@@ -135,3 +135,28 @@ def test_report_with_5000_generations_loads_and_filters(browser, tmp_path):
     assert 0 < visible_rows(browser) < 2500
     assert severe_logs(browser) == []
     print(f"5,000-generation report: {page.stat().st_size / 1e6:.1f} MB, loaded in {loaded:.2f} s")
+
+
+def test_cost_page_renders_the_chart_and_the_bench_levels_it_used(browser, tmp_path):
+    from weighbridge.deploy_cost import ScenarioPricer
+    from weighbridge.report.cost_report import write_cost_html
+    from weighbridge.scenario import load_scenario
+
+    from .conftest import write
+    from .test_cost_scenario import PRICES, SCENARIO, _store_with_runs
+
+    store = _store_with_runs(tmp_path)
+    pricer = ScenarioPricer(load_scenario(write(tmp_path / "s.yaml", SCENARIO)), store, PRICES)
+    costs = pricer.price_all()
+    page = write_cost_html(pricer, costs, tmp_path / "cost.html", bench_report="weighbridge-bench.html")
+    browser.get(page.resolve().as_uri())
+    assert "weighbridge cost" in browser.title
+    assert len(browser.find_elements("css selector", "svg.plot polyline")) == 3  # one line per priced option
+    marks = browser.find_elements("css selector", "svg.plot circle.break-even")
+    assert len(marks) == sum(1 for c in costs for b in c.break_even if b.requests_per_month)
+    used = browser.find_element("css selector", "table.levels tr.used")
+    assert used.find_element("css selector", "a").get_attribute("href").endswith("weighbridge-bench.html#level-2")
+    assert "used · meets the SLO" in used.text
+    assert severe_logs(browser) == []
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    browser.get_screenshot_as_file(str(ARTIFACTS / "cost.png"))

@@ -56,6 +56,12 @@ def _config(path: Optional[Path]) -> Config:
     return load_config(path)
 
 
+def _scenario(path: Path) -> Any:
+    from .scenario import load_scenario
+
+    return load_scenario(path)
+
+
 @contextlib.contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
     """SIGTERM (a CI runner's cancel, ``kill``, a container stop) and SIGHUP (a closed terminal) take
@@ -105,7 +111,7 @@ def init(path: Path = typer.Argument(Path("weighbridge.yaml"), help="Where to wr
 
 def _run_and_report(cfg: Config, *, store: Optional[Path], report: Optional[Path], resume: bool | str,
                     use_cache: bool, only_models: Optional[list[str]], command: list[str],
-                    retry_errors: bool = False) -> Any:
+                    retry_errors: bool = False, scenario: Any = None) -> Any:
     """Run a bakeoff with live progress, print its table and write its HTML report; return the summary.
     ``command`` is how this bakeoff was asked for (``-c``, ``--store``, ``-m``): an interrupted run
     prints it back with ``--resume --run ID``, so following the hint continues this very run."""
@@ -153,8 +159,24 @@ def _run_and_report(cfg: Config, *, store: Optional[Path], report: Optional[Path
         if m.license_verdict == "not_allowed":
             err_console.print(f"[bold red]license:[/] {m.model} ({m.license}) is not allowed under the deployment "
                               "profile; see `weighbridge license check`")
-    console.print(f"report: {write_html(summary, report or cfg.resolve(cfg.report))}")
+    extra = _scenario_section(scenario, st, stats.run_id) if scenario is not None else ""
+    console.print(f"report: {write_html(summary, report or cfg.resolve(cfg.report), extra=extra)}")
     return summary
+
+
+def _scenario_section(scenario: Any, st: Any, run_id: str, prices: Optional[Path] = None) -> str:
+    """The bakeoff report's cost section for a scenario; a problem pricing it is printed, not fatal:
+    the run and its report stand without it."""
+    from .deploy_cost import ScenarioPricer
+    from .report.cost_report import cost_section
+    from .scenario import load_prices, merged_prices
+
+    try:
+        pricer = ScenarioPricer(scenario, st, merged_prices(load_prices(prices), scenario), default_run=run_id)
+        return cost_section(pricer, pricer.price_all())
+    except WeighbridgeError as e:
+        err_console.print(f"[red]cost section left out:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
+        return ""
 
 
 @app.command()
@@ -174,6 +196,8 @@ def bakeoff(
     store: Optional[Path] = typer.Option(None, "--store", help="SQLite store (default from config)."),
     fail_under: Optional[float] = typer.Option(None, "--fail-under", min=0.0, max=1.0,
                                                help="Exit 1 if any model's pass rate is below this (0-1)."),
+    scenario: Optional[Path] = typer.Option(None, "--scenario", metavar="FILE", help="Add the cost of this "
+                                            "deployment scenario to the HTML report (see `weighbridge cost`)."),
 ) -> None:
     """Run every model on every case, score the answers, and print them side by side.
 
@@ -182,6 +206,7 @@ def bakeoff(
 
     try:
         cfg = _config(config)
+        the_scenario = _scenario(scenario) if scenario else None  # a bad scenario fails before any model runs
     except WeighbridgeError as e:
         raise _fail(e) from None
     if no_model_check:
@@ -190,7 +215,7 @@ def bakeoff(
     resume = resume or retry_errors
     summary = _run_and_report(cfg, store=store, report=report, resume=(run_id or True) if resume else False,
                               use_cache=not no_cache, only_models=model or None, command=command,
-                              retry_errors=retry_errors)
+                              retry_errors=retry_errors, scenario=the_scenario)
     if json_out:
         console.print(f"json: {write_json(summary, json_out)}")
     if summary.unreliable():
@@ -427,7 +452,9 @@ def bench_cmd(
     settings = {"levels": levels, "poisson": poisson, "requests": requests, "duration_s": duration, "warmup": warmup,
                 "timeout_s": timeout_s, "max_error_rate": max_error_rate,
                 "input_tokens": None if suite else input_tokens, "prompts": suite or "synthetic",
-                "output_tokens": output_tokens, "slo": slo, "gpu_hour_usd": gpu_hour_usd}
+                "output_tokens": output_tokens, "slo": slo, "gpu_hour_usd": gpu_hour_usd,
+                # what `weighbridge cost` matches an option's model against: the name it was benched by
+                "model": tgt.model if target.startswith(("http://", "https://")) else target}
     st = Store(store or (cfg.resolve(cfg.store) if cfg else Path("weighbridge.db")))
     bench_id = st.save_bench(target=where, mode=mode, settings=settings, levels=[r.to_dict() for r in results],
                              stopped=stop)
@@ -740,7 +767,10 @@ def report(run: Optional[str] = typer.Argument(None, help="Run id (default: the 
            config: Optional[Path] = typer.Option(None, "-c", "--config", metavar="FILE",
                                                  help="Read the store from this config's store:."),
            store: Optional[Path] = typer.Option(None, "--store", metavar="FILE",
-                                                help="SQLite store (default: the config's, else ./weighbridge.db).")) -> None:
+                                                help="SQLite store (default: the config's, else ./weighbridge.db)."),
+           scenario: Optional[Path] = typer.Option(None, "--scenario", metavar="FILE", help="Add the cost of this "
+                                                   "deployment scenario to the HTML report (see `weighbridge cost`).")
+           ) -> None:
     """Print a stored run's side-by-side table again; optionally write HTML/JSON. Calls no model."""
     from .report.html import write_html
     from .report.jsonreport import write_json
@@ -750,6 +780,7 @@ def report(run: Optional[str] = typer.Argument(None, help="Run id (default: the 
     try:
         st, run_id = _open_store_run(_store_of(config, store), run)
         summary = summarise_run(st, run_id)
+        the_scenario = _scenario(scenario) if scenario else None
         base = None
         if baseline:
             from .compare import outcomes_from_file, outcomes_from_run
@@ -759,7 +790,10 @@ def report(run: Optional[str] = typer.Argument(None, help="Run id (default: the 
         raise _fail(e) from None
     render(summary, console)
     if output:
-        console.print(f"report: {write_html(summary, output, base, baseline or '')}")
+        extra = _scenario_section(the_scenario, st, run_id) if the_scenario is not None else ""
+        console.print(f"report: {write_html(summary, output, base, baseline or '', extra=extra)}")
+    elif the_scenario is not None:
+        err_console.print("[yellow]--scenario adds a section to the HTML report: give -o FILE to write one[/]")
     if json_out:
         console.print(f"json: {write_json(summary, json_out)}")
 
@@ -902,6 +936,52 @@ def quantize(model: str = typer.Argument(..., help="A llamacpp model of the conf
         return
     console.print("add to weighbridge.yaml, then `weighbridge lock` records each file with its provenance:")
     print(config_snippet(variants, name or model, base_dir, where, source_type))  # plain: a terminal's width must not wrap YAML to paste
+
+
+@app.command()
+def cost(scenario: Path = typer.Argument(..., metavar="SCENARIO", help="Scenario YAML: traffic, SLO, overheads, options."),
+         config: Optional[Path] = typer.Option(None, "-c", "--config", metavar="FILE",
+                                               help="Read the store from this config's store:."),
+         store: Optional[Path] = typer.Option(None, "--store", metavar="FILE",
+                                              help="SQLite store with the bench and bakeoff runs (default: the "
+                                                   "config's, else ./weighbridge.db)."),
+         prices: Optional[Path] = typer.Option(None, "--prices", metavar="FILE", help="Your own API price sheet "
+                                               "(default: the sourced, dated one shipped with weighbridge)."),
+         json_out: Optional[Path] = typer.Option(None, "--json", metavar="FILE", help="Write the figures as JSON."),
+         html_out: Path = typer.Option(Path("weighbridge-cost.html"), "--html", metavar="FILE",
+                                       help="HTML page with the table and the cost-against-volume chart."),
+         bench_report: Optional[str] = typer.Option(None, "--bench-report", metavar="FILE",
+                                                    help="Link each bench level to this bench report's rows.")) -> None:
+    """Price a deployment scenario self-hosted and on managed APIs, from stored bench and bakeoff runs.
+
+    Exits 1 when some option could not be priced (no bench, no level meeting the SLO, an unknown price line):
+    the output says which and what to run. Exits 2 on a bad scenario, store, run or model name."""
+    import json as _json
+
+    from .deploy_cost import ScenarioPricer
+    from .files import write_atomic
+    from .report.cost_report import render_terminal, to_json, write_cost_html
+    from .scenario import load_prices, merged_prices
+    from .store import Store
+
+    try:
+        the_scenario = _scenario(scenario)
+        sheet = merged_prices(load_prices(prices), the_scenario)
+        path = _store_of(config, store)
+        if not path.exists():
+            raise WeighbridgeError(f"{path}: no such store; run `weighbridge bench` and `weighbridge bakeoff` first "
+                                   "(or give --store)")
+        pricer = ScenarioPricer(the_scenario, Store(path), sheet)
+        costs = pricer.price_all()
+    except WeighbridgeError as e:
+        raise _fail(e) from None
+    render_terminal(pricer, costs, console)
+    if json_out:
+        write_atomic(json_out, _json.dumps(to_json(pricer, costs), indent=2, ensure_ascii=False) + "\n")
+        console.print(f"json: {json_out}")
+    console.print(f"html: {write_cost_html(pricer, costs, html_out, bench_report)}")
+    if any(c.problem for c in costs):
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -257,6 +257,13 @@ class Store:
                            [(bench_id, i, lv["level"], json.dumps(lv)) for i, lv in enumerate(levels)])
         return bench_id
 
+    def benches(self, limit: int = 200) -> list[dict[str, Any]]:
+        """Stored load tests, newest first, without their levels."""
+        rows = self.db.execute("SELECT id, created_at, target, mode, settings_json FROM bench_runs "
+                               "ORDER BY created_at DESC, rowid DESC LIMIT ?", (limit,)).fetchall()
+        return [{"id": r[0], "created_at": r[1], "target": r[2], "mode": r[3], "settings": json.loads(r[4])}
+                for r in rows]
+
     def bench(self, bench_id: str) -> dict[str, Any]:
         row = self.db.execute("SELECT id, created_at, target, mode, settings_json, stopped FROM bench_runs WHERE id=?",
                               (bench_id,)).fetchone()

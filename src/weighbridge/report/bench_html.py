@@ -41,7 +41,7 @@ def render_bench_html(bench: dict[str, Any]) -> str:
                                            **({"goodput/s": [(lv["level"], lv["goodput_rps"]) for lv in levels]}
                                               if levels and levels[0].get("goodput_rps") is not None else {})}, "per second")
     rows = "".join(
-        f"<tr><td>{lv['level']:g}</td><td>{lv['ok']}/{lv['requests']}</td><td>{lv['rps']:.2f}</td>"
+        f"<tr id='level-{lv['level']:g}'><td>{lv['level']:g}</td><td>{lv['ok']}/{lv['requests']}</td><td>{lv['rps']:.2f}</td>"
         f"<td>{lv['output_tps']:.1f}</td><td>{_ms(lv['ttft_ms'], 'p50')} / {_ms(lv['ttft_ms'], 'p99')}</td>"
         f"<td>{_ms(lv['itl_ms'], 'p50')} / {_ms(lv['itl_ms'], 'p99')}</td><td>{_ms(lv['tpot_ms'], 'p50')}</td>"
         f"<td>{_ms(lv['e2e_ms'], 'p50')} / {_ms(lv['e2e_ms'], 'p99')}</td>"

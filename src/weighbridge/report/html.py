@@ -155,7 +155,8 @@ def _banner(summary: RunSummary) -> list[str]:
 
 
 def render_html(summary: RunSummary, baseline: dict[str, dict[str, bool]] | None = None,
-                baseline_label: str = "") -> str:
+                baseline_label: str = "", extra: str = "") -> str:
+    """``extra``: a section rendered elsewhere (the cost of a scenario) placed after the comparisons."""
     models = summary.models
     run = summary.run
     names = [m.model for m in models]
@@ -208,6 +209,8 @@ def render_html(summary: RunSummary, baseline: dict[str, dict[str, bool]] | None
                + "<figcaption>Latency per request: box p25–p75, solid line p50, dashed p95.</figcaption></figure></div>")
     out.extend(_paired_section(summary))
     out.extend(_variants_section(summary))
+    if extra:
+        out.append(extra)
 
     by_key = {(r.model, r.case_id, r.sample): r for r in summary.rows}
     unstable = {cid for m in models for cid in m.unstable_cases}
@@ -284,8 +287,8 @@ def _messages(case: dict) -> list[dict[str, str]]:
 
 
 def write_html(summary: RunSummary, path: str | Path, baseline: dict[str, dict[str, bool]] | None = None,
-               baseline_label: str = "") -> Path:
-    return write_atomic(path, render_html(summary, baseline, baseline_label))
+               baseline_label: str = "", extra: str = "") -> Path:
+    return write_atomic(path, render_html(summary, baseline, baseline_label, extra))
 
 
 def _long_context_grid(models: list[ModelSummary]) -> str:

@@ -122,3 +122,21 @@ def variants_table(g: VariantGroup) -> Table:
     t.add_row("fixed / broken", *[f"{len(c.fixed)} / {len(c.broken)}" if c else "–" for c in cmp])
     t.add_row("verdict", *[f"[{_VERDICT_STYLE.get(r.verdict, 'default')}]{r.verdict}[/]" for r in g.rows])
     return t
+
+
+def long_context_table(models: list[ModelSummary]) -> Table:
+    """Long-context accuracy by nominal length (rows) and needle depth (columns), per model."""
+    depths = sorted({d for m in models for row in m.long_context.values() for d in row}, key=int)
+    lengths = sorted({n for m in models for n in m.long_context}, key=parse_length)
+    t = Table(title="long context: passed by length × depth", title_justify="left")
+    t.add_column("model")
+    t.add_column("length")
+    for d in depths:
+        t.add_column(f"depth {d}%", justify="right")
+    for m in models:
+        for n in lengths:
+            cells = m.long_context.get(n)
+            t.add_row(m.model, n, *[(f"{cells[d]['passed']}/{cells[d]['jobs']}" if cells and d in cells and cells[d]["jobs"]
+                                     else "not run")
+                                    for d in depths])
+    return t

@@ -1,0 +1,208 @@
+"""`weighbridge cost` rendered: the terminal table, the JSON document, and a single-file HTML page
+with monthly cost against volume as an inline SVG chart (self-hosted steps, API lines, the
+scenario's volume and each break-even marked)."""
+
+from __future__ import annotations
+
+import html
+import math
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from ..deploy_cost import ScenarioPricer, OptionCost, _count, _ms
+from ..files import write_atomic
+from .svg import _COLORS, _nice_max
+
+DEFINITIONS = {
+    "monthly": "self-hosted: instances × per-instance cost + ops hours × rate + storage + egress; "
+               "API: requests × (input tokens × input price + output tokens × output price) ÷ 1e6 (+ ops the option names)",
+    "instances": "⌈peak rate ÷ capacity⌉, peak rate = requests/month ÷ operating seconds × peak_to_average; capacity = "
+                 "req/s of the best stored bench level meeting the SLO with ≤ 1% errors",
+    "$/1M tokens": "monthly ÷ (requests × (input + output tokens) ÷ 1e6)",
+    "cost per success": "monthly ÷ (requests × pass rate of the named bakeoff run)",
+    "break-even": "the volume from which self-hosting stays cheaper than the API (instances added in steps as volume grows)",
+}
+
+
+def _usd(v: float | None) -> str:
+    if v is None:
+        return "–"
+    if v >= 100:
+        return f"${v:,.0f}"
+    if v >= 1:
+        return f"${v:,.2f}"
+    if v == 0:
+        return "$0"
+    return f"${v:.{max(3, 1 - math.floor(math.log10(v)))}f}"
+
+
+def _level(c: OptionCost) -> str:
+    cap = c.capacity
+    if cap is None or cap.level is None:
+        return "–"
+    word = "concurrency" if cap.mode == "closed" else "rate"
+    return f"{cap.measured_rps:.2f} req/s ({word} {cap.level:g})"
+
+
+def render_terminal(pricer: ScenarioPricer, costs: list[OptionCost], console: Console) -> None:
+    s = pricer.scenario
+    console.print(f"[bold]Cost of '{escape(s.name)}'[/] · {_count(pricer.volume)} requests/month · "
+                  f"{pricer.tokens_in:,.0f} in / {pricer.tokens_out:,.0f} out tokens each ({escape(pricer.tokens_from)}) · "
+                  f"{s.hours_per_day:g} h/day × {s.days_per_month:g} days · peak ×{s.peak_to_average:g} · "
+                  f"SLO {escape(s.latency_slo.describe())}", highlight=False, soft_wrap=True)
+    t = Table()
+    t.add_column("", style="bold")
+    for c in costs:
+        t.add_column(c.name, justify="right")
+    t.add_row("kind", *[c.kind for c in costs])
+    t.add_row("throughput used", *[_level(c) if c.kind != "api" else "provider's" for c in costs])
+    t.add_row("instances for peak", *[str(c.instances) if c.instances else "–" for c in costs])
+    t.add_row("$ / month", *[_usd(c.monthly_usd) if c.problem is None else "[red]not priced[/]" for c in costs])
+    t.add_row("$ / 1M tokens", *[_usd(c.per_mtok_usd) for c in costs])
+    t.add_row("pass rate", *[f"{c.pass_rate:.0%}" if c.pass_rate is not None else "–" for c in costs])
+    t.add_row("$ / successful request", *[_usd(c.per_success_usd) for c in costs])
+    console.print(t)
+    for c in costs:
+        for b in c.break_even:
+            console.print(f"break-even: {escape(b.text)}", highlight=False, soft_wrap=True)
+    for c in costs:
+        if c.problem:
+            console.print(f"[red]{escape(c.name)}: {escape(c.problem)}[/]", highlight=False, soft_wrap=True)
+            if c.fix:
+                console.print(f"  {escape(c.fix)}", highlight=False, soft_wrap=True)
+        for n in c.notes:
+            console.print(f"[dim]{escape(c.name)}: {escape(n)}[/]", highlight=False, soft_wrap=True)
+        if c.capacity and c.capacity.level is not None:
+            console.print(f"[dim]{escape(c.name)}: throughput from {c.capacity.bench_id} level {c.capacity.level:g}"
+                          f" ({c.capacity.target})[/]", highlight=False, soft_wrap=True)
+        if c.price:
+            console.print(f"[dim]{escape(c.name)}: {c.price['id']} ${c.price['input_per_mtok']:g} in / "
+                          f"${c.price['output_per_mtok']:g} out per 1M, as of {c.price['as_of']} ({c.price['source']})[/]",
+                          highlight=False, soft_wrap=True)
+
+
+def to_json(pricer: ScenarioPricer, costs: list[OptionCost]) -> dict[str, Any]:
+    return {"scenario": pricer.scenario.model_dump(mode="json"), "monthly_requests": pricer.volume,
+            "tokens": {"input": pricer.tokens_in, "output": pricer.tokens_out, "from": pricer.tokens_from},
+            "price_sheet_date": pricer.prices.sheet_date, "definitions": DEFINITIONS,
+            "options": [c.to_dict() for c in costs]}
+
+
+def _e(x: object) -> str:
+    return html.escape(str(x), quote=True)
+
+
+def cost_chart(pricer: ScenarioPricer, costs: list[OptionCost], width: int = 640, height: int = 320) -> str:
+    """Monthly cost against monthly requests, from 0 to past the scenario and every break-even."""
+    priced = [c for c in costs if c.monthly_usd is not None]
+    marks = [pricer.volume] + [b.requests_per_month for c in priced for b in c.break_even if b.requests_per_month]
+    xmax = _nice_max(max(marks) * 1.6)
+    xs = [xmax * i / 200 for i in range(1, 201)]
+    series = {c.name: [(x, c.monthly_at(x) or 0.0) for x in xs] for c in priced}
+    ymax = _nice_max(max((y for pts in series.values() for _, y in pts), default=1.0) * 1.05)
+    left, right, top, bottom = 70, 190, 24, 42
+    pw, ph = width - left - right, height - top - bottom
+
+    def px(x: float) -> float:
+        return left + pw * x / xmax
+
+    def py(y: float) -> float:
+        return top + ph * (1 - min(y, ymax) / ymax)
+
+    parts = [f'<svg class=plot role=img aria-label="monthly cost against volume" width="{width}" height="{height}" '
+             f'viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg" font-size="11" font-family="sans-serif">',
+             '<text x="70" y="14" font-weight="bold">Monthly cost against volume</text>',
+             f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#d0d7de"/>']
+    for i in range(6):
+        parts.append(f'<text x="{left - 6}" y="{py(ymax * i / 5) + 4:.1f}" text-anchor="end">{_usd(ymax * i / 5)}</text>'
+                     f'<text x="{px(xmax * i / 5):.1f}" y="{top + ph + 16}" text-anchor="middle">{_count(xmax * i / 5)}</text>')
+    parts.append(f'<text x="{left + pw / 2}" y="{height - 4}" text-anchor="middle">requests per month</text>')
+    x0 = px(pricer.volume)
+    parts.append(f'<line class=scenario x1="{x0:.1f}" x2="{x0:.1f}" y1="{top}" y2="{top + ph}" stroke="#57606a" '
+                 f'stroke-dasharray="4 3"><title>this scenario: {_count(pricer.volume)} requests/month</title></line>')
+    for k, (name, pts) in enumerate(series.items()):
+        col = _COLORS[k % len(_COLORS)]
+        path = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in pts)
+        parts.append(f'<polyline points="{path}" fill="none" stroke="{col}" stroke-width="2"><title>{_e(name)}</title>'
+                     f'</polyline><text x="{left + pw + 8}" y="{top + 12 + 14 * k}" fill="{col}">{_e(name)}</text>')
+    for c in priced:
+        for b in c.break_even:
+            if b.requests_per_month:
+                y = c.monthly_at(b.requests_per_month) or 0.0
+                parts.append(f'<circle class=break-even cx="{px(b.requests_per_month):.1f}" cy="{py(y):.1f}" r="4" '
+                             f'fill="none" stroke="#1b1f24"><title>{_e(b.text)}</title></circle>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def cost_section(pricer: ScenarioPricer, costs: list[OptionCost], bench_report: str | None = None) -> str:
+    """The cost section: the table, the break-evens, the bench levels each self-hosted figure used,
+    and the chart. Shared by `weighbridge cost --html` and the bakeoff report's --scenario."""
+    s = pricer.scenario
+    head = "".join(f"<th>{_e(c.name)}</th>" for c in costs)
+
+    def row(label: str, cells: list[str]) -> str:
+        return f"<tr><th>{_e(label)}</th>" + "".join(f"<td class=num>{x}</td>" for x in cells) + "</tr>"
+
+    rows = [row("kind", [c.kind for c in costs]),
+            row("throughput used", [_e(_level(c)) if c.kind != "api" else "provider's" for c in costs]),
+            row("instances for peak", [str(c.instances or "–") for c in costs]),
+            row("$ / month", [_usd(c.monthly_usd) if not c.problem else "not priced" for c in costs]),
+            row("$ / 1M tokens", [_usd(c.per_mtok_usd) for c in costs]),
+            row("pass rate", [f"{c.pass_rate:.1%}" if c.pass_rate is not None else "–" for c in costs]),
+            row("$ / successful request", [_usd(c.per_success_usd) for c in costs])]
+    for key in ("hardware", "tokens", "ops", "storage", "egress"):
+        if any(key in c.breakdown for c in costs):
+            rows.append(row(f"· {key}", [_usd(c.breakdown.get(key)) if key in c.breakdown else "–" for c in costs]))
+    out = [f"<h2 id=cost>Cost: {_e(s.name)}</h2><p class=meta>{_count(pricer.volume)} requests/month · "
+           f"{pricer.tokens_in:,.0f} in / {pricer.tokens_out:,.0f} out tokens per request ({_e(pricer.tokens_from)}) · "
+           f"{s.hours_per_day:g} h/day × {s.days_per_month:g} days · peak ×{s.peak_to_average:g} · SLO "
+           f"{_e(s.latency_slo.describe())} · price sheet {_e(pricer.prices.sheet_date)}</p>",
+           f"<table class=cost><tr><th></th>{head}</tr>{''.join(rows)}</table>", "<ul class=break-even>"]
+    out += [f"<li>{_e(b.text)}</li>" for c in costs for b in c.break_even]
+    out += [f"<li class=problem><b>{_e(c.name)}</b>: {_e(c.problem)}" + (f"<div class=why>{_e(c.fix)}</div>" if c.fix else "")
+            + "</li>" for c in costs if c.problem]
+    out.append("</ul>" + cost_chart(pricer, costs))
+    for c in costs:
+        cap = c.capacity
+        if cap is None:
+            continue
+        link = (lambda lv: f"<a href='{_e(bench_report)}#level-{lv:g}'>{lv:g}</a>") if bench_report else (lambda lv: f"{lv:g}")
+        out.append(f"<h3>{_e(c.name)}: levels of {_e(cap.bench_id)}</h3><p class=meta>{_e(cap.target)}</p>"
+                   f"<table class=levels><tr><th>level</th><th>req/s</th><th>out tok/s</th><th>TTFT</th><th>E2E</th>"
+                   f"<th>TPOT</th><th>errors</th><th>SLO</th></tr>"
+                   + "".join(f"<tr{' class=used' if lv.level == cap.level else ''}><td>{link(lv.level)}</td>"
+                             f"<td class=num>{lv.rps:.2f}</td><td class=num>{lv.output_tps:.1f}</td>"
+                             f"<td class=num>{_ms(lv.figures['ttft'])}</td><td class=num>{_ms(lv.figures['e2e'])}</td>"
+                             f"<td class=num>{_ms(lv.figures['tpot'])}</td><td class=num>{lv.error_share:.0%}</td>"
+                             f"<td>{'used · ' if lv.level == cap.level else ''}{_e(lv.why)}</td></tr>" for lv in cap.levels)
+                   + f"</table><p class=meta>latencies at {s.latency_slo.percentile}</p>")
+        if cap.shape_note:
+            out.append(f"<p class=meta>{_e(cap.shape_note)}</p>")
+    for c in costs:
+        if c.price:
+            out.append(f"<p class=meta>{_e(c.name)}: {_e(c.price['id'])} ${c.price['input_per_mtok']:g} in"
+                       + (f" (${c.price['cached_input_per_mtok']:g} cached)" if c.price.get("cached_input_per_mtok") is not None else "")
+                       + f" / ${c.price['output_per_mtok']:g} out per 1M tokens, as of {_e(c.price['as_of'])}: "
+                       f"<a href='{_e(c.price['source'])}'>{_e(c.price['source'])}</a>"
+                       + (f" – {_e(c.price['note'])}" if c.price.get("note") else "") + "</p>")
+    out.append("<ul class=definitions>" + "".join(f"<li><b>{_e(k)}</b>: {_e(v)}</li>" for k, v in DEFINITIONS.items())
+               + "</ul>")
+    return "\n".join(out)
+
+
+_CSS = ("body{font:14px/1.45 system-ui,sans-serif;margin:24px;color:#1b1f24}table{border-collapse:collapse}"
+        "th,td{border:1px solid #d0d7de;padding:4px 8px;vertical-align:top}th{background:#f6f8fa;text-align:left}"
+        "td.num{text-align:right;font-variant-numeric:tabular-nums}.meta,.why{color:#57606a}tr.used{background:#ddf4ff}"
+        ".problem{color:#82071e}")
+
+
+def write_cost_html(pricer: ScenarioPricer, costs: list[OptionCost], path: str | Path,
+                    bench_report: str | None = None) -> Path:
+    page = (f"<!doctype html><html lang=en><meta charset=utf-8><title>weighbridge cost · {_e(pricer.scenario.name)}"
+            f"</title><style>{_CSS}</style><h1>weighbridge cost</h1>{cost_section(pricer, costs, bench_report)}</html>")
+    return write_atomic(path, page)
