@@ -103,7 +103,7 @@ def test_quantised_smollm2_variants_are_baked_off_against_the_reference(tmp_path
 
     r = runner.invoke(cli, ["bakeoff", "--json", "out.json"])
     assert r.exit_code == 0, r.output
-    assert "variants of smollm2 · reference Q4_1 · margin 5 points" in r.output
+    assert "variants of smollm2 (reference Q4_1, margin 5 pts, α 0.05)" in r.output
     assert "smallest variant not significantly worse than Q4_1 by more than 5 points:" in r.output
     data = json.loads((tmp_path / "out.json").read_text())
     group = data["variants"][0]
@@ -125,3 +125,65 @@ def test_quantised_smollm2_variants_are_baked_off_against_the_reference(tmp_path
     assert group["pick"] == min(keep, key=lambda v: v["file_bytes"])["variant"]
     html = (tmp_path / "weighbridge-report.html").read_text()
     assert "Variants of smollm2" in html and "data-verdict='reference'" in html
+
+
+def _lora_adapter(path, layers: int = 3, rank: int = 8):
+    """A small LoRA adapter for SmolLM2 (llama architecture, 576-wide attention) written with
+    llama.cpp's own GGUF library: random low-rank updates to the first layers' query projections,
+    large enough to change what the model says."""
+    import gguf
+    import numpy as np
+
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_type("adapter")
+    w.add_string("adapter.type", "lora")
+    w.add_float32("adapter.lora.alpha", float(rank))
+    rng = np.random.default_rng(0)
+    for layer in range(layers):
+        w.add_tensor(f"blk.{layer}.attn_q.weight.lora_a", (rng.standard_normal((rank, 576)) * 0.5).astype(np.float32))
+        w.add_tensor(f"blk.{layer}.attn_q.weight.lora_b", (rng.standard_normal((576, rank)) * 0.5).astype(np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+def test_a_lora_variant_runs_with_its_adapter_and_is_told_apart(tmp_path, monkeypatch, smollm_path):
+    monkeypatch.chdir(tmp_path)
+    _lora_adapter(tmp_path / "adapter.gguf")
+    write(tmp_path / "weighbridge.yaml", "models:\n  - name: smol\n    backend: llamacpp\n    bundled: smollm2-135m\n"
+          "    n_threads: 2\n    params: {max_tokens: 12}\n    variants:\n      - {name: base}\n"
+          "      - {name: tuned, lora_path: adapter.gguf}\n"
+          "suites: ['builtin:starter[:2]']\n")
+    r = runner.invoke(cli, ["bakeoff", "--json", "out.json"])
+    assert r.exit_code == 0, r.output
+    data = json.loads((tmp_path / "out.json").read_text())
+    from weighbridge.store import Store
+
+    st = Store(tmp_path / "weighbridge.db")
+    texts = {(g.model, g.case_id): g.generation.text for g in st.generations(st.latest_run())}
+    assert any(texts[("smol@base", c)] != texts[("smol@tuned", c)] for c in {c for _, c in texts})
+    lora = data["manifest"]["models"]["smol@tuned"]["lora"]
+    assert lora["sha256"] and lora["size_bytes"] == (tmp_path / "adapter.gguf").stat().st_size
+    assert "lora" not in data["manifest"]["models"]["smol@base"]
+    rows = {v["variant"]: v for v in data["variants"][0]["variants"]}
+    assert rows["tuned"]["file_bytes"] == rows["base"]["file_bytes"] + lora["size_bytes"]
+    # a model file given as an adapter is refused before anything runs
+    write(tmp_path / "bad.yaml", (tmp_path / "weighbridge.yaml").read_text().replace("adapter.gguf", str(smollm_path)))
+    r = runner.invoke(cli, ["bakeoff", "-c", "bad.yaml"])
+    assert r.exit_code != 0 and "is not a LoRA adapter (general.type 'model')" in " ".join(r.output.split())
+
+
+def test_served_variants_of_one_model_replace_only_what_they_name(tmp_path):
+    cfg = load_config(write(tmp_path / "w.yaml", "models:\n  - name: qwen7b\n    backend: openai\n"
+                            "    base_url: http://127.0.0.1:8000/v1\n    api_key_env: VLLM_KEY\n    model: Qwen/Qwen2.5-7B-Instruct\n"
+                            "    variants:\n      - {name: bf16}\n"
+                            "      - {name: awq, model: Qwen/Qwen2.5-7B-Instruct-AWQ}\n"
+                            "      - {name: fp8, base_url: http://127.0.0.1:8001/v1}\n"
+                            "      - {name: gguf, backend: llamacpp, bundled: qwen2.5-coder-0.5b}\n"))
+    bf16, awq, fp8, gguf = cfg.models
+    assert (awq.base_url, awq.model, awq.api_key_env) == ("http://127.0.0.1:8000/v1", "Qwen/Qwen2.5-7B-Instruct-AWQ", "VLLM_KEY")
+    assert (fp8.base_url, fp8.model) == ("http://127.0.0.1:8001/v1", "Qwen/Qwen2.5-7B-Instruct")
+    assert (gguf.backend, gguf.base_url, gguf.model, gguf.api_key_env) == ("llamacpp", None, None, None)
+    assert bf16.reference and not gguf.reference

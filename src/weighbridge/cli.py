@@ -939,7 +939,7 @@ def quantize(model: str = typer.Argument(..., help="A llamacpp model of the conf
 
 
 @app.command()
-def cost(scenario: Path = typer.Argument(..., metavar="SCENARIO", help="Scenario YAML: traffic, SLO, overheads, options."),
+def cost(scenario: Path = typer.Argument(..., help="Scenario YAML: traffic, SLO, overheads, options."),
          config: Optional[Path] = typer.Option(None, "-c", "--config", metavar="FILE",
                                                help="Read the store from this config's store:."),
          store: Optional[Path] = typer.Option(None, "--store", metavar="FILE",
@@ -954,8 +954,7 @@ def cost(scenario: Path = typer.Argument(..., metavar="SCENARIO", help="Scenario
                                                     help="Link each bench level to this bench report's rows.")) -> None:
     """Price a deployment scenario self-hosted and on managed APIs, from stored bench and bakeoff runs.
 
-    Exits 1 when some option could not be priced (no bench, no level meeting the SLO, an unknown price line):
-    the output says which and what to run. Exits 2 on a bad scenario, store, run or model name."""
+    Exits 1 when an option could not be priced (no bench, no level meeting the SLO, an unknown price line; the output says which and what to run), 2 on a bad scenario, store, run or model name."""
     import json as _json
 
     from .deploy_cost import ScenarioPricer

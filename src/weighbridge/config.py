@@ -289,6 +289,15 @@ models:
     params: {max_tokens: 128, stop: ["\\nQuestion:", "\\nAnswer:", "\\n\\n\\n"]}
     price: {gpu_hour_usd: 0.10}
 
+  # Variants of one model (quantisations, a LoRA adapter, served precisions) are compared with a
+  # reference: `weighbridge quantize smollm2-135m --to Q3_K_M,Q2_K --allow-requantize` adds them here.
+  # - name: smollm2
+  #   backend: llamacpp
+  #   variants:
+  #     - {name: Q4_1, reference: true, bundled: smollm2-135m}
+  #     - {name: Q2_K, path: models/SmolLM2-135M-Instruct.Q2_K.gguf}
+  #     - {name: tuned, bundled: smollm2-135m, lora_path: adapters/my-lora.gguf}
+
   # Any OpenAI-compatible server: vLLM, SGLang, Ollama (/v1), llama.cpp server, TGI, hosted APIs.
   # - name: qwen2.5-7b-vllm
   #   backend: openai

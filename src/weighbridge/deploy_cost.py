@@ -328,8 +328,9 @@ class ScenarioPricer:
             cost.per_success_usd = cost.monthly_usd / (self.volume * cost.pass_rate)
         elif cost.pass_rate == 0:
             cost.notes.append("no case passed in the named run: there is no cost per success")
-        else:
-            cost.notes.append("no pass rate: name a bakeoff run's model (quality:) for the cost per success")
+        elif option.model or option.quality:
+            cost.notes.append("no pass rate: name a bakeoff run with this model (quality: {run: …}) for the cost "
+                              "per success")
         return cost
 
     def _capacity(self, option: Option, cost: OptionCost) -> Capacity | None:

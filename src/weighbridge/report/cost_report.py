@@ -23,6 +23,8 @@ DEFINITIONS = {
     "instances": "⌈peak rate ÷ capacity⌉, peak rate = requests/month ÷ operating seconds × peak_to_average; capacity = "
                  "req/s of the best stored bench level meeting the SLO with ≤ 1% errors",
     "$/1M tokens": "monthly ÷ (requests × (input + output tokens) ÷ 1e6)",
+    "capacity / instance": "the bench level's req/s, scaled by the bench's mean output tokens per request ÷ the "
+                           "scenario's (answers of another length take another time)",
     "cost per success": "monthly ÷ (requests × pass rate of the named bakeoff run)",
     "break-even": "the volume from which self-hosting stays cheaper than the API (instances added in steps as volume grows)",
 }
@@ -40,12 +42,17 @@ def _usd(v: float | None) -> str:
     return f"${v:.{max(3, 1 - math.floor(math.log10(v)))}f}"
 
 
+def _capacity(c: OptionCost) -> str:
+    cap = c.capacity
+    return "–" if cap is None or cap.capacity_rps is None else f"{cap.capacity_rps:.2f} req/s"
+
+
 def _level(c: OptionCost) -> str:
     cap = c.capacity
     if cap is None or cap.level is None:
         return "–"
     word = "concurrency" if cap.mode == "closed" else "rate"
-    return f"{cap.measured_rps:.2f} req/s ({word} {cap.level:g})"
+    return f"{word} {cap.level:g}: {cap.measured_rps:.2f} req/s"
 
 
 def render_terminal(pricer: ScenarioPricer, costs: list[OptionCost], console: Console) -> None:
@@ -59,12 +66,13 @@ def render_terminal(pricer: ScenarioPricer, costs: list[OptionCost], console: Co
     for c in costs:
         t.add_column(c.name, justify="right")
     t.add_row("kind", *[c.kind for c in costs])
-    t.add_row("throughput used", *[_level(c) if c.kind != "api" else "provider's" for c in costs])
+    t.add_row("bench level used", *[_level(c) if c.kind != "api" else "–" for c in costs])
+    t.add_row("capacity / instance", *[_capacity(c) if c.kind != "api" else "provider's" for c in costs])
     t.add_row("instances for peak", *[str(c.instances) if c.instances else "–" for c in costs])
     t.add_row("$ / month", *[_usd(c.monthly_usd) if c.problem is None else "[red]not priced[/]" for c in costs])
     t.add_row("$ / 1M tokens", *[_usd(c.per_mtok_usd) for c in costs])
     t.add_row("pass rate", *[f"{c.pass_rate:.0%}" if c.pass_rate is not None else "–" for c in costs])
-    t.add_row("$ / successful request", *[_usd(c.per_success_usd) for c in costs])
+    t.add_row("$ / success", *[_usd(c.per_success_usd) for c in costs])
     console.print(t)
     for c in costs:
         for b in c.break_even:
@@ -149,12 +157,13 @@ def cost_section(pricer: ScenarioPricer, costs: list[OptionCost], bench_report: 
         return f"<tr><th>{_e(label)}</th>" + "".join(f"<td class=num>{x}</td>" for x in cells) + "</tr>"
 
     rows = [row("kind", [c.kind for c in costs]),
-            row("throughput used", [_e(_level(c)) if c.kind != "api" else "provider's" for c in costs]),
+            row("bench level used", [_e(_level(c)) if c.kind != "api" else "–" for c in costs]),
+            row("capacity / instance", [_e(_capacity(c)) if c.kind != "api" else "provider's" for c in costs]),
             row("instances for peak", [str(c.instances or "–") for c in costs]),
             row("$ / month", [_usd(c.monthly_usd) if not c.problem else "not priced" for c in costs]),
             row("$ / 1M tokens", [_usd(c.per_mtok_usd) for c in costs]),
             row("pass rate", [f"{c.pass_rate:.1%}" if c.pass_rate is not None else "–" for c in costs]),
-            row("$ / successful request", [_usd(c.per_success_usd) for c in costs])]
+            row("$ / success", [_usd(c.per_success_usd) for c in costs])]
     for key in ("hardware", "tokens", "ops", "storage", "egress"):
         if any(key in c.breakdown for c in costs):
             rows.append(row(f"· {key}", [_usd(c.breakdown.get(key)) if key in c.breakdown else "–" for c in costs]))

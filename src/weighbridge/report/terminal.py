@@ -106,8 +106,8 @@ _VERDICT_STYLE = {"worse": "bold red", "within margin": "green", "not shown": "y
 def variants_table(g: VariantGroup) -> Table:
     """Per variant (a column each, like the models above): memory, speed, quality and its paired
     difference to the reference, and the verdict."""
-    t = Table(title=f"variants of {g.name} · reference {g.reference} · margin {g.margin * 100:g} points · "
-                    f"α {g.alpha:g}", title_justify="left")
+    t = Table(title=f"variants of {g.name} (reference {g.reference}, margin {g.margin * 100:g} pts, α {g.alpha:g})",
+              title_justify="left")
     t.add_column("", style="bold")
     for r in g.rows:
         t.add_column(r.variant + (" (ref)" if r.reference else ""), justify="right")
