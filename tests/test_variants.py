@@ -114,8 +114,9 @@ def test_quantised_smollm2_variants_are_baked_off_against_the_reference(tmp_path
         c = rows[name]["comparison"]
         assert c["pairs"] == 6 and c["baseline_label"] == "smollm2@Q4_1"
         broken, fixed = len(c["broken"]), len(c["fixed"])
-        from weighbridge.stats import mcnemar_exact
-        assert c["p_value"] == mcnemar_exact(broken, fixed)  # the p shown is the test of these flips
+        from weighbridge.stats import mcnemar_score_p, tango_interval
+        assert c["p_value"] == mcnemar_score_p(broken, fixed)  # the p shown is the test of these flips
+        assert c["delta_ci95"] == list(tango_interval(broken, fixed, 6))  # and the interval inverts the same test
         assert rows[name]["verdict"] in ("within margin", "not shown", "worse")
     assert rows["Q2_K"]["file_bytes"] < rows["Q3_K_M"]["file_bytes"] < rows["Q4_1"]["file_bytes"]
     for v in rows.values():  # measured while it ran: more than nothing, more than its weights alone

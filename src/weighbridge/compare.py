@@ -1,8 +1,16 @@
 """Paired comparison of two sets of answers to the same cases, and the regression gate.
 
-Models are compared on the same (case, sample) items, so the tests are paired: McNemar's exact
-test on pass/fail, a paired bootstrap interval on the difference in pass rate, and the list of
-flipped cases (fixed: failed before, passes now; broken: passed before, fails now).
+Models are compared on the same (case, sample) items, so the tests are paired. The difference in
+pass rate gets Tango's score interval and its test McNemar's asymptotic (score) test: the test is
+the interval's own statistic at Δ = 0, so the interval excludes 0 exactly when p < 0.05 – the two
+figures shown side by side cannot contradict each other. (Earlier versions paired McNemar's exact
+conditional test with a bootstrap interval: on 4 discordant pairs all one way the interval
+excluded 0 while p was 0.125.) Fagerland, Lydersen and Laake recommend the asymptotic McNemar test
+over the exact conditional one, which is conservative ("The McNemar test for binary matched-pairs
+data: mid-p and asymptotic are better than exact conditional", BMC Med Res Methodol 13:91, 2013),
+and Tango's interval among the paired-difference intervals. Partial credit (mean scorer values)
+keeps a paired bootstrap interval. Flipped cases: fixed (failed before, passes now), broken (the
+reverse).
 """
 
 from __future__ import annotations
@@ -13,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import WeighbridgeError
-from .stats import mcnemar_exact, paired_bootstrap
+from .stats import mcnemar_score_p, paired_bootstrap, tango_interval
 from .store import Store
 
 Outcomes = dict[str, bool]  # "case_id#sample" -> passed
@@ -31,7 +39,8 @@ class Comparison:
     fixed: list[str]
     broken: list[str]
     p_value: float
-    test: str = "McNemar exact (two-sided) on discordant pairs; 95% CI by paired bootstrap (10,000 resamples, seed 0)"
+    test: str = ("McNemar asymptotic (score) test, two-sided; 95% CI of Δ by Tango's score method, which inverts "
+                 "the same statistic: the interval excludes 0 exactly when p < 0.05")
     missing: list[str] = field(default_factory=list)
     score_delta: float | None = None  # mean scorer value (partial credit), candidate − baseline
     score_delta_ci95: tuple[float, float] | None = None
@@ -89,7 +98,8 @@ def compare(model: str, baseline: Outcomes, candidate: Outcomes, label: str,
     after = [1.0 if candidate[k] else 0.0 for k in keys]
     fixed = [k for k in keys if not baseline[k] and candidate[k]]
     broken = [k for k in keys if baseline[k] and not candidate[k]]
-    delta, lo, hi = paired_bootstrap(before, after)
+    delta = (len(fixed) - len(broken)) / len(keys)
+    lo, hi = tango_interval(len(broken), len(fixed), len(keys))
     score_delta = score_ci = None
     if baseline_scores and candidate_scores:
         common = [k for k in keys if k in baseline_scores and k in candidate_scores]
@@ -100,5 +110,5 @@ def compare(model: str, baseline: Outcomes, candidate: Outcomes, label: str,
                       score_delta_ci95=score_ci,
                       baseline_pass_rate=sum(before) / len(keys), candidate_pass_rate=sum(after) / len(keys),
                       delta=delta, delta_ci95=(lo, hi), fixed=fixed, broken=broken,
-                      p_value=mcnemar_exact(len(broken), len(fixed)),
+                      p_value=mcnemar_score_p(len(broken), len(fixed)),
                       missing=sorted(set(baseline) ^ set(candidate)))

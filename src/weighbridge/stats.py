@@ -38,20 +38,6 @@ def mean(values: Sequence[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def mcnemar_exact(b: int, c: int) -> float:
-    """Two-sided exact McNemar p-value from the discordant counts.
-
-    b = pairs where only the first condition passed, c = only the second. Under the null each
-    discordant pair is a fair coin, so p = min(1, 2 × P[X ≤ min(b, c)]), X ~ Binomial(b + c, ½).
-    """
-    n = b + c
-    if n == 0:
-        return 1.0
-    k = min(b, c)
-    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
-    return min(1.0, 2 * tail)
-
-
 def paired_bootstrap(first: Sequence[float], second: Sequence[float], *, resamples: int = 10_000,
                      seed: int = 0, confidence: float = 0.95) -> tuple[float, float, float]:
     """Mean of (second − first) over paired items and its percentile bootstrap interval.
@@ -80,3 +66,54 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     if n - c < k:
         return 1.0
     return 1.0 - math.comb(n - c, k) / math.comb(n, k)
+
+
+def mcnemar_score_p(b: int, c: int) -> float:
+    """Two-sided p of McNemar's asymptotic test, z = (c − b) / √(b + c): the score test of Δ = 0
+    that Tango's interval inverts, so the two always agree. 1 with no discordant pairs."""
+    if b + c == 0:
+        return 1.0
+    z = abs(c - b) / math.sqrt(b + c)
+    return math.erfc(z / math.sqrt(2))
+
+
+def _tango_score(b: int, c: int, n: int, d: float) -> float:
+    """Tango's score statistic for H: Δ = d, Δ = p(second only) − p(first only) over n pairs.
+
+    The restricted maximum-likelihood estimate x of p(first only) under Δ = d is the positive root
+    of 2n·x² − B·x − b·d·(1 − d) = 0 with B = (b + c) − d·(2n + b − c) (from the multinomial
+    likelihood); the variance of (c − b)/n under the restriction is (2x + d(1 − d)) / n.
+    """
+    big_b = (b + c) - d * (2 * n + b - c)
+    x = (big_b + math.sqrt(max(0.0, big_b * big_b + 8 * n * b * d * (1 - d)))) / (4 * n)
+    var = n * (2 * x + d * (1 - d))
+    num = c - b - n * d
+    if var <= 0:
+        return 0.0 if num == 0 else math.copysign(math.inf, num)
+    return num / math.sqrt(var)
+
+
+def tango_interval(b: int, c: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Tango's (1998) asymptotic score interval for a paired difference in proportions:
+    {d : |T(d)| ≤ z}, from b pairs where only the first passed, c where only the second did, n in
+    all. It contains 0 exactly when :func:`mcnemar_score_p` ≥ 1 − confidence."""
+    if n <= 0 or b < 0 or c < 0 or b + c > n:
+        raise ValueError("tango_interval needs 0 ≤ b, c and b + c ≤ n, n > 0")
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    est = (c - b) / n
+
+    def root(target: float, lo: float, hi: float) -> float:
+        # T(d) falls as d rises: bisect for T(d) = target between lo and hi
+        for _ in range(200):
+            mid = (lo + hi) / 2
+            if _tango_score(b, c, n, mid) > target:
+                lo = mid
+            else:
+                hi = mid
+            if hi - lo < 1e-12:
+                break
+        return (lo + hi) / 2
+
+    lower = -1.0 if b == n else root(z, -1.0, est)
+    upper = 1.0 if c == n else root(-z, est, 1.0)
+    return (max(-1.0, lower), min(1.0, upper))

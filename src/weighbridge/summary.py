@@ -33,8 +33,8 @@ DEFINITIONS = {
     "resident": "peak resident memory of an in-process model while it ran: pages of its GGUF mapped in memory plus "
                 "the growth of the process's anonymous memory since it began loading (KV cache, compute buffers, "
                 "weights llama.cpp repacked), read from /proc/self after loading and after each answer",
-    "variants": "each variant against its reference on the same (case, sample) pairs: McNemar exact test and a paired "
-                "bootstrap 95% interval of Δ pass rate; worse = p < α and Δ below −margin; within margin = the "
+    "variants": "each variant against its reference on the same (case, sample) pairs: McNemar's test and Tango's 95% "
+                "score interval of Δ pass rate (the interval excludes 0 exactly when p < 0.05); worse = p < α and Δ below −margin; within margin = the "
                 "interval above −margin; not shown = neither",
     "unstable": "cases where some samples pass and others fail (needs samples > 1 and temperature > 0)",
 }

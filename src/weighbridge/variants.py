@@ -1,8 +1,8 @@
 """Variants of one model side by side: quality against the reference, memory, speed, and the pick.
 
 Each non-reference variant is compared with the reference on the same (case, sample) pairs, as
-``weighbridge check`` compares a candidate with its baseline: McNemar's exact test on the flips and
-a paired bootstrap interval of Δ pass rate. Three verdicts follow, with α and the margin stated:
+``weighbridge check`` compares a candidate with its baseline: McNemar's test on the flips and
+Tango's score interval of Δ pass rate, which inverts the same statistic (see ``compare``). Three verdicts follow, with α and the margin stated:
 
 - **worse**: significantly worse (p < α) by more than the margin – ``check``'s regression rule;
 - **within margin**: the interval's lower end is above −margin, so a loss larger than the margin
@@ -68,8 +68,8 @@ class VariantGroup:
                 "rule": RULE, "variants": [r.to_dict() for r in self.rows]}
 
 
-RULE = ("worse: McNemar p < α and Δ below −margin (check's regression rule); within margin: the 95% paired "
-        "bootstrap interval of Δ lies above −margin; not shown: neither. Pick: the smallest variant that is not "
+RULE = ("worse: McNemar p < α and Δ below −margin (check's regression rule); within margin: the 95% "
+        "interval of Δ (Tango's score interval) lies above −margin; not shown: neither. Pick: the smallest variant that is not "
         "'worse'; 'shown' adds the smallest that is 'within margin'.")
 
 

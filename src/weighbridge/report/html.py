@@ -101,7 +101,7 @@ def _paired_section(summary: RunSummary) -> list[str]:
         return []
     ref = models[0].model
     out = [f"<h2>Paired comparison (against {_e(ref)})</h2><table><tr><th>model</th><th>Δ pass rate (95% CI)</th>"
-           "<th>p (McNemar exact)</th><th>fixed</th><th>broken</th><th>Δ mean score (95% CI)</th></tr>"]
+           "<th>p (McNemar)</th><th>fixed</th><th>broken</th><th>Δ mean score (95% CI)</th></tr>"]
     test = ""
     for m in models[1:]:
         c = compare(m.model, summary.outcomes(ref), summary.outcomes(m.model), ref,
@@ -112,7 +112,7 @@ def _paired_section(summary: RunSummary) -> list[str]:
         out.append(f"<tr><td>{_e(m.model)}</td><td class=num>{c.delta:+.1%} ({c.delta_ci95[0]:+.1%} … "
                    f"{c.delta_ci95[1]:+.1%})</td><td class=num>{c.p_value:.3g}</td><td class=num>{len(c.fixed)}</td>"
                    f"<td class=num>{len(c.broken)}</td><td class=num>{sd}</td></tr>")
-    out.append(f"</table><p class=meta>{_e(test)}. Fixed: {_e(ref)} failed, this model passed; broken: the reverse. Mean score: each answer's mean scorer value (partial credit), compared by the same paired bootstrap.</p>")
+    out.append(f"</table><p class=meta>{_e(test)}. Fixed: {_e(ref)} failed, this model passed; broken: the reverse. Mean score: each answer's mean scorer value (partial credit), compared by a paired bootstrap (10,000 resamples, seed 0).</p>")
     return out
 
 
