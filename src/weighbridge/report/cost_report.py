@@ -13,6 +13,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from .tables import keep_ids_whole
+
 from ..deploy_cost import ScenarioPricer, OptionCost, _count, _ms
 from ..files import write_atomic
 from .svg import _COLORS, _nice_max
@@ -73,7 +75,7 @@ def render_terminal(pricer: ScenarioPricer, costs: list[OptionCost], console: Co
     t.add_row("$ / 1M tokens", *[_usd(c.per_mtok_usd) for c in costs])
     t.add_row("pass rate", *[f"{c.pass_rate:.0%}" if c.pass_rate is not None else "–" for c in costs])
     t.add_row("$ / success", *[_usd(c.per_success_usd) for c in costs])
-    console.print(t)
+    console.print(keep_ids_whole(t, headers_whole=True))
     for c in costs:
         for b in c.break_even:
             console.print(f"break-even: {escape(b.text)}", highlight=False, soft_wrap=True)

@@ -8,6 +8,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from .tables import keep_ids_whole
+
 from ..suites.longcontext import parse_length
 from ..summary import ModelSummary, RunSummary, workload_rows
 from ..variants import VariantGroup, pick_lines
@@ -85,7 +87,7 @@ def render(summary: RunSummary, console: Console) -> None:
                                 else _usd(m.cost.per_success_usd) for m in models])
     row("errors", [", ".join(f"{k}×{v}" for k, v in m.error_kinds.items()) or "0" for m in models])
     row("from cache", [f"{m.cached}/{m.jobs}" for m in models])
-    console.print(t)
+    console.print(keep_ids_whole(t, headers_whole=True))
     if any(m.long_context for m in models):
         console.print(long_context_table(models))
     for g in summary.variant_groups():
@@ -121,7 +123,7 @@ def variants_table(g: VariantGroup) -> Table:
     t.add_row("McNemar p", *[f"{c.p_value:.2g}" if c else "–" for c in cmp])
     t.add_row("fixed / broken", *[f"{len(c.fixed)} / {len(c.broken)}" if c else "–" for c in cmp])
     t.add_row("verdict", *[f"[{_VERDICT_STYLE.get(r.verdict, 'default')}]{r.verdict}[/]" for r in g.rows])
-    return t
+    return keep_ids_whole(t, headers_whole=True)
 
 
 def long_context_table(models: list[ModelSummary]) -> Table:
@@ -139,4 +141,4 @@ def long_context_table(models: list[ModelSummary]) -> Table:
             t.add_row(m.model, n, *[(f"{cells[d]['passed']}/{cells[d]['jobs']}" if cells and d in cells and cells[d]["jobs"]
                                      else "not run")
                                     for d in depths])
-    return t
+    return keep_ids_whole(t, headers_whole=True)
