@@ -52,10 +52,10 @@ def test_local_judge_gives_grammar_constrained_verdicts_cached_and_rescored(tmp_
         assert sc.reason.startswith("judge:") and sc.value in (0.0, 1.0)
     assert any("smollm" in w for w in s.run["manifest"]["warnings"])  # judge and candidate share a family
     # re-scoring calls no candidate, and cached verdicts call no judge either
-    done, changed, judges = asyncio.run(rescore_run(cfg, store, stats.run_id))
-    assert (done, changed, judges.calls, judges.cache_hits) == (2, 0, 0, 2)
-    done, _, judges = asyncio.run(rescore_run(cfg, store, stats.run_id, use_cache=False))
-    assert judges.calls == 2
+    r = asyncio.run(rescore_run(cfg, store, stats.run_id))
+    assert (r.done, r.changed, r.judges.calls, r.judges.cache_hits, r.version) == (2, [], 0, 2, 2)
+    r = asyncio.run(rescore_run(cfg, store, stats.run_id, use_cache=False))
+    assert r.judges.calls == 2 and r.version == 3
     after = summarise_run(store, stats.run_id)
     assert [r.generation.text for r in after.rows] == [r.generation.text for r in s.rows]
 

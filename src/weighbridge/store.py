@@ -113,6 +113,28 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE run_models ADD COLUMN runtime_json TEXT;
     """,
+    # 4: scored versions of a run: a rescore keeps the scores it replaces
+    """
+    ALTER TABLE runs ADD COLUMN score_version INTEGER NOT NULL DEFAULT 1;
+    CREATE TABLE score_versions (
+        run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        version INTEGER NOT NULL,
+        created_at REAL NOT NULL,
+        source TEXT NOT NULL,
+        cases_json TEXT,
+        PRIMARY KEY (run_id, version)
+    );
+    CREATE TABLE score_history (
+        generation_id INTEGER NOT NULL REFERENCES generations(id) ON DELETE CASCADE,
+        version INTEGER NOT NULL,
+        position INTEGER NOT NULL,
+        scorer TEXT NOT NULL,
+        passed INTEGER NOT NULL,
+        value REAL NOT NULL,
+        reason TEXT NOT NULL,
+        PRIMARY KEY (generation_id, version, position)
+    );
+    """,
 ]
 
 
@@ -188,7 +210,8 @@ class Store:
         """Write a run with its models and cases in one transaction: it exists whole or not at all."""
         run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
         with self.transaction() as db:
-            db.execute("INSERT INTO runs VALUES (?,?,?,?,?,?,?,?)",
+            db.execute("INSERT INTO runs (id, created_at, finished_at, status, config_json, manifest_json, suite_hash, "
+                       "samples) VALUES (?,?,?,?,?,?,?,?)",
                        (run_id, time.time(), None, "running", json.dumps(config), json.dumps(manifest), suite_hash, samples))
             db.executemany("INSERT INTO run_models (run_id, position, name, backend, identity_key, spec_json) "
                            "VALUES (?,?,?,?,?,?)",
@@ -203,12 +226,13 @@ class Store:
             db.execute("UPDATE runs SET status=?, finished_at=? WHERE id=?", (status, finished, run_id))
 
     def run(self, run_id: str) -> dict[str, Any]:
-        row = self.db.execute("SELECT id, created_at, finished_at, status, config_json, manifest_json, suite_hash, samples "
-                              "FROM runs WHERE id=?", (run_id,)).fetchone()
+        row = self.db.execute("SELECT id, created_at, finished_at, status, config_json, manifest_json, suite_hash, samples, "
+                              "score_version FROM runs WHERE id=?", (run_id,)).fetchone()
         if row is None:
             raise WeighbridgeError(f"{self.path}: no run '{run_id}' (see `weighbridge runs`)")
         return {"id": row[0], "created_at": row[1], "finished_at": row[2], "status": row[3],
-                "config": json.loads(row[4]), "manifest": json.loads(row[5]), "suite_hash": row[6], "samples": row[7]}
+                "config": json.loads(row[4]), "manifest": json.loads(row[5]), "suite_hash": row[6], "samples": row[7],
+                "score_version": row[8]}
 
     def latest_unfinished(self) -> str | None:
         row = self.db.execute("SELECT id FROM runs WHERE status IN ('running','interrupted') "
@@ -313,15 +337,45 @@ class Store:
             db.execute("INSERT OR REPLACE INTO response_cache VALUES (?,?,?,?)",
                        (key, identity_key, json.dumps(scrub_obj(generation.to_dict()), ensure_ascii=False), time.time()))
 
-    def replace_scores(self, generation_id: int, scores: list[tuple[str, Score]]) -> None:
-        """Re-scoring a stored answer: new scores and pass/fail, the answer itself untouched."""
-        passed = int(bool(scores) and all(s.passed for _, s in scores))
+    def new_score_version(self, run_id: str, scores: dict[int, list[tuple[str, Score]]], *, source: str,
+                          cases: dict[str, Any] | None = None) -> int:
+        """Re-scored answers as the run's next scored version, in one transaction: the scores they
+        replace move to ``score_history`` under the version they belonged to, nothing is lost."""
         with self.transaction() as db:
-            db.execute("DELETE FROM scores WHERE generation_id=?", (generation_id,))
-            db.executemany("INSERT INTO scores VALUES (?,?,?,?,?,?)",
-                           [(generation_id, i, n, int(sc.passed), sc.value, scrub(sc.reason))
-                            for i, (n, sc) in enumerate(scores)])
-            db.execute("UPDATE generations SET passed=? WHERE id=?", (passed, generation_id))
+            current = db.execute("SELECT score_version FROM runs WHERE id=?", (run_id,)).fetchone()
+            if current is None:
+                raise WeighbridgeError(f"{self.path}: no run '{run_id}'")
+            old, new = current[0], current[0] + 1
+            if not db.execute("SELECT 1 FROM score_versions WHERE run_id=? AND version=?", (run_id, old)).fetchone():
+                db.execute("INSERT INTO score_versions VALUES (?,?,?,?,?)", (run_id, old, time.time(), "bakeoff", None))
+            for gid, new_scores in scores.items():
+                db.execute("INSERT INTO score_history SELECT generation_id, ?, position, scorer, passed, value, reason "
+                           "FROM scores WHERE generation_id=?", (old, gid))
+                db.execute("DELETE FROM scores WHERE generation_id=?", (gid,))
+                db.executemany("INSERT INTO scores VALUES (?,?,?,?,?,?)",
+                               [(gid, i, n, int(sc.passed), sc.value, scrub(sc.reason)) for i, (n, sc) in enumerate(new_scores)])
+                db.execute("UPDATE generations SET passed=? WHERE id=?",
+                           (int(bool(new_scores) and all(sc.passed for _, sc in new_scores)), gid))
+            db.execute("INSERT INTO score_versions VALUES (?,?,?,?,?)",
+                       (run_id, new, time.time(), scrub(source), json.dumps(cases, ensure_ascii=False) if cases else None))
+            db.execute("UPDATE runs SET score_version=? WHERE id=?", (new, run_id))
+        return new
+
+    def score_versions(self, run_id: str) -> list[dict[str, Any]]:
+        rows = self.db.execute("SELECT version, created_at, source, cases_json FROM score_versions WHERE run_id=? "
+                               "ORDER BY version", (run_id,)).fetchall()
+        return [{"version": r[0], "created_at": r[1], "source": r[2], "cases": json.loads(r[3]) if r[3] else None}
+                for r in rows]
+
+    def score_history(self, run_id: str, version: int) -> dict[int, list[tuple[str, Score]]]:
+        """The scores a run's answers had in an earlier scored version (by generation id)."""
+        out: dict[int, list[tuple[str, Score]]] = {}
+        for gid, _, name, passed, value, reason in self.db.execute(
+                "SELECT h.generation_id, h.position, h.scorer, h.passed, h.value, h.reason FROM score_history h "
+                "JOIN generations g ON g.id = h.generation_id WHERE g.run_id=? AND h.version=? "
+                "ORDER BY h.generation_id, h.position", (run_id, version)):
+            out.setdefault(gid, []).append((name, Score(bool(passed), value, reason)))
+        return out
 
     def cached(self, key: str) -> Generation | None:
         row = self.db.execute("SELECT generation_json FROM response_cache WHERE key=?", (key,)).fetchone()

@@ -257,6 +257,7 @@ class RunSummary:
     def to_dict(self) -> dict[str, Any]:
         return {"run_id": self.run["id"], "status": self.run["status"], "created_at": self.run["created_at"],
                 "finished_at": self.run["finished_at"], "samples": self.run["samples"],
+                "score_version": self.run.get("score_version", 1),
                 "cases": len(self.cases), "definitions": DEFINITIONS,
                 "max_error_rate": self.max_error_rate, "unreliable_models": [m.model for m in self.unreliable()],
                 "error_banner": self.error_banner(),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.table import Table
@@ -21,8 +21,12 @@ from .common import _config, _fail, _open_run, _open_store_run, _scenario, _stor
 def rescore(run: Optional[str] = typer.Argument(None, help="Run id (default: the latest run)."),
             config: Optional[Path] = typer.Option(None, "-c", "--config", help="Config with the judges."),
             store: Optional[Path] = typer.Option(None, "--store", help="SQLite store (default from config)."),
+            suite: Optional[str] = typer.Option(None, "--suite", metavar="FILE", help="Score with this suite file's "
+                                                "scorers and expected values (cases matched by id)."),
+            scorer: Optional[str] = typer.Option(None, "--scorer", metavar="SPEC", help="One scorer for every case: a "
+                                                 "name (exact) or YAML ({type: regex, pattern: ...})."),
             no_cache: bool = typer.Option(False, "--no-cache", help="Ask the judges again even for cached verdicts.")) -> None:
-    """Score a stored run again (judges included) without calling its candidate models."""
+    """Score a stored run again as a new scored version (the old scores are kept); calls no candidate model."""
     from ..engine import rescore_run
     from ..report.terminal import render
     from ..summary import summarise_run
@@ -30,12 +34,34 @@ def rescore(run: Optional[str] = typer.Argument(None, help="Run id (default: the
     try:
         cfg = _config(config)
         st, run_id = _open_run(cfg, store, run)
-        done, changed, judges = asyncio.run(rescore_run(cfg, st, run_id, use_cache=not no_cache))
+        spec = _scorer_spec(scorer) if scorer else None
+        result = asyncio.run(rescore_run(cfg, st, run_id, use_cache=not no_cache, suite=suite, scorer=spec))
     except WeighbridgeError as e:
         raise _fail(e) from None
     render(summarise_run(st, run_id), console)
-    console.print(f"re-scored {done} answers of run {run_id}: {changed} changed pass/fail · judge calls "
-                  f"{judges.calls}, from cache {judges.cache_hits} · no candidate model was called")
+    console.print(f"re-scored {result.done} answers of run {run_id} ({result.source}) as scored version "
+                  f"{result.version}; version {result.version - 1} is kept · {len(result.changed)} changed pass/fail · "
+                  f"judge calls {result.judges.calls}, from cache {result.judges.cache_hits} · no candidate model was "
+                  "called", highlight=False, soft_wrap=True)
+    for line in result.changed[:50]:
+        console.print(f"  changed: {line}", highlight=False)
+    if result.not_in_file:
+        console.print(f"[yellow]not in {suite}, scored with their stored scorers:[/] {', '.join(result.not_in_file)}",
+                      highlight=False, soft_wrap=True)
+    if result.not_in_run:
+        console.print(f"[yellow]in {suite} but not in the run (no answer to score):[/] {', '.join(result.not_in_run)}",
+                      highlight=False, soft_wrap=True)
+
+
+def _scorer_spec(text: str) -> Any:
+    """--scorer: a scorer's name, or its YAML mapping."""
+    from ..yamlsource import load_yaml
+
+    spec = load_yaml("--scorer", text).data  # the loader every config uses: duplicate keys and bombs refused
+    if not isinstance(spec, (str, dict)):
+        raise WeighbridgeError("--scorer: give a scorer name (exact) or a mapping ({type: contains, ...})")
+    return spec
+
 
 @app.command()
 def pairwise(run: Optional[str] = typer.Argument(None, help="Run id (default: the latest run)."),

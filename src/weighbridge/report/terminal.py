@@ -34,7 +34,8 @@ def _usd(v: float | None) -> str:
 def render(summary: RunSummary, console: Console) -> None:
     models = summary.models
     console.print(f"[bold]Bakeoff {summary.run['id']}[/] · {len(summary.cases)} cases × "
-                  f"{summary.run['samples']} sample(s) · {summary.run['status']}")
+                  f"{summary.run['samples']} sample(s) · {summary.run['status']}"
+                  + (f" · scored version {summary.run['score_version']}" if summary.run.get("score_version", 1) > 1 else ""))
     console.print(f"[dim]model code sandbox: {escape(summary.isolation)}[/]", highlight=False)
     banner = summary.error_banner()
     if banner:
