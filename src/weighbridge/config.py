@@ -59,7 +59,7 @@ class VariantSpec(_Strict):
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:+-]+$")
     reference: bool = Field(False, description="the variant the others are compared with (default: the first)")
-    backend: Literal["llamacpp", "openai"] | None = None
+    backend: str | None = None
     mode: Literal["chat", "completion"] | None = None
     bundled: str | None = None
     path: str | None = None
@@ -88,7 +88,8 @@ class ModelSpec(_Strict):
     """One model under test: which backend, where it lives, how it is prompted and what it costs."""
 
     name: str = Field(min_length=1, pattern=_NAME)
-    backend: Literal["llamacpp", "openai"]
+    backend: str = Field(min_length=1, description="llamacpp, openai, or a plugin's backend (entry point "
+                                                   "weighbridge.backends)")
     # where: exactly one of these, according to the backend
     bundled: str | None = None
     path: str | None = None
@@ -111,6 +112,7 @@ class ModelSpec(_Strict):
     connect_timeout_s: float = Field(10.0, gt=0)
     max_retries: int = Field(3, ge=0, le=20)
     extra_body: dict[str, Any] = Field(default_factory=dict)
+    options: dict[str, Any] = Field(default_factory=dict, description="settings for a plugin backend")
     model_check: bool = Field(True, description="refuse a model id the server's /v1/models does not list")
     # cost and provenance
     price: Price | None = None
@@ -131,14 +133,21 @@ class ModelSpec(_Strict):
         if self.variants:
             self._expanded = self._expand()
             return self
+        from .backends.base import backend_types
+
+        known = backend_types()
+        if self.backend not in known:
+            raise ValueError(f"unknown backend '{self.backend}' (installed: {', '.join(known)})")
         if self.lora_path and self.backend != "llamacpp":
             raise ValueError("'lora_path' belongs to llamacpp models (a server applies its own adapters)")
+        if self.backend not in ("llamacpp", "openai"):
+            return self  # a plugin's backend checks its own settings (options:) when it is built
         if self.backend == "llamacpp":
             if (self.bundled is None) == (self.path is None):
                 raise ValueError("a llamacpp model needs exactly one of 'bundled' (an alias) or 'path' (a GGUF file)")
             if self.base_url or self.model:
                 raise ValueError("'base_url' and 'model' belong to openai models, not llamacpp")
-        else:
+        elif self.backend == "openai":
             if not self.base_url or not self.model:
                 raise ValueError("an openai model needs 'base_url' (e.g. http://127.0.0.1:8000/v1) and 'model' (the server's model id)")
             if self.bundled or self.path:

@@ -347,20 +347,8 @@ class Bakeoff:
 
 
 async def score_answer(scorers: list[Scorer], case: Case, gen: Generation, judge_ctx: Any) -> list[tuple[str, Score]]:
-    """Every scorer of a case on one answer: code runs in a thread, judges call their model, the
-    tool-call scorer reads the calls as data."""
-    out: list[tuple[str, Score]] = []
-    text = gen.text
-    for s in scorers:
-        if getattr(s, "wants_generation", False):
-            out.append((s.kind, s.score_calls(gen.tool_calls, case.expected)))  # type: ignore[attr-defined]
-        elif getattr(s, "needs_judge", False):
-            out.append((s.kind, await s.ascore(case.rendered_messages(), text, case.expected, judge_ctx)))  # type: ignore[attr-defined]
-        elif s.kind == "python_tests":
-            out.append((s.kind, await asyncio.to_thread(s.score, text, case.expected)))
-        else:
-            out.append((s.kind, s.score(text, case.expected)))
-    return out
+    """Every scorer of a case on one answer, through the one interface all scorers share."""
+    return [(s.kind, await s.evaluate(case, gen, judge_ctx)) for s in scorers]
 
 
 class JudgeCalls:

@@ -6,6 +6,7 @@ content (text, reasoning or tool-call text), never at a role-only chunk.
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -125,12 +126,34 @@ class Backend(Protocol):
     async def aclose(self) -> None: ...
 
 
+BACKEND_GROUP = "weighbridge.backends"
+
+
+@functools.cache
+def _backend_entry_points() -> dict[str, Any]:
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep for ep in entry_points(group=BACKEND_GROUP)}
+
+
+def backend_types() -> list[str]:
+    """Every registered backend: the built-ins (llamacpp, openai) and any plugin's, by entry point."""
+    return sorted(_backend_entry_points())
+
+
 def build_backend(spec: "ModelSpec", base_dir: str = ".", expected_sha256: str | None = None) -> Backend:
-    """Instantiate the backend a ModelSpec names; imports lazily so the CLI starts fast."""
-    if spec.backend == "llamacpp":
-        from .llamacpp import LlamaCppBackend
+    """Instantiate the backend a ModelSpec names, found by entry point (``weighbridge.backends``):
+    the entry point is a class called as ``cls(spec, base_dir, expected_sha256)``; imported lazily,
+    so the CLI starts fast and a broken plugin only matters to the models that use it."""
+    from ..errors import BackendUnavailable
 
-        return LlamaCppBackend(spec, base_dir, expected_sha256)
-    from .openai import OpenAIBackend
-
-    return OpenAIBackend(spec)
+    ep = _backend_entry_points().get(spec.backend)
+    if ep is None:
+        raise BackendUnavailable(spec.name, f"no backend '{spec.backend}' is installed (known: {', '.join(backend_types())})",
+                                 "the backend's package is installed in this environment")
+    try:
+        cls = ep.load()
+    except Exception as e:  # noqa: BLE001 - a plugin may fail in any way; say which and how
+        raise BackendUnavailable(spec.name, f"backend plugin '{spec.backend}' ({ep.value}) failed to load: "
+                                            f"{type(e).__name__}: {e}", "the plugin's package and its dependencies") from None
+    return cls(spec, base_dir, expected_sha256)

@@ -34,7 +34,7 @@ def _retry_after(resp: httpx.Response) -> float | None:
 
 
 class OpenAIBackend:
-    def __init__(self, spec: Any) -> None:
+    def __init__(self, spec: Any, base_dir: str = ".", expected_sha256: str | None = None) -> None:
         self.spec = spec
         self.name = spec.name
         self.base_url = spec.base_url.rstrip("/")

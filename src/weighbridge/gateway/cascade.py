@@ -44,6 +44,19 @@ class PlanJudges:
         await asyncio.gather(*(b.aclose() for b in self.backends.values()), return_exceptions=True)
 
 
+@dataclass
+class _Checked:
+    """A gateway answer in the shape every scorer's ``evaluate(case, generation, ctx)`` reads."""
+
+    messages: list[dict[str, Any]]
+    expected: Any
+    text: str
+    tool_calls: list[dict[str, Any]] | None = None
+
+    def rendered_messages(self) -> list[dict[str, Any]]:
+        return self.messages
+
+
 class Checker:
     def __init__(self, route: Route, judges: PlanJudges, sandbox: str = "bubblewrap") -> None:
         self.scorers: list[Scorer] = [build_scorer(s, sandbox=sandbox) for s in route.check]
@@ -52,13 +65,9 @@ class Checker:
 
     async def check(self, messages: list[dict[str, Any]], text: str) -> CheckResult:
         reasons, passed = [], True
+        answer = _Checked(messages, self.expected, text)
         for s in self.scorers:
-            if getattr(s, "needs_judge", False):
-                score = await s.ascore(messages, text, self.expected, self.judges)  # type: ignore[attr-defined]
-            elif s.kind == "python_tests":  # the sandbox is a subprocess: keep it off the event loop
-                score = await asyncio.to_thread(s.score, text, self.expected)
-            else:
-                score = s.score(text, self.expected)
+            score = await s.evaluate(answer, answer, self.judges)
             reasons.append(f"{s.kind}: {'pass' if score.passed else 'fail'} ({score.reason})")
             passed = passed and score.passed
         return CheckResult(passed, reasons)

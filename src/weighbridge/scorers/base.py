@@ -1,10 +1,24 @@
-"""Scorer protocol, the registry of scorer types, and the text clean-up every scorer shares."""
+"""The scorer interface, the registry of scorer types (entry points, built-ins included), and the
+text clean-up every scorer shares.
+
+Every scorer is reached the same way: ``await scorer.evaluate(case, generation, ctx)``. Most only
+read the answer's text (``TextScorer``: write ``score(text, expected)``); others read the tool calls,
+ask a judge through ``ctx``, or run code in a thread – the engine no longer tells them apart.
+
+Scorer types are registered as entry points in the ``weighbridge.scorers`` group, the built-ins in
+weighbridge's own ``pyproject.toml`` exactly like a plugin's: the name is the ``type:`` a suite
+writes, the object a class (or factory) taking the validated settings, with a ``Spec`` attribute
+(a ``ScorerSpec`` subclass; none means the scorer takes no settings).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from functools import cache
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
@@ -22,7 +36,40 @@ class Score:
 class Scorer(Protocol):
     kind: str
 
-    def score(self, text: str, expected: Any) -> Score: ...
+    async def evaluate(self, case: Any, generation: Any, ctx: Any) -> Score: ...
+
+
+class TextScorer:
+    """A scorer that reads only the answer's text: it writes ``score(text, expected)``."""
+
+    kind = "text"
+
+    def score(self, text: str, expected: Any) -> Score:  # pragma: no cover - each subclass has its own
+        raise NotImplementedError
+
+    async def evaluate(self, case: Any, generation: Any, ctx: Any) -> Score:
+        return self.score(generation.text, case.expected)
+
+
+class ThreadedTextScorer(TextScorer):
+    """A text scorer whose work blocks (running code in a sandbox): it runs in a worker thread."""
+
+    async def evaluate(self, case: Any, generation: Any, ctx: Any) -> Score:
+        return await asyncio.to_thread(self.score, generation.text, case.expected)
+
+
+class _Adapted:
+    """A plugin scorer that wrote only ``score(text, expected)``, given the common interface."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.kind = getattr(inner, "kind", type(inner).__name__)
+
+    async def evaluate(self, case: Any, generation: Any, ctx: Any) -> Score:
+        result = self.inner.score(generation.text, case.expected)
+        if not isinstance(result, Score):
+            raise TypeError(f"scorer '{self.kind}' returned {type(result).__name__}, not a Score")
+        return result
 
 
 class ScorerSpec(BaseModel):
@@ -45,39 +92,61 @@ def code_block(text: str, prefer: tuple[str, ...] = ()) -> str:
     return blocks[0][1].strip() if blocks else text.strip()
 
 
-_REGISTRY: dict[str, tuple[type[ScorerSpec], Callable[[Any], Scorer]]] = {}
+GROUP = "weighbridge.scorers"
 
 
-def register(kind: str, spec: type[ScorerSpec]) -> Callable[[Callable[[Any], Scorer]], Callable[[Any], Scorer]]:
-    def deco(factory: Callable[[Any], Scorer]) -> Callable[[Any], Scorer]:
-        _REGISTRY[kind] = (spec, factory)
-        return factory
-    return deco
+class ScorerPluginError(ValueError):
+    """A scorer entry point that cannot be loaded or used: named with the package it came from."""
+
+
+@cache
+def _entry_points() -> dict[str, EntryPoint]:
+    return {ep.name: ep for ep in entry_points(group=GROUP)}
+
+
+@cache
+def _load(kind: str) -> Any:
+    ep = _entry_points()[kind]
+    where = f"{ep.value}" + (f" (package {ep.dist.name})" if getattr(ep, "dist", None) else "")
+    try:
+        obj = ep.load()
+    except Exception as e:  # noqa: BLE001 - a plugin may fail in any way; say which and how
+        raise ScorerPluginError(f"scorer plugin '{kind}' from {where} failed to load: {type(e).__name__}: {e}") from None
+    spec = getattr(obj, "Spec", ScorerSpec)
+    if not (isinstance(spec, type) and issubclass(spec, BaseModel)) or not callable(obj):
+        raise ScorerPluginError(f"scorer plugin '{kind}' from {where} is not a scorer: it needs to be callable with "
+                                "its settings and have a Spec (a weighbridge.scorers.ScorerSpec subclass)")
+    return obj
 
 
 def scorer_types() -> list[str]:
-    _load_builtin()
-    return sorted(_REGISTRY)
-
-
-def _load_builtin() -> None:
-    from . import basic, code, judge, refusal, schema, tools  # noqa: F401  (registration side effect)
+    kinds = sorted(_entry_points())
+    if not kinds:
+        raise ScorerPluginError("no scorer types are registered: weighbridge is not installed as a package "
+                                "(pip install -e . registers its entry points)")
+    return kinds
 
 
 def build_scorer(spec: str | dict[str, Any], *, sandbox: str = "bubblewrap") -> Scorer:
     """Accepts ``"exact"`` or ``{"type": "regex", "pattern": ...}``; raises ValueError on bad specs.
     ``sandbox`` is the run's isolation for scorers that execute model output (they carry ``mode``)."""
-    _load_builtin()
     if isinstance(spec, str):
         spec = {"type": spec}
     if not isinstance(spec, dict) or "type" not in spec:
         raise ValueError("a scorer is a name like 'exact' or a mapping with 'type:'")
     kind = spec["type"]
-    if kind not in _REGISTRY:
-        raise ValueError(f"unknown scorer type '{kind}' (known: {', '.join(sorted(_REGISTRY))})")
-    spec_cls, factory = _REGISTRY[kind]
-    settings = spec_cls.model_validate({k: v for k, v in spec.items() if k != "type"})
+    if kind not in _entry_points():
+        raise ValueError(f"unknown scorer type '{kind}' (known: {', '.join(scorer_types())})")
+    factory = _load(kind)
+    spec_cls = getattr(factory, "Spec", ScorerSpec)
+    settings = spec_cls.model_validate({k: v for k, v in spec.items() if k != "type"})  # ValidationError names the field
     scorer = factory(settings)
     if hasattr(scorer, "mode"):
         scorer.mode = sandbox  # type: ignore[attr-defined]
+    if not hasattr(scorer, "evaluate"):
+        if not hasattr(scorer, "score"):
+            raise ScorerPluginError(f"scorer '{kind}' has neither evaluate(case, generation, ctx) nor score(text, expected)")
+        scorer = _Adapted(scorer)
+    if not getattr(scorer, "kind", None):
+        scorer.kind = kind  # type: ignore[attr-defined]
     return scorer

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from .base import Score, ScorerSpec, final_answer, register
+from .base import Score, ScorerSpec, TextScorer, final_answer
 
 _NUMBER = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?|[-+]?\.\d+")
 
@@ -34,8 +34,9 @@ class ExactSpec(ScorerSpec):
     strip_punctuation: bool = True
 
 
-class _Exact:
+class _Exact(TextScorer):
     kind = "exact"
+    Spec = ExactSpec
 
     def __init__(self, s: ExactSpec) -> None:
         self.s = s
@@ -58,8 +59,9 @@ class ContainsSpec(ScorerSpec):
     negate: bool = False
 
 
-class _Contains:
+class _Contains(TextScorer):
     kind = "contains"
+    Spec = ContainsSpec
 
     def __init__(self, s: ContainsSpec) -> None:
         self.s = s
@@ -108,8 +110,9 @@ class RegexSpec(ScorerSpec):
         return v
 
 
-class _Regex:
+class _Regex(TextScorer):
     kind = "regex"
+    Spec = RegexSpec
 
     def __init__(self, s: RegexSpec) -> None:
         self.s = s
@@ -139,8 +142,9 @@ def numbers_in(text: str) -> list[float]:
     return out
 
 
-class _Numeric:
+class _Numeric(TextScorer):
     kind = "numeric"
+    Spec = NumericSpec
 
     def __init__(self, s: NumericSpec) -> None:
         self.s = s
@@ -161,7 +165,3 @@ class _Numeric:
         return Score(False, 0.0, f"got {pool[-1]:g}, expected {want_f:g}")
 
 
-register("exact", ExactSpec)(_Exact)
-register("contains", ContainsSpec)(_Contains)
-register("regex", RegexSpec)(_Regex)
-register("numeric", NumericSpec)(_Numeric)

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import Field
 
-from .base import Score, ScorerSpec, code_block, final_answer, register
+from .base import Score, ScorerSpec, ThreadedTextScorer, code_block, final_answer
 from .sandbox import run_python
 
 
@@ -21,8 +21,9 @@ class PythonTestsSpec(ScorerSpec):
     memory_mb: int = Field(512, ge=64, le=16384)
 
 
-class _PythonTests:
+class _PythonTests(ThreadedTextScorer):
     kind = "python_tests"
+    Spec = PythonTestsSpec
 
     def __init__(self, s: PythonTestsSpec) -> None:
         self.s = s
@@ -35,4 +36,3 @@ class _PythonTests:
         return Score(result.passed, result.value, result.reason[:300])
 
 
-register("python_tests", PythonTestsSpec)(_PythonTests)

@@ -19,7 +19,7 @@ from pydantic import Field
 
 from ..backends.base import Generation, Request
 from ..errors import BackendError
-from .base import Score, ScorerSpec, final_answer, register
+from .base import Score, ScorerSpec, final_answer
 from .schema import extract_json
 
 VERDICT_SCHEMA: dict[str, Any] = {
@@ -78,13 +78,14 @@ async def ask_json(ctx: JudgeContext, judge: str | None, system: str, user: str,
 
 class _Judge:
     kind = "judge"
-    needs_judge = True
+    Spec = JudgeSpec
 
     def __init__(self, s: JudgeSpec) -> None:
         self.s = s
 
-    def score(self, text: str, expected: Any) -> Score:  # pragma: no cover - the engine calls ascore
-        raise RuntimeError("the judge scorer runs asynchronously through the engine (ascore)")
+    async def evaluate(self, case: Any, generation: Any, ctx: JudgeContext) -> Score:
+        """Ask the judge (through the run's cached judge calls) about the answer's text."""
+        return await self.ascore(case.rendered_messages(), generation.text, case.expected, ctx)
 
     async def ascore(self, messages: list[dict[str, str]], text: str, expected: Any, ctx: JudgeContext) -> Score:
         user = (f"RUBRIC:\n{self.s.rubric}\n\nQUESTION:\n{_question(messages)}\n\n"
@@ -97,7 +98,6 @@ class _Judge:
         return Score(passed, 1.0 if passed else 0.0, f"judge: {obj['reason'][:300]}")
 
 
-register("judge", JudgeSpec)(_Judge)
 
 
 @dataclass

@@ -8,7 +8,7 @@ from typing import Any
 import jsonschema
 from pydantic import Field, field_validator
 
-from .base import Score, ScorerSpec, code_block, final_answer, register
+from .base import Score, ScorerSpec, TextScorer, code_block, final_answer
 
 
 NO_JSON = "no JSON value found in the answer"
@@ -74,8 +74,9 @@ def _equal(got: Any, want: Any, ignore_case: bool) -> bool:
     return got == want
 
 
-class _JsonSchema:
+class _JsonSchema(TextScorer):
     kind = "json_schema"
+    Spec = JsonSchemaSpec
 
     def __init__(self, s: JsonSchemaSpec) -> None:
         self.s = s
@@ -108,4 +109,3 @@ class _JsonSchema:
         return Score(True, 1.0, "valid JSON" + (f", {len(want)} field(s) match" if want else ""))
 
 
-register("json_schema", JsonSchemaSpec)(_JsonSchema)

@@ -33,7 +33,7 @@ import unicodedata
 from itertools import permutations
 from typing import Any, Literal
 
-from .base import Score, ScorerSpec, register
+from .base import Score, ScorerSpec
 
 _MATCHER_KEYS = {"value", "one_of", "type", "tolerance", "optional"}
 _TYPES = {"string": str, "number": (int, float), "integer": int, "boolean": bool, "object": dict, "array": list,
@@ -55,10 +55,14 @@ def _is_matcher(v: Any) -> bool:
 
 class _ToolCall:
     kind = "tool_call"
-    wants_generation = True  # reads the structured calls, not the text
+    Spec = ToolCallSpec
 
     def __init__(self, s: ToolCallSpec) -> None:
         self.s = s
+
+    async def evaluate(self, case: Any, generation: Any, ctx: Any) -> Score:
+        """Reads the structured calls the backend parsed, not the text."""
+        return self.score_calls(generation.tool_calls, case.expected)
 
     # -- values -------------------------------------------------------------------------------
     def _norm(self, s: str) -> str:
@@ -197,4 +201,3 @@ class _ToolCall:
         return self.score_calls([], expected)
 
 
-register("tool_call", ToolCallSpec)(_ToolCall)
