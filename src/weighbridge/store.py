@@ -252,6 +252,14 @@ class Store:
         return [{"id": r[0], "created_at": r[1], "status": r[2], "models": r[3], "cases": r[4],
                  "generations": r[5], "jobs": r[3] * r[4] * r[6]} for r in rows]
 
+    def pass_counts(self) -> dict[str, dict[str, tuple[int, int]]]:
+        """Per run, per model: (passed, jobs) – the runs list of ``weighbridge view`` in one query."""
+        out: dict[str, dict[str, tuple[int, int]]] = {}
+        for run_id, model, jobs, passed in self.db.execute(
+                "SELECT run_id, model, COUNT(*), COALESCE(SUM(passed), 0) FROM generations GROUP BY run_id, model"):
+            out.setdefault(run_id, {})[model] = (int(passed), int(jobs))
+        return out
+
     def run_models(self, run_id: str) -> list[dict[str, Any]]:
         rows = self.db.execute("SELECT name, backend, identity_key, spec_json, runtime_json FROM run_models "
                                "WHERE run_id=? ORDER BY position", (run_id,)).fetchall()

@@ -8,7 +8,7 @@ from typing import Any
 import typer
 
 from .common import app
-from . import bakeoff, bench, serve, runs, lockfile, deploy, catalog  # noqa: F401 - registers the commands
+from . import bakeoff, bench, serve, runs, view, lockfile, deploy, catalog  # noqa: F401 - registers the commands
 
 
 _WORDS = {"Path": "FILE", "int": "N", "float": "NUMBER", "str": "TEXT", "list[str]": "NAME", "list[Path]": "FILE"}

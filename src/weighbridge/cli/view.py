@@ -1,0 +1,40 @@
+"""`view`: the local web app over the store (runs over time, comparisons, trends, load tests)."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..errors import WeighbridgeError
+from .common import _fail, _store_of, app, console
+
+
+@app.command()
+def view(config: Optional[Path] = typer.Option(None, "-c", "--config", help="Read the store from this config's store:."),
+         store: Optional[Path] = typer.Option(None, "--store", help="SQLite store (default: the config's, else "
+                                                                   "./weighbridge.db)."),
+         host: str = typer.Option("127.0.0.1", "--host", help="Loopback address to bind (127.0.0.1 or ::1)."),
+         port: int = typer.Option(8765, "--port", min=1, max=65535)) -> None:
+    """Browse the store in a local web app: runs over time, a run, two runs compared, trends, load tests."""
+    import uvicorn
+
+    from ..view import create_view_app
+
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    try:
+        if not loopback:
+            raise WeighbridgeError(f"refusing to bind {host}: the viewer shows every stored answer and has no keys; it "
+                                   "binds loopback only (reach it from elsewhere through an SSH tunnel)")
+        path = _store_of(config, store)
+        if not path.exists():
+            raise WeighbridgeError(f"{path}: no such store; run `weighbridge bakeoff` first (or give --store)")
+    except WeighbridgeError as e:
+        raise _fail(e) from None
+    console.print(f"weighbridge view of {path} on http://{host}:{port}/ (Ctrl-C stops it)", highlight=False)
+    uvicorn.run(create_view_app(path), host=host, port=port, log_level="warning")
