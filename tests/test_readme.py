@@ -1,4 +1,4 @@
-"""The README's shown commands still print what it shows.
+"""The README's and the docs site's shown commands still print what they show.
 
 A code block preceded by ``<!-- readme-test -->`` (or ``<!-- readme-test: tmp -->`` to run in an
 empty temporary folder instead of the repository root) is run command by command: each ``$ ``
@@ -23,7 +23,15 @@ MARK = re.compile(r"<!-- readme-test(?::\s*(?P<where>\w+))? -->\s*\n```[a-z]*\n(
 
 
 def blocks() -> list[tuple[str, str, list[tuple[str, list[str]]]]]:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    found = []
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]:
+        found += _blocks_of(page)
+    return found
+
+
+def _blocks_of(page: Path) -> list[tuple[str, str, list[tuple[str, list[str]]]]]:
+    text = page.read_text(encoding="utf-8")
+    name = page.relative_to(ROOT).as_posix()
     found = []
     for m in MARK.finditer(text):
         line_no = text.count("\n", 0, m.start()) + 1
@@ -37,7 +45,7 @@ def blocks() -> list[tuple[str, str, list[tuple[str, list[str]]]]]:
                     command = []
             elif steps:
                 steps[-1][1].append(line.rstrip())
-        found.append((f"README.md:{line_no}", m.group("where") or "root", steps))
+        found.append((f"{name}:{line_no}", m.group("where") or "root", steps))
     return found
 
 
@@ -68,9 +76,10 @@ def test_every_example_file_the_readme_uses_loads():
     from weighbridge.gateway.plan import load_plan
     from weighbridge.suites import load_suite, load_suites
 
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    for name in re.findall(r"examples/[\w./-]+\.(?:yaml|csv|yml)", readme):
-        assert (ROOT / name).exists(), f"the README names {name}, which is not in the repository"
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    for page in pages:
+        for name in re.findall(r"examples/[\w./-]+\.(?:yaml|csv|yml)", page.read_text(encoding="utf-8")):
+            assert (ROOT / name).exists(), f"{page.name} names {name}, which is not in the repository"
     checked = 0
     for path in sorted((ROOT / "examples").rglob("*.yaml")):
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
