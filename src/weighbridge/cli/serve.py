@@ -130,7 +130,7 @@ def keys_list(plan: Path = _PLAN_OPT) -> None:
                                         f"${k.max_usd:g}" if k.max_usd is not None else "") if x) or "-"
         t.add_row(k.id, escape(k.name), "revoked" if k.revoked else "active", str(k.rpm or "-"), budget, k.period,
                   f"{tokens:,} tok · ${usd:.4f}", str(n), ", ".join(k.routes) if k.routes else "all")
-    console.print(t if rows else "no keys yet: the gateway serves loopback without keys")
+    console.print(keep_ids_whole(t) if rows else "no keys yet: the gateway serves loopback without keys")
 
 @keys_app.command("revoke")
 def keys_revoke(key_id: str = typer.Argument(..., help="The key's id (key_…), from 'keys list'."),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,37 +11,39 @@ from . import state
 from .audit import DEFAULT_KEY_ENV, Verdict, audit_key, default_head, open_head, open_sink, verify
 from .auth import Period, new_key, period_of
 from .plan import Plan
+from .shared import PgKeys, SqliteKeys, open_keys
 
 
 @contextlib.contextmanager
-def _state(plan: Plan) -> Iterator[sqlite3.Connection]:
-    db = state.connect(plan.resolve(plan.state))
+def _state(plan: Plan) -> Iterator[PgKeys | SqliteKeys]:
+    """The plan's keys and spend: its SQLite file, or the Postgres database gateway processes share."""
+    keys = open_keys(plan.resolve(plan.state))
     try:
-        yield db
+        yield keys
     finally:
-        db.close()
+        keys.close()
 
 
 def create_key(plan: Plan, name: str, **limits: Any) -> tuple[str, state.KeyRow]:
     token, row = new_key(name, **limits)
-    with _state(plan) as db:
-        state.insert_key(db, row)
+    with _state(plan) as keys:
+        keys.insert_key(row)
     return token, row
 
 
 def list_keys(plan: Plan) -> list[tuple[state.KeyRow, tuple[int, float, int]]]:
-    with _state(plan) as db:
-        return [(k, state.spend_of(db, k.id, period_of(k.period))) for k in state.all_keys(db)]
+    with _state(plan) as keys:
+        return [(k, keys.spend_of(k.id, period_of(k.period))) for k in keys.all_keys()]
 
 
 def revoke(plan: Plan, key_id: str) -> bool:
-    with _state(plan) as db:
-        return state.revoke_key(db, key_id)
+    with _state(plan) as keys:
+        return keys.revoke_key(key_id)
 
 
 def has_keys(plan: Plan) -> bool:
-    with _state(plan) as db:
-        return any(k.revoked is None for k in state.all_keys(db))
+    with _state(plan) as keys:
+        return any(k.revoked is None for k in keys.all_keys())
 
 
 def audit_url(plan: Plan, override: str | None) -> str:

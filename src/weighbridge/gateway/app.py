@@ -116,13 +116,17 @@ class Gateway:
     def __init__(self, plan: Plan, *, seed: int | None = None) -> None:
         self.plan = plan
         self.rng = random.Random(seed)
+        from .shared import SharedGuard, is_postgres, open_keys
+
         state_path = plan.resolve(plan.state)
-        self.read_db = state.connect(state_path)
+        local_path = ":memory:" if is_postgres(state_path) else state_path  # Postgres state: nothing local to keep
+        self.read_db = state.connect(local_path)
         self.audit_key = audit_key(plan.audit.hmac_key_env)
-        self.writer = Writer(state.connect(state_path), open_sink(plan.resolve(plan.audit.url), self.audit_key,
+        self.writer = Writer(state.connect(local_path), open_sink(plan.resolve(plan.audit.url), self.audit_key,
                                                                   plan.audit_head()))
-        self.guard = Guard(self.read_db)
-        self.cache: Cache = RedisCache(plan.cache) if plan.cache else SqliteCache(self.read_db, self.writer, state_path)
+        self.guard: Guard = SharedGuard(open_keys(state_path), plan.redis) if plan.redis else Guard(self.read_db)
+        cache_url = plan.cache or plan.redis
+        self.cache: Cache = RedisCache(cache_url) if cache_url else SqliteCache(self.read_db, self.writer, state_path)
         self.redactor = Redactor(plan.redaction.detectors, plan.redaction.patterns, plan.filters.allow,
                                  plan.redaction.regions)
         self.prompt_block = BlockList(plan.filters.prompt_block, plan.filters.allow)
@@ -598,7 +602,8 @@ class Gateway:
         usd = sum(t["cost_usd"] for t in call.tiers)
         if call.reservation is not None:
             self.guard.settle(call.reservation, pt + ct, usd)
-            self.writer.spend(call.reservation.key_id, call.reservation.period, pt + ct, usd)
+            if not getattr(self.guard, "persists_spend", False):  # a shared guard has written it itself
+                self.writer.spend(call.reservation.key_id, call.reservation.period, pt + ct, usd)
             call.reservation = None
         m = self.metrics
         m.inc("weighbridge_requests_total", route=call.route_name, upstream=call.upstream or "", status=str(call.status))

@@ -220,8 +220,11 @@ class HttpLimits(_Strict):
 class Plan(_Strict):
     routes: dict[str, Route] = Field(min_length=1)
     default_route: str | None = None
-    state: str = Field("gateway.db", description="SQLite file for keys, spend and the default cache")
-    cache: str | None = Field(None, description="redis://… for a shared cache (default: the state file)")
+    state: str = Field("gateway.db", description="keys and settled spend: a SQLite file (one process), or "
+                                                 "postgresql://… shared by every gateway process (needs redis:)")
+    redis: str | None = Field(None, description="redis://… holding rate-limit windows and budget reservations, "
+                                                "shared by every gateway process (and the cache, unless cache: says)")
+    cache: str | None = Field(None, description="redis://… for a shared cache (default: redis:, else the state file)")
     audit: AuditSettings = Field(default_factory=AuditSettings)
     redaction: Redaction = Field(default_factory=Redaction)
     filters: Filters = Field(default_factory=Filters)
@@ -236,6 +239,24 @@ class Plan(_Strict):
     reserve_prompt_overhead: int = Field(64, ge=0, description="tokens a chat template may add to a prompt, "
                                                                  "reserved on top of one token per prompt byte")
     base_dir: Path = Field(Path("."), exclude=True)
+
+    @model_validator(mode="after")
+    def _shared_state(self) -> Plan:
+        if self.state.startswith(("postgresql://", "postgres://")) and not self.redis:
+            raise ValueError("state: postgresql://… is shared by several gateway processes; their rate windows and "
+                             "budget reservations must be shared too: add redis: redis://…")
+        for name in ("redis", "cache"):
+            url = getattr(self, name)
+            if url is not None and not url.startswith(("redis://", "rediss://", "unix://")):
+                raise ValueError(f"{name}: {url!r} is not a redis:// URL")
+        if "://" in self.state and not self.state.startswith(("postgresql://", "postgres://")):
+            raise ValueError(f"state: {self.state!r}: use a SQLite path or postgresql://…")
+        return self
+
+    @property
+    def shared(self) -> bool:
+        """Whether rate windows and budgets live outside this process (several gateway processes may serve)."""
+        return self.redis is not None
 
     @model_validator(mode="after")
     def _default_exists(self) -> Plan:
