@@ -27,12 +27,18 @@ def serve(plan: Path = typer.Option(..., "--plan", help="Routing plan YAML."),
                                                                      "gateway, print what happened, verify the audit "
                                                                      "chain and stop."),
           api_key_env: str = typer.Option("WEIGHBRIDGE_API_KEY", "--api-key-env",
-                                          help="With --smoke: env var holding a key, when the plan has keys.")) -> None:
-    """Run the OpenAI-compatible gateway in front of the plan's upstreams."""
+                                          help="With --smoke: env var holding a key, when the plan has keys."),
+          workers: int = typer.Option(1, "--workers", min=1, max=256, help="Gateway processes on the one port "
+                                      "(needs redis: in the plan, so they share rate limits and budgets)."),
+          fd: Optional[int] = typer.Option(None, "--fd", hidden=True, help="A listening socket from the supervisor.")
+          ) -> None:
+    """Run the OpenAI-compatible gateway in front of the plan's upstreams.
+
+    SIGTERM drains it: /readyz answers 503 for http.drain_s, then it stops accepting, finishes what is in flight (up to http.shutdown_grace_s), flushes the audit log and exits 0."""
     import contextlib
     import ipaddress
 
-    import uvicorn
+    from ..gateway.http_limits import DrainingServer
 
     from ..gateway.admin import has_keys
     from ..gateway.app import create_app
@@ -48,6 +54,20 @@ def serve(plan: Path = typer.Option(..., "--plan", help="Routing plan YAML."),
         raise _fail(WeighbridgeError(f"refusing to bind {host}: no API keys in {the_plan.resolve(the_plan.state)}, "
                                      "so anyone who can reach it could use it. Create one with 'weighbridge keys "
                                      "create NAME --plan …', or serve loopback (127.0.0.1 or ::1) only"))
+    if workers > 1:
+        from ..gateway.workers import supervise
+
+        local = [u.name for r in the_plan.routes.values() for u in r.all_upstreams() if u.base_url is None]
+        if not the_plan.shared:
+            raise _fail(WeighbridgeError(
+                f"--workers {workers} needs rate limits and budgets shared between the processes, and "
+                f"{the_plan.resolve(the_plan.state)} keeps them per process: add redis: redis://… to the plan "
+                "(and state: postgresql://… to share keys and spend across machines), or serve one worker"))
+        if local or smoke is not None:
+            raise _fail(WeighbridgeError("--workers serves upstreams by URL only: start the model servers of "
+                                         f"{', '.join(local) or 'the plan'} yourself and give their base_url"
+                                         if local else "--smoke runs in one process: drop --workers"))
+        raise typer.Exit(supervise(plan, host, port, workers, lambda line: console.print(line, highlight=False)))
     from ..gateway.local import start_local_upstreams
     from ..gateway.smoke import load_requests
 
@@ -70,7 +90,13 @@ def serve(plan: Path = typer.Option(..., "--plan", help="Routing plan YAML."),
                       f"{app_.state.gateway.writer.sink.where} "
                       f"({'signed' if app_.state.gateway.audit_key else 'unsigned: set ' + the_plan.audit.hmac_key_env})"
                       f", head in {the_plan.audit_head()}", highlight=False)
-        uvicorn.Server(uvicorn_config(app_, the_plan, host, port)).run()
+        server = DrainingServer(uvicorn_config(app_, the_plan, host, port), app_.state.gateway, the_plan.http.drain_s)
+        if fd is not None:  # a worker: accept on the supervisor's socket
+            from ..gateway.workers import inherited_socket
+
+            server.run(sockets=[inherited_socket(fd)])
+        else:
+            server.run()
 
 def _smoke(the_plan: Any, requests: list[Any], api_key: Optional[str]) -> None:
     from ..gateway.admin import audit_url, verify_audit

@@ -140,6 +140,7 @@ class Gateway:
         if missing:
             raise ValueError(f"upstreams {', '.join(missing)} are model files: 'weighbridge serve' starts their servers")
         self.no_stream_options: set[str] = set()  # upstreams that rejected stream_options
+        self.draining = False  # set on SIGTERM: /readyz goes unready before the server stops accepting
 
     async def aclose(self) -> None:
         await self.pool.aclose()
@@ -672,6 +673,8 @@ def create_app(plan: Plan, *, seed: int | None = None) -> Starlette:
         return JSONResponse({"status": "ok"})
 
     async def readyz(request: Request) -> Response:
+        if gw.draining:
+            return error(503, "shutting down: finishing the requests in flight", "server_error", "draining")
         if not gw.writer.alive:
             return error(503, "the audit writer is not running", "server_error", "not_ready")
         return JSONResponse({"status": "ready", "routes": list(plan.routes)})

@@ -127,4 +127,32 @@ def uvicorn_config(app: Any, plan: Plan, host: str, port: int) -> uvicorn.Config
     """How ``serve`` and the smoke run start the gateway: uvicorn with the plan's HTTP limits."""
     return uvicorn.Config(app, host=host, port=port, log_level="warning", http=protocol_for(plan),  # type: ignore[arg-type]
                           timeout_keep_alive=int(plan.http.keep_alive_s),
-                          limit_concurrency=plan.http.max_connections)
+                          limit_concurrency=plan.http.max_connections,
+                          timeout_graceful_shutdown=plan.http.shutdown_grace_s)
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn's server with a drain phase: the first SIGTERM/SIGINT makes ``/readyz`` answer 503
+    for ``drain_s`` while everything else keeps serving, then uvicorn's own graceful shutdown runs
+    (stop accepting, finish what is in flight, lifespan shutdown flushes the audit writer)."""
+
+    def __init__(self, config: uvicorn.Config, gateway: Any, drain_s: float) -> None:
+        super().__init__(config)
+        self.gateway, self.drain_s, self._draining = gateway, drain_s, False
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        if self._draining or self.drain_s <= 0:
+            self.gateway.draining = True
+            return self._exit(sig, frame)
+        import threading
+
+        self._draining = True
+        self.gateway.draining = True
+        threading.Timer(self.drain_s, self._exit, args=(sig, frame)).start()
+
+    def _exit(self, sig: int, frame: Any) -> None:
+        import signal
+
+        super().handle_exit(sig, frame)
+        if sig == signal.SIGTERM:  # uvicorn re-raises it after shutdown; a drained stop is a clean exit (0)
+            self._captured_signals = [s for s in self._captured_signals if s != signal.SIGTERM]

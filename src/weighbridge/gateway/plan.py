@@ -215,6 +215,9 @@ class HttpLimits(_Strict):
     body_timeout_s: float = Field(30.0, gt=0, description="time to send the body once headers are in (408)")
     keep_alive_s: float = Field(5.0, gt=0, description="an idle kept-alive connection is closed after this")
     max_connections: int = Field(1024, ge=1, description="concurrent connections; beyond, new ones get 503")
+    drain_s: float = Field(1.0, ge=0, description="on SIGTERM, /readyz answers 503 this long before the gateway "
+                                                  "stops accepting, so a load balancer drains it first")
+    shutdown_grace_s: int = Field(30, ge=1, description="then requests and streams in flight get this long to finish")
 
 
 class Plan(_Strict):
