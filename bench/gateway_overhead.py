@@ -14,11 +14,14 @@ achieved rate stays within 5% and p99 under 50 ms.
 
 Usage: python bench/gateway_overhead.py [--seconds 10] [--rates 100,500] [--litellm PATH]
        python bench/gateway_overhead.py --soak-minutes 10 --rates 100   (memory over a long run)
+       python bench/gateway_overhead.py --workers 1,2 --shared --max-rate   (serve --workers N; --shared starts a
+              redis-server and puts rate windows and budgets there, as several workers need)
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import asyncio
 import contextlib
 import json
@@ -58,15 +61,33 @@ def _wait(url: str, proc: subprocess.Popen, what: str, timeout: float = 120) -> 
 
 
 @contextlib.contextmanager
-def weighbridge_gateway(upstream: str, workdir: Path) -> Iterator[tuple[str, int, dict[str, str]]]:
-    plan = workdir / "plan.yaml"
-    plan.write_text(f"routes:\n  chat:\n    upstreams: [{{name: instant, base_url: '{upstream}', model: instant}}]\n")
+def redis_server() -> Iterator[str]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise SystemExit("--shared needs redis-server (apt-get install redis-server)")
+    port = free_port()
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.5)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        stop(proc)
+
+
+@contextlib.contextmanager
+def weighbridge_gateway(upstream: str, workdir: Path, workers: int = 1,
+                        redis: str | None = None) -> Iterator[tuple[str, int, dict[str, str]]]:
+    plan = workdir / f"plan-{workers}.yaml"
+    plan.write_text(f"routes:\n  chat:\n    upstreams: [{{name: instant, base_url: '{upstream}', model: instant}}]\n"
+                    f"state: {workdir / f'gateway-{workers}.db'}\naudit: {{url: {workdir / f'audit-{workers}.db'}}}\n"
+                    + (f"redis: '{redis}'\n" if redis else ""))
     made = subprocess.run([sys.executable, "-m", "weighbridge.cli", "keys", "create", "bench", "--plan", str(plan)],
                           capture_output=True, text=True, check=True)
     key = made.stdout.strip().splitlines()[-1]
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "weighbridge.cli", "serve", "--plan", str(plan), "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([sys.executable, "-m", "weighbridge.cli", "serve", "--plan", str(plan), "--port", str(port),
+                             "--workers", str(workers)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _wait(f"http://127.0.0.1:{port}/readyz", proc, "weighbridge serve")
         yield f"http://127.0.0.1:{port}/v1", proc.pid, {"authorization": f"Bearer {key}"}
@@ -145,6 +166,8 @@ def main() -> None:
     ap.add_argument("--litellm", default=None, help="path to a litellm binary in its own venv")
     ap.add_argument("--max-rate", action="store_true", help="also ramp the rate to find the highest sustained one")
     ap.add_argument("--soak-minutes", type=float, default=0.0)
+    ap.add_argument("--workers", default="1", help="serve --workers N, comma-separated to compare, e.g. 1,2")
+    ap.add_argument("--shared", action="store_true", help="rate windows and budgets in a redis-server this starts")
     args = ap.parse_args()
     rates = [float(r) for r in args.rates.split(",")]
     cpus = os.cpu_count()
@@ -152,7 +175,13 @@ def main() -> None:
           f"gateway) shares them")
     with tempfile.TemporaryDirectory() as tmp, instant_server() as upstream, contextlib.ExitStack() as stack:
         targets: dict[str, tuple[str, int | None, dict[str, str]]] = {"direct": (upstream, None, {})}
-        targets["weighbridge"] = stack.enter_context(weighbridge_gateway(upstream, Path(tmp)))
+        redis = stack.enter_context(redis_server()) if args.shared else None
+        counts = [int(w) for w in args.workers.split(",")]
+        if any(w > 1 for w in counts) and not redis:
+            raise SystemExit("--workers above 1 needs --shared (several workers share budgets through Redis)")
+        for w in counts:
+            name = "weighbridge" if counts == [1] and not redis else f"wb×{w}{'+redis' if redis else ''}"
+            targets[name] = stack.enter_context(weighbridge_gateway(upstream, Path(tmp), w, redis))
         if args.litellm:
             targets["litellm"] = stack.enter_context(litellm_proxy(args.litellm, upstream, Path(tmp)))
         for base, _, h in targets.values():  # warm connections and code paths

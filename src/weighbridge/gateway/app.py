@@ -147,6 +147,8 @@ class Gateway:
         await self.cache.aclose()
         await self.judges.aclose()
         await asyncio.to_thread(self.writer.close)
+        if hasattr(self.guard, "close"):  # a shared guard flushes the spend it still has queued
+            await asyncio.to_thread(self.guard.close)
 
     # -- the request ------------------------------------------------------------------------
     async def handle(self, request: Request, path: str) -> Response:

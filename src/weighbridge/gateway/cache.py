@@ -74,12 +74,25 @@ class RedisCache:
         self.client = aioredis.from_url(url)
         self.where = url.split("@")[-1]
 
+    failures = 0  # lookups and stores Redis did not answer: each one a miss, never a failed request
+
     async def get(self, key: str) -> dict[str, Any] | None:
-        raw = await self.client.get("wb:cache:" + key)
+        import redis
+
+        try:
+            raw = await self.client.get("wb:cache:" + key)
+        except redis.RedisError:
+            self.failures += 1  # the cache is an optimisation: with Redis away it is a miss
+            return None
         return json.loads(raw) if raw else None
 
     async def put(self, key: str, value: dict[str, Any], ttl_s: float) -> None:
-        await self.client.set("wb:cache:" + key, json.dumps(value, separators=(",", ":")), px=int(ttl_s * 1000))
+        import redis
+
+        try:
+            await self.client.set("wb:cache:" + key, json.dumps(value, separators=(",", ":")), px=int(ttl_s * 1000))
+        except redis.RedisError:
+            self.failures += 1
 
     async def aclose(self) -> None:
         await self.client.aclose()

@@ -9,6 +9,8 @@ the limit, then hold it" for a reservation; a settlement releases the hold and a
 upstream reported. The settled spend is also added to Postgres in the same call, so it survives a
 Redis restart: a budget whose counters are gone is re-read from Postgres on its next use (holds of
 requests in flight at that moment are lost, and the budget errs towards allowing until they end).
+The database write happens on a background thread, batched: no answer waits for it. A key without
+a budget costs no Redis call at all; one with an ``rpm`` costs one, a budget one more each way.
 
 Redis unreachable: budgets and rate limits **fail closed** (503 ``budget_store_unavailable``),
 never open. Postgres unreachable: keys cannot be reloaded (the last loaded set keeps serving), and
@@ -143,9 +145,11 @@ return {1, '0'}
 """
 
 # KEYS[1] budget hash; ARGV: tokens, usd, max_tokens (-1: none), max_usd (-1: none), settled tokens, settled usd
-# (from Postgres, used only when the hash does not exist yet)
+# (from the database; '' when not read yet: a budget Redis does not hold yet answers {2} and is asked again
+# with them, so the common case is one round trip)
 _RESERVE = """
 if redis.call('EXISTS', KEYS[1]) == 0 then
+  if ARGV[5] == '' then return {2, '', '0', '0'} end
   redis.call('HSET', KEYS[1], 'spent_t', ARGV[5], 'spent_u', ARGV[6], 'held_t', '0', 'held_u', '0')
 end
 local st = tonumber(redis.call('HGET', KEYS[1], 'spent_t'))
@@ -172,6 +176,50 @@ return 1
 """
 
 
+class _SpendWriter:
+    """Settled spend goes to the database from this thread, in batches, off the event loop: a
+    request's answer never waits for it (Redis already holds the figure that budgets are checked
+    against)."""
+
+    def __init__(self, keys: PgKeys | SqliteKeys) -> None:
+        import queue
+        import threading
+
+        self.keys = keys
+        self.q: "queue.Queue[tuple[str, str, int, float] | None]" = queue.Queue()
+        self.failures = 0
+        self.thread = threading.Thread(target=self._run, name="weighbridge-spend", daemon=True)
+        self.thread.start()
+
+    def add(self, key_id: str, period: str, tokens: int, usd: float) -> None:
+        self.q.put((key_id, period, tokens, usd))
+
+    def _run(self) -> None:
+        import queue
+
+        stop = False
+        while not stop:
+            batch = [self.q.get()]
+            while len(batch) < 512:
+                try:
+                    batch.append(self.q.get_nowait())
+                except queue.Empty:
+                    break
+            stop = None in batch
+            for job in batch:
+                if job is None:
+                    continue
+                try:
+                    self.keys.add_spend(*job)
+                except Exception:  # noqa: BLE001 - counted and logged; Redis still enforces the budget
+                    self.failures += 1
+                    log.exception("writing settled spend to the database failed")
+
+    def close(self) -> None:
+        self.q.put(None)
+        self.thread.join(timeout=30)
+
+
 class SharedGuard(Guard):
     """``Guard`` with its rate windows and reservations in Redis and its keys and spend in ``keys``."""
 
@@ -187,7 +235,12 @@ class SharedGuard(Guard):
         self._reserve = self.r.register_script(_RESERVE)
         self._settle = self.r.register_script(_SETTLE)
         self.settle_failures = 0
+        self.spend = _SpendWriter(keys)
         super().__init__(None, reload_s=reload_s)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        """Flush the settled spend still queued for the database."""
+        self.spend.close()
 
     def reload(self) -> None:
         try:
@@ -224,15 +277,16 @@ class SharedGuard(Guard):
         import redis
 
         period = period_of(key.period)
+        if key.max_tokens is None and key.max_usd is None:  # nothing to enforce: only the spend is recorded
+            return Reservation(key.id, period, 0, 0.0)
         hkey = self._budget_key(key.id, period)
+        limits = [-1 if key.max_tokens is None else key.max_tokens, -1 if key.max_usd is None else repr(float(key.max_usd))]
         try:
-            settled = (0, 0.0)
-            if not self.r.exists(hkey):  # first use (or Redis lost it): the settled spend comes from the database
+            ok, what, spent_s, held_s = self._reserve(keys=[hkey], args=[tokens, repr(float(usd)), *limits, "", ""])
+            if int(ok) == 2:  # first use (or Redis lost it): the settled spend comes from the database
                 spent = self.keys.spend_of(key.id, period)
-                settled = (spent[0], spent[1])
-            ok, what, spent_s, held_s = self._reserve(keys=[hkey], args=[
-                tokens, repr(float(usd)), -1 if key.max_tokens is None else key.max_tokens,
-                -1 if key.max_usd is None else repr(float(key.max_usd)), settled[0], repr(float(settled[1]))])
+                ok, what, spent_s, held_s = self._reserve(keys=[hkey], args=[tokens, repr(float(usd)), *limits,
+                                                                              spent[0], repr(float(spent[1]))])
         except redis.RedisError as e:
             raise self._unavailable(e) from None
         if not int(ok):
@@ -248,18 +302,17 @@ class SharedGuard(Guard):
         return Reservation(key.id, period, tokens, usd)
 
     def settle(self, r: Reservation, tokens: int, usd: float) -> None:
-        try:
-            self._settle(keys=[self._budget_key(r.key_id, r.period)],
-                         args=[r.tokens, repr(float(r.usd)), tokens, repr(float(usd))])
-        except Exception:  # noqa: BLE001 - the answer is already out; count it, keep the spend for the database
-            self.settle_failures += 1
-            log.exception("settling a reservation in Redis failed")
-        if tokens or usd:
+        key = next((k for k in self.by_hash.values() if k.id == r.key_id), None)
+        budgeted = key is None or key.max_tokens is not None or key.max_usd is not None
+        if budgeted:
             try:
-                self.keys.add_spend(r.key_id, r.period, tokens, usd)
-            except Exception:  # noqa: BLE001
+                self._settle(keys=[self._budget_key(r.key_id, r.period)],
+                             args=[r.tokens, repr(float(r.usd)), tokens, repr(float(usd))])
+            except Exception:  # noqa: BLE001 - the answer is already out; count it, keep the spend for the database
                 self.settle_failures += 1
-                log.exception("writing settled spend to the database failed")
+                log.exception("settling a reservation in Redis failed")
+        if tokens or usd:
+            self.spend.add(r.key_id, r.period, tokens, usd)
 
     def remaining(self, key: state.KeyRow) -> tuple[float | None, float | None]:
         spent = self.keys.spend_of(key.id, period_of(key.period))
