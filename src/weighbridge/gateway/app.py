@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import logging
 import random
 import time
 from collections import Counter
@@ -69,6 +70,8 @@ def order(route: Route, rng: random.Random) -> list[Upstream]:
     first = pool[0] if len(pool) == 1 else rng.choices(pool, weights=[u.weight for u in pool])[0]
     return [first] + [u for u in pool if u is not first] + list(route.fallback)
 
+log = logging.getLogger("weighbridge.gateway")
+
 
 def _sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
@@ -88,6 +91,7 @@ class Call:
     body: dict[str, Any]
     key_id: str | None
     t0: float = field(default_factory=time.perf_counter)
+    traceparent: str | None = None  # the caller's W3C trace context, for the request's span
     stream: bool = False
     include_usage: bool = False
     events: Counter[str] = field(default_factory=Counter)
@@ -141,6 +145,9 @@ class Gateway:
             raise ValueError(f"upstreams {', '.join(missing)} are model files: 'weighbridge serve' starts their servers")
         self.no_stream_options: set[str] = set()  # upstreams that rejected stream_options
         self.draining = False  # set on SIGTERM: /readyz goes unready before the server stops accepting
+        from .tracing import from_env
+
+        self.tracing = from_env()  # OpenTelemetry, when OTEL_TRACES_EXPORTER asks for it
 
     async def aclose(self) -> None:
         await self.pool.aclose()
@@ -149,6 +156,8 @@ class Gateway:
         await asyncio.to_thread(self.writer.close)
         if hasattr(self.guard, "close"):  # a shared guard flushes the spend it still has queued
             await asyncio.to_thread(self.guard.close)
+        if self.tracing is not None:
+            await asyncio.to_thread(self.tracing.shutdown)
 
     # -- the request ------------------------------------------------------------------------
     async def handle(self, request: Request, path: str) -> Response:
@@ -184,6 +193,7 @@ class Gateway:
         call = Call(path, name, route, body, key_id=None, stream=bool(body.get("stream")),
                     include_usage=bool((body.get("stream_options") or {}).get("include_usage")))
         call.size = len(raw)
+        call.traceparent = request.headers.get("traceparent")
         self.metrics.in_flight += 1
         resp: Response | None = None
         try:
@@ -608,6 +618,11 @@ class Gateway:
             if not getattr(self.guard, "persists_spend", False):  # a shared guard has written it itself
                 self.writer.spend(call.reservation.key_id, call.reservation.period, pt + ct, usd)
             call.reservation = None
+        if self.tracing is not None:
+            try:
+                self.tracing.request_span(call, prompt_tokens=pt, completion_tokens=ct, usd=usd, latency_s=latency)
+            except Exception:  # noqa: BLE001 - a trace is never worth a failed request
+                log.exception("recording the request's span failed")
         m = self.metrics
         m.inc("weighbridge_requests_total", route=call.route_name, upstream=call.upstream or "", status=str(call.status))
         m.observe("weighbridge_request_duration_seconds", latency, route=call.route_name)
