@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -33,6 +34,13 @@ def test_workers_need_shared_state(tmp_path, llama_server):
                                       "model: smollm2}]\n")
     r = runner.invoke(cli, ["serve", "--plan", str(plan), "--workers", "2"])
     assert r.exit_code == 2 and "add redis: redis://" in " ".join(r.output.split())
+
+
+def _ppid(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _prompt_sha(i: int) -> str:
@@ -112,6 +120,45 @@ def test_sigterm_makes_readyz_unready_before_the_gateway_stops(tmp_path, llama_s
             "model": "chat", "max_tokens": 1, "messages": [{"role": "user", "content": "hi"}]})
         assert ok.status_code == 200
         assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+@pytest.mark.slow
+def test_metrics_of_every_worker_are_merged(tmp_path, llama_server, redis_url):
+    plan = write(tmp_path / "p.yaml", f"routes:\n  chat:\n    upstreams: [{{name: s, base_url: '{llama_server}', "
+                                      f"model: smollm2}}]\nredis: '{redis_url}'\n")
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "weighbridge", "serve", "--plan", str(plan), "--workers", "2",
+                             "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(base, proc)
+
+        async def burst() -> list[int]:
+            async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_keepalive_connections=0)) as client:
+                rs = await asyncio.gather(*(client.post(base + "/v1/chat/completions", json={
+                    "model": "chat", "max_tokens": 1, "messages": [{"role": "user", "content": f"m {i}"}]})
+                    for i in range(24)))
+                return [r.status_code for r in rs]
+        assert asyncio.run(burst()) == [200] * 24
+        time.sleep(1.5)  # one snapshot interval
+        totals = set()
+        for _ in range(6):  # fresh connections: the kernel hands them to either worker
+            text = httpx.get(base + "/metrics", headers={"connection": "close"}).text
+            totals.add(sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                           if line.startswith("weighbridge_requests_total{")))
+        assert totals == {24.0}, totals  # every scrape counts both workers' requests
+        # … and they are the sum of the two workers' own snapshots (in the folder the supervisor made)
+        children = [int(d) for d in os.listdir("/proc") if d.isdigit() and _ppid(int(d)) == proc.pid]
+        env = Path(f"/proc/{children[0]}/environ").read_bytes().split(b"\0")
+        folder = next(e.split(b"=", 1)[1].decode() for e in env if e.startswith(b"WEIGHBRIDGE_METRICS_DIR="))
+        snaps = [json.loads(f.read_text()) for f in Path(folder).glob("*.json")]
+        assert len(snaps) == 2
+        assert sum(v for s in snaps for _, v in s["values"].get("weighbridge_requests_total", [])) == 24
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
     finally:
         if proc.poll() is None:
             proc.kill()

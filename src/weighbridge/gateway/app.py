@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 import random
 import time
 from collections import Counter
@@ -696,13 +697,26 @@ def create_app(plan: Plan, *, seed: int | None = None) -> Starlette:
             return error(503, "the audit writer is not running", "server_error", "not_ready")
         return JSONResponse({"status": "ready", "routes": list(plan.routes)})
 
+    shared_dir = os.environ.get("WEIGHBRIDGE_METRICS_DIR")  # set by the --workers supervisor
+
     async def metrics(request: Request) -> Response:
-        return Response(gw.metrics.render(), media_type="text/plain; version=0.0.4")
+        figures = gw.metrics.merged(shared_dir, os.getpid()) if shared_dir else gw.metrics
+        return Response(figures.render(), media_type="text/plain; version=0.0.4")
+
+    async def publish() -> None:
+        while True:  # every worker's figures where the others' /metrics can read them
+            await asyncio.sleep(1.0)
+            gw.metrics.write_snapshot(shared_dir, os.getpid())  # type: ignore[arg-type]
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        task = asyncio.create_task(publish()) if shared_dir else None
         yield
+        if task is not None:
+            task.cancel()
         await gw.aclose()
+        if shared_dir:
+            gw.metrics.write_snapshot(shared_dir, os.getpid())
 
     app = Starlette(routes=[HttpRoute("/v1/chat/completions", chat, methods=["POST"]),
                             HttpRoute("/v1/completions", completions, methods=["POST"]),

@@ -2,12 +2,22 @@
 
 Safety, cache and escalation figures are first-class series beside latency and spend, so a
 dashboard can show how often the cheap tier was enough and what the redactor caught.
+
+With ``serve --workers N`` every worker writes a snapshot of its figures to a directory the
+supervisor gives it (``WEIGHBRIDGE_METRICS_DIR``) once a second and when it stops, and any worker's
+``/metrics`` answers for all of them: counters and histograms summed over every worker that ever
+ran (a restarted worker's counts are not lost, as in Prometheus's own multiprocess mode), gauges
+summed over the live ones.
 """
 
 from __future__ import annotations
 
 import bisect
+import json
+import os
 from collections import defaultdict
+from pathlib import Path
+from typing import Any
 
 _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
@@ -53,6 +63,47 @@ class Metrics:
         h[-2] += 1
         h[-1] += seconds
 
+    # -- several workers ---------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        return {"values": {n: [[list(map(list, k)), v] for k, v in series.items()] for n, series in self.values.items()},
+                "hist": {n: [[list(map(list, k)), h] for k, h in series.items()] for n, series in self.hist.items()},
+                "in_flight": self.in_flight, "writer_failures": self.writer_failures}
+
+    def write_snapshot(self, folder: str, pid: int) -> None:
+        """Atomically: a reader never sees half a file."""
+        tmp = Path(folder) / f".{pid}.json.tmp"
+        tmp.write_text(json.dumps(self.snapshot()))
+        os.replace(tmp, Path(folder) / f"{pid}.json")
+
+    def merged(self, folder: str, pid: int) -> "Metrics":
+        """These figures plus every other worker's last snapshot in ``folder``."""
+        out = Metrics()
+        out.absorb(self.snapshot(), live=True)
+        for f in sorted(Path(folder).glob("*.json")):
+            other = int(f.stem) if f.stem.isdigit() else None
+            if other is None or other == pid:
+                continue
+            try:
+                snap = json.loads(f.read_text())
+            except (OSError, ValueError):
+                continue  # being replaced this instant: the next scrape has it
+            out.absorb(snap, live=_alive(other))
+        return out
+
+    def absorb(self, snap: dict[str, Any], live: bool) -> None:
+        for name, series in snap["values"].items():
+            for key, v in series:
+                self.values[name][tuple(map(tuple, key))] += v
+        for name, series in snap["hist"].items():
+            for key, h in series:
+                k = tuple(map(tuple, key))
+                mine = self.hist[name].setdefault(k, [0.0] * len(h))
+                for i, n in enumerate(h):
+                    mine[i] += n
+        if live:
+            self.in_flight += snap["in_flight"]
+            self.writer_failures += snap["writer_failures"]
+
     def render(self) -> str:
         lines: list[str] = []
         self.values["weighbridge_in_flight"][()] = self.in_flight
@@ -72,3 +123,13 @@ class Metrics:
                 for key, v in sorted(self.values.get(name, {}).items()):
                     lines.append(f"{name}{_labels(key)} {v:.10g}")
         return "\n".join(lines) + "\n"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -39,13 +39,19 @@ def listen(host: str, port: int) -> socket.socket:
 
 def supervise(plan_path: Path, host: str, port: int, workers: int, say: Callable[[str], None]) -> int:
     """Run ``workers`` children on one socket until SIGTERM/SIGINT; returns the exit code."""
+    import os
+    import shutil
+    import tempfile
+
     sock = listen(host, port)
     stopping = False
+    metrics_dir = tempfile.mkdtemp(prefix="weighbridge-metrics-")  # the workers' figures, merged by /metrics
+    env = {**os.environ, "WEIGHBRIDGE_METRICS_DIR": metrics_dir}
 
     def start() -> subprocess.Popen:
         return subprocess.Popen([sys.executable, "-m", "weighbridge", "serve", "--plan", str(plan_path),
                                  "--host", host, "--port", str(port), "--fd", str(sock.fileno())],
-                                pass_fds=[sock.fileno()])
+                                pass_fds=[sock.fileno()], env=env)
 
     def stop_all(*_: object) -> None:
         nonlocal stopping
@@ -77,6 +83,7 @@ def supervise(plan_path: Path, host: str, port: int, workers: int, say: Callable
         for s, h in previous.items():
             signal.signal(s, h)
         sock.close()
+        shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def inherited_socket(fd: int) -> socket.socket:
