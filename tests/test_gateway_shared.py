@@ -77,6 +77,7 @@ def test_two_processes_share_one_budget_and_one_rate_limit(shared_plan):
             time.sleep(0.2)
         assert settled[0] == used and settled[1] == len(ok)  # every answered request settled once, in Postgres
         assert used <= budget  # both processes together never spent more than the key's budget
+        print(f"shared budget: {len(ok)} answered, {len(refused)} refused, {used} of {budget} tokens settled")
 
         # the rate limit: 12 a minute with bursts of 12, for both processes together
         answers = asyncio.run(_burst([a, b], rate_token, 40, max_tokens=1))
@@ -84,6 +85,7 @@ def test_two_processes_share_one_budget_and_one_rate_limit(shared_plan):
         limited = [r for r in answers if r.status_code == 429]
         assert 12 <= len(ok) <= 14 and len(ok) + len(limited) == 40  # + what refills (0.2/s) while it runs
         assert all(r.json()["error"]["code"] == "rate_limit_exceeded" for r in limited)
+        print(f"shared rate limit 12/min: {len(ok)} of 40 let through across two processes")
         r = runner.invoke(cli, ["keys", "list", "--plan", plan])
         assert r.exit_code == 0 and key_id in r.output and rate_id in r.output
     r = runner.invoke(cli, ["audit", "verify", "--plan", plan])
