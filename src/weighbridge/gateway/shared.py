@@ -195,16 +195,11 @@ class _SpendWriter:
         self.q.put((key_id, period, tokens, usd))
 
     def _run(self) -> None:
-        import queue
+        from .writer import next_batch
 
         stop = False
         while not stop:
-            batch = [self.q.get()]
-            while len(batch) < 512:
-                try:
-                    batch.append(self.q.get_nowait())
-                except queue.Empty:
-                    break
+            batch = next_batch(self.q)
             stop = None in batch
             for job in batch:
                 if job is None:

@@ -21,6 +21,18 @@ log = logging.getLogger("weighbridge.gateway")
 _STOP = object()
 
 
+def next_batch(q: "queue.Queue[Any]", limit: int = 512) -> list[Any]:
+    """Block for one job, then take whatever else is already queued (up to ``limit``): one
+    transaction per burst instead of one per job."""
+    batch = [q.get()]
+    while len(batch) < limit:
+        try:
+            batch.append(q.get_nowait())
+        except queue.Empty:
+            break
+    return batch
+
+
 class Writer:
     def __init__(self, state_db: sqlite3.Connection, sink: AuditSink) -> None:
         self.db = state_db
@@ -52,12 +64,7 @@ class Writer:
     def _run(self) -> None:
         stop = False
         while not stop:
-            batch = [self.q.get()]
-            while len(batch) < 512:
-                try:
-                    batch.append(self.q.get_nowait())
-                except queue.Empty:
-                    break
+            batch = next_batch(self.q)
             if _STOP in batch:
                 stop = True
                 batch = [b for b in batch if b is not _STOP]
