@@ -187,8 +187,9 @@ def test_tokens_can_come_from_a_stored_run(tmp_path):
     (("latency_slo: {e2e: 5s, ttft: 1s}", "latency_slo: {e2e: soon}"), "'soon' is not a duration"),
     (("{name: vm, kind: rented, usd_per_hour: 0.10, model: smol}", "{name: vm, kind: owned, capex_usd: 900, model: smol}"),
      "capex_usd needs lifetime_months"),
+    (("hours_per_day: 12", "hours_per_day: 12\nhours_per_day: 24"), "duplicate key"),  # no silent last-one-wins
 ])
-def test_bad_scenarios_name_file_line_and_field(tmp_path, change, message):
+def test_bad_scenarios_name_file_line_and_field(tmp_path, change, message):  # noqa: D103 - the params say it
     with pytest.raises(ConfigError) as e:
         load_scenario(write(tmp_path / "s.yaml", SCENARIO.replace(*change)))
     assert message in str(e.value) and "s.yaml:" in str(e.value)
@@ -199,3 +200,17 @@ def test_the_shipped_price_sheet_is_sourced_and_dated():
     assert {"deepseek/deepseek-chat", "openai/gpt-4o-mini"} <= {p.id for p in sheet.lines}
     for p in sheet.lines:
         assert p.source.startswith("https://") and p.as_of[:4] == "2026"
+
+
+def test_a_users_price_sheet_is_validated_like_a_config(tmp_path):
+    from weighbridge.scenario import load_prices
+
+    bad = write(tmp_path / "prices.yaml", "sheet_date: '2026-12-01'\nlines:\n"
+                "  - {id: x/y, input_per_mtok: -1, output_per_mtok: 1, source: 'https://x', as_of: '2026-12-01'}\n")
+    with pytest.raises(ConfigError) as e:
+        load_prices(bad)
+    assert "prices.yaml:3" in str(e.value) and "lines.0.input_per_mtok" in str(e.value)
+    unsourced = write(tmp_path / "p2.yaml", "sheet_date: '2026-12-01'\nlines:\n  - {id: x/y, input_per_mtok: 1, "
+                      "output_per_mtok: 1, as_of: '2026-12-01'}\n")
+    with pytest.raises(ConfigError, match="source"):
+        load_prices(unsourced)  # a price without where it was read is refused
