@@ -162,3 +162,34 @@ def test_metrics_of_every_worker_are_merged(tmp_path, llama_server, redis_url):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_workers_do_not_outlive_a_killed_supervisor(tmp_path, llama_server, redis_url):
+    plan = write(tmp_path / "p.yaml", f"routes:\n  chat:\n    upstreams: [{{name: s, base_url: '{llama_server}', "
+                                      f"model: smollm2}}]\nredis: '{redis_url}'\n")
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "weighbridge", "serve", "--plan", str(plan), "--workers", "2",
+                             "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        _wait_ready(f"http://127.0.0.1:{port}", proc)
+        children = [int(d) for d in os.listdir("/proc") if d.isdigit() and _ppid(int(d)) == proc.pid]
+        assert len(children) == 2
+        proc.kill()  # SIGKILL: the supervisor gets no chance to stop them
+        proc.wait(timeout=10)
+        def alive() -> list[int]:
+            out = []
+            for c in children:
+                try:
+                    if "zombie" not in Path(f"/proc/{c}/status").read_text().lower():
+                        out.append(c)
+                except OSError:
+                    pass
+            return out
+        deadline = time.time() + 15  # they drain (http.drain_s) and exit
+        while alive() and time.time() < deadline:
+            time.sleep(0.2)
+        alive = alive()
+        assert not alive, f"workers outlived their supervisor: {alive}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -49,9 +49,12 @@ def supervise(plan_path: Path, host: str, port: int, workers: int, say: Callable
     env = {**os.environ, "WEIGHBRIDGE_METRICS_DIR": metrics_dir}
 
     def start() -> subprocess.Popen:
+        from ..procs import die_with_parent
+
+        # a worker never outlives its supervisor, even one killed with SIGKILL
         return subprocess.Popen([sys.executable, "-m", "weighbridge", "serve", "--plan", str(plan_path),
                                  "--host", host, "--port", str(port), "--fd", str(sock.fileno())],
-                                pass_fds=[sock.fileno()], env=env)
+                                pass_fds=[sock.fileno()], env=env, preexec_fn=die_with_parent)
 
     def stop_all(*_: object) -> None:
         nonlocal stopping
