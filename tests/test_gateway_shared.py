@@ -115,3 +115,16 @@ def test_shared_state_needs_redis_and_fails_closed_without_it(tmp_path, postgres
         r = httpx.post(gw + "/v1/chat/completions", timeout=30,
                        json={"model": "chat", "max_tokens": 1, "messages": [{"role": "user", "content": "hi"}]})
     assert r.status_code == 200 and r.headers["x-weighbridge-cache"] == "miss"
+
+
+def test_an_unreachable_postgres_is_a_clear_error_not_a_traceback(tmp_path):
+    plan = write(tmp_path / "p.yaml", "routes:\n  chat:\n    upstreams: [{name: s, base_url: 'http://127.0.0.1:9/v1', "
+                                      "model: m}]\nstate: 'postgresql://wb:s3cret@127.0.0.1:1/nope'\n"
+                                      "redis: 'redis://127.0.0.1:1/0'\n")
+    for args in (["serve", "--plan", str(plan)], ["keys", "list", "--plan", str(plan)],
+                 ["keys", "create", "x", "--plan", str(plan)]):
+        r = runner.invoke(cli, args)
+        out = " ".join(r.output.split())
+        assert r.exit_code == 2, (args, r.output, r.exception)
+        assert "cannot reach the state database postgresql://wb:***@127.0.0.1:1/nope" in out
+        assert "Traceback" not in r.output and "s3cret" not in r.output

@@ -49,7 +49,10 @@ def serve(plan: Path = typer.Option(..., "--plan", help="Routing plan YAML."),
         loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
     except ValueError:
         loopback = False
-    keyed = has_keys(the_plan)
+    try:
+        keyed = has_keys(the_plan)
+    except WeighbridgeError as e:
+        raise _fail(e) from None
     if not loopback and not keyed:
         raise _fail(WeighbridgeError(f"refusing to bind {host}: no API keys in {the_plan.resolve(the_plan.state)}, "
                                      "so anyone who can reach it could use it. Create one with 'weighbridge keys "
@@ -139,8 +142,11 @@ def keys_create(name: str = typer.Argument(..., help="Who the key is for (shown 
     unknown = [r for r in route or [] if r not in the_plan.routes]
     if unknown:
         raise _fail(WeighbridgeError(f"--route {', '.join(unknown)}: not in the plan (routes: {', '.join(the_plan.routes)})"))
-    token, row = create_key(the_plan, name, rpm=rpm, max_tokens=max_tokens, max_usd=max_usd, period=period,
-                            routes=route or None)
+    try:
+        token, row = create_key(the_plan, name, rpm=rpm, max_tokens=max_tokens, max_usd=max_usd, period=period,
+                                routes=route or None)
+    except WeighbridgeError as e:
+        raise _fail(e) from None
     console.print(f"created {row.id} for {name}; the key (shown once, store it now):", highlight=False)
     print(token)
 
@@ -149,7 +155,10 @@ def keys_list(plan: Path = _PLAN_OPT) -> None:
     """Keys with their limits and what they have spent this period."""
     from ..gateway.admin import list_keys
 
-    rows = list_keys(_plan(plan))
+    try:
+        rows = list_keys(_plan(plan))
+    except WeighbridgeError as e:
+        raise _fail(e) from None
     t = Table("id", "name", "status", "rpm", "budget", "period", "spent", "requests", "routes")
     for k, (tokens, usd, n) in rows:
         budget = " · ".join(x for x in (f"{k.max_tokens:,} tok" if k.max_tokens else "",
@@ -164,7 +173,11 @@ def keys_revoke(key_id: str = typer.Argument(..., help="The key's id (key_…), 
     """Revoke a key; a running gateway stops accepting it within two seconds."""
     from ..gateway.admin import revoke
 
-    if not revoke(_plan(plan), key_id):
+    try:
+        done = revoke(_plan(plan), key_id)
+    except WeighbridgeError as e:
+        raise _fail(e) from None
+    if not done:
         raise _fail(WeighbridgeError(f"no active key {key_id}"), code=1)
     console.print(f"revoked {key_id}")
 

@@ -57,7 +57,16 @@ class PgKeys:
             import psycopg
         except ImportError:  # pragma: no cover - the test extra installs it
             raise RuntimeError("state: postgresql://… needs psycopg: pip install 'weighbridge[postgres]'") from None
-        self.conn = psycopg.connect(url, autocommit=True)
+        from ..errors import WeighbridgeError
+        from .audit import _hide_password
+
+        try:
+            self.conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
+        except psycopg.Error as e:
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise WeighbridgeError(f"cannot reach the state database {_hide_password(url)}: {reason}. Is Postgres "
+                                   "running there, and does the plan's state: URL name the right user and database?"
+                                   ) from None
         with self.conn.transaction():
             self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (_PG_LOCK,))
             self.conn.execute("CREATE TABLE IF NOT EXISTS weighbridge_state_version (version INTEGER NOT NULL)")
