@@ -25,15 +25,12 @@ class _Strict(BaseModel):
 
 def _duration_ms(value: object) -> float:
     """'800ms', '2s', '1.5 s' or a number of milliseconds."""
+    from .bench.metrics import parse_duration_ms
+
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
-    text = str(value).strip().lower().replace(" ", "")
     try:
-        if text.endswith("ms"):
-            return float(text[:-2])
-        if text.endswith("s"):
-            return float(text[:-1]) * 1000
-        return float(text)
+        return parse_duration_ms(str(value).replace(" ", ""))
     except ValueError:
         raise ValueError(f"{value!r} is not a duration: write e.g. 800ms or 2s") from None
 

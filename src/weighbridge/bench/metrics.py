@@ -93,6 +93,12 @@ class SLO:
         return any(v is not None for v in (self.ttft_ms, self.tpot_ms, self.e2e_ms))
 
 
+def parse_duration_ms(text: str) -> float:
+    """'500ms', '2s' or a bare number of milliseconds → milliseconds (the --slo and scenario syntax)."""
+    text = text.strip().lower()
+    return float(text[:-2]) if text.endswith("ms") else float(text[:-1]) * 1000 if text.endswith("s") else float(text)
+
+
 def parse_slo(text: str | None) -> SLO:
     """'ttft=500ms,tpot=50ms,e2e=2s' → SLO; units ms or s."""
     slo = SLO()
@@ -103,8 +109,7 @@ def parse_slo(text: str | None) -> SLO:
         value = value.strip().lower()
         if key not in ("ttft", "tpot", "e2e") or not value:
             raise ValueError(f"SLO '{part}': use ttft=, tpot= or e2e= with a value like 500ms or 2s")
-        ms = float(value[:-2]) if value.endswith("ms") else float(value[:-1]) * 1000 if value.endswith("s") else float(value)
-        setattr(slo, f"{key}_ms", ms)
+        setattr(slo, f"{key}_ms", parse_duration_ms(value))
     return slo
 
 
