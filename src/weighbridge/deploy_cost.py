@@ -28,6 +28,7 @@ from typing import Any
 
 from .errors import WeighbridgeError
 from .scenario import LatencySLO, Option, PriceLine, PriceSheet, Quality, Scenario
+from .report.terminal import _ms
 from .store import Store
 
 MAX_LEVEL_ERROR_SHARE = 0.01
@@ -179,12 +180,6 @@ def check_levels(levels: list[dict[str, Any]], slo: LatencySLO) -> list[LevelChe
         out.append(LevelCheck(level=lv["level"], rps=lv.get("rps") or 0.0, output_tps=lv.get("output_tps") or 0.0,
                               error_share=share, figures=figures, meets=not why, why="; ".join(why) or "meets the SLO"))
     return out
-
-
-def _ms(v: float | None) -> str:
-    if v is None:
-        return "–"
-    return f"{v / 1000:.2f} s" if v >= 1000 else f"{v:.0f} ms"
 
 
 def bench_model(bench: dict[str, Any]) -> str:

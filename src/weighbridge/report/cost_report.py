@@ -15,7 +15,8 @@ from rich.table import Table
 
 from .tables import keep_ids_whole
 
-from ..deploy_cost import ScenarioPricer, OptionCost, _count, _ms
+from ..deploy_cost import OptionCost, ScenarioPricer, _count
+from .terminal import _ms
 from ..files import write_atomic
 from .svg import _COLORS, _nice_max
 
