@@ -50,6 +50,7 @@ class Reservation:
     period: str
     tokens: int
     usd: float
+    held: bool = True  # False: the key has no budget, nothing was held, only the spend is recorded
 
 
 @dataclass
@@ -145,7 +146,3 @@ class Guard:
         spent[0] += tokens
         spent[1] += usd
 
-    def remaining(self, key: state.KeyRow) -> tuple[float | None, float | None]:
-        spent = self._spent_of((key.id, period_of(key.period)))
-        return (None if key.max_tokens is None else key.max_tokens - spent[0],
-                None if key.max_usd is None else key.max_usd - spent[1])

@@ -282,7 +282,7 @@ class SharedGuard(Guard):
 
         period = period_of(key.period)
         if key.max_tokens is None and key.max_usd is None:  # nothing to enforce: only the spend is recorded
-            return Reservation(key.id, period, 0, 0.0)
+            return Reservation(key.id, period, 0, 0.0, held=False)
         hkey = self._budget_key(key.id, period)
         limits = [-1 if key.max_tokens is None else key.max_tokens, -1 if key.max_usd is None else repr(float(key.max_usd))]
         try:
@@ -306,9 +306,7 @@ class SharedGuard(Guard):
         return Reservation(key.id, period, tokens, usd)
 
     def settle(self, r: Reservation, tokens: int, usd: float) -> None:
-        key = next((k for k in self.by_hash.values() if k.id == r.key_id), None)
-        budgeted = key is None or key.max_tokens is not None or key.max_usd is not None
-        if budgeted:
+        if r.held:
             try:
                 self._settle(keys=[self._budget_key(r.key_id, r.period)],
                              args=[r.tokens, repr(float(r.usd)), tokens, repr(float(usd))])
@@ -317,8 +315,3 @@ class SharedGuard(Guard):
                 log.exception("settling a reservation in Redis failed")
         if tokens or usd:
             self.spend.add(r.key_id, r.period, tokens, usd)
-
-    def remaining(self, key: state.KeyRow) -> tuple[float | None, float | None]:
-        spent = self.keys.spend_of(key.id, period_of(key.period))
-        return (None if key.max_tokens is None else key.max_tokens - spent[0],
-                None if key.max_usd is None else key.max_usd - spent[1])
