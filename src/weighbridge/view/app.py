@@ -56,21 +56,20 @@ def create_view_app(store_path: str | Path) -> Starlette:
             raise WeighbridgeError(f"{path}: no such store")
         return Store(path)
 
-    def suites_of(st: Store, run_id: str) -> str:
-        return ", ".join(st.run(run_id)["manifest"].get("suites", {})) or "–"
-
     async def runs_page(request: Request) -> Response:
         st = store()
         counts = st.pass_counts()
         rows = []
         for r in st.runs(limit=500):
+            run = st.run(r["id"])
             models = counts.get(r["id"], {})
-            cells = " ".join(f"<div><a href='/trend?model={_e(m)}&amp;suite={_e(st.run(r['id'])['suite_hash'])}'>"
+            suites = ", ".join(run["manifest"].get("suites", {})) or "–"
+            cells = " ".join(f"<div><a href='/trend?model={_e(m)}&amp;suite={_e(run['suite_hash'])}'>"
                              f"{_e(m)}</a> {p / j:.0%} <span class=meta>({p}/{j})</span></div>"
                              for m, (p, j) in sorted(models.items()) if j)
             rows.append(f"<tr class=run data-run='{_e(r['id'])}'><td><input type=checkbox name=pick value='{_e(r['id'])}'>"
                         f"</td><td><a href='/run/{_e(r['id'])}'>{_e(r['id'])}</a></td><td>{_when(r['created_at'])}</td>"
-                        f"<td>{_e(r['status'])}</td><td>{_e(suites_of(st, r['id']))}</td><td>{cells or '–'}</td></tr>")
+                        f"<td>{_e(r['status'])}</td><td>{_e(suites)}</td><td>{cells or '–'}</td></tr>")
         js = ("<script>document.getElementById('cmp').addEventListener('click',()=>{const p=[...document."
               "querySelectorAll('input[name=pick]:checked')].map(x=>x.value);if(p.length===2)location.href="
               "'/compare?a='+encodeURIComponent(p[1])+'&b='+encodeURIComponent(p[0]);});</script>")
@@ -128,7 +127,10 @@ def create_view_app(store_path: str | Path) -> Starlette:
         if not model:
             return _error(400, "trend needs ?model=NAME (follow a model's name on the runs page)")
         points = []
+        counts = st.pass_counts()
         for r in reversed(st.runs(limit=500)):  # oldest first
+            if not counts.get(r["id"], {}).get(model):
+                continue  # the model answered nothing in this run: no need to summarise it
             run = st.run(r["id"])
             if suite and run["suite_hash"] != suite:
                 continue
