@@ -125,8 +125,8 @@ def test_sigterm_makes_readyz_unready_before_the_gateway_stops(tmp_path, llama_s
             proc.kill()
 
 
-@pytest.mark.slow
-def test_metrics_of_every_worker_are_merged(tmp_path, llama_server, redis_url):
+def _two_workers_on_redis(tmp_path, llama_server: str, redis_url: str) -> tuple[subprocess.Popen, str]:
+    """`serve --workers 2` on a plan that shares its limits through Redis, ready; (the supervisor, base URL)."""
     plan = write(tmp_path / "p.yaml", f"routes:\n  chat:\n    upstreams: [{{name: s, base_url: '{llama_server}', "
                                       f"model: smollm2}}]\nredis: '{redis_url}'\n")
     port = free_port()
@@ -135,6 +135,16 @@ def test_metrics_of_every_worker_are_merged(tmp_path, llama_server, redis_url):
     base = f"http://127.0.0.1:{port}"
     try:
         _wait_ready(base, proc)
+    except BaseException:
+        proc.kill()
+        raise
+    return proc, base
+
+
+@pytest.mark.slow
+def test_metrics_of_every_worker_are_merged(tmp_path, llama_server, redis_url):
+    proc, base = _two_workers_on_redis(tmp_path, llama_server, redis_url)
+    try:
 
         async def burst() -> list[int]:
             async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_keepalive_connections=0)) as client:
@@ -165,13 +175,8 @@ def test_metrics_of_every_worker_are_merged(tmp_path, llama_server, redis_url):
 
 
 def test_workers_do_not_outlive_a_killed_supervisor(tmp_path, llama_server, redis_url):
-    plan = write(tmp_path / "p.yaml", f"routes:\n  chat:\n    upstreams: [{{name: s, base_url: '{llama_server}', "
-                                      f"model: smollm2}}]\nredis: '{redis_url}'\n")
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "weighbridge", "serve", "--plan", str(plan), "--workers", "2",
-                             "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    proc, _ = _two_workers_on_redis(tmp_path, llama_server, redis_url)
     try:
-        _wait_ready(f"http://127.0.0.1:{port}", proc)
         children = [int(d) for d in os.listdir("/proc") if d.isdigit() and _ppid(int(d)) == proc.pid]
         assert len(children) == 2
         proc.kill()  # SIGKILL: the supervisor gets no chance to stop them
