@@ -19,6 +19,7 @@ from .gateway_server import Gateway
 
 runner = CliRunner(env={"COLUMNS": "250"})
 ASK = [{"role": "user", "content": "Say hi"}]
+LONG = [{"role": "user", "content": "Say hi. " * 125}]  # 1,000 bytes: room for the 1,000 prompt tokens a fake reports
 
 
 def plan(tmp_path, llama_server, route_extra: str = "", top: str = "", upstream_extra: str = "") -> str:
@@ -117,7 +118,7 @@ def test_fake_upstream_streamed_usage_settles_the_dollar_budget(tmp_path):
         key = create_key(str(p), "--max-usd", "0.05")
         with Gateway(p) as gw:
             with httpx.stream("POST", gw + "/chat/completions", headers={"authorization": f"Bearer {key}"},
-                              json={"model": "chat", "stream": True, "max_tokens": 10, "messages": ASK}) as s:
+                              json={"model": "chat", "stream": True, "max_tokens": 500, "messages": LONG}) as s:
                 text = s.read().decode()
     assert up.posts[0]["stream_options"] == {"include_usage": True}
     assert '"usage"' not in text and text.rstrip().endswith("data: [DONE]")  # the client did not ask for usage

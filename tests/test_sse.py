@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from weighbridge.sse import SSEDecoder
+from weighbridge.wire.sse import SSEDecoder
 
 EVENTS = [
     ": keep-alive",
@@ -130,3 +130,30 @@ def test_fake_upstream_crlf_stream_passes_through_the_gateway_as_lf(tmp_path, eo
     texts = [json.loads(line[6:])["choices"][0]["delta"].get("content") for line in body.split("\n")
              if line.startswith("data: {") and json.loads(line[6:]).get("choices")]
     assert "".join(t or "" for t in texts) == "Hello world"
+
+
+def test_a_line_without_an_end_is_refused_at_the_bound_not_buffered_forever():
+    from weighbridge.wire.sse import SSEError
+
+    d = SSEDecoder(max_line_bytes=1 << 20)
+    with pytest.raises(SSEError, match="1,048,576 bytes without a line end"):
+        for _ in range(100):  # 6.4 MB of one line, in pieces
+            d.feed(b"x" * 65536)
+
+
+def test_an_event_of_many_short_lines_is_bounded_too():
+    from weighbridge.wire.sse import SSEError
+
+    d = SSEDecoder(max_line_bytes=4096)
+    with pytest.raises(SSEError, match="event passed 4,096 bytes"):
+        d.feed(b"data: 0123456789\n" * 1000)
+
+
+def test_a_long_line_in_many_pieces_arrives_whole():
+    d = SSEDecoder()
+    payload = b"y" * (3 << 20)
+    out = []
+    for i in range(0, len(payload), 1024):
+        out += d.feed((b"data: " if i == 0 else b"") + payload[i:i + 1024])
+    out += d.feed(b"\r\n\r\n")
+    assert len(out) == 1 and out[0].data == payload.decode()

@@ -22,6 +22,7 @@ _MIN_SECRET = 6  # shorter values would mask ordinary words; no real API key is 
 _secrets: set[str] = set()
 _lock = threading.Lock()
 _pattern: re.Pattern[str] | None = None
+_bytes_pattern: re.Pattern[bytes] | None = None
 
 _HEADER = re.compile(
     r"(?i)\b(proxy-authorization|authorization|x-api-key|api[-_]?key|x-goog-api-key)"
@@ -31,13 +32,15 @@ _BEARER = re.compile(r"(?i)\b(bearer)\s+([A-Za-z0-9._~+/=-]{6,})")
 
 def remember(value: str | None) -> None:
     """Register a secret value so that it never appears in anything scrubbed afterwards."""
-    global _pattern
+    global _pattern, _bytes_pattern
     if not value or len(value) < _MIN_SECRET:
         return
     with _lock:
         if value not in _secrets:
             _secrets.add(value)
-            _pattern = re.compile("|".join(re.escape(s) for s in sorted(_secrets, key=len, reverse=True)))
+            ordered = sorted(_secrets, key=len, reverse=True)
+            _pattern = re.compile("|".join(re.escape(s) for s in ordered))
+            _bytes_pattern = re.compile(b"|".join(re.escape(s.encode()) for s in ordered))
 
 
 def secret_env(name: str | None) -> str | None:
@@ -59,12 +62,34 @@ def scrub(text: str | None) -> str | None:
     return _BEARER.sub(lambda m: f"{m.group(1)} {MASK}", text)
 
 
+def scrub_secrets(data: bytes) -> bytes:
+    """Only the registered secret values, on raw bytes: the gateway's fast path for every streamed
+    event it passes on (an upstream that echoes our key into its answer)."""
+    pattern = _bytes_pattern
+    return pattern.sub(MASK.encode(), data) if pattern is not None else data
+
+
 def scrub_obj(obj: Any) -> Any:
-    """``scrub`` through a JSON-like structure (dict keys are left alone)."""
-    if isinstance(obj, str):
-        return scrub(obj)
-    if isinstance(obj, dict):
-        return {k: scrub_obj(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [scrub_obj(v) for v in obj]
-    return obj
+    """``scrub`` through a JSON-like structure, dict keys included (an upstream can echo a key as a
+    field name as easily as a value). Iterative, so no nesting depth can exhaust the stack; keys
+    that become equal once masked merge, the later one winning."""
+    if not isinstance(obj, (dict, list)):
+        return scrub(obj) if isinstance(obj, str) else obj
+    root: list[Any] = [None]
+    stack: list[tuple[Any, Any, Any]] = [(obj, root, 0)]  # (source, parent container, slot in it)
+    while stack:
+        src, parent, slot = stack.pop()
+        if isinstance(src, dict):
+            out: Any = {}
+            for k, v in src.items():
+                nk = scrub(k) if isinstance(k, str) else k
+                out[nk] = None
+                stack.append((v, out, nk))
+        elif isinstance(src, list):
+            out = [None] * len(src)
+            for i, v in enumerate(src):
+                stack.append((v, out, i))
+        else:
+            out = scrub(src) if isinstance(src, str) else src
+        parent[slot] = out
+    return root[0]

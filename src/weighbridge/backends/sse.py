@@ -6,13 +6,13 @@ import json
 from typing import Any, AsyncIterator
 
 from ..errors import BackendError
-from ..sse import SSEDecoder
+from ..wire.sse import SSEDecoder
 
 DONE = object()
 
 
 async def iter_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[Any]:
-    """Yield each event's decoded JSON (or DONE), read with the one SSE decoder (``weighbridge.sse``)."""
+    """Yield each event's decoded JSON (or DONE), read with the one SSE decoder (``weighbridge.wire.sse``)."""
     decoder = SSEDecoder()
     async for chunk in chunks:
         for ev in decoder.feed(chunk):

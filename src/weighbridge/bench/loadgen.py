@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from ..backends.sse import choice_pieces
 from ..errors import BackendError
-from ..sse import SSEDecoder
+from ..wire.sse import SSEDecoder
 from .metrics import SLO, LevelResult, RequestRecord, summarise_level
 from .rawhttp import HTTPStatusError, RawClient
 

@@ -197,7 +197,7 @@ def audit_verify(plan: Optional[Path] = typer.Option(None, "--plan", help="Plan 
                                                            help="Head hash kept from an earlier verify.")) -> None:
     """Re-hash the whole chain and hold it against its anchored head: exit 1 naming each deleted,
     edited, reordered or re-hashed record, and a log cut short."""
-    from ..gateway.admin import audit_url, verify_audit
+    from ..gateway.admin import audit_url, reconcile, verify_audit
     from ..gateway.audit import DEFAULT_KEY_ENV
 
     if plan is None and url is None:
@@ -211,17 +211,26 @@ def audit_verify(plan: Optional[Path] = typer.Option(None, "--plan", help="Plan 
         raise _fail(WeighbridgeError(f"{where}: no audit log here"))
     try:
         shown, v = verify_audit(where, expect_head, head, env)
+        compared = None
+        if the_plan is not None and url is None:  # the plan names the spend table the log must agree with
+            problems, warnings, compared = reconcile(the_plan, where)
+            v.problems += problems
+            v.warnings += warnings
+            v.ok = v.ok and not problems
+    except WeighbridgeError as e:
+        raise _fail(e) from None
     except Exception as e:  # noqa: BLE001 - a database that cannot be opened is the user's to fix
         raise _fail(WeighbridgeError(f"{where}: {e}")) from None
     for w in v.warnings:
-        err_console.print(f"[yellow]![/] {w}", highlight=False)
+        err_console.print(f"[yellow]![/] {escape(w)}", highlight=False)
     signed = "signed (HMAC-SHA256)" if v.signed else f"unsigned (set {env} to sign)"
     if v.ok:
-        console.print(f"[green]ok[/]: {v.records:,} records in {shown}, chain intact, {signed}, head anchored in "
-                      f"{v.anchored} · head {v.head}", highlight=False)
+        spend = f", spend agrees for {compared} key(s)" if compared is not None else ""
+        console.print(f"[green]ok[/]: {v.records:,} records in {escape(shown)}, chain intact{spend}, {signed}, head "
+                      f"anchored in {escape(str(v.anchored))} · head {v.head}", highlight=False)
         return
     for p in v.problems[:50]:
-        err_console.print(f"[red]✗[/] {p}", highlight=False)
+        err_console.print(f"[red]✗[/] {escape(p)}", highlight=False)
     if len(v.problems) > 50:
         err_console.print(f"… and {len(v.problems) - 50} more")
     err_console.print(f"[bold red]broken[/]: {len(v.problems)} problem(s) in {v.records:,} records of {shown}",

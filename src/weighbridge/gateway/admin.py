@@ -64,6 +64,51 @@ def verify_audit(url: str, expect_head: str | None = None, head: str | None = No
         store.close()
 
 
+def reconcile(plan: Plan, url: str) -> tuple[list[str], list[str], int]:
+    """Hold the audit log against the spend table: every request that settled a key's budget wrote
+    an audit record saying what it settled, so per key the two sums must agree. A chain can be intact
+    and still short of records that were never written; this is what finds them.
+    (problems, warnings, keys compared)."""
+    logged: dict[str, list[float]] = {}  # key -> [records that settled something, tokens, usd]
+    unsettled: set[str] = set()  # keys with records from before records said what they settled
+    sink = open_sink(url)
+    try:
+        for _, _, body, _, _ in sink.rows():
+            try:
+                rec = json.loads(body)
+            except ValueError:
+                continue  # verify() reports it
+            key = rec.get("key") if isinstance(rec, dict) else None
+            if not isinstance(key, str):
+                continue
+            settled = rec.get("settled")
+            if not isinstance(settled, dict):
+                unsettled.add(key)
+                continue
+            tokens, usd = settled.get("tokens") or 0, settled.get("usd") or 0.0
+            row = logged.setdefault(key, [0, 0, 0.0])
+            row[0] += 1 if tokens or usd else 0
+            row[1] += tokens
+            row[2] += usd
+    finally:
+        sink.close()
+    with _state(plan) as keys:
+        spent = keys.spend_totals()
+    problems, warnings = [], []
+    for key in sorted(set(spent) | set(logged)):
+        if key in unsettled:
+            warnings.append(f"key {key}: records from an older gateway do not say what they settled; its spend "
+                            "was not compared with the log")
+            continue
+        requests_, tokens, usd = spent.get(key, (0, 0.0, 0))[2], *spent.get(key, (0, 0.0, 0))[:2]
+        n, ltokens, lusd = logged.get(key, [0, 0, 0.0])
+        if tokens != ltokens or abs(usd - lusd) > 1e-9 * max(1.0, abs(usd)):
+            problems.append(f"key {key}: the spend table holds {requests_} settled requests and {tokens:,} tokens "
+                            f"(${usd:.6f}), the audit log {int(n)} records settling {int(ltokens):,} tokens "
+                            f"(${lusd:.6f}) - records missing, or spend written without one")
+    return problems, warnings, len(set(spent) | set(logged))
+
+
 def last_records(url: str, last: int) -> list[dict[str, Any]]:
     sink = open_sink(url)
     try:
@@ -72,4 +117,5 @@ def last_records(url: str, last: int) -> list[dict[str, Any]]:
         sink.close()
 
 
-__all__ = ["Period", "audit_url", "create_key", "has_keys", "last_records", "list_keys", "revoke", "verify_audit"]
+__all__ = ["Period", "audit_url", "create_key", "has_keys", "last_records", "list_keys", "reconcile", "revoke",
+           "verify_audit"]

@@ -33,6 +33,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route as HttpRoute
 
 from ..scrub import scrub, scrub_obj, secret_env
+from ..wire.openai import MalformedResponse, Parsed, Usage, loads, parse_response
 from . import state
 from .audit import audit_key, open_sink
 from .auth import Denied, Guard, Reservation
@@ -44,9 +45,9 @@ from .redact import BlockList, Redactor, prompt_text
 from .request import Malformed
 from .request import check as check_body
 from .request import parse as parse_body
-from .stream import DONE, StreamAccount, answer_text, event, replay
-from .upstream import Pool, UpstreamError
-from .upstream import Response as UpstreamResponse
+from .stream import DONE, StreamAccount, answer_text, event, replay, usage_dict
+from ..wire.http import Pool, UpstreamError
+from ..wire.http import Response as UpstreamResponse
 from .writer import Writer
 
 _RETRY_STATUS = {408, 429, 500, 502, 503, 504}
@@ -111,6 +112,11 @@ class Call:
     size: int = 0  # bytes of the request body
     redacted_answer: str | None = None
     answer_pii: bool = False
+    bound_tokens: int | None = None  # the most a legitimate answer can use: prompt bytes + overhead + max_tokens
+    bound_usd: float | None = None
+    usage_invalid: bool = False  # an upstream answered with usage outside the bounds: settle at the bound
+    finished: bool = False  # its audit record was made and its reservation settled (exactly once)
+    counted_key: bool = False  # holds one of its key's in-flight slots
 
     @property
     def chat(self) -> bool:
@@ -145,6 +151,7 @@ class Gateway:
         if missing:
             raise ValueError(f"upstreams {', '.join(missing)} are model files: 'weighbridge serve' starts their servers")
         self.no_stream_options: set[str] = set()  # upstreams that rejected stream_options
+        self.key_in_flight: Counter[str] = Counter()
         self.draining = False  # set on SIGTERM: /readyz goes unready before the server stops accepting
         from .tracing import from_env
 
@@ -201,10 +208,24 @@ class Gateway:
             resp = await self._handle(call, request)
             return resp
         finally:
-            if not isinstance(resp, StreamingResponse):  # a stream counts itself out when it ends
-                self.metrics.in_flight -= 1
-                if call.reservation is not None:  # an unexpected error: release what was held
-                    self.guard.settle(call.reservation, 0, 0.0)
+            if isinstance(resp, _Relay):  # a stream is counted out when it ends
+                resp.then(lambda: self._done(call))
+            else:
+                self._done(call)
+
+    def _done(self, call: Call) -> None:
+        """The request is over: count it out, free its key's slot, and release a reservation that an
+        unexpected error left held."""
+        self.metrics.in_flight -= 1
+        if call.key_id is not None and call.counted_key:
+            left = self.key_in_flight[call.key_id] - 1
+            if left > 0:
+                self.key_in_flight[call.key_id] = left
+            else:
+                del self.key_in_flight[call.key_id]
+        if not call.finished and call.reservation is not None:
+            self.guard.settle(call.reservation, 0, 0.0)
+            call.reservation = None
 
     async def _malformed(self, request: Request, path: str, status: int, param: str | None, message: str,
                          route: str = "", code: str | None = None) -> Response:
@@ -233,6 +254,7 @@ class Gateway:
             call.key_id = key.id if key else None
             if key is not None:
                 self.guard.rate(key)
+                self._hold_slot(call)
         except Denied as d:
             return await self._deny(call, d)
         if route.max_tokens is not None and not 0 < (body.get("max_tokens") or 0) <= route.max_tokens:
@@ -256,13 +278,16 @@ class Gateway:
             if cached is not None:
                 call.cache_hit, call.upstream = True, cached.get("upstream")
                 return await self._answer(call, cached["response"], None)
+        want = body.get("max_tokens") or route.max_tokens or self.plan.reserve_max_tokens
+        # an upper bound: byte-level tokenizers never make more tokens than bytes (the whole body counts:
+        # tools and earlier tool calls are prompt too), plus the template's own; the dearest upstream
+        est_prompt = call.size + self.plan.reserve_prompt_overhead
+        calls = len(route.tiers()) if route.check else 1  # a cascade may call one upstream per tier
+        call.bound_tokens = (est_prompt + want) * calls
+        call.bound_usd = max(u.price.cost(est_prompt, want) for u in route.all_upstreams()) * calls
         if key is not None:
-            want = body.get("max_tokens") or route.max_tokens or self.plan.reserve_max_tokens
-            # an upper bound: byte-level tokenizers never make more tokens than bytes, plus the template's own
-            est_prompt = len(ptext.encode()) + self.plan.reserve_prompt_overhead
-            usd = max(u.price.cost(est_prompt, want) for u in route.all_upstreams())
             try:
-                call.reservation = self.guard.reserve(key, est_prompt + want, usd)
+                call.reservation = self.guard.reserve(key, call.bound_tokens, call.bound_usd)
             except Denied as d:
                 return await self._deny(call, d)
         if route.check:
@@ -270,6 +295,18 @@ class Gateway:
         if call.stream:
             return await self._stream(call, ckey)
         return await self._plain(call, ckey)
+
+    def _hold_slot(self, call: Call) -> None:
+        """One of the key's in-flight slots (``http.max_in_flight_per_key``): a key whose requests hang
+        on a slow upstream uses up its own share of the gateway, not everyone's."""
+        limit = self.plan.http.max_in_flight_per_key
+        assert call.key_id is not None
+        if limit and self.key_in_flight[call.key_id] >= limit:
+            raise Denied(429, f"key {call.key_id} already has {limit} requests in flight (plan: "
+                              "http.max_in_flight_per_key); retry when one has finished", "too_many_in_flight",
+                         retry_after=1.0)
+        self.key_in_flight[call.key_id] += 1
+        call.counted_key = True
 
     def _screen(self, body: dict[str, Any], events: Counter[str]) -> tuple[str, str | None, dict[str, Any]]:
         """The prompt's text, the block list's hit in it, and the body with every PII value masked."""
@@ -313,17 +350,20 @@ class Gateway:
         return h
 
     def _fail(self, call: Call, up: Upstream, reason: str) -> None:
-        call.failures.append(f"{up.name}: {reason}")
+        call.failures.append(f"{up.name}: {scrub(reason)}")
         self.metrics.inc("weighbridge_upstream_failures_total", upstream=up.name, reason=reason.split(" ")[0])
 
-    async def _fetch(self, call: Call, up: Upstream) -> dict[str, Any]:
-        """One non-streamed upstream call; raises UpstreamFailed for anything the next upstream may fix."""
+    async def _fetch(self, call: Call, up: Upstream) -> tuple[dict[str, Any], Parsed]:
+        """One non-streamed upstream call: its body, checked against the one response model and
+        scrubbed of our secrets (keys included), and what it says. Raises UpstreamFailed for anything
+        the next upstream may fix, a malformed answer included."""
         r = call.route
         payload = json.dumps(self._upstream_body(call, up, stream=False)).encode()
         resp: UpstreamResponse | None = None
         try:
             async with asyncio.timeout(r.total_timeout_s):
-                resp = await self.pool.post(f"{up.base_url}{call.path}", payload, self._headers(up), r.connect_timeout_s)
+                resp = await self.pool.post(f"{up.base_url}{call.path}", payload, self._headers(up), r.connect_timeout_s,
+                                            max_body_bytes=self.plan.http.upstream_body_bytes)
                 content = await resp.read()
         except (UpstreamError, TimeoutError) as e:
             if resp is not None:
@@ -332,35 +372,47 @@ class Gateway:
         if resp.status in _RETRY_STATUS:
             raise UpstreamFailed(f"HTTP {resp.status}")
         try:
-            data = json.loads(content)
-        except ValueError:
-            raise UpstreamFailed(f"HTTP {resp.status} with a body that is not JSON") from None
-        if resp.status != 200:
-            raise _ClientError(resp.status, data)
-        if not isinstance(data, dict) or not isinstance(data.get("choices"), list) or not data["choices"]:
-            raise UpstreamFailed("malformed response (no choices)")
-        return data
+            data = loads(content)
+            if resp.status != 200:
+                raise _ClientError(resp.status, data)
+            parsed = parse_response(data, chat=call.chat)
+        except MalformedResponse as e:
+            raise UpstreamFailed(str(e) if resp.status == 200 else f"HTTP {resp.status} with a body that is not JSON"
+                                 ) from None
+        if parsed.error is not None:
+            raise UpstreamFailed(f"an error in a 200 answer ({scrub(parsed.error[:80])})")
+        if not parsed.choices:
+            raise UpstreamFailed("malformed response: choices: no choice")
+        return scrub_obj(data), parsed
 
-    def _tier(self, call: Call, up: Upstream, data: dict[str, Any], t: float) -> dict[str, Any]:
-        usage = data.get("usage") or {}
-        text = answer_text(data)
-        pt, ct = usage.get("prompt_tokens"), usage.get("completion_tokens")
-        source = "upstream"
-        if not isinstance(pt, int) or not isinstance(ct, int):
+    def _tier(self, call: Call, up: Upstream, usage: Usage | None, usage_error: MalformedResponse | None,
+              text: str, t: float) -> dict[str, Any]:
+        """One upstream's part of the call: tokens (the upstream's checked usage, else an estimate that
+        says so, else - usage outside the bounds - the call's bound) and their price."""
+        if usage_error is not None:
+            call.usage_invalid = True
+            call.events["usage_invalid"] += 1
+            pt, ct, source = 0, 0, "invalid"
+        elif usage is not None and usage.complete:
+            pt, ct, source = usage.prompt_tokens, usage.completion_tokens, "upstream"
+        else:
             pt, ct, source = len(prompt_text(call.body)) // 4 + 1, len(text) // 4 + 1, "estimate"
         tier = {"upstream": up.name, "prompt_tokens": pt, "completion_tokens": ct, "usage_source": source,
                 "cost_usd": round(up.price.cost(pt, ct), 10), "ms": round((time.perf_counter() - t) * 1000, 2)}
+        if usage_error is not None:
+            tier["usage_error"] = scrub(str(usage_error))[:200]  # type: ignore[index]
         call.tiers.append(tier)
         return tier
 
     async def _first_answer(self, call: Call, upstreams: list[Upstream]
-                            ) -> tuple[Upstream, dict[str, Any], float] | Response | None:
+                            ) -> tuple[Upstream, dict[str, Any], Parsed, float] | Response | None:
         """Try upstreams in order: the first answer (with its start time), the client's own error
         response when an upstream refuses the request itself, or None when every one failed."""
         for up in upstreams:
             t = time.perf_counter()
             try:
-                return up, await self._fetch(call, up), t
+                data, parsed = await self._fetch(call, up)
+                return up, data, parsed, t
             except UpstreamFailed as e:
                 self._fail(call, up, str(e))
             except _ClientError as e:
@@ -374,10 +426,10 @@ class Gateway:
             return await self._all_failed(call)
         if isinstance(got, Response):
             return got
-        up, data, t = got
+        up, data, parsed, t = got
         call.upstream = up.name
-        self._tier(call, up, data, t)
-        return await self._answer(call, data, ckey)
+        self._tier(call, up, parsed.usage, parsed.usage_error, answer_text(data), t)
+        return await self._answer(call, _with_checked_usage(data, parsed), ckey)
 
     async def _cascade(self, call: Call, ckey: str | None) -> Response:
         checker = self.checkers[call.route_name]
@@ -389,9 +441,10 @@ class Gateway:
             if isinstance(got, Response):
                 return got
             if got is not None:
-                up, data, t = got
+                up, data, parsed, t = got
+                data = _with_checked_usage(data, parsed)
                 call.upstream = up.name
-                info = self._tier(call, up, data, t)
+                info = self._tier(call, up, parsed.usage, parsed.usage_error, answer_text(data), t)
                 result = await checker.check(call.body.get("messages") or [{"role": "user", "content":
                                                                              prompt_text(call.body)}], answer_text(data))
                 info["check"] = "pass" if result.passed else "fail"
@@ -418,21 +471,18 @@ class Gateway:
         headers = self._response_headers(call)
         if call.stream:
             async def gen() -> AsyncIterator[bytes]:
-                recorded = False
-                try:
-                    for ev in replay(data, call.include_usage):
-                        yield ev
-                    if call.first_token_s is None:
-                        call.first_token_s = time.perf_counter() - call.t0
-                    recorded = True
-                    failed = await self._record(call)
-                    yield failed or DONE
-                finally:
-                    self.metrics.in_flight -= 1
-                    if not recorded:
-                        call.status, call.code = 499, "client_closed"
-                        self.writer.audit(self._make_record(call))
-            return StreamingResponse(gen(), media_type="text/event-stream", headers=headers)
+                for ev in replay(data, call.include_usage):
+                    yield ev
+                if call.first_token_s is None:
+                    call.first_token_s = time.perf_counter() - call.t0
+                failed = await self._record(call)
+                yield failed or DONE
+
+            def ended() -> None:
+                if not call.finished:  # the client went away before the record was made
+                    call.status, call.code = 499, "client_closed"
+                    self.writer.audit(self._make_record(call))
+            return _Relay(gen(), ended, media_type="text/event-stream", headers=headers)
         failed = await self._record(call)
         if failed:
             return error(503, "the audit log could not record this request", "server_error", "audit_unavailable")
@@ -441,35 +491,39 @@ class Gateway:
     async def _stream(self, call: Call, ckey: str | None) -> Response:
         r = call.route
         deadline = call.t0 + r.total_timeout_s
+        limit = self.plan.http.upstream_stream_bytes
         for up in order(r, self.rng):
             t = time.perf_counter()
             body = self._upstream_body(call, up, stream=True)
-            acct = StreamAccount(call.chat, forward_usage_only=call.include_usage)
+            acct = StreamAccount(call.chat, forward_usage_only=call.include_usage,
+                                 max_line_bytes=self.plan.http.upstream_line_bytes)
             held: list[bytes] = []
             resp: UpstreamResponse | None = None
             try:
                 async with asyncio.timeout(min(r.first_token_timeout_s, max(deadline - time.perf_counter(), 0.001))):
                     resp = await self.pool.post(f"{up.base_url}{call.path}", json.dumps(body).encode(),
-                                                self._headers(up), r.connect_timeout_s)
+                                                self._headers(up), r.connect_timeout_s, max_body_bytes=limit)
                     if resp.status in (400, 422) and "stream_options" in body and up.name not in self.no_stream_options:
                         await resp.read()  # an older server that rejects stream_options: once more without
                         self.no_stream_options.add(up.name)
                         body.pop("stream_options")
                         resp = await self.pool.post(f"{up.base_url}{call.path}", json.dumps(body).encode(),
-                                                    self._headers(up), r.connect_timeout_s)
+                                                    self._headers(up), r.connect_timeout_s, max_body_bytes=limit)
                     if resp.status in _RETRY_STATUS:
                         raise UpstreamFailed(f"HTTP {resp.status}")
                     if resp.status != 200:
                         content = await resp.read()
                         call.upstream, call.status = up.name, resp.status
                         try:
-                            err = json.loads(content)
-                        except ValueError:
+                            err = loads(content)
+                        except MalformedResponse:
                             err = {"error": {"message": content.decode(errors="replace")[:500], "type": "upstream_error"}}
                         return await self._finish_error(call, resp.status, err)
                     chunks = resp.chunks()
-                    while acct.first_content_ns is None and not acct.done and acct.error is None:
+                    while acct.first_content_ns is None and not acct.stopped:
                         held += acct.feed(await chunks.__anext__())
+                if acct.malformed is not None:
+                    raise UpstreamFailed(acct.malformed)
                 if acct.error is not None:
                     raise UpstreamFailed(f"error event before the first token ({acct.error[:80]})")
                 if acct.first_content_ns is None and acct.finish_reason is None:
@@ -484,80 +538,85 @@ class Gateway:
             call.upstream = up.name
             call.first_token_s = time.perf_counter() - call.t0
             self.metrics.observe("weighbridge_first_token_seconds", call.first_token_s, route=call.route_name)
-            return StreamingResponse(self._relay(call, up, resp, chunks, acct, held, deadline, ckey, t),
-                                     media_type="text/event-stream", headers=self._response_headers(call))
+            return _Relay(self._relay(call, up, resp, chunks, acct, held, deadline, ckey, t),
+                          lambda: self._abandoned(call, up, resp, acct, t),
+                          media_type="text/event-stream", headers=self._response_headers(call))
         return await self._all_failed(call)
 
     async def _relay(self, call: Call, up: Upstream, resp: UpstreamResponse, chunks: AsyncIterator[bytes],
                      acct: StreamAccount, held: list[bytes], deadline: float, ckey: str | None, t: float
                      ) -> AsyncIterator[bytes]:
+        """The stream, event by event; its audit record and settlement once it ends, however it ends
+        (a client that goes away is handled by ``_abandoned``, which ``_Relay`` always calls)."""
         problem: str | None = None
-        recorded = False
+        for ev in held:
+            yield ev
         try:
-            for ev in held:
-                yield ev
-            try:
-                silence = call.route.first_token_timeout_s
-                while not acct.done and acct.error is None:
-                    remaining = deadline - time.perf_counter()
-                    if remaining <= 0:
-                        raise TimeoutError
-                    try:
-                        async with asyncio.timeout(min(remaining, silence)):
-                            chunk = await chunks.__anext__()
-                    except TimeoutError:
-                        if remaining > silence:
-                            problem = f"the upstream went silent for {silence:g} s mid-stream"
-                        raise
-                    for ev in acct.feed(chunk):
-                        yield ev
-                    if self.response_block.pattern is not None and self.response_block.hit(acct.text):
-                        call.events["block.response"] += 1
-                        acct.finish_reason = "content_filter"
-                        yield event({"choices": [{"index": 0, "delta": {}, "finish_reason": "content_filter"}]})
-                        acct.done = True
-            except StopAsyncIteration:
-                pass
-            except TimeoutError:
-                problem = problem or "the route's total timeout passed mid-stream"
-            except UpstreamError as e:
-                problem = f"upstream stream broke: {e}"
-            if acct.done and problem is None:  # read the body's end so the connection can be reused
+            silence = call.route.first_token_timeout_s
+            while not acct.stopped:
+                remaining = deadline - time.perf_counter()
+                if remaining <= 0:
+                    raise TimeoutError
                 try:
-                    async with asyncio.timeout(0.5):
-                        async for _ in chunks:
-                            pass
-                except (TimeoutError, UpstreamError):
-                    pass
-            resp.close()
-            if problem is None and acct.error is not None:
-                problem = f"upstream sent an error mid-stream: {acct.error[:200]}"
-            if problem is None and not acct.done:
-                problem = "upstream stream broke: it ended before [DONE]"
-            data = acct.response()
-            call.answer = answer_text(data)  # text and tool calls: both are audited and checked
-            self._tier(call, up, data, t)
-            if problem:  # never let a cut-off answer pass for a whole one
-                call.status, call.code = 502, "upstream_stream_broken"
-                self._fail(call, up, "broke mid-stream")
-                recorded = True
-                await self._record(call)
-                yield event({"error": {"message": problem, "type": "upstream_error", "param": None,
-                                       "code": "upstream_stream_broken"}})
-                return
-            if ckey is not None and acct.finish_reason not in (None, "content_filter"):
-                await self._cache_put(call, ckey, data)
-            recorded = True
-            failed = await self._record(call)
-            yield failed or DONE
-        finally:
-            self.metrics.in_flight -= 1
-            if not recorded:  # the client went away mid-stream: account for what was generated, without awaiting
-                resp.close()
-                call.status, call.code, call.answer = 499, "client_closed", answer_text(acct.response())
-                if not any(tier["upstream"] == up.name for tier in call.tiers):
-                    self._tier(call, up, acct.response(), t)
-                self.writer.audit(self._make_record(call))
+                    async with asyncio.timeout(min(remaining, silence)):
+                        chunk = await chunks.__anext__()
+                except TimeoutError:
+                    if remaining > silence:
+                        problem = f"the upstream went silent for {silence:g} s mid-stream"
+                    raise
+                for ev in acct.feed(chunk):
+                    yield ev
+                if self.response_block.pattern is not None and self.response_block.hit(acct.text):
+                    call.events["block.response"] += 1
+                    acct.finish_reason = "content_filter"
+                    yield event({"choices": [{"index": 0, "delta": {}, "finish_reason": "content_filter"}]})
+                    acct.done = True
+        except StopAsyncIteration:
+            pass
+        except TimeoutError:
+            problem = problem or "the route's total timeout passed mid-stream"
+        except UpstreamError as e:
+            problem = f"upstream stream broke: {e}"
+        if acct.done and problem is None and acct.error is None:  # read the body's end so the connection can be reused
+            try:
+                async with asyncio.timeout(0.5):
+                    async for _ in chunks:
+                        pass
+            except (TimeoutError, UpstreamError):
+                pass
+        resp.close()
+        if problem is None and acct.malformed is not None:
+            problem = f"upstream sent a malformed event mid-stream: {acct.malformed[:200]}"
+        if problem is None and acct.error is not None:
+            problem = f"upstream sent an error mid-stream: {acct.error[:200]}"
+        if problem is None and not acct.done:
+            problem = "upstream stream broke: it ended before [DONE]"
+        data = acct.response()
+        call.answer = answer_text(data)  # text and tool calls: both are audited and checked
+        self._tier(call, up, acct.usage, _usage_error(acct), call.answer, t)
+        if problem:  # never let a cut-off answer pass for a whole one
+            call.status, call.code = 502, "upstream_stream_broken"
+            self._fail(call, up, "broke mid-stream")
+            await self._record(call)
+            yield event({"error": {"message": scrub(problem), "type": "upstream_error", "param": None,
+                                   "code": "upstream_stream_broken"}})
+            return
+        if ckey is not None and acct.finish_reason not in (None, "content_filter") and not call.usage_invalid:
+            await self._cache_put(call, ckey, data)
+        failed = await self._record(call)
+        yield failed or DONE
+
+    def _abandoned(self, call: Call, up: Upstream, resp: UpstreamResponse, acct: StreamAccount, t: float) -> None:
+        """The relay is over: count it out, and if it never reached its record (the client went away,
+        or the response was never started) account for what was generated, without awaiting."""
+        resp.close()
+        if call.finished:
+            return
+        data = acct.response()
+        call.status, call.code, call.answer = 499, "client_closed", answer_text(data)
+        if not any(tier["upstream"] == up.name for tier in call.tiers):
+            self._tier(call, up, acct.usage, _usage_error(acct), call.answer, t)
+        self.writer.audit(self._make_record(call))
 
     # -- endings ------------------------------------------------------------------------------
     async def _all_failed(self, call: Call) -> Response:
@@ -582,7 +641,7 @@ class Gateway:
         await self._record(call)
         headers = {"retry-after": str(max(1, round(d.retry_after)))} if d.retry_after else None
         kind = "invalid_request_error" if d.status == 400 else ("authentication_error" if d.status in (401, 403)
-                                                                else "rate_limit_error" if d.code == "rate_limit_exceeded"
+                                                                else "rate_limit_error" if d.code in ("rate_limit_exceeded", "too_many_in_flight")
                                                                 else "insufficient_quota")
         return error(d.status, str(d), kind, d.code, headers=headers)
 
@@ -608,16 +667,32 @@ class Gateway:
             return event({"error": {"message": "the audit log could not record this request", "type": "server_error",
                                     "param": None, "code": "audit_unavailable"}})
 
+    @staticmethod
+    def _settled(call: Call, tokens: int, usd: float) -> tuple[int, float]:
+        """What the call costs its key: the reported usage, never more than the call's bound (a larger
+        count is a lie, or an upstream that ignored max_tokens); the bound itself when the usage was
+        refused (the answer was generated; what it cost is unknown)."""
+        if call.bound_tokens is None or call.bound_usd is None:
+            return tokens, usd
+        if call.usage_invalid:
+            return call.bound_tokens, call.bound_usd
+        if tokens > call.bound_tokens or usd > call.bound_usd + 1e-12:
+            call.events["usage_over_bound"] += 1
+            return min(tokens, call.bound_tokens), min(usd, call.bound_usd)
+        return tokens, usd
+
     def _make_record(self, call: Call) -> dict[str, Any]:
         """Settle the budget and count metrics; the audit record of the finished call."""
         latency = time.perf_counter() - call.t0
         pt = sum(t["prompt_tokens"] for t in call.tiers)
         ct = sum(t["completion_tokens"] for t in call.tiers)
         usd = sum(t["cost_usd"] for t in call.tiers)
+        settled = self._settled(call, pt + ct, usd)
+        call.finished = True
         if call.reservation is not None:
-            self.guard.settle(call.reservation, pt + ct, usd)
+            self.guard.settle(call.reservation, *settled)
             if not getattr(self.guard, "persists_spend", False):  # a shared guard has written it itself
-                self.writer.spend(call.reservation.key_id, call.reservation.period, pt + ct, usd)
+                self.writer.spend(call.reservation.key_id, call.reservation.period, *settled)
             call.reservation = None
         if self.tracing is not None:
             try:
@@ -644,6 +719,7 @@ class Gateway:
             "cost_usd": round(usd, 10), "latency_ms": round(latency * 1000, 3), "stream": call.stream,
             "first_token_ms": round(call.first_token_s * 1000, 3) if call.first_token_s is not None else None,
             "cache_hit": call.cache_hit, "safety": dict(call.events),
+            "settled": {"tokens": settled[0], "usd": round(settled[1], 10)},
             "prompt_sha256": _sha(redacted_prompt), "response_sha256": _sha(redacted_answer)}
         if call.param:
             record["param"] = call.param
@@ -655,6 +731,44 @@ class Gateway:
 class _ClientError(Exception):
     def __init__(self, status: int, body: Any) -> None:
         self.status, self.body = status, body
+
+
+def _usage_error(acct: StreamAccount) -> MalformedResponse | None:
+    return MalformedResponse("usage", acct.usage_invalid) if acct.usage_invalid is not None else None
+
+
+class _Relay(StreamingResponse):
+    """A streamed answer whose ending is always accounted for: ``on_end`` runs once the response is
+    over, whether the stream ended, broke, the client went away, or the body was never started (an
+    async generator that never started never runs its ``finally``)."""
+
+    def __init__(self, content: AsyncIterator[bytes], on_end: Any, **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self._on_end = [on_end]
+
+    def then(self, fn: Any) -> None:
+        self._on_end.append(fn)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            aclose = getattr(self.body_iterator, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    await aclose()
+            for fn in self._on_end:
+                try:
+                    fn()
+                except Exception:  # noqa: BLE001 - one failed ending must not skip the others
+                    log.exception("finishing a streamed response failed")
+
+
+def _with_checked_usage(data: dict[str, Any], parsed: Parsed) -> dict[str, Any]:
+    """The answer as the client gets it: a usage we refused is not passed on as if it were true."""
+    if parsed.usage_error is not None:
+        data = {k: v for k, v in data.items() if k != "usage"}
+    return data
 
 
 def _filtered(data: dict[str, Any]) -> dict[str, Any]:

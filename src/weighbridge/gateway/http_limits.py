@@ -1,6 +1,11 @@
 """Limits on what a client may do before its request reaches the app: header count and size, URL
 length, and how long it may take to send its headers.
 
+Connections are also bounded per client address (``max_connections_per_client``): a client that
+opens hundreds of slow connections (slowloris) uses up its own share, not the gateway's global
+``max_connections`` that every other client needs; the connection over its share gets a 503 and is
+closed before it is read.
+
 An ASGI app only sees a request once its headers are complete, so a client that sends headers one
 byte a minute (slowloris) or a megabyte of them is invisible to it; uvicorn sets no limit of its
 own on either with httptools. These checks therefore sit in the HTTP protocol: a subclass of
@@ -12,14 +17,16 @@ the app (``max_body_bytes``, ``body_timeout_s``), where a JSON error can name th
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections import Counter
+from typing import Any, ClassVar
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from .plan import Plan
 
-_REASONS = {408: b"Request Timeout", 414: b"URI Too Long", 431: b"Request Header Fields Too Large"}
+_REASONS = {408: b"Request Timeout", 414: b"URI Too Long", 431: b"Request Header Fields Too Large",
+            503: b"Service Unavailable"}
 
 
 class LimitedHttpTools(HttpToolsProtocol):
@@ -27,6 +34,8 @@ class LimitedHttpTools(HttpToolsProtocol):
     max_header_bytes = 32 * 1024
     max_url_bytes = 8 * 1024
     header_timeout_s = 10.0
+    max_per_client = 0
+    _open: ClassVar[Counter[str]] = Counter()  # connections open per client address, in this process
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -34,13 +43,26 @@ class LimitedHttpTools(HttpToolsProtocol):
         self._rejected = False
         self._count = 0
         self._bytes = 0
+        self._peer: str | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        peer = transport.get_extra_info("peername")
+        if self.max_per_client and isinstance(peer, tuple) and peer:
+            if self._open[peer[0]] >= self.max_per_client:
+                self._reject(503, f"more than {self.max_per_client} connections from one client", raise_=False)
+                return
+            self._peer = peer[0]
+            self._open[self._peer] += 1
         self._arm()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        if self._peer is not None:
+            self._open[self._peer] -= 1
+            if self._open[self._peer] <= 0:
+                del self._open[self._peer]
+            self._peer = None
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -120,7 +142,8 @@ def protocol_for(plan: Plan) -> type[HttpToolsProtocol]:
     limits = plan.http
     return type("PlanLimitedHttpTools", (LimitedHttpTools,), {
         "max_headers": limits.max_headers, "max_header_bytes": limits.max_header_bytes,
-        "max_url_bytes": limits.max_url_bytes, "header_timeout_s": limits.header_timeout_s})
+        "max_url_bytes": limits.max_url_bytes, "header_timeout_s": limits.header_timeout_s,
+        "max_per_client": limits.max_connections_per_client, "_open": Counter()})
 
 
 def uvicorn_config(app: Any, plan: Plan, host: str, port: int) -> uvicorn.Config:

@@ -218,6 +218,17 @@ class HttpLimits(_Strict):
     drain_s: float = Field(1.0, ge=0, description="on SIGTERM, /readyz answers 503 this long before the gateway "
                                                   "stops accepting, so a load balancer drains it first")
     shutdown_grace_s: int = Field(30, ge=1, description="then requests and streams in flight get this long to finish")
+    max_connections_per_client: int = Field(
+        128, ge=0, description="concurrent connections from one client address (beyond, closed at once with 503; "
+                               "0: no bound - behind a proxy every client has the proxy's address)")
+    max_in_flight_per_key: int = Field(64, ge=0, description="requests one API key may have in flight (429 beyond; "
+                                                             "0: no bound)")
+    # what an upstream may send back: it is read as hostile input
+    upstream_body_bytes: int = Field(16 << 20, ge=1024, description="a non-streamed upstream answer larger than "
+                                                                    "this is refused (the next upstream is tried)")
+    upstream_stream_bytes: int = Field(256 << 20, ge=1024, description="a streamed upstream answer is cut past "
+                                                                       "this many bytes")
+    upstream_line_bytes: int = Field(4 << 20, ge=1024, description="one line (or event) of an upstream stream")
 
 
 class Plan(_Strict):
@@ -240,7 +251,7 @@ class Plan(_Strict):
     reserve_max_tokens: int = Field(1024, ge=1, description="tokens reserved against a budget when a request "
                                                             "sets no max_tokens and its route no cap")
     reserve_prompt_overhead: int = Field(64, ge=0, description="tokens a chat template may add to a prompt, "
-                                                                 "reserved on top of one token per prompt byte")
+                                                                 "reserved on top of one token per request byte")
     base_dir: Path = Field(Path("."), exclude=True)
 
     @model_validator(mode="after")

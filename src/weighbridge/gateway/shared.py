@@ -96,6 +96,11 @@ class PgKeys:
                                 (key_id, period)).fetchone()
         return (int(row[0]), float(row[1]), int(row[2])) if row else (0, 0.0, 0)
 
+    def spend_totals(self) -> dict[str, tuple[int, float, int]]:
+        rows = self.conn.execute("SELECT key_id, sum(tokens), sum(usd), sum(requests) FROM weighbridge_spend "
+                                 "GROUP BY key_id").fetchall()
+        return {r[0]: (int(r[1]), float(r[2]), int(r[3])) for r in rows}
+
     def add_spend(self, key_id: str, period: str, tokens: int, usd: float) -> None:
         self.conn.execute("INSERT INTO weighbridge_spend (key_id, period, tokens, usd, requests) VALUES (%s,%s,%s,%s,1) "
                           "ON CONFLICT (key_id, period) DO UPDATE SET tokens=weighbridge_spend.tokens+excluded.tokens, "
@@ -123,6 +128,9 @@ class SqliteKeys:
 
     def spend_of(self, key_id: str, period: str) -> tuple[int, float, int]:
         return state.spend_of(self.db, key_id, period)
+
+    def spend_totals(self) -> dict[str, tuple[int, float, int]]:
+        return state.spend_totals(self.db)
 
     def add_spend(self, key_id: str, period: str, tokens: int, usd: float) -> None:
         state.add_spend(self.db, key_id, period, tokens, usd)

@@ -16,7 +16,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ..errors import ConfigError
-from ..sse import SSEDecoder
+from ..wire.sse import SSEDecoder
 from ..yamlsource import load_yaml, validation_error
 from .plan import Plan
 

@@ -91,6 +91,12 @@ def spend_of(db: sqlite3.Connection, key_id: str, period: str) -> tuple[int, flo
     return (row[0], row[1], row[2]) if row else (0, 0.0, 0)
 
 
+def spend_totals(db: sqlite3.Connection) -> dict[str, tuple[int, float, int]]:
+    """Per key, over every period: tokens, dollars and requests settled."""
+    return {r[0]: (int(r[1]), float(r[2]), int(r[3])) for r in
+            db.execute("SELECT key_id, sum(tokens), sum(usd), sum(requests) FROM spend GROUP BY key_id")}
+
+
 def add_spend(db: sqlite3.Connection, key_id: str, period: str, tokens: int, usd: float) -> None:
     db.execute("INSERT INTO spend (key_id, period, tokens, usd, requests) VALUES (?,?,?,?,1) "
                "ON CONFLICT (key_id, period) DO UPDATE SET tokens=tokens+excluded.tokens, usd=usd+excluded.usd, "

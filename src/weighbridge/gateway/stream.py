@@ -12,79 +12,101 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from ..sse import Event, SSEDecoder
+from ..scrub import scrub_obj, scrub_secrets
+from ..wire.openai import MalformedResponse, Usage, loads, parse_chunk
+from ..wire.sse import MAX_LINE_BYTES, Event, SSEDecoder, SSEError
 
 
 class StreamAccount:
-    """Splits raw upstream bytes into SSE events (the one decoder) and records what they carry."""
+    """Splits raw upstream bytes into SSE events (the one decoder), checks each against the one strict
+    chunk model (``wire.openai``) and records what they carry. A malformed event or a line past the
+    decoder's bound stops the account (``malformed``); usage that is not a bounded whole count is
+    refused (``usage_invalid``) and never passed on to the client."""
 
-    def __init__(self, chat: bool, forward_usage_only: bool) -> None:
+    def __init__(self, chat: bool, forward_usage_only: bool, max_line_bytes: int = MAX_LINE_BYTES) -> None:
         self.chat = chat
         self.forward_usage_only = forward_usage_only
-        self._sse = SSEDecoder()
+        self._sse = SSEDecoder(max_line_bytes)
         self._text: list[str] = []
         self.tool_calls: dict[int, dict[str, Any]] = {}
         self.finish_reason: str | None = None
-        self.usage: dict[str, Any] | None = None
+        self.usage: Usage | None = None
+        self.usage_invalid: str | None = None
         self.meta: dict[str, Any] = {}
         self.done = False
         self.error: str | None = None
+        self.malformed: str | None = None
         self.first_content_ns: int | None = None
 
     @property
     def text(self) -> str:
         return "".join(self._text)
 
+    @property
+    def stopped(self) -> bool:
+        """Nothing more will be read: [DONE], an error event or a malformed one."""
+        return self.done or self.error is not None or self.malformed is not None
+
     def feed(self, chunk: bytes) -> list[bytes]:
         """Complete events to forward to the client, in order; ``[DONE]`` is held back (see ``done``).
-        Upstream line ends (CRLF, CR) are forwarded as LF."""
-        return [ev.encode() for ev in self._sse.feed(chunk) if self._take(ev)]
+        Upstream line ends (CRLF, CR) are forwarded as LF. Nothing after a malformed event is read."""
+        if self.malformed is not None:
+            return []
+        try:
+            events = self._sse.feed(chunk)
+        except SSEError as e:
+            self.malformed = str(e)
+            return []
+        out = []
+        for ev in events:
+            forward = self._take(ev)
+            if self.malformed is not None:
+                break
+            if forward is not None:
+                out.append(forward)
+        return out
 
-    def _take(self, ev: Event) -> bool:
+    def _take(self, ev: Event) -> bytes | None:
         data = ev.data
         if data is None:
-            return True  # comments / keep-alives pass through
+            return ev.encode()  # comments / keep-alives pass through
         if data.strip() == "[DONE]":
             self.done = True
-            return False
+            return None
         try:
-            obj = json.loads(data)
-        except ValueError:
-            self.error = "upstream sent an event that is not JSON"
-            return False
-        if not isinstance(obj, dict):
-            self.error = "upstream sent an event that is not a JSON object"
-            return False
-        if "error" in obj:
-            err = obj["error"]
-            self.error = str(err.get("message") if isinstance(err, dict) else err)
-            return True
-        for k in ("id", "created", "model", "system_fingerprint"):
-            if k in obj and k not in self.meta:
-                self.meta[k] = obj[k]
-        if obj.get("usage"):
-            self.usage = obj["usage"]
-        choices = obj.get("choices") or []
-        for ch in choices:
-            if ch.get("finish_reason"):
-                self.finish_reason = ch["finish_reason"]
-            if self.chat:
-                delta = ch.get("delta") or {}
-                piece = delta.get("content")
-                for tc in delta.get("tool_calls") or []:
-                    slot = self.tool_calls.setdefault(tc.get("index", 0), {"id": None, "type": "function",
-                                                                           "function": {"name": "", "arguments": ""}})
-                    slot["id"] = tc.get("id") or slot["id"]
-                    fn = tc.get("function") or {}
-                    slot["function"]["name"] += fn.get("name") or ""
-                    slot["function"]["arguments"] += fn.get("arguments") or ""
-                    self._first()
-            else:
-                piece = ch.get("text")
-            if piece:
-                self._text.append(piece)
+            obj = loads(data, "event")
+            chunk = parse_chunk(obj, chat=self.chat)
+        except MalformedResponse as e:
+            self.malformed = str(e)
+            return None
+        if chunk.error is not None:
+            self.error = chunk.error
+            return scrub_secrets(ev.encode())
+        for k, v in chunk.meta.items():
+            self.meta.setdefault(k, v)
+        if chunk.usage_error is not None:
+            self.usage_invalid = str(chunk.usage_error)
+        elif chunk.usage is not None:
+            self.usage = chunk.usage
+        for ch in chunk.choices:
+            if ch.finish_reason:
+                self.finish_reason = ch.finish_reason
+            for tc in ch.tool_calls:
+                slot = self.tool_calls.setdefault(tc.index, {"id": None, "type": "function",
+                                                             "function": {"name": "", "arguments": ""}})
+                slot["id"] = tc.id or slot["id"]
+                slot["function"]["name"] += tc.name
+                slot["function"]["arguments"] += tc.arguments
+            if ch.text:
+                self._text.append(ch.text)
+            if ch.generated:
                 self._first()
-        return bool(choices) or self.forward_usage_only
+        if not (chunk.choices or self.forward_usage_only):
+            return None
+        if chunk.usage_error is not None:  # the client never sees a count we refused
+            obj.pop("usage", None)
+            return event(scrub_obj(obj)) if chunk.choices else None
+        return scrub_secrets(ev.encode())
 
     def _first(self) -> None:
         if self.first_content_ns is None:
@@ -103,9 +125,18 @@ class StreamAccount:
         else:
             out = {**base, "object": "text_completion",
                    "choices": [{"index": 0, "text": self.text, "finish_reason": self.finish_reason}]}
-        if self.usage:
-            out["usage"] = self.usage
+        if self.usage is not None:
+            out["usage"] = usage_dict(self.usage)
         return out
+
+
+def usage_dict(u: Usage) -> dict[str, int]:
+    """A checked usage as the OpenAI object (only the counts that were given)."""
+    out = {k: v for k, v in (("prompt_tokens", u.prompt_tokens), ("completion_tokens", u.completion_tokens))
+           if v is not None}
+    if u.prompt_tokens is not None and u.completion_tokens is not None:
+        out["total_tokens"] = u.prompt_tokens + u.completion_tokens
+    return out
 
 
 def answer_text(response: dict[str, Any]) -> str:
