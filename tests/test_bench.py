@@ -100,7 +100,7 @@ def test_fake_upstream_faults_are_counted_and_excluded():
                                           timeout_s=0.6, max_error_rate=1.0))
     r = results[0]
     assert r.requests == 12 and r.ok == 4
-    assert r.errors == {"http_500": 2, "truncated": 2, "malformed_sse": 2, "timeout": 2}
+    assert r.errors == {"http_500": 2, "truncated": 2, "malformed_response": 2, "timeout": 2}
     assert 195 <= r.ttft_ms["p50"] < 260  # figures come from the successful requests only
 
 

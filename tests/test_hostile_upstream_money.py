@@ -168,7 +168,7 @@ def test_audit_verify_reports_settled_spend_the_log_does_not_hold(tmp_path):
         with serve(plan) as (base, _):
             assert _post(base, key).status_code == 200
     ok = runner.invoke(cli, ["audit", "verify", "--plan", plan])
-    assert ok.exit_code == 0 and "spend agrees" in ok.output, ok.output
+    assert ok.exit_code == 0 and "spend agrees for 1 key(s)" in ok.output, ok.output
     db = sqlite3.connect(tmp_path / "gateway.db")  # a request settled whose record never reached the log
     db.execute("UPDATE spend SET tokens=tokens+50, requests=requests+1 WHERE key_id=?", (key_id,))
     db.commit()

@@ -71,6 +71,18 @@ def test_fake_upstream_extra_bytes_after_a_response_never_hand_one_client_anothe
     assert all(content == f"answer to {q}" for q, content in got), got
     audited = [(a["prompt"], a["response"]) for a in _audit(tmp_path)]
     assert all(resp == f"answer to {prompt}" for prompt, resp in audited), audited
+    assert up.connections == 2  # the connection that carried stray bytes was dropped; the next one is reused
+
+
+def test_fake_upstream_an_honest_upstream_keeps_one_connection_for_many_requests(tmp_path):
+    with RawUpstream(lambda conn, n, body: conn.sendall(response(chat_body(f"answer to {last_user(body)}")))) as up:
+        plan = _plan(tmp_path, up)
+        with serve(plan) as (base, _):
+            answers = [httpx.post(base + "/v1/chat/completions", timeout=30, json={
+                "model": "chat", "messages": [{"role": "user", "content": f"q{i}"}]}).json()
+                ["choices"][0]["message"]["content"] for i in range(5)]
+    assert answers == [f"answer to q{i}" for i in range(5)]
+    assert up.connections == 1  # kept alive: the strictness above is not bought by reconnecting every time
 
 
 def test_fake_upstream_extra_bytes_in_the_same_write_never_reach_the_next_client(tmp_path):

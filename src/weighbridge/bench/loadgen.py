@@ -16,9 +16,10 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ..backends.sse import choice_pieces
 from ..errors import BackendError
-from ..wire.sse import SSEDecoder
+from ..wire.http import UpstreamError
+from ..wire.openai import MalformedResponse, loads, parse_chunk
+from ..wire.sse import SSEDecoder, SSEError
 from .metrics import SLO, LevelResult, RequestRecord, summarise_level
 from .rawhttp import HTTPStatusError, RawClient
 
@@ -70,26 +71,30 @@ async def stream_once(client: RawClient, target: Target, prompt: str, max_tokens
                         ended = True
                         continue
                     try:
-                        event = json.loads(payload_text)
-                    except ValueError:
-                        raise BackendError("malformed SSE event", kind="malformed_sse") from None
-                    if event.get("usage"):
-                        usage = event["usage"]
-                    for choice in event.get("choices") or []:
-                        pieces = choice_pieces(choice)
-                        if any(pieces):
+                        event = parse_chunk(loads(payload_text, "event"), chat=target.mode == "chat")
+                    except MalformedResponse:
+                        raise BackendError("malformed event", kind="malformed_response") from None
+                    if event.usage_error is not None:
+                        raise BackendError(str(event.usage_error), kind="malformed_response")
+                    if event.usage is not None:
+                        usage = event.usage
+                    for choice in event.choices:
+                        if choice.generated:
                             now = time.perf_counter_ns()
                             if rec.first_token is None:
                                 rec.first_token = now
                             rec.chunk_times.append(now)
-                            text_parts.append("".join(pieces))
-                        if choice.get("finish_reason"):
+                            text_parts.append(choice.text + choice.reasoning
+                                              + "".join(tc.arguments for tc in choice.tool_calls))
+                        if choice.finish_reason:
                             ended = True
     except HTTPStatusError as e:
         rec.error = f"http_{e.status}"
     except TimeoutError:
         rec.error = "timeout"
-    except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
+    except SSEError:
+        rec.error = "malformed_response"
+    except (OSError, UpstreamError, ValueError):
         rec.error = "connection"
     except BackendError as e:
         rec.error = e.kind
@@ -98,8 +103,8 @@ async def stream_once(client: RawClient, target: Target, prompt: str, max_tokens
     if rec.error is None and not ended:
         rec.error = "truncated"
     rec.text = "".join(text_parts)
-    if usage and usage.get("completion_tokens") is not None:
-        rec.output_tokens, rec.prompt_tokens, rec.token_source = usage["completion_tokens"], usage.get("prompt_tokens"), "server"
+    if usage is not None and usage.completion_tokens is not None:
+        rec.output_tokens, rec.prompt_tokens, rec.token_source = usage.completion_tokens, usage.prompt_tokens, "server"
     elif client.count_tokens is not None:
         rec.output_tokens, rec.token_source = client.count_tokens(rec.text), "tokenizer"
     else:

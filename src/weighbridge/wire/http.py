@@ -134,6 +134,7 @@ class Response:
         self._error: UpstreamError | None = None
         self._seen_bytes = False
         self._closed = False
+        self._keep_alive = False
 
     @property
     def content_type(self) -> str:
@@ -175,6 +176,7 @@ class Response:
         self._signal()
 
     def on_message_complete(self) -> None:
+        self._keep_alive = self._parser.should_keep_alive()  # llhttp forgets it once the next message may begin
         self.complete = True
         self._signal()
 
@@ -255,8 +257,8 @@ class Response:
             return
         self._closed = True
         conn = self._conn
-        if (self.complete and not self._until_eof and not self._queue and conn.usable
-                and self._parser.should_keep_alive() and self.headers.get(b"connection") != b"close"):
+        if (self.complete and not self._until_eof and not self._queue and conn.usable and self._keep_alive
+                and self.headers.get(b"connection") != b"close"):
             conn.resp = None
             self._pool._put(self._origin, conn)
         else:

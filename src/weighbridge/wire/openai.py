@@ -44,10 +44,13 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+_DECODER = json.JSONDecoder(parse_constant=_no_constant)  # made once: json.loads(..., parse_constant=) builds one per call
+
+
 def loads(data: str | bytes, what: str = "body") -> Any:
     """Strict JSON: NaN, Infinity and nesting past the decoder's depth are errors, not values."""
     try:
-        return json.loads(data, parse_constant=_no_constant)
+        return _DECODER.decode(data.decode("utf-8") if isinstance(data, (bytes, bytearray)) else data)
     except RecursionError:
         raise MalformedResponse(what, "JSON nested too deeply") from None
     except ValueError as e:  # includes UnicodeDecodeError and integers past Python's digit limit
