@@ -23,6 +23,8 @@ class Handler(BaseHTTPRequestHandler):
         if self.path.endswith("/models"):
             self.server.requests.append({"path": self.path, "headers": dict(self.headers)})
             self.send_json(200, {"object": "list", "data": [{"id": m} for m in self.server.models]})
+        elif self.path in self.server.gets:
+            self.send_json(200, self.server.gets[self.path])
         else:
             self.send_json(404, {"error": {"message": "not found"}})
 
@@ -90,12 +92,13 @@ def ok_stream(h: Handler, words: list[str], usage: dict | None = None, delay: fl
 
 class FakeUpstream:
     def __init__(self, script: Script, models: tuple[str, ...] | list[str] = ("fake-model",), eol: str = "\n",
-                 split_eol: bool = False) -> None:
+                 split_eol: bool = False, gets: dict | None = None) -> None:
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.script = script
         self.httpd.eol = eol  # "\r\n" or "\r" as some servers (sse-starlette) send; "\n" by default
         self.httpd.split_eol = split_eol
         self.httpd.models = list(models)  # what GET /models lists
+        self.httpd.gets = gets or {}  # other GET paths (a server's /version, /props …) and their JSON
         self.httpd.posts = []
         self.httpd.requests = []
         self.httpd.lock = threading.Lock()

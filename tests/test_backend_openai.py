@@ -154,7 +154,7 @@ def test_fake_upstream_malformed_sse_is_an_error_not_a_crash():
     with FakeUpstream(script) as up:
         with pytest.raises(BackendError) as e:
             run(generate_once(build_backend(spec(up.base_url, model="fake-model", max_retries=0)), Request(messages=HELLO)))
-        assert e.value.kind == "malformed_sse"
+        assert e.value.kind == "malformed_response"
 
 
 def test_fake_upstream_connection_reset_mid_stream_is_retried():

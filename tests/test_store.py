@@ -38,7 +38,7 @@ def test_a_store_from_a_newer_version_is_refused(tmp_path):
 def test_not_a_database_is_a_clear_error(tmp_path):
     p = tmp_path / "s.db"
     p.write_text("this is a text file, not SQLite" * 100)
-    with pytest.raises(WeighbridgeError, match="cannot open the store"):
+    with pytest.raises(WeighbridgeError, match="the store is damaged"):
         Store(p)
 
 

@@ -124,12 +124,19 @@ def test_hermes_blocks_and_bare_json_calls_are_read_from_text():
     assert calls[0]["name"] == "get_weather" and "not JSON" in calls[0]["error"]
 
 
+def _pieces(deltas):
+    """Streamed tool-call deltas as the one chunk model checks them."""
+    from weighbridge.wire.openai import parse_chunk
+
+    return parse_chunk({"choices": [{"index": 0, "delta": {"tool_calls": deltas}}]}, chat=True).choices[0].tool_calls
+
+
 def test_stream_deltas_are_assembled_by_index():
     a = DeltaAssembler()
-    a.feed([{"index": 0, "id": "c0", "function": {"name": "get_weather", "arguments": ""}}])
-    a.feed([{"index": 1, "id": "c1", "function": {"name": "get_time", "arguments": '{"ci'}}])
-    a.feed([{"index": 0, "function": {"arguments": '{"city": "Ber'}}, {"index": 1, "function": {"arguments": 'ty": "Tokyo"}'}}])
-    a.feed([{"index": 0, "function": {"arguments": 'lin"}'}}])
+    a.feed(_pieces([{"index": 0, "id": "c0", "function": {"name": "get_weather", "arguments": ""}}]))
+    a.feed(_pieces([{"index": 1, "id": "c1", "function": {"name": "get_time", "arguments": '{"ci'}}]))
+    a.feed(_pieces([{"index": 0, "function": {"arguments": '{"city": "Ber'}}, {"index": 1, "function": {"arguments": 'ty": "Tokyo"}'}}]))
+    a.feed(_pieces([{"index": 0, "function": {"arguments": 'lin"}'}}]))
     calls = a.calls()
     assert [(c["id"], c["name"], c["arguments"]) for c in calls] == [
         ("c0", "get_weather", {"city": "Berlin"}), ("c1", "get_time", {"city": "Tokyo"})]

@@ -103,12 +103,16 @@ class ModelSpec(_Strict):
     n_threads: int | None = Field(None, ge=1, le=512)
     n_ctx: int = Field(4096, ge=128)
     lora_path: str | None = Field(None, description="a LoRA adapter GGUF applied on top of the model (llama.cpp)")
+    template_timeout_s: float = Field(10.0, gt=0, le=600, description="the longest the GGUF's chat template may take "
+                                                                 "to render one prompt (it comes from the file)")
     structured_output: Literal["off", "json_schema", "json_object"] = Field(
         "off", description="for cases checked by json_schema: constrain the reply (a grammar in llama.cpp, "
                            "response_format on servers) to the scorer's schema, or to any JSON object")
     # openai
     api_key_env: str | None = None
-    timeout_s: float = Field(300.0, gt=0)
+    timeout_s: float = Field(300.0, gt=0, description="the longest wait for the next byte of an answer")
+    deadline_s: float = Field(900.0, gt=0, description="the longest one request may take in all, however steadily "
+                                                       "the server keeps sending")
     connect_timeout_s: float = Field(10.0, gt=0)
     max_retries: int = Field(3, ge=0, le=20)
     extra_body: dict[str, Any] = Field(default_factory=dict)

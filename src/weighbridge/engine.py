@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import platform
 import sys
@@ -25,6 +26,8 @@ from .hashing import stable_hash
 from .scorers import Score, Scorer, build_scorer, sandbox
 from .store import Store
 from .suites import Case, Suite, load_suites
+
+log = logging.getLogger("weighbridge.engine")
 
 
 @dataclass
@@ -291,6 +294,10 @@ class Bakeoff:
                     gen = await backend.generate(request)
                 except BackendError as e:
                     error = f"{e.kind}: {e}"
+                    self.stats.errors += 1
+                except Exception as e:  # noqa: BLE001 - whatever one answer does, it is that job's error
+                    log.debug("model %s, case %s: unexpected error", job.model, job.case.id, exc_info=True)
+                    error = f"internal_error: {type(e).__name__}: {str(e)[:300]}"
                     self.stats.errors += 1
         else:
             self.stats.cache_hits += 1

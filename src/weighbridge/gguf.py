@@ -17,52 +17,92 @@ from .errors import WeighbridgeError
 _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
 _STRING, _ARRAY = 8, 9
 _KEEP_ARRAY_UP_TO = 64
+_MAX_DEPTH = 4  # arrays of arrays of ...: no real model nests deeper than two
+_MAX_KEY = 64 * 1024  # bytes of one key name
+_MAX_KEPT_STRING = 16 << 20  # bytes of one string value kept (a chat template is a few KiB)
 
 
 class GGUFError(WeighbridgeError):
     pass
 
 
+def _min_size(vtype: int) -> int:
+    """The fewest bytes one value of this type can take: what bounds a declared count."""
+    if vtype in _SCALARS:
+        return struct.calcsize(_SCALARS[vtype])
+    return 8 if vtype == _STRING else 12  # a string's length; an array's type and count
+
+
 class _Reader:
+    """Reads the header of a file that may be hostile: every length and count is held against the
+    bytes the file still has, nesting is bounded, and every read is checked against the end, so a
+    69-byte file cannot declare 2^63 strings and keep the reader busy forever. Errors name the offset."""
+
     def __init__(self, buf: mmap.mmap, path: str) -> None:
         self.buf, self.pos, self.path = buf, 0, path
+        self.size = len(buf)
+
+    def _fail(self, at: int, problem: str) -> GGUFError:
+        return GGUFError(f"{self.path}: bad GGUF header at byte {at:,}: {problem}")
+
+    def need(self, n: int, what: str) -> None:
+        if n < 0 or self.pos + n > self.size:
+            raise self._fail(self.pos, f"{what} of {n:,} bytes runs past the end of the file ({self.size:,} bytes)")
 
     def take(self, fmt: str) -> Any:
         size = struct.calcsize(fmt)
-        if self.pos + size > len(self.buf):
-            raise GGUFError(f"{self.path}: truncated GGUF header")
+        self.need(size, "a value")
         (value,) = struct.unpack_from(fmt, self.buf, self.pos)
         self.pos += size
         return value
 
-    def string(self) -> str:
+    def string(self, limit: int = _MAX_KEPT_STRING) -> str:
+        at = self.pos
         n = self.take("<Q")
+        if n > limit:
+            raise self._fail(at, f"a string of {n:,} bytes (at most {limit:,} kept)")
+        self.need(n, "a string")
         raw = self.buf[self.pos:self.pos + n]
         self.pos += n
         return raw.decode("utf-8", errors="replace")
 
     def skip_string(self) -> None:
-        self.pos += 8 + int.from_bytes(self.buf[self.pos:self.pos + 8], "little")
+        n = self.take("<Q")
+        self.need(n, "a string")
+        self.pos += n
 
-    def value(self, vtype: int) -> Any:
+    def count(self, itype: int) -> int:
+        at = self.pos
+        n = self.take("<Q")
+        if n * _min_size(itype) > self.size - self.pos:
+            raise self._fail(at, f"an array of {n:,} items; the file has {self.size - self.pos:,} bytes left")
+        return n
+
+    def value(self, vtype: int, depth: int = 0) -> Any:
         if vtype in _SCALARS:
             return self.take(_SCALARS[vtype])
         if vtype == _STRING:
             return self.string()
         if vtype == _ARRAY:
-            itype, count = self.take("<I"), self.take("<Q")
+            if depth >= _MAX_DEPTH:
+                raise self._fail(self.pos, f"arrays nested deeper than {_MAX_DEPTH}")
+            itype = self.take("<I")
+            if itype not in _SCALARS and itype not in (_STRING, _ARRAY):
+                raise self._fail(self.pos - 4, f"unknown GGUF value type {itype}")
+            count = self.count(itype)
             if count <= _KEEP_ARRAY_UP_TO:
-                return [self.value(itype) for _ in range(count)]
+                return [self.value(itype, depth + 1) for _ in range(count)]
             if itype == _STRING:
                 for _ in range(count):
                     self.skip_string()
             elif itype in _SCALARS:
+                self.need(struct.calcsize(_SCALARS[itype]) * count, "an array")
                 self.pos += struct.calcsize(_SCALARS[itype]) * count
             else:
                 for _ in range(count):
-                    self.value(itype)
+                    self.value(itype, depth + 1)
             return {"array_of": itype, "length": count}
-        raise GGUFError(f"{self.path}: unknown GGUF value type {vtype}")
+        raise self._fail(self.pos - 4, f"unknown GGUF value type {vtype}")
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:
@@ -78,9 +118,12 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
             if version < 2:
                 raise GGUFError(f"{path}: GGUF version {version} is too old (need 2 or later)")
             r.take("<Q")  # tensor count
+            at = r.pos
             n_kv = r.take("<Q")
+            if n_kv * 13 > r.size - r.pos:  # a key's length, its type, one byte of value at the least
+                raise r._fail(at, f"{n_kv:,} metadata entries; the file has {r.size - r.pos:,} bytes left")
             meta: dict[str, Any] = {"gguf.version": version}
             for _ in range(n_kv):
-                key = r.string()
+                key = r.string(_MAX_KEY)
                 meta[key] = r.value(r.take("<I"))
             return meta

@@ -12,6 +12,7 @@ with ``***``.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import threading
@@ -93,3 +94,29 @@ def scrub_obj(obj: Any) -> Any:
             out = scrub(src) if isinstance(src, str) else src
         parent[slot] = out
     return root[0]
+
+
+def finite(obj: Any, found: list[str] | None = None) -> Any:
+    """A JSON-like value with every NaN or infinity replaced by None (JSON has neither; a stored NaN
+    made every later report of the run crash), in place. Where each one was goes into ``found`` as a
+    dotted path. Iterative, like ``scrub_obj``."""
+    if isinstance(obj, float):
+        if math.isfinite(obj):
+            return obj
+        if found is not None:
+            found.append("$")
+        return None
+    if not isinstance(obj, (dict, list)):
+        return obj
+    stack: list[tuple[Any, str]] = [(obj, "")]
+    while stack:
+        node, path = stack.pop()
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        for k, v in list(items):
+            if isinstance(v, float) and not math.isfinite(v):
+                node[k] = None
+                if found is not None:
+                    found.append(f"{path}.{k}" if path else str(k))
+            elif isinstance(v, (dict, list)):
+                stack.append((v, f"{path}.{k}" if path else str(k)))
+    return obj

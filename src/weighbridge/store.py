@@ -7,6 +7,7 @@ scores and cache entry, so a ``kill -9`` loses at most the jobs in flight.
 
 from __future__ import annotations
 
+import functools
 import json
 import secrets
 import sqlite3
@@ -19,7 +20,7 @@ from typing import Any, Iterator
 from .backends.base import Generation
 from .errors import WeighbridgeError
 from .scorers import Score
-from .scrub import scrub, scrub_obj
+from .scrub import finite, scrub, scrub_obj
 
 MIGRATIONS: list[str] = [
     # 1: runs, cases, generations, scores, response cache
@@ -138,6 +139,12 @@ MIGRATIONS: list[str] = [
 ]
 
 
+def _dump(obj: Any) -> str:
+    """The one way a value becomes stored JSON: our secrets masked (keys included), NaN and infinities
+    as null, so nothing an upstream said can leak through the store or make a later read crash."""
+    return json.dumps(finite(scrub_obj(obj)), ensure_ascii=False, allow_nan=False)
+
+
 @dataclass
 class StoredGeneration:
     """A generation row with its scores, as the report reads it."""
@@ -163,25 +170,67 @@ class StoredGeneration:
         return sum(s.value for _, s in self.scores) / len(self.scores) if self.scores else 0.0
 
 
+class StoreError(WeighbridgeError):
+    """The store file cannot be used as it is: damaged, locked, read-only or from a newer version."""
+
+
+def _store_error(path: str, e: sqlite3.Error) -> StoreError:
+    """One line naming the file, what is wrong with it and what to do - never a traceback."""
+    text = str(e)
+    low = text.lower()
+    if "locked" in low or "busy" in low:
+        return StoreError(f"{path}: the store is locked by another process (a bakeoff or rescore still writing?); "
+                          "wait for it to finish, then run again")
+    if "readonly" in low or "read-only" in low:
+        return StoreError(f"{path}: the store is read-only (check the file's and its folder's permissions, or give "
+                          "--store a writable path)")
+    if "malformed" in low or "not a database" in low or "corrupt" in low:
+        return StoreError(f"{path}: the store is damaged ({text}); move it aside (keep it for recovery) and run again "
+                          "to start a new one")
+    if "unable to open" in low:
+        return StoreError(f"{path}: cannot open the store (does its folder exist, and may this user write there?)")
+    return StoreError(f"{path}: the store failed: {text}")
+
+
+def _guarded(cls: type) -> type:
+    """Every public method of the store turns SQLite's errors into one ``StoreError``."""
+    for name, fn in list(vars(cls).items()):
+        if not callable(fn) or (name.startswith("_") and name != "__init__") or name == "transaction":
+            continue
+
+        def wrap(fn: Any) -> Any:
+            @functools.wraps(fn)
+            def guarded(self: Any, *args: Any, **kwargs: Any) -> Any:
+                try:
+                    return fn(self, *args, **kwargs)
+                except sqlite3.Error as e:
+                    raise _store_error(getattr(self, "path", "the store"), e) from None
+                except PermissionError as e:
+                    raise _store_error(getattr(self, "path", "the store"),
+                                       sqlite3.OperationalError(f"read-only: {e}")) from None
+            return guarded
+        setattr(cls, name, wrap(fn))
+    return cls
+
+
+@_guarded
 class Store:
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            self.db.execute("PRAGMA journal_mode=WAL")
-        except sqlite3.DatabaseError as e:
-            raise WeighbridgeError(f"{self.path}: cannot open the store ({e}); is it a weighbridge SQLite file?") from None
+        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA busy_timeout=5000")
+        self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA foreign_keys=ON")
-        self.db.execute("PRAGMA busy_timeout=5000")
         self._migrate()
 
     # -- schema -------------------------------------------------------------------------------
     def _migrate(self) -> None:
         current = self.db.execute("PRAGMA user_version").fetchone()[0]
         if current > len(MIGRATIONS):
-            raise WeighbridgeError(f"{self.path}: made by a newer weighbridge (schema {current}); upgrade weighbridge")
+            raise StoreError(f"{self.path}: made by a newer weighbridge (schema {current}, this one knows "
+                             f"{len(MIGRATIONS)}); upgrade weighbridge, or give --store another file")
         for number in range(current + 1, len(MIGRATIONS) + 1):
             # one script, one transaction: a crash mid-migration leaves the previous schema intact
             self.db.executescript("BEGIN IMMEDIATE;" + MIGRATIONS[number - 1] + f"; PRAGMA user_version={number}; COMMIT;")
@@ -212,12 +261,12 @@ class Store:
         with self.transaction() as db:
             db.execute("INSERT INTO runs (id, created_at, finished_at, status, config_json, manifest_json, suite_hash, "
                        "samples) VALUES (?,?,?,?,?,?,?,?)",
-                       (run_id, time.time(), None, "running", json.dumps(config), json.dumps(manifest), suite_hash, samples))
+                       (run_id, time.time(), None, "running", _dump(config), _dump(manifest), suite_hash, samples))
             db.executemany("INSERT INTO run_models (run_id, position, name, backend, identity_key, spec_json) "
                            "VALUES (?,?,?,?,?,?)",
-                           [(run_id, i, n, b, k, json.dumps(s)) for i, (n, b, k, s) in enumerate(models)])
+                           [(run_id, i, n, b, k, _dump(s)) for i, (n, b, k, s) in enumerate(models)])
             db.executemany("INSERT INTO run_cases VALUES (?,?,?,?,?,?)",
-                           [(run_id, i, c, su, w, json.dumps(cj, ensure_ascii=False)) for i, (c, su, w, cj) in enumerate(cases)])
+                           [(run_id, i, c, su, w, _dump(cj)) for i, (c, su, w, cj) in enumerate(cases)])
         return run_id
 
     def set_status(self, run_id: str, status: str) -> None:
@@ -270,7 +319,7 @@ class Store:
         """What this invocation measured while the model ran; a resumed run's newer figures replace them."""
         with self.transaction() as db:
             db.execute("UPDATE run_models SET runtime_json=? WHERE run_id=? AND name=?",
-                       (json.dumps(facts), run_id, name))
+                       (_dump(facts), run_id, name))
 
     def run_cases(self, run_id: str) -> list[dict[str, Any]]:
         rows = self.db.execute("SELECT case_id, suite, workload, case_json FROM run_cases WHERE run_id=? "
@@ -284,9 +333,9 @@ class Store:
         bench_id = "bench-" + time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
         with self.transaction() as db:
             db.execute("INSERT INTO bench_runs VALUES (?,?,?,?,?,?)",
-                       (bench_id, time.time(), target, mode, json.dumps(settings), stopped))
+                       (bench_id, time.time(), scrub(target), mode, _dump(settings), stopped))
             db.executemany("INSERT INTO bench_levels VALUES (?,?,?,?)",
-                           [(bench_id, i, lv["level"], json.dumps(lv)) for i, lv in enumerate(levels)])
+                           [(bench_id, i, lv["level"], _dump(lv)) for i, lv in enumerate(levels)])
         return bench_id
 
     def benches(self, limit: int = 200) -> list[dict[str, Any]]:
@@ -319,8 +368,8 @@ class Store:
         """Store one finished job, its scores and (for fresh answers) its cache entry, atomically."""
         g = generation
         passed = None if g is None else int(bool(scores) and all(s.passed for _, s in scores))
-        gen_dict = None if g is None else scrub_obj(g.to_dict())
-        gen_json = None if gen_dict is None else json.dumps(gen_dict, ensure_ascii=False)
+        gen_dict = None if g is None else finite(scrub_obj(g.to_dict()))
+        gen_json = None if gen_dict is None else json.dumps(gen_dict, ensure_ascii=False, allow_nan=False)
         with self.transaction() as db:
             db.execute("DELETE FROM generations WHERE run_id=? AND model=? AND case_id=? AND sample=?",
                        (run_id, model, case_id, sample))
@@ -329,8 +378,10 @@ class Store:
                 " prompt_tokens, completion_tokens, token_source, latency_ms, ttft_ms, decode_ms, passed,"
                 " generation_json, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (run_id, model, case_id, sample, cache_key, int(cached), scrub(error),
-                 gen_dict and gen_dict["text"], g and g.finish_reason, g and g.prompt_tokens, g and g.completion_tokens,
-                 g and g.token_source, g and g.latency_ms, g and g.ttft_ms, g and g.decode_ms, passed,
+                 gen_dict and gen_dict["text"], gen_dict and gen_dict["finish_reason"], gen_dict and gen_dict["prompt_tokens"],
+                 gen_dict and gen_dict["completion_tokens"], gen_dict and gen_dict["token_source"],
+                 gen_dict and gen_dict["latency_ms"], gen_dict and gen_dict["ttft_ms"], gen_dict and gen_dict["decode_ms"],
+                 passed,
                  gen_json, time.time()))
             db.executemany("INSERT INTO scores VALUES (?,?,?,?,?,?)",
                            [(cur.lastrowid, i, name, int(s.passed), s.value, scrub(s.reason))
@@ -343,7 +394,7 @@ class Store:
         """Cache a call that is not a job of the run (a judge's verdict)."""
         with self.transaction() as db:
             db.execute("INSERT OR REPLACE INTO response_cache VALUES (?,?,?,?)",
-                       (key, identity_key, json.dumps(scrub_obj(generation.to_dict()), ensure_ascii=False), time.time()))
+                       (key, identity_key, _dump(generation.to_dict()), time.time()))
 
     def new_score_version(self, run_id: str, scores: dict[int, list[tuple[str, Score]]], *, source: str,
                           cases: dict[str, Any] | None = None) -> int:

@@ -132,7 +132,7 @@ def summarise_model(name: str, spec: ModelSpec, rows: list[StoredGeneration], wo
     answered = [r for r in rows if r.generation is not None]
     gens = [r.generation for r in answered]
     passed = sum(1 for r in rows if r.passed)
-    latencies = [g.latency_ms for g in gens]
+    latencies = [g.latency_ms for g in gens if g.timed]
     ttfts = [g.ttft_ms for g in gens if g.ttft_ms is not None]
     prompt_tokens = sum(g.prompt_tokens or 0 for g in gens)
     completion_tokens = sum(g.completion_tokens or 0 for g in gens)

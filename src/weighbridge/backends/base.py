@@ -7,6 +7,7 @@ content (text, reasoning or tool-call text), never at a role-only chunk.
 from __future__ import annotations
 
 import functools
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -104,7 +105,31 @@ class Generation:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Generation":
-        return cls(**{k: d.get(k) for k in cls.__dataclass_fields__ if k in d})
+        """A stored or cached generation, its figures checked again: a store written by an older
+        version may hold NaN, infinite or negative counts and times. A bad count becomes unknown (None);
+        a bad time is dropped and named in ``raw["invalid_figures"]`` so no statistic uses it."""
+        g = cls(**{k: d.get(k) for k in cls.__dataclass_fields__ if k in d})
+        bad = []
+        for name in ("prompt_tokens", "completion_tokens"):
+            v = getattr(g, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 100_000_000):
+                setattr(g, name, None)
+                bad.append(name)
+        for name in ("latency_ms", "ttft_ms", "decode_ms"):
+            v = getattr(g, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0):
+                setattr(g, name, 0.0 if name == "latency_ms" else None)
+                bad.append(name)
+        if not isinstance(g.raw, dict):
+            g.raw = {}
+        if bad:
+            g.raw = {**g.raw, "invalid_figures": bad}
+        return g
+
+    @property
+    def timed(self) -> bool:
+        """Whether ``latency_ms`` is a real measurement (see ``from_dict``)."""
+        return "latency_ms" not in (self.raw.get("invalid_figures") or ())
 
 
 class Backend(Protocol):

@@ -25,6 +25,7 @@ from ..hashing import cached_sha256, sha256_file, sha256_text
 from . import toolcalls
 from .base import Generation, Request, Timings
 from .bundled import resolve_bundled
+from .chat_template import TemplateError, TemplateRenderer, compile_template
 
 # Every llama.cpp call in the process runs on this one thread. llama.cpp parallelises with OpenMP,
 # which keeps a team of spinning worker threads per *calling* thread: calls from several threads
@@ -250,11 +251,16 @@ class LlamaCppBackend:
         if self.spec.mode == "chat" and not self.chat_template:
             raise BackendUnavailable(self.name, "the GGUF has no chat template (tokenizer.chat_template)",
                                      "use 'mode: completion' for base models")
+        if self.spec.mode == "chat":
+            try:
+                compile_template(self.chat_template or "")
+            except TemplateError as e:
+                raise BackendUnavailable(self.name, str(e), "the GGUF's tokenizer.chat_template; "
+                                         "mode: completion runs the model without it") from None
 
     def _load(self) -> Any:
         if self._llama is None:
             from llama_cpp import Llama
-            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
             if self.expected_sha256:  # the real bytes, not the cached hash: they are what gets loaded
                 actual = sha256_file(self.path)
@@ -277,11 +283,16 @@ class LlamaCppBackend:
             if self.spec.mode == "chat":
                 llm = self._llama
                 eos_id, bos_id = llm.token_eos(), llm.token_bos()
-                self._formatter = Jinja2ChatFormatter(
-                    template=self.chat_template,
+                self._formatter = TemplateRenderer(
+                    self.chat_template or "",
                     eos_token=llm._model.token_get_text(eos_id) if eos_id != -1 else "",
                     bos_token=llm._model.token_get_text(bos_id) if bos_id != -1 else "",
-                    stop_token_ids=[eos_id])
+                    timeout_s=self.spec.template_timeout_s)
+                try:
+                    self._formatter.check()
+                except TemplateError as e:
+                    raise BackendUnavailable(self.name, str(e), "the GGUF's tokenizer.chat_template; "
+                                             "mode: completion runs the model without it") from None
         return self._llama
 
     async def load(self) -> None:
@@ -300,6 +311,9 @@ class LlamaCppBackend:
             if self._llama is not None:
                 self._llama.close()
                 self._llama = None
+            if self._formatter is not None:
+                self._formatter.close()
+                self._formatter = None
 
     def runtime_facts(self) -> dict[str, Any] | None:
         """What was measured while this model ran (resident memory, load time); None if it never loaded."""
@@ -323,8 +337,11 @@ class LlamaCppBackend:
                 raise BackendError(f"model '{self.name}' has no tool support: its chat template "
                                    "(tokenizer.chat_template) never renders 'tools', so the offered functions would "
                                    "not reach it", kind="no_tool_support")
-            formatted = self._formatter(messages=_template_messages(messages), tools=request.tools or None,
-                                        tool_choice=request.tool_choice)
+            try:
+                formatted = self._formatter(messages=_template_messages(messages), tools=request.tools or None,
+                                            tool_choice=request.tool_choice)
+            except TemplateError as e:
+                raise BackendError(f"model '{self.name}': {e}", kind="template") from None
             tokens = llm.tokenize(formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True)
             if formatted.stop:
                 stops += [formatted.stop] if isinstance(formatted.stop, str) else list(formatted.stop)

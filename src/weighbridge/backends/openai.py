@@ -19,10 +19,35 @@ from ..errors import BackendError, BackendUnavailable
 from ..scrub import scrub, secret_env
 from . import servers, toolcalls
 from .base import Generation, Request, Timings
-from .sse import DONE, choice_pieces, iter_events
+from ..wire.openai import MalformedResponse, Usage, loads, parse_chunk
+from .sse import DONE, iter_events
 from .toolcalls import DeltaAssembler
 
 _RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+
+
+_SMALL_BODY = 4 << 20  # /models, version probes, error bodies: nothing honest is larger
+
+
+async def _read_capped(resp: httpx.Response, limit: int = _SMALL_BODY) -> bytes:
+    """At most ``limit`` bytes of a body: a server cannot make weighbridge hold a gigabyte it sent."""
+    out = bytearray()
+    async for chunk in resp.aiter_bytes():
+        out += chunk[: limit - len(out)]
+        if len(out) >= limit:
+            break
+    return bytes(out)
+
+
+async def _get_json(client: httpx.AsyncClient, url: str, timeout: float) -> tuple[int, Any, httpx.Headers]:
+    """(status, strict JSON body or None, headers) of a GET, its body bounded."""
+    async with client.stream("GET", url, timeout=timeout) as resp:
+        body = await _read_capped(resp)
+        try:
+            data = loads(body) if resp.status_code == 200 and len(body) < _SMALL_BODY else None
+        except MalformedResponse:
+            data = None
+        return resp.status_code, data, resp.headers
 
 
 def _retry_after(resp: httpx.Response) -> float | None:
@@ -84,22 +109,20 @@ class OpenAIBackend:
         """GET /models: proves the server answers and the key is accepted, before a run is created."""
         hint = f"is the server running, and is base_url right (it usually ends in /v1)? tried {self.base_url}/models"
         try:
-            resp = await self.client().get(f"{self.base_url}/models", timeout=self.spec.connect_timeout_s)
+            status, listing, headers = await _get_json(self.client(), f"{self.base_url}/models",
+                                                       self.spec.connect_timeout_s)
         except httpx.TimeoutException:
             raise BackendUnavailable(self.name, f"no answer from {self.base_url} within {self.spec.connect_timeout_s:g}s", hint) from None
         except httpx.HTTPError as e:
             raise BackendUnavailable(self.name, f"cannot reach {self.base_url} ({type(e).__name__}: {e})", hint) from None
-        if resp.status_code in (401, 403):
-            raise BackendUnavailable(self.name, f"the server refused the API key (HTTP {resp.status_code})",
+        if status in (401, 403):
+            raise BackendUnavailable(self.name, f"the server refused the API key (HTTP {status})",
                                      f"the key in {self.spec.api_key_env or '(no api_key_env set)'}")
-        if resp.status_code == 200:
-            try:
-                listing = resp.json()
-                self.server_models = [m.get("id") for m in listing.get("data", [])]
-                self.server_kind = servers.from_models(listing)
-            except (ValueError, AttributeError):
-                self.server_models = None
-        self.server_header = resp.headers.get("server")
+        if status == 200 and isinstance(listing, dict) and isinstance(listing.get("data"), list):
+            self.server_models = [m["id"][:200] for m in listing["data"][:1000]
+                                  if isinstance(m, dict) and isinstance(m.get("id"), str)]
+            self.server_kind = servers.from_models(listing)
+        self.server_header = (headers.get("server") or "")[:200] or None
         self.server_info = await self._server_info()
         if self.spec.model_check and self.server_models and not servers.serves(self.spec.model, self.server_models):
             raise BackendUnavailable(
@@ -115,9 +138,8 @@ class OpenAIBackend:
 
         async def probe(path: str) -> dict[str, Any] | None:
             try:
-                r = await self.client().get(root + path, timeout=2.0)
-                data = r.json() if r.status_code == 200 else None
-            except (httpx.HTTPError, ValueError):
+                _, data, _ = await _get_json(self.client(), root + path, 2.0)
+            except httpx.HTTPError:
                 return None
             if not isinstance(data, dict):
                 return None
@@ -169,7 +191,11 @@ class OpenAIBackend:
         attempt = 0
         while True:
             try:
-                return await self._once(request)
+                async with asyncio.timeout(self.spec.deadline_s):  # a total deadline, not only a per-read one
+                    return await self._once(request)
+            except TimeoutError:
+                raise BackendError(f"no whole answer within {self.spec.deadline_s:g} s (deadline_s); a server that "
+                                   "keeps sending past max_tokens never finishes", kind="deadline") from None
             except BackendError as e:
                 if not e.retryable or attempt >= self.spec.max_retries:
                     raise
@@ -183,7 +209,7 @@ class OpenAIBackend:
         self.calls += 1
         text: list[str] = []
         reasoning: list[str] = []
-        usage: dict[str, Any] | None = None
+        usage: Usage | None = None
         finish: str | None = None
         chunks = 0
         calls = DeltaAssembler()
@@ -191,7 +217,7 @@ class OpenAIBackend:
         try:
             async with self.client().stream("POST", url, json=body) as resp:
                 if resp.status_code != 200:
-                    detail = scrub((await resp.aread()).decode("utf-8", "replace")[:2000])[:300]  # type: ignore[index]
+                    detail = scrub((await _read_capped(resp, 2000)).decode("utf-8", "replace"))[:300]  # type: ignore[index]
                     if resp.status_code == 400 and "response_format" in body and "response_format" in detail:
                         self._response_format = False
                         err = BackendError("server rejected response_format; retrying without", kind="http_400",
@@ -207,28 +233,39 @@ class OpenAIBackend:
                                        retryable=resp.status_code in _RETRY_STATUS)
                     err.retry_after = _retry_after(resp)  # type: ignore[attr-defined]
                     raise err
+                chat = request.messages is not None
+                # a server that ignores max_tokens is cut off: no answer needs this many pieces
+                max_pieces = 4 * (request.max_tokens or 4096) + 64
                 async for event in iter_events(resp.aiter_bytes()):
                     if event is DONE:
                         ended = True
                         continue
-                    if isinstance(event, dict) and event.get("error"):
-                        raise BackendError(f"server error in stream: {str(event['error'])[:200]}", kind="stream_error",
+                    try:
+                        chunk = parse_chunk(event, chat=chat)
+                    except MalformedResponse as e:
+                        raise BackendError(str(e), kind="malformed_response") from None
+                    if chunk.error is not None:
+                        raise BackendError(f"server error in stream: {chunk.error[:200]}", kind="stream_error",
                                            retryable=True)
-                    if event.get("usage"):
-                        usage = event["usage"]
-                    for choice in event.get("choices") or []:
-                        piece, think, tools = choice_pieces(choice)
-                        if piece or think or tools:
+                    if chunk.usage_error is not None:
+                        raise BackendError(str(chunk.usage_error), kind="malformed_response")
+                    if chunk.usage is not None:
+                        usage = chunk.usage
+                    for choice in chunk.choices:
+                        if choice.generated:
                             timings.mark_token()
                             chunks += 1
-                        text.append(piece)
-                        if (choice.get("delta") or {}).get("tool_calls"):
-                            calls.feed(choice["delta"]["tool_calls"])
-                        if think:
-                            reasoning.append(think)
-                        if choice.get("finish_reason"):
-                            finish = choice["finish_reason"]
+                        text.append(choice.text)
+                        if choice.tool_calls:
+                            calls.feed(choice.tool_calls)
+                        if choice.reasoning:
+                            reasoning.append(choice.reasoning)
+                        if choice.finish_reason:
+                            finish = choice.finish_reason
                             ended = True
+                    if chunks > max_pieces:
+                        raise BackendError(f"the server sent {chunks:,} pieces for max_tokens {request.max_tokens} "
+                                           "and kept going (it ignores max_tokens?)", kind="runaway")
         except httpx.TimeoutException as e:
             raise BackendError(f"timed out talking to {url} ({type(e).__name__})", kind="timeout", retryable=True) from None
         except (httpx.TransportError, httpx.RemoteProtocolError) as e:
@@ -238,8 +275,8 @@ class OpenAIBackend:
             raise BackendError(f"stream from {url} ended without [DONE] or a finish_reason (truncated)",
                                kind="truncated", retryable=True)
         timings.done = time.perf_counter_ns()
-        if usage and usage.get("completion_tokens") is not None:
-            prompt_tokens, completion_tokens, source = usage.get("prompt_tokens"), usage["completion_tokens"], "server"
+        if usage is not None and usage.completion_tokens is not None:
+            prompt_tokens, completion_tokens, source = usage.prompt_tokens, usage.completion_tokens, "server"
         else:
             prompt_tokens, completion_tokens, source = None, chunks, "chunks"
         answer, tool_calls = "".join(text), calls.calls()
@@ -248,5 +285,7 @@ class OpenAIBackend:
         return Generation.from_timings(timings, text=answer, finish_reason=finish, prompt_tokens=prompt_tokens,
                                        completion_tokens=completion_tokens, token_source=source,
                                        reasoning="".join(reasoning) or None,
-                                       raw={"usage": usage, "chunks": chunks},
+                                       raw={"usage": None if usage is None else {
+                                           "prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+                                           "reasoning_tokens": usage.reasoning_tokens}, "chunks": chunks},
                                        tool_calls=tool_calls if request.tools or tool_calls else None)

@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any, AsyncIterator
 
 from ..errors import BackendError
-from ..wire.sse import SSEDecoder
+from ..wire.openai import MalformedResponse, loads
+from ..wire.sse import SSEDecoder, SSEError
 
 DONE = object()
 
 
-async def iter_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[Any]:
-    """Yield each event's decoded JSON (or DONE), read with the one SSE decoder (``weighbridge.wire.sse``)."""
+async def iter_events(chunks: AsyncIterator[bytes], max_bytes: int = 64 << 20) -> AsyncIterator[Any]:
+    """Yield each event's decoded JSON (or DONE), read with the one SSE decoder (``weighbridge.wire.sse``).
+    A stream longer than ``max_bytes``, or a line past the decoder's bound, is a malformed answer."""
     decoder = SSEDecoder()
+    seen = 0
     async for chunk in chunks:
-        for ev in decoder.feed(chunk):
+        seen += len(chunk)
+        if seen > max_bytes:
+            raise BackendError(f"the stream passed {max_bytes:,} bytes", kind="malformed_response")
+        try:
+            events = decoder.feed(chunk)
+        except SSEError as e:
+            raise BackendError(str(e), kind="malformed_response") from None
+        for ev in events:
             if ev.data is None:
                 continue  # comment / keep-alive
             if ev.data.strip() == "[DONE]":
@@ -32,18 +41,6 @@ async def iter_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[Any]:
 
 def _json(payload: str) -> Any:
     try:
-        return json.loads(payload)
-    except ValueError:
-        raise BackendError(f"malformed SSE event: {payload[:120]!r}", kind="malformed_sse") from None
-
-
-def choice_pieces(choice: dict[str, Any]) -> tuple[str, str, str]:
-    """(text, reasoning, tool-call text) of one streamed choice, chat or completions shape.
-
-    Anything non-empty here is generated content: it is what stops the time-to-first-token clock.
-    """
-    delta = choice.get("delta") or {}
-    text = choice.get("text") if "text" in choice else delta.get("content")
-    reasoning = delta.get("reasoning_content") or delta.get("reasoning") or ""
-    tools = "".join((c.get("function") or {}).get("arguments") or "" for c in delta.get("tool_calls") or [])
-    return text or "", reasoning, tools
+        return loads(payload, "event")
+    except MalformedResponse as e:
+        raise BackendError(f"{e} ({payload[:80]!r})", kind="malformed_response") from None

@@ -45,15 +45,13 @@ class DeltaAssembler:
     def __init__(self) -> None:
         self.slots: dict[int, dict[str, str]] = {}
 
-    def feed(self, deltas: list[dict[str, Any]]) -> None:
-        for d in deltas:
-            idx = d.get("index", len(self.slots)) if isinstance(d.get("index"), int) else len(self.slots)
-            slot = self.slots.setdefault(idx, {"id": "", "name": "", "arguments": ""})
-            slot["id"] = d.get("id") or slot["id"]
-            fn = d.get("function") or {}
-            slot["name"] += fn.get("name") or ""
-            args = fn.get("arguments")
-            slot["arguments"] += args if isinstance(args, str) else (json.dumps(args) if args is not None else "")
+    def feed(self, pieces: list[Any]) -> None:
+        """Checked pieces (``wire.openai.ToolCallPiece``): index, id, name and argument text."""
+        for piece in pieces:
+            slot = self.slots.setdefault(piece.index, {"id": "", "name": "", "arguments": ""})
+            slot["id"] = piece.id or slot["id"]
+            slot["name"] += piece.name
+            slot["arguments"] += piece.arguments
 
     def calls(self) -> list[dict[str, Any]]:
         return [make_call(s["id"] or f"call_{i}", s["name"], s["arguments"])

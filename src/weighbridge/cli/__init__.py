@@ -42,8 +42,16 @@ def _word_metavars(command: Any) -> Any:
     return command
 
 def run() -> None:
-    """The console script: the Typer app with word metavars."""
-    _word_metavars(typer.main.get_command(app))()
+    """The console script: the Typer app with word metavars. A WeighbridgeError no command caught
+    itself (a damaged store found deep in a report, say) is still one line and exit 2, never a
+    traceback."""
+    from ..errors import WeighbridgeError
+    from .common import _fail
+
+    try:
+        _word_metavars(typer.main.get_command(app))()
+    except WeighbridgeError as e:
+        raise SystemExit(_fail(e).exit_code) from None
 
 
 __all__ = ["app", "run"]

@@ -12,6 +12,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from ..report.jsonreport import dumps as dumps_json
+from ..report.safe import term
 from ..config import EXAMPLE_CONFIG, Config
 from ..errors import WeighbridgeError
 
@@ -75,7 +77,7 @@ def _run_and_report(cfg: Config, *, store: Optional[Path], report: Optional[Path
                   f"{stats.skipped_resumed} already done, {stats.errors} errors · {time.perf_counter() - t0:.1f}s · "
                   f"store {st.path}[/]")
     for w in summary.run["manifest"].get("warnings", []):
-        err_console.print(f"[yellow]warning:[/] {w}")
+        err_console.print(f"[yellow]warning:[/] {term(w)}", highlight=False)
     for m in summary.models:
         if m.license_verdict == "not_allowed":
             err_console.print(f"[bold red]license:[/] {m.model} ({m.license}) is not allowed under the deployment "
@@ -95,7 +97,7 @@ def _scenario_section(scenario: Any, st: Any, run_id: str, prices: Optional[Path
         pricer = ScenarioPricer(scenario, st, merged_prices(load_prices(prices), scenario), default_run=run_id)
         return cost_section(pricer, pricer.price_all())
     except WeighbridgeError as e:
-        err_console.print(f"[red]cost section left out:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
+        err_console.print(f"[red]cost section left out:[/] {term(str(e))}", highlight=False, soft_wrap=True)
         return ""
 
 @app.command()
@@ -206,7 +208,7 @@ def check(
               title=f"check against {label} · α={alpha} · margin={margin:.1%}", title_justify="left")
     for c in comparisons:
         bad = c.regression(alpha, margin)
-        t.add_row(c.model, f"{c.baseline_pass_rate:.1%}", f"{c.candidate_pass_rate:.1%}",
+        t.add_row(term(c.model), f"{c.baseline_pass_rate:.1%}", f"{c.candidate_pass_rate:.1%}",
                   f"{c.delta:+.1%} ({c.delta_ci95[0]:+.1%} … {c.delta_ci95[1]:+.1%})", f"{c.p_value:.3g}",
                   str(len(c.fixed)), str(len(c.broken)),
                   f"{c.score_delta:+.3f}" if c.score_delta is not None else "–",
@@ -214,14 +216,14 @@ def check(
     console.print(keep_ids_whole(t))
     for c in comparisons:
         if c.broken:
-            console.print(f"{c.model} broken (passed before, fail now): {', '.join(c.broken)}", highlight=False)
+            console.print(f"{term(c.model)} broken (passed before, fail now): {term(', '.join(c.broken))}", highlight=False)
         if c.fixed:
-            console.print(f"{c.model} fixed (failed before, pass now): {', '.join(c.fixed)}", highlight=False)
+            console.print(f"{term(c.model)} fixed (failed before, pass now): {term(', '.join(c.fixed))}", highlight=False)
     console.print(f"[dim]{comparisons[0].test if comparisons else ''}[/]")
     if junit:
         console.print(f"junit: {write_junit(comparisons, alpha, margin, junit)}")
     if json_out:
-        write_atomic(json_out, _json.dumps({"alpha": alpha, "margin": margin, "baseline": label,
-                                            "comparisons": [c.to_dict() for c in comparisons]}, indent=2) + "\n")
+        write_atomic(json_out, dumps_json({"alpha": alpha, "margin": margin, "baseline": label,
+                                            "comparisons": [c.to_dict() for c in comparisons]}) + "\n")
     if any(c.regression(alpha, margin) for c in comparisons):
         raise typer.Exit(1)

@@ -11,6 +11,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ..report.jsonreport import dumps as dumps_json
 from ..config import load_config
 from ..errors import WeighbridgeError
 
@@ -169,7 +170,7 @@ def bench_cmd(
                              stopped=stop)
     console.print(f"stored as {bench_id} in {st.path} · report: {write_bench_html(st.bench(bench_id), report)}")
     if json_out:
-        write_atomic(json_out, _json.dumps({"id": bench_id, "target": where, "mode": mode, "definitions": DEFINITIONS,
+        write_atomic(json_out, dumps_json({"id": bench_id, "target": where, "mode": mode, "definitions": DEFINITIONS,
                                             "settings": settings, "stopped": stop,
-                                            "levels": [r.to_dict() for r in results]}, indent=2) + "\n")
+                                            "levels": [r.to_dict() for r in results]}) + "\n")
         console.print(f"json: {json_out}")

@@ -9,6 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from ..report.jsonreport import dumps as dumps_json
 from ..config import load_config
 from ..errors import WeighbridgeError
 
@@ -87,8 +88,8 @@ def models_list(
     if fits or budget is not None:
         console.print(f"[dim]{FORMULA}[/]", highlight=False)
     if json_out:
-        write_atomic(json_out, _json.dumps([{**entry_dict(m), "verdict": v.verdict, "estimate_gib": est.total_gib}
-                                            for m, v, est in rows], indent=2, ensure_ascii=False) + "\n")
+        write_atomic(json_out, dumps_json([{**entry_dict(m), "verdict": v.verdict, "estimate_gib": est.total_gib}
+                                            for m, v, est in rows]) + "\n")
 
 @models_app.command("show")
 def models_show(model_id: str = typer.Argument(..., help="Catalog id, Hugging Face repo id or name.")) -> None:
@@ -167,8 +168,8 @@ def license_check(
         if r.verdict.license is not None:
             console.print(f"    source: {r.verdict.license.source}", highlight=False)
     if json_out:
-        write_atomic(json_out, _json.dumps({"profile": prof.model_dump(), "results": [r.to_dict() for r in results]},
-                                           indent=2, ensure_ascii=False) + "\n")
+        write_atomic(json_out, dumps_json({"profile": prof.model_dump(), "results": [r.to_dict() for r in results]},
+                                           ) + "\n")
         console.print(f"json: {json_out}")
     worst = {r.verdict.verdict for r in results}
     if "not_allowed" in worst or (strict and "needs_review" in worst):

@@ -8,20 +8,20 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
 from .. import __version__
 from ..config import DEFAULT_STORE, Config, default_config, load_config
 from ..errors import WeighbridgeError
+from ..report.safe import SafeConsole, term
 
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
                   help="Choose, license-check, measure and serve open-weight models on your own hardware.")
 
-console = Console()
+console = SafeConsole()
 
-err_console = Console(stderr=True)
+err_console = SafeConsole(stderr=True)
 
 def _version(value: bool) -> None:
     if value:
@@ -36,7 +36,7 @@ def main(version: bool = typer.Option(False, "--version", callback=_version, is_
 def _fail(e: Exception, code: int = 2) -> typer.Exit:
     from ..scrub import scrub
 
-    err_console.print(f"[bold red]error:[/] {escape(scrub(str(e)) or '')}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {term(scrub(str(e)) or '')}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 def _config(path: Optional[Path]) -> Config:

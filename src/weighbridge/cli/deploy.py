@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
+from ..report.jsonreport import dumps as dumps_json
 from ..errors import WeighbridgeError
 
 from ..report.tables import keep_ids_whole
@@ -123,7 +124,7 @@ def cost(scenario: Path = typer.Argument(..., help="Scenario YAML: traffic, SLO,
         raise _fail(e) from None
     render_terminal(pricer, costs, console)
     if json_out:
-        write_atomic(json_out, _json.dumps(to_json(pricer, costs), indent=2, ensure_ascii=False) + "\n")
+        write_atomic(json_out, dumps_json(to_json(pricer, costs)) + "\n")
         console.print(f"json: {json_out}")
     console.print(f"html: {write_cost_html(pricer, costs, html_out, bench_report)}")
     if any(c.problem for c in costs):

@@ -10,6 +10,8 @@ from typing import Any, Optional
 import typer
 from rich.table import Table
 
+from ..report.jsonreport import dumps as dumps_json
+from ..report.safe import term
 from ..errors import WeighbridgeError
 
 from .bakeoff import _scenario_section
@@ -44,12 +46,12 @@ def rescore(run: Optional[str] = typer.Argument(None, help="Run id (default: the
                   f"judge calls {result.judges.calls}, from cache {result.judges.cache_hits} · no candidate model was "
                   "called", highlight=False, soft_wrap=True)
     for line in result.changed[:50]:
-        console.print(f"  changed: {line}", highlight=False)
+        console.print(f"  changed: {term(line)}", highlight=False)
     if result.not_in_file:
-        console.print(f"[yellow]not in {suite}, scored with their stored scorers:[/] {', '.join(result.not_in_file)}",
+        console.print(f"[yellow]not in {suite}, scored with their stored scorers:[/] {term(', '.join(result.not_in_file))}",
                       highlight=False, soft_wrap=True)
     if result.not_in_run:
-        console.print(f"[yellow]in {suite} but not in the run (no answer to score):[/] {', '.join(result.not_in_run)}",
+        console.print(f"[yellow]in {suite} but not in the run (no answer to score):[/] {term(', '.join(result.not_in_run))}",
                       highlight=False, soft_wrap=True)
 
 
@@ -92,12 +94,12 @@ def pairwise(run: Optional[str] = typer.Argument(None, help="Run id (default: th
     t = Table("case", "A first", "B first", "winner", title=f"pairwise: {model_a} (A) vs {model_b} (B)",
               title_justify="left")
     for r in results:
-        t.add_row(r.case_id, r.order_ab, r.order_ba, r.winner)
+        t.add_row(term(r.case_id), term(r.order_ab), term(r.order_ba), term(r.winner))
     console.print(keep_ids_whole(t))
     console.print(f"{model_a} wins {wins_a} · {model_b} wins {wins_b} · ties {ties} ({biased} of them because the "
                   "verdict followed the order) · each case judged in both orders")
     if json_out:
-        write_atomic(json_out, _json.dumps([r.__dict__ for r in results], indent=2, ensure_ascii=False) + "\n")
+        write_atomic(json_out, dumps_json([r.__dict__ for r in results]) + "\n")
 
 @app.command()
 def report(run: Optional[str] = typer.Argument(None, help="Run id (default: the latest run)."),
@@ -175,7 +177,7 @@ def suites(files: Optional[list[str]] = typer.Argument(None, help="Suite files o
             counts: dict[str, int] = {}
             for c in s.cases:
                 counts[c.workload or "general"] = counts.get(c.workload or "general", 0) + 1
-            t.add_row(ref, str(len(s.cases)), ", ".join(f"{k} {v}" for k, v in counts.items()))
+            t.add_row(term(ref), str(len(s.cases)), term(", ".join(f"{k} {v}" for k, v in counts.items())))
     except WeighbridgeError as e:
         raise _fail(e) from None
     console.print(keep_ids_whole(t))

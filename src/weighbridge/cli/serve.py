@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from ..errors import WeighbridgeError
 
+from ..report.jsonreport import dumps as dumps_json
+from ..report.safe import term
 from ..report.tables import keep_ids_whole
 from .common import _fail, _plan, app, console, err_console
 
@@ -110,7 +111,7 @@ def _smoke(the_plan: Any, requests: list[Any], api_key: Optional[str]) -> None:
     for r in results:
         answer = " ".join(r.answer.split())
         t.add_row(r.route, f"{r.endpoint}{' (stream)' if r.stream else ''}", str(r.status), r.upstream,
-                  r.escalated or "-", r.cache, f"{r.ms:,.0f}", escape(answer[:70] + ("…" if len(answer) > 70 else "")))
+                  r.escalated or "-", r.cache, f"{r.ms:,.0f}", term(answer[:70] + ("…" if len(answer) > 70 else "")))
     console.print(keep_ids_whole(t))
     where, v = verify_audit(audit_url(the_plan, None), head=the_plan.audit_head(), key_env=the_plan.audit.hmac_key_env)
     console.print(f"audit: {v.records} records in {where}, chain {'intact' if v.ok else 'BROKEN'} · head {v.head[:16]}…",
@@ -163,7 +164,7 @@ def keys_list(plan: Path = _PLAN_OPT) -> None:
     for k, (tokens, usd, n) in rows:
         budget = " · ".join(x for x in (f"{k.max_tokens:,} tok" if k.max_tokens else "",
                                         f"${k.max_usd:g}" if k.max_usd is not None else "") if x) or "-"
-        t.add_row(k.id, escape(k.name), "revoked" if k.revoked else "active", str(k.rpm or "-"), budget, k.period,
+        t.add_row(k.id, term(k.name), "revoked" if k.revoked else "active", str(k.rpm or "-"), budget, k.period,
                   f"{tokens:,} tok · ${usd:.4f}", str(n), ", ".join(k.routes) if k.routes else "all")
     console.print(keep_ids_whole(t) if rows else "no keys yet: the gateway serves loopback without keys")
 
@@ -222,15 +223,15 @@ def audit_verify(plan: Optional[Path] = typer.Option(None, "--plan", help="Plan 
     except Exception as e:  # noqa: BLE001 - a database that cannot be opened is the user's to fix
         raise _fail(WeighbridgeError(f"{where}: {e}")) from None
     for w in v.warnings:
-        err_console.print(f"[yellow]![/] {escape(w)}", highlight=False)
+        err_console.print(f"[yellow]![/] {term(w)}", highlight=False)
     signed = "signed (HMAC-SHA256)" if v.signed else f"unsigned (set {env} to sign)"
     if v.ok:
-        spend = f", spend agrees for {compared} key(s)" if compared is not None else ""
-        console.print(f"[green]ok[/]: {v.records:,} records in {escape(shown)}, chain intact{spend}, {signed}, head "
-                      f"anchored in {escape(str(v.anchored))} · head {v.head}", highlight=False)
+        spend = f", spend agrees for {compared} key(s)" if compared else ""
+        console.print(f"[green]ok[/]: {v.records:,} records in {term(shown)}, chain intact{spend}, {signed}, head "
+                      f"anchored in {term(str(v.anchored))} · head {v.head}", highlight=False)
         return
     for p in v.problems[:50]:
-        err_console.print(f"[red]✗[/] {escape(p)}", highlight=False)
+        err_console.print(f"[red]✗[/] {term(p)}", highlight=False)
     if len(v.problems) > 50:
         err_console.print(f"… and {len(v.problems) - 50} more")
     err_console.print(f"[bold red]broken[/]: {len(v.problems)} problem(s) in {v.records:,} records of {shown}",
@@ -253,14 +254,14 @@ def audit_show(plan: Optional[Path] = typer.Option(None, "--plan", help="Plan wh
     rows = last_records(where, last)
     if as_json:
         for r in rows:
-            print(_json.dumps(r, sort_keys=True))
+            print(dumps_json(r, indent=None, sort_keys=True))
         return
     t = Table("seq", "time (UTC)", "key", "route", "status", "answered by", "esc", "cache", "tokens", "cost $",
               "ms", "safety")
-    for r in rows:
-        t.add_row(str(r["seq"]), time.strftime("%H:%M:%S", time.gmtime(r["ts"])), r.get("key") or "-", r["route"],
-                  str(r["status"]), r.get("upstream") or "-", "yes" if r.get("escalated") else "",
+    for r in rows:  # a record's route and codes may come from a client: shown, never interpreted
+        t.add_row(str(r["seq"]), time.strftime("%H:%M:%S", time.gmtime(r["ts"])), term(r.get("key") or "-"),
+                  term(r["route"]), str(r["status"]), term(r.get("upstream") or "-"), "yes" if r.get("escalated") else "",
                   "hit" if r.get("cache_hit") else "", f"{r['prompt_tokens']}+{r['completion_tokens']}",
                   f"{r['cost_usd']:.6f}", f"{r['latency_ms']:.0f}",
-                  ", ".join(f"{k}×{n}" for k, n in sorted(r.get("safety", {}).items())))
+                  term(", ".join(f"{k}×{n}" for k, n in sorted(r.get("safety", {}).items()))))
     console.print(keep_ids_whole(t))

@@ -17,7 +17,9 @@ def view(config: Optional[Path] = typer.Option(None, "-c", "--config", help="Rea
          store: Optional[Path] = typer.Option(None, "--store", help="SQLite store (default: the config's, else "
                                                                    "./weighbridge.db)."),
          host: str = typer.Option("127.0.0.1", "--host", help="Loopback address to bind (127.0.0.1 or ::1)."),
-         port: int = typer.Option(8765, "--port", min=1, max=65535)) -> None:
+         port: int = typer.Option(8765, "--port", min=1, max=65535),
+         allowed_host: list[str] = typer.Option([], "--allowed-host", help="Another name this viewer answers to "
+                                                "(repeatable; localhost, 127.0.0.1 and ::1 always work).")) -> None:
     """Browse the store in a local web app: runs over time, a run, two runs compared, trends, load tests."""
     import uvicorn
 
@@ -37,4 +39,4 @@ def view(config: Optional[Path] = typer.Option(None, "-c", "--config", help="Rea
     except WeighbridgeError as e:
         raise _fail(e) from None
     console.print(f"weighbridge view of {path} on http://{host}:{port}/ (Ctrl-C stops it)", highlight=False)
-    uvicorn.run(create_view_app(path), host=host, port=port, log_level="warning")
+    uvicorn.run(create_view_app(path, tuple(allowed_host)), host=host, port=port, log_level="warning")

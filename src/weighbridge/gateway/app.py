@@ -317,7 +317,7 @@ class Gateway:
         """The answer as the audit log and the cache may keep it (once per call; its PII counted)."""
         if call.redacted_answer is None:
             found: Counter[str] = Counter()
-            call.redacted_answer = self.redactor.text(call.answer, found) if call.answer else ""
+            call.redacted_answer = self.redactor.text(scrub(call.answer) or "", found) if call.answer else ""
             call.answer_pii = bool(found)
             for k, n in found.items():
                 call.events["response." + k] += n
@@ -591,7 +591,7 @@ class Gateway:
             problem = f"upstream sent an error mid-stream: {acct.error[:200]}"
         if problem is None and not acct.done:
             problem = "upstream stream broke: it ended before [DONE]"
-        data = acct.response()
+        data = scrub_obj(acct.response())  # what the cache may keep: our secrets masked, as the client got it
         call.answer = answer_text(data)  # text and tool calls: both are audited and checked
         self._tier(call, up, acct.usage, _usage_error(acct), call.answer, t)
         if problem:  # never let a cut-off answer pass for a whole one
@@ -711,7 +711,7 @@ class Gateway:
         for k, n in call.events.items():
             m.inc("weighbridge_safety_events_total", n, kind=k)
         m.writer_failures = self.writer.failures
-        redacted_prompt = prompt_text(call.audit_body) if call.audit_body else ""
+        redacted_prompt = (scrub(prompt_text(call.audit_body)) or "") if call.audit_body else ""
         record: dict[str, Any] = {
             "ts": time.time(), "key": call.key_id, "route": call.route_name, "endpoint": call.path,
             "status": call.status, "code": call.code, "upstream": call.upstream, "escalated": call.escalated,

@@ -203,7 +203,8 @@ def render_html(summary: RunSummary, baseline: dict[str, dict[str, bool]] | None
     out.append("</table>")
     if any(m.long_context for m in models):
         out.append(_long_context_grid(models))
-    lat = {m.model: [r.generation.latency_ms for r in summary.rows if r.model == m.model and r.generation] for m in models}
+    lat = {m.model: [r.generation.latency_ms for r in summary.rows if r.model == m.model and r.generation
+                   and r.generation.timed] for m in models}
     out.append("<div class=plots><figure>" + quality_vs_cost(models) + "<figcaption>Quality against cost: the bar is "
                "the 95% Wilson interval of the pass rate.</figcaption></figure><figure>" + latency_distribution(lat)
                + "<figcaption>Latency per request: box p25–p75, solid line p50, dashed p95.</figcaption></figure></div>")

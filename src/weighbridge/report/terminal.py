@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
+from .safe import term
 from .tables import keep_ids_whole
 
 from ..suites.longcontext import parse_length
@@ -33,20 +33,20 @@ def _usd(v: float | None) -> str:
 
 def render(summary: RunSummary, console: Console) -> None:
     models = summary.models
-    console.print(f"[bold]Bakeoff {summary.run['id']}[/] · {len(summary.cases)} cases × "
+    console.print(f"[bold]Bakeoff {term(summary.run['id'])}[/] · {len(summary.cases)} cases × "
                   f"{summary.run['samples']} sample(s) · {summary.run['status']}"
                   + (f" · scored version {summary.run['score_version']}" if summary.run.get("score_version", 1) > 1 else ""))
-    console.print(f"[dim]model code sandbox: {escape(summary.isolation)}[/]", highlight=False)
+    console.print(f"[dim]model code sandbox: {term(summary.isolation)}[/]", highlight=False)
     banner = summary.error_banner()
     if banner:
         console.print(f"[bold white on red] NOT A RESULT: too many errors (more than {summary.max_error_rate:.0%} "
                       "of a model's jobs) [/]")
         for line in banner:
-            console.print(f"[red]{escape(line)}[/]", highlight=False, soft_wrap=True)
+            console.print(f"[red]{term(line)}[/]", highlight=False, soft_wrap=True)
     t = Table(show_lines=False)
     t.add_column("", style="bold")
     for m in models:
-        t.add_column(m.model, justify="right")
+        t.add_column(term(m.model), justify="right")
     best = max((m.pass_rate for m in models), default=0)
 
     def row(label: str, values: list[str]) -> None:
@@ -64,7 +64,7 @@ def render(summary: RunSummary, console: Console) -> None:
                                     if m.answered_pass_rate is not None else "none answered" for m in models])
     workloads = sorted({w for m in models for w in m.by_workload})
     for w in workloads:
-        row(f"  {w}", [f"{m.by_workload[w]['pass_rate']:.0%} ({m.by_workload[w]['passed']}/{m.by_workload[w]['jobs']})"
+        row(f"  {term(w)}", [f"{m.by_workload[w]['pass_rate']:.0%} ({m.by_workload[w]['passed']}/{m.by_workload[w]['jobs']})"
                        if w in m.by_workload else ("n/a" if m.not_run else "–") for m in models])
     if any(m.not_run for m in models):
         row("cases not run", [str(m.not_run) for m in models])
@@ -86,7 +86,7 @@ def render(summary: RunSummary, console: Console) -> None:
     row("$ total", [_usd(m.cost.total_usd) for m in models])
     row("$ / successful case", ["no passes" if m.passed == 0 and m.cost.total_usd is not None
                                 else _usd(m.cost.per_success_usd) for m in models])
-    row("errors", [", ".join(f"{k}×{v}" for k, v in m.error_kinds.items()) or "0" for m in models])
+    row("errors", [term(", ".join(f"{k}×{v}" for k, v in m.error_kinds.items())) or "0" for m in models])
     row("from cache", [f"{m.cached}/{m.jobs}" for m in models])
     console.print(keep_ids_whole(t, headers_whole=True))
     if any(m.long_context for m in models):
@@ -94,9 +94,9 @@ def render(summary: RunSummary, console: Console) -> None:
     for g in summary.variant_groups():
         console.print(variants_table(g))
         for line in pick_lines(g):
-            console.print(f"[bold]{escape(line)}[/]", highlight=False, soft_wrap=True)
+            console.print(f"[bold]{term(line)}[/]", highlight=False, soft_wrap=True)
         for note in g.notes:
-            console.print(f"[dim]{escape(note)}[/]", highlight=False, soft_wrap=True)
+            console.print(f"[dim]{term(note)}[/]", highlight=False, soft_wrap=True)
 
 
 def _mb(v: int | None) -> str:
@@ -113,7 +113,7 @@ def variants_table(g: VariantGroup) -> Table:
               title_justify="left")
     t.add_column("", style="bold")
     for r in g.rows:
-        t.add_column(r.variant + (" (ref)" if r.reference else ""), justify="right")
+        t.add_column(term(r.variant) + (" (ref)" if r.reference else ""), justify="right")
     cmp = [r.comparison for r in g.rows]
     t.add_row("file", *[_mb(r.file_bytes) for r in g.rows])
     t.add_row("resident, peak", *[_mb(r.resident_bytes) for r in g.rows])
@@ -139,7 +139,7 @@ def long_context_table(models: list[ModelSummary]) -> Table:
     for m in models:
         for n in lengths:
             cells = m.long_context.get(n)
-            t.add_row(m.model, n, *[(f"{cells[d]['passed']}/{cells[d]['jobs']}" if cells and d in cells and cells[d]["jobs"]
+            t.add_row(term(m.model), term(n), *[(f"{cells[d]['passed']}/{cells[d]['jobs']}" if cells and d in cells and cells[d]["jobs"]
                                      else "not run")
                                     for d in depths])
     return keep_ids_whole(t, headers_whole=True)

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import WeighbridgeError
+from .checks import judge_steps
 
 Mode = Literal["bubblewrap", "unsafe-local"]
 MODES: tuple[str, ...] = ("bubblewrap", "unsafe-local")
@@ -53,7 +54,7 @@ FILE_BYTES = 16 * 1024 * 1024
 OPEN_FILES = 64
 PROCESSES = 16
 _KEEP = 4000  # characters of stdout/stderr kept (the tail); the rest is read and dropped
-_RECORD_MAX = 1024 * 1024
+_RECORD_MAX = 8 * 1024 * 1024  # every check carries its operands (each bounded by the harness)
 
 _CLONE_NEWNS = 0x00020000
 _MS_BIND, _MS_REC, _MS_PRIVATE = 4096, 0x4000, 1 << 18
@@ -463,7 +464,7 @@ def _verdict(record: bytes, nonce: str, returncode: int | None, timed_out: bool,
             rec = json.loads(lines[0])
         except ValueError:
             rec = None
-    if not isinstance(rec, dict) or rec.get("nonce") != nonce or not isinstance(rec.get("passed"), bool):
+    if not isinstance(rec, dict) or rec.get("nonce") != nonce or not isinstance(rec.get("completed"), bool):
         if lines:
             return SandboxResult(False, "the completion record was not the harness's (forged or garbled): fails", **base)
         tail = (stderr.strip().splitlines() or [""])[-1][:200]
@@ -474,11 +475,11 @@ def _verdict(record: bytes, nonce: str, returncode: int | None, timed_out: bool,
             why = f"exit status {returncode}"
         return SandboxResult(False, f"exited before the tests ran ({why}, no completion record)"
                                     + (f": {tail}" if tail else ""), **base)
-    steps = [s for s in rec.get("steps") or [] if isinstance(s, dict)]
-    passed = rec["passed"]
-    counted = len(steps)
-    value = 1.0 if passed else (sum(1 for s in steps if s.get("ok")) / counted if counted else 0.0)
-    return SandboxResult(passed, str(rec.get("reason") or "")[:300], value=value, steps=steps[:200], **base)
+    steps = [s for s in rec.get("steps") or [] if isinstance(s, dict)][:10_000]
+    if not rec["completed"]:
+        return SandboxResult(False, str(rec.get("reason") or "")[:300], value=0.0, steps=steps[:200], **base)
+    passed, value, reason = judge_steps(steps)  # the comparisons happen here, outside the model's process
+    return SandboxResult(passed, reason[:300], value=value, steps=steps[:200], **base)
 
 
 __all__ = ["MODES", "SandboxResult", "SandboxUnavailable", "check", "describe", "kill_all", "run_python",

@@ -9,10 +9,12 @@ from __future__ import annotations
 import html
 import time
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from ..compare import compare
@@ -48,7 +50,35 @@ def _error(status: int, message: str) -> HTMLResponse:
     return r
 
 
-def create_view_app(store_path: str | Path) -> Starlette:
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+class _HostCheck:
+    """Answers only requests whose ``Host`` names this viewer (``LOOPBACK_HOSTS`` plus what
+    ``--allowed-host`` adds): a web page elsewhere can point its own name at 127.0.0.1 (DNS
+    rebinding) and read every stored prompt and answer through the browser, unless a foreign Host is
+    refused. Starlette's TrustedHostMiddleware cuts "[::1]:8765" at its first colon, so the name is
+    taken apart with urllib here."""
+
+    def __init__(self, app: Any, allowed: set[str]) -> None:
+        self.app, self.allowed = app, allowed
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            raw = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1")
+            try:
+                name = urlsplit("//" + raw).hostname or ""
+            except ValueError:
+                name = ""
+            if name.lower() not in self.allowed:
+                await PlainTextResponse(f"refused: Host {raw[:100]!r} is not this viewer's address "
+                                        "(weighbridge view --allowed-host NAME adds one)", status_code=421)(
+                    scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def create_view_app(store_path: str | Path, allowed_hosts: tuple[str, ...] = ()) -> Any:
     path = Path(store_path)
 
     def store() -> Store:
@@ -97,7 +127,7 @@ def create_view_app(store_path: str | Path) -> Starlette:
         except WeighbridgeError as e:
             return _error(404, str(e))
         common = [m.model for m in sa.models if m.model in {x.model for x in sb.models}]
-        rows, flips = [], []
+        rows, flips, test = [], [], ""
         for m in common:
             try:
                 c = compare(m, sa.outcomes(m), sb.outcomes(m), a, sa.scores(m), sb.scores(m))
@@ -195,8 +225,13 @@ def create_view_app(store_path: str | Path) -> Starlette:
     async def no_icon(request: Request) -> Response:
         return Response(status_code=204)  # browsers ask for one; there is none, and that is not an error
 
-    return Starlette(routes=[Route("/favicon.ico", no_icon), Route("/", runs_page), Route("/run/{run_id}", run_page), Route("/compare", compare_page),
-                             Route("/trend", trend_page), Route("/bench", bench_page)])
+    async def store_failed(request: Request, exc: Exception) -> Response:
+        return _error(503, str(exc))  # a damaged, locked or unreadable store: its one-line error, not a 500
+
+    app = Starlette(routes=[Route("/favicon.ico", no_icon), Route("/", runs_page), Route("/run/{run_id}", run_page),
+                            Route("/compare", compare_page), Route("/trend", trend_page), Route("/bench", bench_page)],
+                    exception_handlers={WeighbridgeError: store_failed})
+    return _HostCheck(app, {h.lower().strip("[]") for h in (*LOOPBACK_HOSTS, *allowed_hosts)})
 
 
 def _trend_chart(xs: list[int], points: list[tuple[float, float, float]], width: int = 460, height: int = 260) -> str:
