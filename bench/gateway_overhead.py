@@ -13,6 +13,8 @@ interleaved by target. The highest sustained rate is the largest offered rate at
 achieved rate stays within 5% and p99 under 50 ms.
 
 Usage: python bench/gateway_overhead.py [--seconds 10] [--rates 100,500] [--litellm PATH]
+       python bench/gateway_overhead.py --baseline-src ../old/src   (another checkout's gateway as a
+              target in the same run, interleaved: before/after a change on one machine state)
        python bench/gateway_overhead.py --soak-minutes 10 --rates 100   (memory over a long run)
        python bench/gateway_overhead.py --workers 1,2 --shared --max-rate   (serve --workers N; --shared starts a
               redis-server and puts rate windows and budgets there, as several workers need)
@@ -76,18 +78,21 @@ def redis_server() -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def weighbridge_gateway(upstream: str, workdir: Path, workers: int = 1,
-                        redis: str | None = None) -> Iterator[tuple[str, int, dict[str, str]]]:
-    plan = workdir / f"plan-{workers}.yaml"
+def weighbridge_gateway(upstream: str, workdir: Path, workers: int = 1, redis: str | None = None,
+                        src: str | None = None) -> Iterator[tuple[str, int, dict[str, str]]]:
+    """``weighbridge serve`` in front of the upstream; ``src``: run another checkout's code instead."""
+    tag = f"{workers}{'-baseline' if src else ''}"
+    plan = workdir / f"plan-{tag}.yaml"
     plan.write_text(f"routes:\n  chat:\n    upstreams: [{{name: instant, base_url: '{upstream}', model: instant}}]\n"
-                    f"state: {workdir / f'gateway-{workers}.db'}\naudit: {{url: {workdir / f'audit-{workers}.db'}}}\n"
+                    f"state: {workdir / f'gateway-{tag}.db'}\naudit: {{url: {workdir / f'audit-{tag}.db'}}}\n"
                     + (f"redis: '{redis}'\n" if redis else ""))
+    env = {**os.environ, "PYTHONPATH": str(Path(src).resolve())} if src else None
     made = subprocess.run([sys.executable, "-m", "weighbridge.cli", "keys", "create", "bench", "--plan", str(plan)],
-                          capture_output=True, text=True, check=True)
+                          capture_output=True, text=True, check=True, env=env)
     key = made.stdout.strip().splitlines()[-1]
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "weighbridge.cli", "serve", "--plan", str(plan), "--port", str(port),
-                             "--workers", str(workers)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             "--workers", str(workers)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     try:
         _wait(f"http://127.0.0.1:{port}/readyz", proc, "weighbridge serve")
         yield f"http://127.0.0.1:{port}/v1", proc.pid, {"authorization": f"Bearer {key}"}
@@ -155,6 +160,24 @@ def _rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def _cpu_s(pid: int | None) -> float:
+    """CPU seconds (user + system) of a process and its children: what a request costs the gateway,
+    a figure that, unlike wall-clock percentiles, another busy process on the machine barely moves."""
+    if pid is None:
+        return float("nan")
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        proc_pid, ppid = int(stat.parent.name), int(fields[1])
+        if proc_pid == pid or ppid == pid:
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 def _fmt(lat: list[float]) -> tuple[float, float]:
     return percentile(lat, 50), percentile(lat, 99)
 
@@ -168,6 +191,10 @@ def main() -> None:
     ap.add_argument("--soak-minutes", type=float, default=0.0)
     ap.add_argument("--workers", default="1", help="serve --workers N, comma-separated to compare, e.g. 1,2")
     ap.add_argument("--shared", action="store_true", help="rate windows and budgets in a redis-server this starts")
+    ap.add_argument("--cpu-reps", type=int, default=0, help="also: CPU ms per request over 500 sequential requests, "
+                                                             "this many times per gateway and mode, interleaved")
+    ap.add_argument("--baseline-src", default=None, help="another checkout's src/ folder: its gateway is measured "
+                                                         "too, interleaved with this one (before/after a change)")
     args = ap.parse_args()
     rates = [float(r) for r in args.rates.split(",")]
     cpus = os.cpu_count()
@@ -182,6 +209,9 @@ def main() -> None:
         for w in counts:
             name = "weighbridge" if counts == [1] and not redis else f"wb×{w}{'+redis' if redis else ''}"
             targets[name] = stack.enter_context(weighbridge_gateway(upstream, Path(tmp), w, redis))
+            if args.baseline_src:
+                targets[name + "@base"] = stack.enter_context(
+                    weighbridge_gateway(upstream, Path(tmp), w, redis, src=args.baseline_src))
         if args.litellm:
             targets["litellm"] = stack.enter_context(litellm_proxy(args.litellm, upstream, Path(tmp)))
         for base, _, h in targets.values():  # warm connections and code paths
@@ -190,22 +220,26 @@ def main() -> None:
         if args.soak_minutes:
             soak(targets["weighbridge"], rates[0], args.soak_minutes)
             return
+        if args.cpu_reps:
+            cpu_per_request({k: v for k, v in targets.items() if k != "direct"}, args.cpu_reps)
         print(f"\nopen loop, {args.seconds:.0f} s per cell; latency = client send → last byte (ms)")
-        print(f"{'rate':>6} {'mode':>6} {'target':>12} {'ok req/s':>9} {'fail':>5} {'p50':>7} {'p99':>7} "
-              f"{'added p50':>10} {'added p99':>10}")
+        print(f"{'rate':>6} {'mode':>6} {'target':>16} {'ok req/s':>9} {'fail':>5} {'p50':>7} {'p99':>7} "
+              f"{'added p50':>10} {'added p99':>10} {'CPU ms/req':>11}")
         for rate in rates:
             for stream in (False, True):
                 base_p = None
-                for name, (base, _, h) in targets.items():
+                for name, (base, pid, h) in targets.items():
+                    cpu0 = _cpu_s(pid)
                     lat, fail, achieved = asyncio.run(open_loop(base, rate, args.seconds, stream, h))
+                    cpu = (_cpu_s(pid) - cpu0) * 1000 / max(1, len(lat) + fail)
                     p50, p99 = _fmt(lat) if lat else (float("nan"), float("nan"))
                     if name == "direct":
                         base_p = (p50, p99)
                         added = ("", "")
                     else:
                         added = (f"{p50 - base_p[0]:+.2f}", f"{p99 - base_p[1]:+.2f}")
-                    print(f"{rate:>6.0f} {'stream' if stream else 'plain':>6} {name:>12} {achieved:>9.1f} {fail:>5} "
-                          f"{p50:>7.2f} {p99:>7.2f} {added[0]:>10} {added[1]:>10}", flush=True)
+                    print(f"{rate:>6.0f} {'stream' if stream else 'plain':>6} {name:>16} {achieved:>9.1f} {fail:>5} "
+                          f"{p50:>7.2f} {p99:>7.2f} {added[0]:>10} {added[1]:>10} {cpu:>11.3f}", flush=True)
         if args.max_rate:
             print("\nhighest sustained rate (achieved ≥ 95% of offered, p99 < 50 ms), streamed requests, 5 s per step")
             for name, (base, _, h) in targets.items():
@@ -221,6 +255,32 @@ def main() -> None:
                         break
                     best = rate
                 print(f"  {name}: {best:.0f} req/s sustained")
+
+
+async def _sequential(base: str, headers: dict[str, str], n: int, stream: bool) -> None:
+    client = RawClient(base, headers=headers, timeout_s=30)
+    body = json.dumps({"model": "chat", "max_tokens": 8, "stream": stream, "temperature": 0,
+                       "messages": [{"role": "user", "content": "Say a b"}]}).encode()
+    for _ in range(n):
+        async for _ in client.post_stream("/chat/completions", body):
+            pass
+    await client.aclose()
+
+
+def cpu_per_request(targets: dict[str, tuple[str, int | None, dict[str, str]]], reps: int, n: int = 500) -> None:
+    """CPU of each gateway's process tree per request, one request at a time: the figure a busy
+    machine moves least (wall-clock percentiles on two shared cores swing by milliseconds)."""
+    print(f"\nCPU ms per request, {n} sequential requests × {reps}, interleaved (median, min–max)")
+    got: dict[tuple[str, bool], list[float]] = {(k, s): [] for k in targets for s in (False, True)}
+    for _ in range(reps):
+        for stream in (False, True):
+            for name, (base, pid, h) in targets.items():
+                before = _cpu_s(pid)
+                asyncio.run(_sequential(base, h, n, stream))
+                got[(name, stream)].append((_cpu_s(pid) - before) * 1000 / n)
+    for (name, stream), values in got.items():
+        print(f"  {name:>16} {'stream' if stream else 'plain':>6} {statistics.median(values):.3f} "
+              f"({min(values):.3f}–{max(values):.3f})")
 
 
 def soak(target: tuple[str, int | None, dict[str, str]], rate: float, minutes: float) -> None:

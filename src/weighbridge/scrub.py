@@ -12,6 +12,8 @@ with ``***``.
 
 from __future__ import annotations
 
+import copy
+import json
 import math
 import os
 import re
@@ -53,6 +55,19 @@ def secret_env(name: str | None) -> str | None:
     return value
 
 
+_WORDS = ("authorization", "api-key", "api_key", "apikey", "bearer")  # what _HEADER and _BEARER need to match
+
+
+def _nothing_to_mask(text: str) -> bool:
+    """A cheap test that ``scrub`` would leave ``text`` as it is: no registered secret in it, and none
+    of the words the header and bearer patterns start from."""
+    pattern = _pattern
+    if pattern is not None and pattern.search(text):
+        return False
+    low = text.lower()
+    return not any(w in low for w in _WORDS)
+
+
 def scrub(text: str | None) -> str | None:
     if not text:
         return text
@@ -73,9 +88,15 @@ def scrub_secrets(data: bytes) -> bytes:
 def scrub_obj(obj: Any) -> Any:
     """``scrub`` through a JSON-like structure, dict keys included (an upstream can echo a key as a
     field name as easily as a value). Iterative, so no nesting depth can exhaust the stack; keys
-    that become equal once masked merge, the later one winning."""
+    that become equal once masked merge, the later one winning. When nothing in it needs masking
+    the structure itself is returned (not a copy): callers never mutate what they pass in."""
     if not isinstance(obj, (dict, list)):
         return scrub(obj) if isinstance(obj, str) else obj
+    try:  # the common case, checked in one pass: nothing anywhere to mask, so nothing to copy
+        if _nothing_to_mask(json.dumps(obj, ensure_ascii=False)):
+            return obj
+    except (TypeError, ValueError, RecursionError):
+        pass
     root: list[Any] = [None]
     stack: list[tuple[Any, Any, Any]] = [(obj, root, 0)]  # (source, parent container, slot in it)
     while stack:
@@ -98,25 +119,36 @@ def scrub_obj(obj: Any) -> Any:
 
 def finite(obj: Any, found: list[str] | None = None) -> Any:
     """A JSON-like value with every NaN or infinity replaced by None (JSON has neither; a stored NaN
-    made every later report of the run crash), in place. Where each one was goes into ``found`` as a
-    dotted path. Iterative, like ``scrub_obj``."""
+    made every later report of the run crash); where each one was goes into ``found`` as a dotted
+    path. ``obj`` itself is never changed: a copy is made only when there is something to replace.
+    Iterative, like ``scrub_obj``."""
     if isinstance(obj, float):
         if math.isfinite(obj):
             return obj
         if found is not None:
             found.append("$")
         return None
-    if not isinstance(obj, (dict, list)):
+    if not isinstance(obj, (dict, list)) or not _walk_nonfinite(obj, None):
         return obj
+    obj = copy.deepcopy(obj)
+    _walk_nonfinite(obj, found if found is not None else [])
+    return obj
+
+
+def _walk_nonfinite(obj: Any, found: list[str] | None) -> bool:
+    """Whether ``obj`` holds a non-finite float; with ``found``, replace each by None and note where."""
+    hit = False
     stack: list[tuple[Any, str]] = [(obj, "")]
     while stack:
         node, path = stack.pop()
         items = node.items() if isinstance(node, dict) else enumerate(node)
         for k, v in list(items):
             if isinstance(v, float) and not math.isfinite(v):
+                if found is None:
+                    return True
+                hit = True
                 node[k] = None
-                if found is not None:
-                    found.append(f"{path}.{k}" if path else str(k))
+                found.append(f"{path}.{k}" if path else str(k))
             elif isinstance(v, (dict, list)):
                 stack.append((v, f"{path}.{k}" if path else str(k)))
-    return obj
+    return hit

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hashlib
 import json
 import logging
@@ -825,6 +826,7 @@ def create_app(plan: Plan, *, seed: int | None = None) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         task = asyncio.create_task(publish()) if shared_dir else None
+        gc.freeze()  # everything alive now lives as long as the process: full collections need not walk it
         yield
         if task is not None:
             task.cancel()
