@@ -67,3 +67,15 @@ def health_probe(base: str, pause_s: float = 0.02, min_probes: int = 3) -> Itera
         done.set()
         thread.join()
     assert not failures, failures
+
+
+def audit_records(folder) -> list[dict]:
+    """The audit records a gateway wrote to ``folder``/gateway.db (the plans' default state file)."""
+    import json
+    import sqlite3
+
+    db = sqlite3.connect(folder / "gateway.db")
+    try:
+        return [json.loads(r[0]) for r in db.execute("SELECT record FROM audit ORDER BY seq")]
+    finally:
+        db.close()

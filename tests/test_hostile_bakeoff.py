@@ -143,3 +143,29 @@ def test_stored_nan_infinite_or_negative_figures_never_crash_report_or_view(host
         proc.terminate()
         proc.wait(10)
     assert runs.status_code == 200 and page.status_code == 200, page.text[:500]
+
+
+def test_fake_upstream_a_stream_that_trickles_forever_is_cut_at_the_deadline(tmp_path):
+    def trickle(h, body, n):
+        h.start_stream()
+        try:
+            while True:  # a piece every 0.3 s: never silent long enough for timeout_s, never done
+                h.event({"choices": [{"index": 0, "delta": {"content": "."}, "finish_reason": None}]}, delay=0.3)
+        except OSError:
+            return
+
+    write(tmp_path / "cases.yaml", json.dumps([{"id": "slow", "prompt": "x", "scorers": [
+        {"type": "contains", "value": "ok"}]}]))
+    with FakeUpstream(trickle) as up:
+        write(tmp_path / "weighbridge.yaml", textwrap.dedent(f"""\
+            models:
+              - {{name: m, backend: openai, base_url: '{up.base_url}', model: fake-model, max_retries: 0,
+                 timeout_s: 5, deadline_s: 2, params: {{max_tokens: 4096}}}}
+            suites: [cases.yaml]
+            max_error_rate: 1.0
+            """))
+        t = time.monotonic()
+        r = _wb("bakeoff", cwd=tmp_path)
+    assert r.returncode == 0 and time.monotonic() - t < 30, r.stdout + r.stderr
+    error = sqlite3.connect(tmp_path / "weighbridge.db").execute("SELECT error FROM generations").fetchone()[0]
+    assert error.startswith("deadline: no whole answer within 2 s"), error

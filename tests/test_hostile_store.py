@@ -120,7 +120,7 @@ def test_a_damaged_or_newer_store_is_one_clear_line_everywhere(two_runs, damage,
         assert "Traceback" not in out
     view = _View(tmp_path)
     try:
-        pages = [view.get(p) for p in ("/", f"/run/{a}", "/bench", f"/trend?model=m")]
+        pages = [view.get(p) for p in ("/", f"/run/{a}", "/bench", "/trend?model=m")]
     finally:
         view.close()
     assert all(p.status_code == 503 and says in p.text for p in pages), [(p.status_code, p.text[:200]) for p in pages]

@@ -5,7 +5,6 @@ against fake upstreams that inject each fault (raw sockets where the fault is in
 
 from __future__ import annotations
 
-import json
 import socket
 import sqlite3
 import threading
@@ -19,7 +18,7 @@ from weighbridge.cli import app as cli
 
 from .conftest import write
 from .raw_upstream import RawUpstream, chat_body, response
-from .serve_process import health_probe, serve
+from .serve_process import audit_records, health_probe, serve
 
 runner = CliRunner(env={"COLUMNS": "250"})
 ASK = [{"role": "user", "content": "Say hi"}]
@@ -38,14 +37,6 @@ def _key(plan: str, *args: str) -> tuple[str, str]:
     r = runner.invoke(cli, ["keys", "create", "team", "--plan", plan, *args])
     assert r.exit_code == 0, r.output
     return r.output.strip().splitlines()[-1], r.output.split("created ")[1].split()[0]
-
-
-def _audit(tmp_path) -> list[dict]:
-    db = sqlite3.connect(tmp_path / "gateway.db")
-    try:
-        return [json.loads(r[0]) for r in db.execute("SELECT record FROM audit ORDER BY seq")]
-    finally:
-        db.close()
 
 
 def _spend(tmp_path, key_id: str) -> tuple[int, float, int]:
@@ -74,7 +65,7 @@ def test_fake_upstream_usage_out_of_bounds_settles_at_the_bound_and_is_audited(t
             answers = [_post(base, key) for _ in range(3)]
     assert [a.status_code for a in answers] == [200, 200, 200], answers[0].text  # never locked out
     assert all("usage" not in a.json() for a in answers)  # a refused count is not passed on as if true
-    records = _audit(tmp_path)
+    records = audit_records(tmp_path)
     assert len(records) == 3 and all(r["safety"].get("usage_invalid") == 1 for r in records)
     bound = records[0]["settled"]["tokens"]
     assert 0 < bound < 400  # the request's own bound: its bytes + overhead + max_tokens
@@ -92,7 +83,7 @@ def test_fake_upstream_a_plausible_count_above_the_request_bound_is_capped(tmp_p
         with serve(plan) as (base, _):
             a, b = _post(base, key), _post(base, key)
     assert a.status_code == b.status_code == 200
-    rec = _audit(tmp_path)[0]
+    rec = audit_records(tmp_path)[0]
     assert rec["prompt_tokens"] == 5_000_000 and rec["safety"]["usage_over_bound"] == 1
     assert rec["settled"]["tokens"] < 400 and _spend(tmp_path, key_id)[0] == 2 * rec["settled"]["tokens"]
 
@@ -124,7 +115,7 @@ def test_fake_upstream_a_stream_with_malformed_usage_is_relayed_audited_and_sett
     assert '"hel"' in text and '"lo"' in text and text.rstrip().endswith("data: [DONE]")
     assert '"usage"' not in text  # the refused count never reaches the client
     assert again.status_code == 200
-    records = _audit(tmp_path)
+    records = audit_records(tmp_path)
     assert len(records) == 2 and all(r["status"] == 200 and r["safety"]["usage_invalid"] == 1 for r in records)
     assert records[0]["response"] == "hello"
     assert _spend(tmp_path, key_id)[2] == 2  # both settled: nothing left held
@@ -155,7 +146,7 @@ def test_fake_upstream_a_malformed_answer_is_a_502_with_an_audit_record_and_its_
     assert [a.status_code for a in answers] == [502, 502, 502], answers[0].text  # never a 500, never locked
     assert alive.status_code == 200
     assert "malformed response" in answers[0].json()["error"]["message"]
-    records = _audit(tmp_path)
+    records = audit_records(tmp_path)
     assert [r["status"] for r in records] == [502, 502, 502]
     assert "malformed response" in records[0]["failures"][0]
     assert _spend(tmp_path, key_id)[0] == 0  # nothing was answered: nothing charged
@@ -207,7 +198,7 @@ def test_fake_upstream_a_gigabyte_body_is_refused_at_the_bound_in_bounded_memory
     print(f"gateway peak resident memory while an upstream sent a 1 GB body: {peak:.0f} MB")
     assert r.status_code == 502 and "16,777,216 bytes" in r.json()["error"]["message"]
     assert peak < 200
-    assert _audit(tmp_path)[0]["status"] == 502
+    assert audit_records(tmp_path)[0]["status"] == 502
 
 
 def _endless_line(conn, n, body):

@@ -5,7 +5,6 @@ process against a raw-socket fake upstream: only raw bytes can inject these faul
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 
 import httpx
@@ -16,7 +15,7 @@ from weighbridge.cli import app as cli
 
 from .conftest import write
 from .raw_upstream import RawUpstream, chat_body, last_user, response
-from .serve_process import serve
+from .serve_process import audit_records, serve
 
 runner = CliRunner(env={"COLUMNS": "250"})
 
@@ -41,14 +40,6 @@ def _ask(base: str, key: str, text: str) -> httpx.Response:
                       json={"model": "chat", "messages": [{"role": "user", "content": text}]})
 
 
-def _audit(tmp_path) -> list[dict]:
-    db = sqlite3.connect(tmp_path / "gateway.db")
-    try:
-        return [json.loads(r[0]) for r in db.execute("SELECT record FROM audit ORDER BY seq")]
-    finally:
-        db.close()
-
-
 def test_fake_upstream_extra_bytes_after_a_response_never_hand_one_client_another_clients_answer(tmp_path):
     def script(conn, n, body):
         answer = response(chat_body(f"answer to {last_user(body)}"))
@@ -69,7 +60,7 @@ def test_fake_upstream_extra_bytes_after_a_response_never_hand_one_client_anothe
                 got.append((f"{who}-{i}", r.json()["choices"][0]["message"]["content"]))
                 time.sleep(0.05)  # the stray bytes arrive while the connection idles in the pool
     assert all(content == f"answer to {q}" for q, content in got), got
-    audited = [(a["prompt"], a["response"]) for a in _audit(tmp_path)]
+    audited = [(a["prompt"], a["response"]) for a in audit_records(tmp_path)]
     assert all(resp == f"answer to {prompt}" for prompt, resp in audited), audited
     assert up.connections == 2  # the connection that carried stray bytes was dropped; the next one is reused
 

@@ -169,7 +169,6 @@ def check(
     store: Optional[Path] = typer.Option(None, "--store", help="SQLite store (default from config)."),
 ) -> None:
     """Re-run the pinned suite on the candidate model(s); exit 1 only on a significant regression."""
-    import json as _json
 
     from ..compare import compare, outcomes_from_file, outcomes_from_run, scores_from_file, scores_from_run
     from ..files import write_atomic

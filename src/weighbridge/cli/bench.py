@@ -52,7 +52,6 @@ def bench_cmd(
                                                                "config's, else ./weighbridge.db)."),
 ) -> None:
     """Load-test an OpenAI-compatible endpoint: TTFT, ITL, TPOT, percentiles, goodput, cost."""
-    import json as _json
 
     from ..bench.loadgen import sweep
     from ..bench.metrics import DEFINITIONS, parse_slo

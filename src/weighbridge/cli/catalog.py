@@ -40,7 +40,6 @@ def models_list(
     """List and filter the catalog; with --fits, estimate memory (the formula is printed)."""
     if ctx.invoked_subcommand is not None:
         return
-    import json as _json
 
     from ..catalog import Profile, load_profile
     from ..catalog.catalog import entry_dict, load_catalog
@@ -130,7 +129,6 @@ def license_check(
     strict: bool = typer.Option(False, "--strict", help="Exit 1 on 'needs review' too, not only on 'not allowed'."),
 ) -> None:
     """Say whether each model's license allows the deployment, with the clause behind each duty."""
-    import json as _json
 
     from ..catalog import Profile, load_profile
     from ..catalog.check import check

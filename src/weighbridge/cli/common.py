@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 import typer
-from rich.markup import escape
 
 from .. import __version__
 from ..config import DEFAULT_STORE, Config, default_config, load_config

@@ -103,7 +103,6 @@ def cost(scenario: Path = typer.Argument(..., help="Scenario YAML: traffic, SLO,
     """Price a deployment scenario self-hosted and on managed APIs, from stored bench and bakeoff runs.
 
     Exits 1 when an option could not be priced (no bench, no level meeting the SLO, an unknown price line; the output says which and what to run), 2 on a bad scenario, store, run or model name."""
-    import json as _json
 
     from ..deploy_cost import ScenarioPricer
     from ..files import write_atomic

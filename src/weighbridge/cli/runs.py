@@ -76,7 +76,6 @@ def pairwise(run: Optional[str] = typer.Argument(None, help="Run id (default: th
              store: Optional[Path] = typer.Option(None, "--store", help="SQLite store (default from config)."),
              json_out: Optional[Path] = typer.Option(None, "--json", help="Write every verdict with its reasons.")) -> None:
     """Judge two models' stored answers case by case, in both orders; order-dependent verdicts are ties."""
-    import json as _json
 
     from ..engine import pairwise_run
     from ..files import write_atomic

@@ -244,7 +244,6 @@ def audit_show(plan: Optional[Path] = typer.Option(None, "--plan", help="Plan wh
                last: int = typer.Option(10, "--last", min=1, help="How many of the newest records."),
                as_json: bool = typer.Option(False, "--json", help="One JSON record per line.")) -> None:
     """The newest audit records: who called which route, what answered, tokens, cost, safety events."""
-    import json as _json
 
     from ..gateway.admin import audit_url, last_records
 

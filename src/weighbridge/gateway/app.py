@@ -46,7 +46,7 @@ from .redact import BlockList, Redactor, prompt_text
 from .request import Malformed
 from .request import check as check_body
 from .request import parse as parse_body
-from .stream import DONE, StreamAccount, answer_text, event, replay, usage_dict
+from .stream import DONE, StreamAccount, answer_text, event, replay
 from ..wire.http import Pool, UpstreamError
 from ..wire.http import Response as UpstreamResponse
 from .writer import Writer
