@@ -221,7 +221,7 @@ class HttpLimits(_Strict):
     max_connections_per_client: int = Field(
         128, ge=0, description="concurrent connections from one client address (beyond, closed at once with 503; "
                                "0: no bound - behind a proxy every client has the proxy's address)")
-    max_in_flight_per_key: int = Field(64, ge=0, description="requests one API key may have in flight (429 beyond; "
+    max_in_flight_per_key: int = Field(256, ge=0, description="requests one API key may have in flight (429 beyond; "
                                                              "0: no bound)")
     # what an upstream may send back: it is read as hostile input
     upstream_body_bytes: int = Field(16 << 20, ge=1024, description="a non-streamed upstream answer larger than "
