@@ -115,9 +115,13 @@ class Call:
     answer_pii: bool = False
     bound_tokens: int | None = None  # the most a legitimate answer can use: prompt bytes + overhead + max_tokens
     bound_usd: float | None = None
-    usage_invalid: bool = False  # an upstream answered with usage outside the bounds: settle at the bound
     finished: bool = False  # its audit record was made and its reservation settled (exactly once)
     counted_key: bool = False  # holds one of its key's in-flight slots
+
+    @property
+    def usage_invalid(self) -> bool:
+        """An upstream answered with usage outside the bounds: the call settles at its bound."""
+        return any(t["usage_source"] == "invalid" for t in self.tiers)
 
     @property
     def chat(self) -> bool:
@@ -391,7 +395,6 @@ class Gateway:
         """One upstream's part of the call: tokens (the upstream's checked usage, else an estimate that
         says so, else - usage outside the bounds - the call's bound) and their price."""
         if usage_error is not None:
-            call.usage_invalid = True
             call.events["usage_invalid"] += 1
             pt, ct, source = 0, 0, "invalid"
         elif usage is not None and usage.complete:
@@ -594,7 +597,7 @@ class Gateway:
             problem = "upstream stream broke: it ended before [DONE]"
         data = scrub_obj(acct.response())  # what the cache may keep: our secrets masked, as the client got it
         call.answer = answer_text(data)  # text and tool calls: both are audited and checked
-        self._tier(call, up, acct.usage, _usage_error(acct), call.answer, t)
+        self._tier(call, up, acct.usage, acct.usage_error, call.answer, t)
         if problem:  # never let a cut-off answer pass for a whole one
             call.status, call.code = 502, "upstream_stream_broken"
             self._fail(call, up, "broke mid-stream")
@@ -616,7 +619,7 @@ class Gateway:
         data = acct.response()
         call.status, call.code, call.answer = 499, "client_closed", answer_text(data)
         if not any(tier["upstream"] == up.name for tier in call.tiers):
-            self._tier(call, up, acct.usage, _usage_error(acct), call.answer, t)
+            self._tier(call, up, acct.usage, acct.usage_error, call.answer, t)
         self.writer.audit(self._make_record(call))
 
     # -- endings ------------------------------------------------------------------------------
@@ -732,10 +735,6 @@ class Gateway:
 class _ClientError(Exception):
     def __init__(self, status: int, body: Any) -> None:
         self.status, self.body = status, body
-
-
-def _usage_error(acct: StreamAccount) -> MalformedResponse | None:
-    return MalformedResponse("usage", acct.usage_invalid) if acct.usage_invalid is not None else None
 
 
 class _Relay(StreamingResponse):

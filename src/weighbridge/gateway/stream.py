@@ -21,7 +21,7 @@ class StreamAccount:
     """Splits raw upstream bytes into SSE events (the one decoder), checks each against the one strict
     chunk model (``wire.openai``) and records what they carry. A malformed event or a line past the
     decoder's bound stops the account (``malformed``); usage that is not a bounded whole count is
-    refused (``usage_invalid``) and never passed on to the client."""
+    refused (``usage_error``) and never passed on to the client."""
 
     def __init__(self, chat: bool, forward_usage_only: bool, max_line_bytes: int = MAX_LINE_BYTES) -> None:
         self.chat = chat
@@ -31,7 +31,7 @@ class StreamAccount:
         self.tool_calls: dict[int, dict[str, Any]] = {}
         self.finish_reason: str | None = None
         self.usage: Usage | None = None
-        self.usage_invalid: str | None = None
+        self.usage_error: MalformedResponse | None = None
         self.meta: dict[str, Any] = {}
         self.done = False
         self.error: str | None = None
@@ -85,7 +85,7 @@ class StreamAccount:
         for k, v in chunk.meta.items():
             self.meta.setdefault(k, v)
         if chunk.usage_error is not None:
-            self.usage_invalid = str(chunk.usage_error)
+            self.usage_error = chunk.usage_error
         elif chunk.usage is not None:
             self.usage = chunk.usage
         for ch in chunk.choices:

@@ -122,7 +122,6 @@ class Response:
         self._max_body = max_body_bytes
         self.status = 0
         self.headers: dict[bytes, bytes] = {}
-        self._name = b""
         self._head_bytes = 0
         self._body_bytes = 0
         self._queue: collections.deque[bytes] = collections.deque()
@@ -136,17 +135,10 @@ class Response:
         self._closed = False
         self._keep_alive = False
 
-    @property
-    def content_type(self) -> str:
-        return self.headers.get(b"content-type", b"application/json").decode("latin-1")
-
     # -- llhttp callbacks ------------------------------------------------------------------------
     def on_message_begin(self) -> None:
         if self.complete:  # a second response nobody asked for: stop parsing it
             raise UpstreamError("bytes after the end of the response")
-
-    def on_status(self, status: bytes) -> None:
-        pass
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if len(self.headers) >= self._conn._max_headers:
@@ -168,7 +160,7 @@ class Response:
     def on_body(self, data: bytes) -> None:
         self._body_bytes += len(data)
         if self._body_bytes > self._max_body:
-            raise UpstreamError(f"the response body passed {self._max_body:,} bytes (the gateway's bound)")
+            raise UpstreamError(f"the response body passed {self._max_body:,} bytes (this client's bound)")
         self._queue.append(data)
         self._queued += len(data)
         if self._queued > _HIGH_WATER:
