@@ -45,8 +45,8 @@ def gemma_path() -> Path:
     return resolve_bundled("gemma3-270m", "gemma3-270m")
 
 
-def _start_llama_server(model: Path, alias: str, log: Path) -> tuple[str, subprocess.Popen]:
-    port = free_port()
+def _start_llama_server(model: Path, alias: str, log: Path, port: int | None = None) -> tuple[str, subprocess.Popen]:
+    port = port or free_port()
     with open(log, "w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(model),
                                  "--model_alias", alias, "--host", "127.0.0.1", "--port", str(port),

@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -127,7 +128,11 @@ def test_resume_after_kill_9_loses_no_finished_answer(tmp_path):
     resumed = subprocess.run([sys.executable, "-m", "weighbridge", "bakeoff", "-c", str(cfg), "--no-cache", "--resume"],
                              capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert f"{len(before)} already done" in " ".join(resumed.stdout.split())
+    flat = " ".join(resumed.stdout.split())
+    assert f"{len(before)} already done" in flat
+    # the progress line counts the resumed run's earlier passes too: it agrees with the table
+    line, table = re.search(r"done 8/8 jobs · pass (\d+)", flat), re.search(r"pass rate │ \S+ \((\d+)/8\)", flat)
+    assert line and table and line.group(1) == table.group(1), flat
     con = sqlite3.connect(db)
     after = con.execute("SELECT id, case_id, text, created_at FROM generations ORDER BY id").fetchall()
     assert con.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 1

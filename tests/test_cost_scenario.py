@@ -139,8 +139,9 @@ def test_missing_bench_says_what_to_run(tmp_path):
                             .replace("quality: {run: latest}\n", "")))
     vm = ScenarioPricer(s, st, PRICES).price_all()[0]
     assert vm.monthly_usd is None and "no stored bench of 'qwen'" in vm.problem
-    assert vm.fix == ("run: weighbridge bench qwen --concurrency 1,2,4,8 --input-tokens 400 --output-tokens 150 "
-                      "--slo ttft=1000ms,e2e=5000ms")
+    # no config or stored run says where 'qwen' is served: the command says what to fill in
+    assert vm.fix == ("run: weighbridge bench <URL of its server>/v1 --server-model <its model id> --name qwen "
+                      "--concurrency 1,2,4,8 --input-tokens 400 --output-tokens 150 --slo ttft=1000ms,e2e=5000ms")
 
 
 def test_an_slo_no_level_meets_names_the_closest_level(tmp_path):

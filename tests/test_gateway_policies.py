@@ -305,8 +305,10 @@ def test_audit_verify_detects_edited_and_deleted_records(tmp_path, llama_server)
     ok = runner.invoke(cli, ["audit", "verify", "--plan", p])
     assert ok.exit_code == 0 and "4 records" in ok.output and "chain intact" in ok.output
     head = ok.output.split("head ")[1].split()[0]
-    shown = runner.invoke(cli, ["audit", "show", "--plan", p, "--json", "--last", "2"])
+    shown = runner.invoke(cli, ["audit", "show", "--plan", p, "--jsonl", "--last", "2"])
     assert [json.loads(line)["seq"] for line in shown.output.splitlines()] == [3, 4]
+    shown = runner.invoke(cli, ["audit", "show", "--plan", p, "--json", "--last", "2"])
+    assert [r["seq"] for r in json.loads(shown.output)] == [3, 4]  # one JSON document
     db = sqlite3.connect(tmp_path / "gateway.db")
     rec = db.execute("SELECT record FROM audit WHERE seq=2").fetchone()[0]
     db.execute("UPDATE audit SET record=? WHERE seq=2", (rec.replace('"status":200', '"status":500'),))

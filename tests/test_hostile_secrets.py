@@ -99,7 +99,7 @@ routes:
     stored = b"".join(p.read_bytes() for p in tmp_path.glob("gateway.db*"))
     assert KEY.encode() not in stored
     audit = [json.loads(r) for r in subprocess.run(
-        [sys.executable, "-m", "weighbridge", "audit", "show", "--plan", str(plan), "--json"], capture_output=True,
+        [sys.executable, "-m", "weighbridge", "audit", "show", "--plan", str(plan), "--jsonl"], capture_output=True,
         text=True, timeout=60).stdout.splitlines()]
     assert len(audit) == 3 and all(KEY not in json.dumps(a) for a in audit)
     assert "***" in audit[0]["response"]

@@ -85,5 +85,6 @@ def test_markup_and_escapes_in_audited_requests_never_break_audit_show(tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "[/]" in r.stdout and "␛" in r.stdout
     assert not any(e in r.stdout + r.stderr for e in ESCAPES), repr(r.stdout)
-    j = _wb("audit", "show", "--plan", str(plan), "--json", cwd=tmp_path)
+    j = _wb("audit", "show", "--plan", str(plan), "--jsonl", cwd=tmp_path)
     assert all(json.loads(line)["route"] for line in j.stdout.splitlines())
+    assert all(r["route"] for r in json.loads(_wb("audit", "show", "--plan", str(plan), "--json", cwd=tmp_path).stdout))

@@ -62,7 +62,7 @@ def test_csv_suite_vars_and_scorer_column(tmp_path):
 
 
 def test_csv_bad_scorer_json_names_line(tmp_path):
-    p = write(tmp_path / "c.csv", 'id,prompt,scorer\nq1,hi,exact\nq2,hi,"{""type"": "\n')
+    p = write(tmp_path / "c.csv", 'id,prompt,expected,scorer\nq1,hi,hi,exact\nq2,hi,hi,"{""type"": "\n')
     with pytest.raises(ConfigError) as e:
         load_suite(p)
     assert e.value.line == 3 and e.value.field == "scorer"

@@ -20,6 +20,7 @@ from .catalog.licenses import load_licenses
 from .catalog.profile import Profile
 from .config import Config
 from .errors import WeighbridgeError
+from .hashing import stable_hash
 from .lock import lock_entry, lock_path, read_lock
 
 _SPDX_IDS = {"Apache-2.0", "MIT"}
@@ -34,9 +35,13 @@ def _license_block(license_id: str | None) -> list[dict[str, Any]]:
     return [{"license": {"name": lic.name, "url": lic.source}}]
 
 
-def build_bom(cfg: Config, profile: Profile | None = None) -> dict[str, Any]:
+def build_bom(cfg: Config, profile: Profile | None = None, profile_name: str | None = None) -> dict[str, Any]:
+    """``profile``: the deployment the license verdicts were judged under; the BOM records it (name,
+    fields and their hash) beside the verdicts, so a verdict is never read apart from its premises."""
     lock = read_lock(lock_path(cfg)) if lock_path(cfg).exists() else None
-    verdicts = {r.name: r for r in check([m.name for m in cfg.models], cfg, profile or Profile())}
+    prof = profile or Profile()
+    prof_fields = prof.model_dump(mode="json")
+    verdicts = {r.name: r for r in check([m.name for m in cfg.models], cfg, prof)}
     catalog = load_catalog()
     components, refs = [], []
     for spec in cfg.models:
@@ -53,6 +58,8 @@ def build_bom(cfg: Config, profile: Profile | None = None) -> dict[str, Any]:
             "properties": [{"name": "weighbridge:backend", "value": spec.backend},
                            {"name": "weighbridge:source", "value": entry.get("source", "")},
                            {"name": "weighbridge:license-verdict", "value": v.verdict.verdict},
+                           {"name": "weighbridge:license-profile-sha256", "value": stable_hash(prof_fields)},
+                           *[{"name": "weighbridge:license-caveat", "value": c} for c in v.verdict.caveats],
                            {"name": "weighbridge:hashes-from", "value": "weighbridge.lock" if lock else "files now"}],
             "modelCard": {"modelParameters": {"task": "text-generation",
                                               "architectureFamily": (cat.family if cat else
@@ -79,7 +86,11 @@ def build_bom(cfg: Config, profile: Profile | None = None) -> dict[str, Any]:
         "bomFormat": "CycloneDX", "specVersion": "1.6", "serialNumber": f"urn:uuid:{uuid.uuid4()}", "version": 1,
         "metadata": {"timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                      "tools": {"components": [{"type": "application", "name": "weighbridge", "version": __version__}]},
-                     "component": {"type": "application", "bom-ref": "project", "name": Path(cfg.base_dir).name or "project"}},
+                     "component": {"type": "application", "bom-ref": "project", "name": Path(cfg.base_dir).name or "project"},
+                     "properties": [{"name": "weighbridge:license-profile", "value": profile_name or "default"},
+                                    {"name": "weighbridge:license-profile-sha256", "value": stable_hash(prof_fields)},
+                                    {"name": "weighbridge:license-profile-fields",
+                                     "value": json.dumps(prof_fields, sort_keys=True, ensure_ascii=False)}]},
         "components": components,
         "dependencies": [{"ref": "project", "dependsOn": refs}] + [{"ref": r} for r in refs],
     }

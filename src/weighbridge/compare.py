@@ -89,6 +89,25 @@ def scores_from_file(path: Path) -> dict[str, dict[str, float]]:
         return {}
 
 
+def fingerprints_from_run(store: Store, run_id: str) -> dict[str, dict[str, Any] | None]:
+    """Each model's fingerprint as the run's manifest recorded it (None where it recorded none)."""
+    from .backends.fingerprint import from_manifest
+
+    models = store.run(run_id)["manifest"].get("models") or {}
+    return {name: from_manifest(entry) for name, entry in models.items()}
+
+
+def fingerprints_from_file(path: Path) -> dict[str, dict[str, Any] | None]:
+    """The same from a results file's manifest (files that predate fingerprints give none)."""
+    from .backends.fingerprint import from_manifest
+
+    try:
+        models = (json.loads(path.read_text(encoding="utf-8")).get("manifest") or {}).get("models") or {}
+        return {name: from_manifest(entry) for name, entry in models.items()} if isinstance(models, dict) else {}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
 def compare(model: str, baseline: Outcomes, candidate: Outcomes, label: str,
             baseline_scores: dict[str, float] | None = None, candidate_scores: dict[str, float] | None = None) -> Comparison:
     keys = sorted(set(baseline) & set(candidate))

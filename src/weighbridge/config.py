@@ -132,6 +132,18 @@ class ModelSpec(_Strict):
     reference: bool = Field(False, description="set by the expansion: the variant the others are compared with")
     _expanded: list["ModelSpec"] | None = PrivateAttr(default=None)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _backend_from_where(cls, data: Any) -> Any:
+        """``bundled:`` or ``path:`` can only mean llama.cpp in-process, ``base_url:`` a server: the
+        backend is not asked for when where the model lives already says it."""
+        if isinstance(data, dict) and "backend" not in data and not data.get("variants"):
+            if data.get("bundled") is not None or data.get("path") is not None:
+                return {**data, "backend": "llamacpp"}
+            if data.get("base_url") is not None:
+                return {**data, "backend": "openai"}
+        return data
+
     @model_validator(mode="after")
     def _where(self) -> "ModelSpec":
         if self.variants:

@@ -10,7 +10,7 @@ Cost per success = total cost ÷ passed cases: a cheap model that fails most cas
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .config import Price
 
@@ -23,17 +23,28 @@ class CostFigures:
     per_mtok_output_usd: float | None
     per_success_usd: float | None
     formula: str
+    # why these figures are not exact (prompt tokens not counted, a busy machine): shown as "≈" beside
+    # each dollar figure and as a footnote, and in JSON as ``estimated`` with ``marks``
+    marks: list[str] = field(default_factory=list)
+
+    @property
+    def estimated(self) -> bool:
+        return bool(self.marks)
 
 
 def compute_cost(price: Price | None, *, prompt_tokens: int, completion_tokens: int, busy_seconds: float,
-                 concurrency: int, passed: int) -> CostFigures:
+                 concurrency: int, passed: int, prompt_tokens_known: bool = True,
+                 concurrency_note: str = "the most requests in flight at once") -> CostFigures:
+    """``concurrency`` is what the engine actually ran the model at (not the configured default):
+    requests in flight together share the hardware's hour."""
     if price is None or (price.gpu_hour_usd is None and price.input_per_mtok is None and price.output_per_mtok is None):
         return CostFigures("none", "no price set", None, None, None, "no price in config")
+    marks: list[str] = []
     if price.gpu_hour_usd is not None:
         hours = busy_seconds / max(concurrency, 1) / 3600
         total = price.gpu_hour_usd * hours
         per_mtok = total / completion_tokens * 1e6 if completion_tokens else None
-        formula = f"${price.gpu_hour_usd:g}/h × Σlatency ÷ concurrency {concurrency}"
+        formula = f"${price.gpu_hour_usd:g}/h × Σlatency ÷ concurrency {concurrency} ({concurrency_note})"
         basis, label = "gpu_hour", f"hardware ${price.gpu_hour_usd:g}/h"
     else:
         inp, out = price.input_per_mtok or 0.0, price.output_per_mtok or 0.0
@@ -41,4 +52,7 @@ def compute_cost(price: Price | None, *, prompt_tokens: int, completion_tokens: 
         per_mtok = out if price.output_per_mtok is not None else None
         formula = f"in ${inp:g}/1M × prompt tokens + out ${out:g}/1M × completion tokens"
         basis, label = "tokens", "API token prices"
-    return CostFigures(basis, label, total, per_mtok, total / passed if passed else None, formula)
+        if not prompt_tokens_known and inp > 0:
+            marks.append("the server reported no prompt tokens and none were counted: the input cost is missing "
+                         "from the total (it is a lower bound); set tokenizer: on the model to count them")
+    return CostFigures(basis, label, total, per_mtok, total / passed if passed else None, formula, marks)

@@ -23,6 +23,7 @@ Definitions (the report prints them):
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -194,20 +195,54 @@ def bench_model(bench: dict[str, Any]) -> str:
     return target
 
 
-def bench_command(model: str, scenario: Scenario, tokens_in: float, tokens_out: float) -> str:
+def bench_target(model: str, store: Store, config: Path | None) -> list[str]:
+    """How ``weighbridge bench`` reaches ``model`` and stores its figures under that name, as arguments:
+    the config that names it, else the spec a stored bakeoff ran it with (its URL and server id, its
+    bundled alias or its GGUF), each with ``--name`` so `cost` finds the bench; else placeholders."""
+    import shlex
+
+    from .config import load_config
+
+    if config is not None and config.is_file():
+        try:
+            if any(m.name == model for m in load_config(config).models):
+                return [model, "-c", str(config)]
+        except WeighbridgeError:
+            pass
+    for run in store.runs(limit=200):
+        for m in store.run_models(run["id"]):
+            if m["name"] != model:
+                continue
+            spec = m["spec"]
+            if spec.get("base_url") and spec.get("model"):
+                return [spec["base_url"], "--server-model", spec["model"], "--name", model]
+            if spec.get("bundled"):
+                return [spec["bundled"], "--name", model]
+            where = ((store.run(run["id"])["manifest"].get("models") or {}).get(model) or {}).get("path")
+            if spec.get("path") and isinstance(where, str):
+                return [where, "--name", model]  # the GGUF as the run resolved it
+    return ["<URL of its server>/v1", "--server-model", "<its model id>", "--name", shlex.quote(model)]
+
+
+def bench_command(target: list[str], scenario: Scenario, tokens_in: float, tokens_out: float) -> str:
+    import shlex
+
     slo = scenario.latency_slo
     parts = [f"{k}={int(v)}ms" for k, v in (("ttft", slo.ttft), ("tpot", slo.tpot), ("e2e", slo.e2e)) if v is not None]
-    return (f"weighbridge bench {model} --concurrency 1,2,4,8 --input-tokens {round(tokens_in)} "
+    where = " ".join(a if a.startswith("<") else shlex.quote(a) for a in target)
+    return (f"weighbridge bench {where} --concurrency 1,2,4,8 --input-tokens {round(tokens_in)} "
             f"--output-tokens {round(tokens_out)}" + (f" --slo {','.join(parts)}" if parts else ""))
 
 
 class ScenarioPricer:
     """Prices one scenario's options against a store's bench and bakeoff runs and a price sheet."""
 
-    def __init__(self, scenario: Scenario, store: Store, prices: PriceSheet, default_run: str | None = None) -> None:
+    def __init__(self, scenario: Scenario, store: Store, prices: PriceSheet, default_run: str | None = None,
+                 config: Path | None = None) -> None:
         """``default_run``: where an option that names a model but no quality takes its pass rate (the
         bakeoff whose report shows this scenario)."""
         self.default_run = default_run
+        self.config = config  # where the advice's bench command finds the options' models
         self.scenario = scenario
         self.store = store
         self.prices = prices
@@ -331,7 +366,8 @@ class ScenarioPricer:
     def _capacity(self, option: Option, cost: OptionCost) -> Capacity | None:
         s = self.scenario
         bench = self._find_bench(option)
-        cmd = bench_command(option.model or "MODEL", s, self.tokens_in, self.tokens_out)
+        cmd = bench_command(bench_target(option.model or option.name, self.store, self.config), s, self.tokens_in,
+                            self.tokens_out)
         if bench is None:
             cost.problem = f"no stored bench of '{option.model}' in {self.store.path}: its throughput is not measured"
             cost.fix = f"run: {cmd}"

@@ -51,13 +51,21 @@ class EngineStats:
     per_model_calls: dict[str, int] = field(default_factory=dict)
 
 
-ProgressFn = Callable[[str, int, int, bool, bool], None]  # (model, done, total, passed, errored)
+NO_SANDBOX = ("no sandbox to run model code in: apt-get install bubblewrap python3-seccomp, or set "
+              "sandbox: unsafe-local")
+
+# (model, done, total, passed, errored, already_passed: the passes of a resumed run's finished jobs)
+ProgressFn = Callable[[str, int, int, bool, bool, int], None]
 
 
 def machine_facts() -> dict[str, Any]:
     """The machine part of the manifest: enough to explain why two runs' latencies differ."""
+    from .contention import physical_cores, usable_cpus
+
     facts: dict[str, Any] = {"platform": platform.platform(), "python": sys.version.split()[0],
-                             "cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine()}
+                             "cpu_count": os.cpu_count(), "usable_cpus": usable_cpus(),
+                             "physical_cores": physical_cores(),
+                             "processor": platform.processor() or platform.machine()}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -121,6 +129,10 @@ class Bakeoff:
         self._scorers: dict[str, list[Scorer]] = {}
         self.not_applicable: dict[str, dict[str, Any]] = {}
         self.concurrency: dict[str, int] = {}
+        self._in_flight: dict[str, int] = {}
+        self._peak: dict[str, int] = {}  # the most requests a model had in flight at once in this invocation
+        self._span: dict[str, list[float]] = {}  # monotonic first start and last end of each model's calls
+        self.sampler: Any = None
         self.stats = EngineStats()
 
     @property
@@ -161,15 +173,16 @@ class Bakeoff:
                          "warnings": self._judge_family_warnings() if uses_judge else []}
         if self._cases_use("python_tests") and not self.manifest["sandbox"].get("isolated"):
             sb = self.manifest["sandbox"]
-            self.manifest["warnings"].append(f"python_tests cases fail: {sb['problem']}" if "problem" in sb
+            self.manifest["warnings"].append(f"python_tests cases are not run: {sb['problem']}" if "problem" in sb
                                              else "sandbox: unsafe-local - model code runs with NO isolation")
         self.not_applicable = self._not_applicable()
         for name, na in self.not_applicable.items():
             for reason, ids in na["reasons"].items():
-                self.manifest["warnings"].append(f"model '{name}': {len(ids)} {'tool ' if 'tool' in reason else ''}"
-                                                 f"case(s) not run - {reason}")
+                kind = "tool " if "tool" in reason else "code " if reason == NO_SANDBOX else ""
+                self.manifest["warnings"].append(f"model '{name}': {len(ids)} {kind}case(s) not run - {reason}")
         self.manifest["not_applicable"] = self.not_applicable
         self.concurrency = {n: self._safe_concurrency(n) for n in self.specs}
+        self.manifest["concurrency"] = dict(self.concurrency)
         self.judge_ctx = JudgeCalls(self)
         for case in self.cases:
             self._scorers[case.id] = [build_scorer(sp, sandbox=self.config.sandbox) for sp in case.scorers]
@@ -184,9 +197,13 @@ class Bakeoff:
             reasons: dict[str, list[str]] = {}
             tool_why = getattr(backend, "tool_support", lambda: None)()
             window = getattr(backend, "context_window", lambda: None)()
+            no_sandbox = self.manifest.get("sandbox", {}).get("available") is False
             for c in self.cases:
                 why = None
-                if c.tools and tool_why:
+                if no_sandbox and any((sp if isinstance(sp, str) else sp.get("type")) == "python_tests"
+                                      for sp in c.scorers):
+                    why = NO_SANDBOX
+                elif c.tools and tool_why:
                     why = tool_why
                 elif c.context_tokens is not None and window:
                     count = getattr(backend, "count_tokens", None)
@@ -213,7 +230,8 @@ class Bakeoff:
         if spec.concurrency is None and kind is not None and kind.safe_concurrency is not None:
             self.manifest["warnings"].append(f"model '{name}' is served by {kind.label}: {kind.note}")
             return kind.safe_concurrency
-        return spec.effective_concurrency
+        serial = getattr(self.backends[name], "max_parallel", None)  # in-process llama.cpp: one at a time
+        return min(spec.effective_concurrency, serial) if serial else spec.effective_concurrency
 
     def _license_verdicts(self) -> dict[str, Any]:
         """The license check that precedes every bakeoff; the report shows it beside the figures."""
@@ -288,6 +306,9 @@ class Bakeoff:
         error = None
         if gen is None:
             async with sem:
+                span = self._span.setdefault(job.model, [time.monotonic(), 0.0])
+                self._in_flight[job.model] = self._in_flight.get(job.model, 0) + 1
+                self._peak[job.model] = max(self._peak.get(job.model, 0), self._in_flight[job.model])
                 try:
                     self.stats.model_calls += 1
                     self.stats.per_model_calls[job.model] = self.stats.per_model_calls.get(job.model, 0) + 1
@@ -299,6 +320,9 @@ class Bakeoff:
                     log.debug("model %s, case %s: unexpected error", job.model, job.case.id, exc_info=True)
                     error = f"internal_error: {type(e).__name__}: {str(e)[:300]}"
                     self.stats.errors += 1
+                finally:
+                    self._in_flight[job.model] -= 1
+                    span[1] = time.monotonic()
         else:
             self.stats.cache_hits += 1
         scores = await self._score(job.case, gen) if gen is not None else []
@@ -307,12 +331,31 @@ class Bakeoff:
         counters[job.model] += 1
         if progress:
             progress(job.model, counters[job.model], totals[job.model], bool(scores) and all(s.passed for _, s in scores),
-                     error is not None)
+                     error is not None, 0)
+
+    def _contention(self, name: str) -> dict[str, Any]:
+        from .contention import usable_cpus
+
+        t0, t1 = self._span[name]
+        window = self.sampler.window(t0, t1)
+        threads = getattr(self.backends[name], "n_threads", None)
+        if isinstance(threads, int):  # an in-process llama.cpp: its own threads against the CPUs it may use
+            window["llama_threads"] = threads
+            if threads > usable_cpus():
+                window["busy"] = True
+                window["why"] = "; ".join(filter(None, [window.get("why"), f"n_threads {threads} > the "
+                                                       f"{usable_cpus()} CPU(s) this process may use"]))
+        return window
 
     def _record_runtime(self, run_id: str) -> None:
         """Keep what each model's backend measured while it ran (in-process models: resident memory)."""
         for name in self.specs:
-            facts = getattr(self.backends[name], "runtime_facts", lambda: None)()
+            facts = dict(getattr(self.backends[name], "runtime_facts", lambda: None)() or {})
+            if self._peak.get(name):  # what cost is priced with: requests that really shared the hardware
+                facts["concurrency_limit"] = self.concurrency.get(name, self.specs[name].effective_concurrency)
+                facts["peak_in_flight"] = self._peak[name]
+            if name in self._span and self.sampler is not None:  # was the machine busy while it answered?
+                facts["contention"] = self._contention(name)
             if facts:
                 self.store.set_model_runtime(run_id, name, facts)
 
@@ -325,8 +368,13 @@ class Bakeoff:
                   for m in self.specs}
         counters = {m: totals[m] - sum(1 for j in todo if j.model == m) for m in self.specs}
         if progress:
+            resumed_passes: dict[str, int] = {}
+            if any(counters.values()):  # a resumed run: its finished passes count from the start
+                for r in self.store.generations(run_id):
+                    if r.passed and r.error is None:
+                        resumed_passes[r.model] = resumed_passes.get(r.model, 0) + 1
             for m in self.specs:
-                progress(m, counters[m], totals[m], False, False)
+                progress(m, counters[m], totals[m], False, False, resumed_passes.get(m, 0))
         sems = {m: asyncio.Semaphore(self.concurrency.get(m, self.specs[m].effective_concurrency)) for m in self.specs}
 
         async def run_lane(models: list[str]) -> None:
@@ -334,6 +382,10 @@ class Bakeoff:
                 await asyncio.gather(*(self._run_job(run_id, j, sems[m], progress, counters, totals)
                                        for j in todo if j.model == m))
 
+        from .contention import LoadSampler
+
+        self.sampler = LoadSampler()
+        self.sampler.start()
         tasks = [asyncio.ensure_future(run_lane(lane)) for lane in lanes(self.config.schedule, list(self.specs.values()))]
         try:
             await asyncio.gather(*tasks)
@@ -346,6 +398,7 @@ class Bakeoff:
             self.store.set_status(run_id, "interrupted")
             raise
         finally:
+            self.sampler.stop()
             self._record_runtime(run_id)
             await asyncio.gather(*(b.aclose() for b in self.backends.values()), return_exceptions=True)
             self.stats.seconds = time.perf_counter() - t0

@@ -56,11 +56,13 @@ class BakeoffProgress:
     def __exit__(self, *exc: Any) -> None:
         self._rich.__exit__(*exc)
 
-    def update(self, model: str, done: int, total: int, passed: bool, errored: bool = False) -> None:
+    def update(self, model: str, done: int, total: int, passed: bool, errored: bool = False,
+               already_passed: int = 0) -> None:
+        """``already_passed``: on a model's first call, the passes among the jobs a resumed run had done."""
         c = self.counts.get(model)
         first = c is None
         if c is None:
-            c = self.counts[model] = _Counts(total=total, start_done=done)
+            c = self.counts[model] = _Counts(total=total, start_done=done, passed=already_passed)
             self._tasks[model] = self._rich.add_task(model, total=total, passed=0, errors=0)
         else:
             c.passed += int(passed)

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .config import DEFAULT_MAX_ERROR_RATE, ModelSpec
+from .contention import busy_note
 from .cost import CostFigures, compute_cost
 from .scorers.schema import schema_valid
 from .stats import mean, pass_at_k, percentile, wilson_interval
@@ -28,6 +29,9 @@ DEFINITIONS = {
     "tokens": "from the server's usage when given ('server'), else the model's tokenizer ('tokenizer'), "
               "else one per streamed chunk ('chunks', where prompt tokens are unknown: '?')",
     "cost_per_success": "total cost ÷ passed jobs",
+    "busy": "a model's latency, tok/s and hardware cost are marked † when, while it answered, more threads wanted "
+            "to run than the machine has CPUs (or a hypervisor stole over 10% of the CPU time): they measure the "
+            "contention as much as the model",
     "pass@k": "unbiased estimate over cases of passing at least once in k samples: 1 − C(n−c, k) / C(n, k)",
     "file": "size of the weights on disk (GGUF, plus its LoRA adapter)",
     "resident": "peak resident memory of an in-process model while it ran: pages of its GGUF mapped in memory plus "
@@ -66,6 +70,7 @@ class ModelSummary:
     error_kinds: dict[str, int] = field(default_factory=dict)
     license: str | None = None
     license_verdict: str | None = None
+    license_caveats: list[str] = field(default_factory=list)  # what the verdict rests on that was not checked
     samples: int = 1
     pass_at_k: dict[str, float] = field(default_factory=dict)  # "pass@1", "pass@n" over cases
     unstable_cases: list[str] = field(default_factory=list)  # some samples pass, some fail
@@ -86,6 +91,7 @@ class ModelSummary:
     file_bytes: int | None = None  # the weights on disk (in-process models)
     resident_bytes: int | None = None  # peak resident memory while it ran (weights resident + llama.cpp's buffers)
     runtime: dict[str, Any] | None = None
+    busy: str | None = None  # "measured on a busy machine: …" when latency and speed were measured under contention
 
     @property
     def error_rate(self) -> float:
@@ -100,6 +106,7 @@ class ModelSummary:
         d["ci95"] = list(self.ci95)
         d["answered_ci95"] = list(self.answered_ci95) if self.answered_ci95 else None
         d["error_rate"] = self.error_rate
+        d["cost"]["estimated"] = self.cost.estimated
         return d
 
 
@@ -128,7 +135,11 @@ def advice_for(kind: str | None) -> str | None:
     return ADVICE.get(kind)
 
 
-def summarise_model(name: str, spec: ModelSpec, rows: list[StoredGeneration], workloads: dict[str, str]) -> ModelSummary:
+def summarise_model(name: str, spec: ModelSpec, rows: list[StoredGeneration], workloads: dict[str, str],
+                    concurrency: tuple[int, str] | None = None) -> ModelSummary:
+    """``concurrency``: what the engine ran the model at, and how that is known (old runs recorded
+    nothing: the configured value, said so in the formula)."""
+    used, how = concurrency or (spec.effective_concurrency, "configured; this run recorded none")
     answered = [r for r in rows if r.generation is not None]
     gens = [r.generation for r in answered]
     passed = sum(1 for r in rows if r.passed)
@@ -172,7 +183,8 @@ def summarise_model(name: str, spec: ModelSpec, rows: list[StoredGeneration], wo
         prompt_tokens_known=all(g.prompt_tokens is not None for g in gens),
         token_sources=sorted({g.token_source for g in gens}),
         cost=compute_cost(spec.price, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-                          busy_seconds=busy_s, concurrency=spec.effective_concurrency, passed=passed),
+                          busy_seconds=busy_s, concurrency=used, passed=passed, concurrency_note=how,
+                          prompt_tokens_known=all(g.prompt_tokens is not None for g in gens)),
         error_kinds=errors, samples=samples, pass_at_k=at_k, unstable_cases=unstable,
         answered_pass_rate=answered_passed / len(answered) if answered else None,
         answered_ci95=wilson_interval(answered_passed, len(answered)) if answered else None,
@@ -290,15 +302,20 @@ def summarise_run(store: Store, run_id: str) -> RunSummary:
     licenses = run["manifest"].get("licenses", {})
     for m in store.run_models(run_id):
         spec = ModelSpec.model_validate(m["spec"])
-        ms = summarise_model(m["name"], spec, [r for r in rows if r.model == m["name"]], workloads)
+        ms = summarise_model(m["name"], spec, [r for r in rows if r.model == m["name"]], workloads,
+                             _concurrency_used(run["manifest"], m["name"], m.get("runtime")))
         facts = run["manifest"].get("models", {}).get(m["name"]) or {}
         if facts.get("size_bytes") is not None:
             ms.file_bytes = int(facts["size_bytes"]) + int((facts.get("lora") or {}).get("size_bytes") or 0)
         ms.runtime = m.get("runtime")
         if ms.runtime:
             ms.resident_bytes = ms.runtime.get("resident_peak_bytes")
+            ms.busy = busy_note(ms.runtime.get("contention"))
+            if ms.busy and ms.cost.basis == "gpu_hour":  # hardware cost is latency priced: as busy as it
+                ms.cost.marks.append(ms.busy)
         lic = licenses.get(m["name"]) or {}
         ms.license, ms.license_verdict = lic.get("license_name") or lic.get("license_key"), lic.get("verdict")
+        ms.license_caveats = [str(c) for c in lic.get("caveats") or []]
         na = (run["manifest"].get("not_applicable") or {}).get(m["name"])
         if na:
             ms.not_run, ms.not_run_reason = len(na["cases"]), na["reason"]
@@ -308,6 +325,19 @@ def summarise_run(store: Store, run_id: str) -> RunSummary:
                     ms.long_context.setdefault(lc["len"], {}).setdefault(lc["depth"], {"passed": 0, "jobs": 0})
         models.append(ms)
     return RunSummary(run=run, models=models, cases=cases, rows=rows)
+
+
+def _concurrency_used(manifest: dict[str, Any], name: str, runtime: dict[str, Any] | None) -> tuple[int, str] | None:
+    """The requests a model really had in flight together: the engine's limit for it (a server's safe
+    default, one for in-process llama.cpp), lowered to the peak it measured when fewer ran at once."""
+    limit = (manifest.get("concurrency") or {}).get(name)
+    peak = (runtime or {}).get("peak_in_flight")
+    if isinstance(peak, int) and peak > 0:
+        cap = limit if isinstance(limit, int) and limit > 0 else peak
+        return min(cap, peak), "the most requests in flight at once"
+    if isinstance(limit, int) and limit > 0:
+        return limit, "the limit the engine used"
+    return None
 
 
 REFUSAL_ROWS = [("refused: harmful", "harmful", "refused"), ("refused: benign (over-refusal)", "benign", "refused"),

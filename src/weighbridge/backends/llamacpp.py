@@ -211,6 +211,8 @@ class LlamaCppBackend:
             return "its chat template renders no tools"
         return None
 
+    max_parallel = 1  # one llama.cpp thread: requests queue, whatever concurrency says
+
     def identity(self) -> dict[str, Any]:
         ident = {"backend": "llamacpp", "sha256": self.sha256, "mode": self.spec.mode, "n_ctx": self.spec.n_ctx}
         if self.lora is not None:
@@ -236,7 +238,9 @@ class LlamaCppBackend:
 
     @property
     def n_threads(self) -> int:
-        return self.spec.n_threads or os.cpu_count() or 1
+        from ..contention import default_threads
+
+        return self.spec.n_threads or default_threads()
 
     # -- lifecycle ----------------------------------------------------------------------------
     def _lock_mismatch(self, actual: str) -> BackendUnavailable:

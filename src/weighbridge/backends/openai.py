@@ -18,6 +18,7 @@ from .. import __version__
 from ..errors import BackendError, BackendUnavailable
 from ..scrub import scrub, secret_env
 from . import servers, toolcalls
+from .fingerprint import Fingerprint, read_fingerprint
 from .base import Generation, Request, Timings
 from ..wire.openai import MalformedResponse, Usage, loads, parse_chunk
 from .sse import DONE, iter_events
@@ -71,16 +72,23 @@ class OpenAIBackend:
         self.server_header: str | None = None
         self.server_info: dict[str, Any] | None = None
         self.server_kind: str | None = None
+        self.fingerprint: Fingerprint | None = None
 
     # -- identity and manifest ----------------------------------------------------------------
     def identity(self) -> dict[str, Any]:
-        return {"backend": "openai", "base_url": self.base_url, "model": self.spec.model, "mode": self.spec.mode}
+        """What answers are cached under: the endpoint and model id, and what is behind them where the
+        server says (a new GGUF behind the same alias is another model, so its answers are not reused)."""
+        ident = {"backend": "openai", "base_url": self.base_url, "model": self.spec.model, "mode": self.spec.mode}
+        if self.fingerprint is not None and self.fingerprint.sha256:
+            ident["fingerprint"] = self.fingerprint.sha256
+        return ident
 
     def manifest(self) -> dict[str, Any]:
         return {"backend": "openai", "base_url": self.base_url, "model": self.spec.model, "mode": self.spec.mode,
                 "client": f"httpx {httpx.__version__}", "api_key_env": self.spec.api_key_env,
                 "server_models": self.server_models, "server_header": self.server_header,
-                "server_info": self.server_info, "server_kind": self.server_kind, "params": self.spec.params.model_dump()}
+                "server_info": self.server_info, "server_kind": self.server_kind,
+                "fingerprint": self.fingerprint.to_dict() if self.fingerprint else None, "params": self.spec.params.model_dump()}
 
     def tool_support(self) -> str | None:
         """A chat server may take tools (whether it answers with calls is what the cases measure)."""
@@ -118,6 +126,10 @@ class OpenAIBackend:
         if status in (401, 403):
             raise BackendUnavailable(self.name, f"the server refused the API key (HTTP {status})",
                                      f"the key in {self.spec.api_key_env or '(no api_key_env set)'}")
+        if not 200 <= status < 300 and self.spec.model_check:
+            raise BackendUnavailable(self.name, f"GET {self.base_url}/models answered HTTP {status}: weighbridge cannot "
+                                                "use this server", f"{hint}; pass --no-model-check (or set "
+                                                "model_check: false) to try it anyway")
         if status == 200 and isinstance(listing, dict) and isinstance(listing.get("data"), list):
             self.server_models = [m["id"][:200] for m in listing["data"][:1000]
                                   if isinstance(m, dict) and isinstance(m.get("id"), str)]
@@ -130,6 +142,24 @@ class OpenAIBackend:
                            f"{', '.join(map(str, self.server_models[:20]))})",
                 "set model: to one of those ids; for a server that answers for ids it does not list, "
                 "set model_check: false on the model or pass --no-model-check")
+        self.fingerprint = await read_fingerprint(self.server_kind, self.spec.model, self.base_url.removesuffix("/v1"),
+                                                  self.base_url, listing, self._probe_get, self._probe_post)
+
+    async def _probe_get(self, url: str) -> Any:
+        """A metadata GET for the fingerprint: its JSON, or None for any failure (best effort)."""
+        try:
+            return (await _get_json(self.client(), url, 5.0))[1]
+        except httpx.HTTPError:
+            return None
+
+    async def _probe_post(self, url: str, body: dict[str, Any]) -> Any:
+        """A small POST for the fingerprint probe: its strict JSON, or None for any failure."""
+        try:
+            async with self.client().stream("POST", url, json=body, timeout=self.spec.connect_timeout_s + 60) as resp:
+                raw = await _read_capped(resp)
+                return loads(raw) if resp.status_code == 200 and len(raw) < _SMALL_BODY else None
+        except (httpx.HTTPError, MalformedResponse):
+            return None
 
     async def _server_info(self) -> dict[str, Any] | None:
         """Best effort: the version endpoint of whichever server this is, for the run manifest."""

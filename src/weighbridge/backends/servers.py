@@ -22,8 +22,8 @@ class ServerKind:
 KNOWN = {
     "llama-cpp-python": ServerKind(
         "llama-cpp-python", "llama-cpp-python's server (python -m llama_cpp.server)", 1,
-        "it cuts off a running request when the next one arrives unless it was started with "
-        "--interrupt_requests False, so weighbridge sends it one request at a time (set concurrency: to change)"),
+        "if it was started without --interrupt_requests False, it cuts off a running request when the next one "
+        "arrives, so weighbridge sends it one request at a time (set concurrency: on the model to choose)"),
     "llama.cpp": ServerKind("llama.cpp", "llama.cpp's llama-server"),
     "vllm": ServerKind("vllm", "vLLM"),
     "sglang": ServerKind("sglang", "SGLang"),

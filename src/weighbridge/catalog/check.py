@@ -9,6 +9,7 @@ from typing import Any
 from ..backends.bundled import BUNDLED, resolve_bundled
 from ..config import Config, ModelSpec
 from ..errors import BackendUnavailable, WeighbridgeError
+from .catalog import load_catalog
 from .identify import Identity, identify_path
 from .licenses import LicenseBook, Verdict, load_licenses, verdict_for
 from .profile import Profile
@@ -66,9 +67,14 @@ def check(targets: list[str], cfg: Config | None, profile: Profile) -> list[Chec
             ident = identify_path(resolve_bundled(t, t), book)
         elif Path(t).exists():
             ident = identify_path(Path(t), book)
+        elif (entry := load_catalog().get(t)) is not None:  # a catalog id or a Hugging Face repo id
+            lic = book.get(entry.license)
+            ident = Identity(t, "catalog", entry.license, lic, {"catalog_id": entry.id},
+                             note="" if lic else f"license '{entry.license}' is not yet structured in the catalog")
         else:
             raise WeighbridgeError(f"'{t}' is not a model in the config, a bundled alias ({', '.join(BUNDLED)}), "
-                                   "a GGUF file or a model folder")
+                                   "a catalog id or Hugging Face repo id (see `weighbridge catalog list`), a GGUF "
+                                   "file or a model folder")
         results.append(CheckResult(t, ident, verdict_of(ident, profile)))
     return results
 

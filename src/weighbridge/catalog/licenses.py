@@ -150,9 +150,10 @@ class Verdict:
     verdict: VerdictName
     findings: list[Finding] = field(default_factory=list)
     reason: str = ""
+    caveats: list[str] = field(default_factory=list)  # what the verdict rests on that was not checked
 
     def to_dict(self) -> dict[str, Any]:
-        return {"license": self.license.id if self.license else None,
+        return {"license": self.license.id if self.license else None, "caveats": self.caveats,
                 "license_name": self.license.name if self.license else None,
                 "source": self.license.source if self.license else None,
                 "verdict": self.verdict, "reason": self.reason,
@@ -185,7 +186,10 @@ def verdict_for(lic: License | None, profile: Profile, unknown_reason: str = "")
             worst = outcome
     reason = {"allowed": "no clause restricts this profile", "allowed_with_duties": "allowed if you meet the duties below",
               "needs_review": "a clause depends on facts the profile leaves out", "not_allowed": "a clause forbids this profile"}[worst]
-    return Verdict(lic, worst, findings, reason)
+    caveats = [] if lic.fingerprint else [
+        f"the catalog's rules for {lic.id} were never checked against a full copy of its text (no text fingerprint "
+        f"recorded): read the terms at {lic.source} before relying on this verdict"]
+    return Verdict(lic, worst, findings, reason, caveats)
 
 
 class LicenseBook:

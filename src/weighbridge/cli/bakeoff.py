@@ -84,7 +84,7 @@ def _run_and_report(cfg: Config, *, store: Optional[Path], report: Optional[Path
                               "profile; see `weighbridge license check`")
     extra = _scenario_section(scenario, st, stats.run_id) if scenario is not None else ""
     console.print(f"report: {write_html(summary, report or cfg.resolve(cfg.report), extra=extra)}")
-    return summary
+    return summary, stats
 
 def _scenario_section(scenario: Any, st: Any, run_id: str, prices: Optional[Path] = None) -> str:
     """The bakeoff report's cost section for a scenario; a problem pricing it is printed, not fatal:
@@ -134,7 +134,7 @@ def bakeoff(
         cfg.models = [m.model_copy(update={"model_check": False}) for m in cfg.models]
     command = _bakeoff_command(config, store, model)
     resume = resume or retry_errors
-    summary = _run_and_report(cfg, store=store, report=report, resume=(run_id or True) if resume else False,
+    summary, _ = _run_and_report(cfg, store=store, report=report, resume=(run_id or True) if resume else False,
                               use_cache=not no_cache, only_models=model or None, command=command,
                               retry_errors=retry_errors, scenario=the_scenario)
     if json_out:
@@ -167,10 +167,18 @@ def check(
     junit: Optional[Path] = typer.Option(None, "--junit", help="Write JUnit XML here."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the comparison as JSON here."),
     store: Optional[Path] = typer.Option(None, "--store", help="SQLite store (default from config)."),
+    allow_cache: bool = typer.Option(False, "--allow-cache", help="Reuse stored answers from the response cache "
+                                     "(by default the gate calls the models: a cached answer is old evidence)."),
 ) -> None:
-    """Re-run the pinned suite on the candidate model(s); exit 1 only on a significant regression."""
+    """Re-run the pinned suite on the candidate model(s); exit 1 only on a significant regression.
 
-    from ..compare import compare, outcomes_from_file, outcomes_from_run, scores_from_file, scores_from_run
+    Every answer comes from the model itself unless --allow-cache is given; the output says which it did,
+    and names any model whose fingerprint (weights, or what its server says is behind the model id)
+    differs from the baseline's."""
+
+    from ..backends.fingerprint import Fingerprint, changed, from_manifest
+    from ..compare import (compare, fingerprints_from_file, fingerprints_from_run, outcomes_from_file,
+                           outcomes_from_run, scores_from_file, scores_from_run)
     from ..files import write_atomic
     from ..report.junit import write_junit
     from ..store import Store
@@ -181,18 +189,21 @@ def check(
         if Path(baseline).is_file():
             base, label = outcomes_from_file(Path(baseline)), baseline
             base_scores = scores_from_file(Path(baseline))
+            base_prints = fingerprints_from_file(Path(baseline))
         else:
             store_path = _store_path(cfg, store)
             if not store_path.exists():
                 raise WeighbridgeError(f"{store_path}: no store, so '{baseline}' cannot be a run id; give a results file")
             base, label = outcomes_from_run(Store(store_path), baseline), f"run {baseline}"
             base_scores = scores_from_run(Store(store_path), baseline)
+            base_prints = fingerprints_from_run(Store(store_path), baseline)
     except WeighbridgeError as e:
         raise _fail(e) from None
     command = _bakeoff_command(config, store, model)
-    summary = _run_and_report(cfg, store=store, report=None, resume=False, use_cache=True, only_models=model or None,
-                              command=command)
+    summary, stats = _run_and_report(cfg, store=store, report=None, resume=False, use_cache=allow_cache,
+                                     only_models=model or None, command=command)
     comparisons = []
+    prints: list[dict[str, Any]] = []
     try:
         for m in summary.models:
             name = baseline_model or (m.model if m.model in base else (next(iter(base)) if len(base) == 1 else None))
@@ -201,6 +212,9 @@ def check(
                                        f"(it has: {', '.join(base)}); pass --baseline-model")
             comparisons.append(compare(m.model, base[name], summary.outcomes(m.model), f"{label} · {name}",
                                        base_scores.get(name), summary.scores(m.model)))
+            now = from_manifest(summary.run["manifest"].get("models", {}).get(m.model))
+            prints.append({"model": m.model, "baseline_model": name, "baseline": base_prints.get(name), "now": now,
+                           "changed": changed(base_prints.get(name), now)})
     except WeighbridgeError as e:
         raise _fail(e) from None
     t = Table("model", "baseline", "now", "Δ pass rate (95% CI)", "p (McNemar)", "fixed", "broken", "Δ score", "verdict",
@@ -219,10 +233,31 @@ def check(
         if c.fixed:
             console.print(f"{term(c.model)} fixed (failed before, pass now): {term(', '.join(c.fixed))}", highlight=False)
     console.print(f"[dim]{comparisons[0].test if comparisons else ''}[/]")
+    for fp in prints:
+        who = term(fp["model"])
+        if fp["changed"]:
+            console.print(f"[bold yellow]the model behind {who} changed since the baseline:[/] "
+                          f"{term(Fingerprint.difference(fp['baseline'], fp['now']))}",
+                          highlight=False, soft_wrap=True)
+        elif fp["changed"] is None:
+            side = "now" if not (fp["now"] or {}).get("sha256") else "baseline"
+            console.print(f"[yellow]{who}: {term(Fingerprint.describe(fp[side]))} "
+                          f"{'now' if side == 'now' else 'in the baseline'}: a change of weights behind the same "
+                          "name cannot be ruled out[/]", highlight=False, soft_wrap=True)
+    total = stats.model_calls + stats.cache_hits
+    if allow_cache:
+        console.print(f"[yellow]--allow-cache: {stats.cache_hits} of {total} answers came from the response cache, "
+                      f"not from the model{'s' if len(comparisons) > 1 else ''}[/]", highlight=False)
+    else:
+        console.print(f"[dim]the gate called the model{'s' if len(comparisons) > 1 else ''} for all {total} answers "
+                      "(no cache; --allow-cache reuses stored answers)[/]", highlight=False)
     if junit:
         console.print(f"junit: {write_junit(comparisons, alpha, margin, junit)}")
     if json_out:
         write_atomic(json_out, dumps_json({"alpha": alpha, "margin": margin, "baseline": label,
-                                            "comparisons": [c.to_dict() for c in comparisons]}) + "\n")
+                                            "cache": {"allowed": allow_cache, "answers": total,
+                                                      "from_cache": stats.cache_hits, "model_calls": stats.model_calls},
+                                            "comparisons": [{**c.to_dict(), "fingerprint": fp}
+                                                            for c, fp in zip(comparisons, prints)]}) + "\n")
     if any(c.regression(alpha, margin) for c in comparisons):
         raise typer.Exit(1)

@@ -46,6 +46,8 @@ def bench_cmd(
                                     "counts as an error."),
     max_error_rate: float = typer.Option(0.1, "--max-error-rate", min=0.0, max=1.0, help="A level whose errored "
                                          "share passes this stops the sweep (after 10 answers)."),
+    name: Optional[str] = typer.Option(None, "--name", help="Store the figures under this model name (what "
+                                       "`weighbridge cost` matches a scenario option's model: with it)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write every level's figures as JSON."),
     report: Path = typer.Option(Path("weighbridge-bench.html"), "--report", help="HTML report with the curves."),
     store: Optional[Path] = typer.Option(None, "--store", help="SQLite store for the results (default: the "
@@ -144,10 +146,8 @@ def bench_cmd(
             console.print(f"level {r.level:g}: {r.short_outputs} response(s) shorter than max_tokens "
                           f"(the server stopped early; output tok/s counts what it sent)")
     if gpu_hour_usd is not None and results:
-        best = max(results, key=lambda r: r.output_tps)
-        if best.cost_per_mtok_usd is not None:
-            console.print(f"best operating point: {best.level:g} → ${best.cost_per_mtok_usd:.3f} per 1M output tokens, "
-                          f"${best.cost_per_request_usd:.5f} per successful request at ${gpu_hour_usd:g}/h")
+        for line in operating_point(results, slo_spec, gpu_hour_usd):
+            console.print(line, highlight=False, soft_wrap=True)
     if mode == "open":
         for r in results:
             console.print(f"rate {r.level:g}/s: offered {r.offered_rps:g}/s, achieved {r.rps:.2f}/s; "
@@ -163,7 +163,7 @@ def bench_cmd(
                 "input_tokens": None if suite else input_tokens, "prompts": suite or "synthetic",
                 "output_tokens": output_tokens, "slo": slo, "gpu_hour_usd": gpu_hour_usd,
                 # what `weighbridge cost` matches an option's model against: the name it was benched by
-                "model": tgt.model if target.startswith(("http://", "https://")) else target}
+                "model": name or (tgt.model if target.startswith(("http://", "https://")) else target)}
     st = Store(store or (cfg.resolve(cfg.store) if cfg else Path("weighbridge.db")))
     bench_id = st.save_bench(target=where, mode=mode, settings=settings, levels=[r.to_dict() for r in results],
                              stopped=stop)
@@ -173,3 +173,30 @@ def bench_cmd(
                                             "settings": settings, "stopped": stop,
                                             "levels": [r.to_dict() for r in results]}) + "\n")
         console.print(f"json: {json_out}")
+
+
+def operating_point(results: list[Any], slo: Any, gpu_hour_usd: float) -> list[str]:
+    """The level that serves output tokens cheapest, chosen only among the levels that meet the SLO
+    given (its p95 of each latency at or under the limit, errors at most 1%: the rule `weighbridge cost`
+    applies to a stored bench); without an SLO, among the levels that answered."""
+    from ..deploy_cost import check_levels
+    from ..scenario import LatencySLO
+
+    priced = [r for r in results if r.cost_per_mtok_usd is not None]
+    if not slo.given:
+        if not priced:
+            return []
+        best = max(priced, key=lambda r: r.output_tps)
+        return [f"best operating point (no --slo given: the highest throughput): {best.level:g} → "
+                f"${best.cost_per_mtok_usd:.3f} per 1M output tokens, ${best.cost_per_request_usd:.5f} per "
+                f"successful request at ${gpu_hour_usd:g}/h"]
+    rule = LatencySLO(ttft=slo.ttft_ms, e2e=slo.e2e_ms, tpot=slo.tpot_ms)
+    checks = {c.level: c for c in check_levels([r.to_dict() for r in results], rule)}
+    meeting = [r for r in priced if checks[r.level].meets]
+    if not meeting:
+        return [f"no level meets the SLO ({rule.describe()}): "
+                + "; ".join(f"{c.level:g}: {c.why}" for c in checks.values())]
+    best = max(meeting, key=lambda r: r.output_tps)
+    return [f"best operating point meeting the SLO ({rule.describe()}): {best.level:g} → "
+            f"${best.cost_per_mtok_usd:.3f} per 1M output tokens, ${best.cost_per_request_usd:.5f} per successful "
+            f"request at ${gpu_hour_usd:g}/h"]

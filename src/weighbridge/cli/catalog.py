@@ -165,6 +165,9 @@ def license_check(
                                  + _quote_kind(f.rule.quote_kind)), highlight=False)
         if r.verdict.license is not None:
             console.print(f"    source: {r.verdict.license.source}", highlight=False)
+    for r in results:
+        for caveat in r.verdict.caveats:
+            console.print(f"[yellow]{escape(r.name)}: {escape(caveat)}[/]", highlight=False, soft_wrap=True)
     if json_out:
         write_atomic(json_out, dumps_json({"profile": prof.model_dump(), "results": [r.to_dict() for r in results]},
                                            ) + "\n")

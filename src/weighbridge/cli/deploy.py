@@ -117,7 +117,9 @@ def cost(scenario: Path = typer.Argument(..., help="Scenario YAML: traffic, SLO,
         if not path.exists():
             raise WeighbridgeError(f"{path}: no such store; run `weighbridge bench` and `weighbridge bakeoff` first "
                                    "(or give --store)")
-        pricer = ScenarioPricer(the_scenario, Store(path), sheet)
+        cfg_path = config if config is not None else (Path("weighbridge.yaml") if Path("weighbridge.yaml").is_file()
+                                                      else None)
+        pricer = ScenarioPricer(the_scenario, Store(path), sheet, config=cfg_path)
         costs = pricer.price_all()
     except WeighbridgeError as e:
         raise _fail(e) from None

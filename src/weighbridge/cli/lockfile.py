@@ -75,7 +75,7 @@ def bom(config: Optional[Path] = typer.Option(None, "-c", "--config", help="Conf
 
     try:
         cfg = _config(config)
-        doc = build_bom(cfg, load_profile(profile) if profile else None)
+        doc = build_bom(cfg, load_profile(profile) if profile else None, str(profile) if profile else None)
         validate_bom(doc)
     except WeighbridgeError as e:
         raise _fail(e) from None

@@ -242,7 +242,8 @@ def audit_verify(plan: Optional[Path] = typer.Option(None, "--plan", help="Plan 
 def audit_show(plan: Optional[Path] = typer.Option(None, "--plan", help="Plan whose audit log to read."),
                url: Optional[str] = typer.Option(None, "--url", help="Audit log: a SQLite path or postgresql://…"),
                last: int = typer.Option(10, "--last", min=1, help="How many of the newest records."),
-               as_json: bool = typer.Option(False, "--json", help="One JSON record per line.")) -> None:
+               as_json: bool = typer.Option(False, "--json", help="The records as one JSON document (a list)."),
+               as_jsonl: bool = typer.Option(False, "--jsonl", help="One JSON record per line.")) -> None:
     """The newest audit records: who called which route, what answered, tokens, cost, safety events."""
 
     from ..gateway.admin import audit_url, last_records
@@ -251,7 +252,12 @@ def audit_show(plan: Optional[Path] = typer.Option(None, "--plan", help="Plan wh
         raise _fail(WeighbridgeError("give --plan or --url"))
     where = audit_url(_plan(plan), url) if plan is not None else str(url)
     rows = last_records(where, last)
+    if as_json and as_jsonl:
+        raise _fail(WeighbridgeError("give --json (one document) or --jsonl (one record per line), not both"))
     if as_json:
+        print(dumps_json(rows, sort_keys=True))
+        return
+    if as_jsonl:
         for r in rows:
             print(dumps_json(r, indent=None, sort_keys=True))
         return

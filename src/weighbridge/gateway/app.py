@@ -199,8 +199,11 @@ class Gateway:
                                          route=model if isinstance(model, str) else "")
         name = request.headers.get(ROUTE_HEADER) or body.get("model")
         if name not in self.plan.routes:
-            if not self.plan.default_route:
-                return error(404, f"no route '{name}' (routes: {', '.join(self.plan.routes)})", code="model_not_found")
+            named = isinstance(name, str) and name != ""
+            if not self.plan.default_route or (named and self.plan.unknown_models == "refuse"):
+                return error(404, f"no route '{name}' (routes: {', '.join(self.plan.routes)})"
+                             + ("; the plan serves unknown names only with unknown_models: default_route"
+                                if named and self.plan.default_route else ""), code="model_not_found")
             name = self.plan.default_route
         route = self.plan.routes[name]
         call = Call(path, name, route, body, key_id=None, stream=bool(body.get("stream")),

@@ -233,7 +233,10 @@ class HttpLimits(_Strict):
 
 class Plan(_Strict):
     routes: dict[str, Route] = Field(min_length=1)
-    default_route: str | None = None
+    default_route: str | None = Field(None, description="the route for a request that names no model")
+    unknown_models: Literal["refuse", "default_route"] = Field(
+        "refuse", description="a model name that is no route: refused with 404 model_not_found (a client must not "
+                              "get another model than it asked for in silence), or served by default_route")
     state: str = Field("gateway.db", description="keys and settled spend: a SQLite file (one process), or "
                                                  "postgresql://… shared by every gateway process (needs redis:)")
     redis: str | None = Field(None, description="redis://… holding rate-limit windows and budget reservations, "
@@ -276,6 +279,8 @@ class Plan(_Strict):
     def _default_exists(self) -> Plan:
         if self.default_route is not None and self.default_route not in self.routes:
             raise ValueError(f"default_route '{self.default_route}' is not one of the routes")
+        if self.unknown_models == "default_route" and self.default_route is None:
+            raise ValueError("unknown_models: default_route needs a default_route")
         return self
 
     def audit_head(self) -> str:

@@ -33,6 +33,13 @@ DEFINITIONS = {
 }
 
 
+def _source_link(source: str) -> str:
+    """A price's source: a link only when it is a web address (a sheet may say "our contract, 2026-11")."""
+    if source.startswith(("https://", "http://")):
+        return f"<a href='{_e(source)}'>{_e(source)}</a>"
+    return _e(source)
+
+
 def _usd(v: float | None) -> str:
     if v is None:
         return "–"
@@ -200,7 +207,7 @@ def cost_section(pricer: ScenarioPricer, costs: list[OptionCost], bench_report: 
             out.append(f"<p class=meta>{_e(c.name)}: {_e(c.price['id'])} ${c.price['input_per_mtok']:g} in"
                        + (f" (${c.price['cached_input_per_mtok']:g} cached)" if c.price.get("cached_input_per_mtok") is not None else "")
                        + f" / ${c.price['output_per_mtok']:g} out per 1M tokens, as of {_e(c.price['as_of'])}: "
-                       f"<a href='{_e(c.price['source'])}'>{_e(c.price['source'])}</a>"
+                       + _source_link(str(c.price['source']))
                        + (f" – {_e(c.price['note'])}" if c.price.get("note") else "") + "</p>")
     out.append("<ul class=definitions>" + "".join(f"<li><b>{_e(k)}</b>: {_e(v)}</li>" for k, v in DEFINITIONS.items())
                + "</ul>")

@@ -13,6 +13,7 @@ from ..files import write_atomic
 from ..suites.longcontext import parse_length
 from ..summary import DEFINITIONS, ModelSummary, RunSummary, workload_rows
 from .svg import latency_distribution, quality_vs_cost
+from .terminal import cost_notes, prompt_tokens_cell
 
 _CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:24px;color:#1b1f24}
@@ -178,7 +179,7 @@ def render_html(summary: RunSummary, baseline: dict[str, dict[str, bool]] | None
         row("pass rate, answered jobs", [f"{m.answered_pass_rate:.1%} ({m.passed}/{m.answered})"
                                          if m.answered_pass_rate is not None else "none answered" for m in models])
     row("95% CI (Wilson)", [f"{m.ci95[0]:.1%} – {m.ci95[1]:.1%}" for m in models])
-    for w in sorted({w for m in models for w in m.by_workload}):
+    for w in sorted({w for m in models for w in m.by_workload} | {c["workload"] for c in summary.cases}):
         row(f"· {w}", [f"{m.by_workload[w]['pass_rate']:.0%} ({m.by_workload[w]['passed']}/{m.by_workload[w]['jobs']})"
                        if w in m.by_workload else ("n/a" if m.not_run else "–") for m in models])
     for label, cells in workload_rows(models):
@@ -190,17 +191,23 @@ def render_html(summary: RunSummary, baseline: dict[str, dict[str, bool]] | None
         for key in sorted({k for m in models for k in m.pass_at_k}, key=lambda k: int(k.split("@")[1])):
             row(key, [f"{m.pass_at_k[key]:.1%}" if key in m.pass_at_k else "–" for m in models])
         row("unstable cases", [f"{len(m.unstable_cases)}" for m in models])
-    row("latency mean / p95", [f"{_ms(m.latency_mean_ms)} / {_ms(m.latency_p95_ms)}" for m in models])
-    row("TTFT mean", [_ms(m.ttft_mean_ms) for m in models])
-    row("output tok/s", [f"{m.output_tok_s:.1f}" if m.output_tok_s else "–" for m in models])
-    row("tokens in / out", [f"{m.prompt_tokens:,}{'' if m.prompt_tokens_known else '?'} / {m.completion_tokens:,} "
+    def busy(m: ModelSummary, cell: str) -> str:
+        return (f"<span class=busy title='{_e(m.busy)}'>†</span>{cell}" if m.busy and cell != "–" else cell)
+    row("latency mean / p95", [busy(m, f"{_ms(m.latency_mean_ms)} / {_ms(m.latency_p95_ms)}") for m in models])
+    row("TTFT mean", [busy(m, _ms(m.ttft_mean_ms)) for m in models])
+    row("output tok/s", [busy(m, f"{m.output_tok_s:.1f}" if m.output_tok_s else "–") for m in models])
+    row("tokens in / out", [f"{_e(prompt_tokens_cell(m))} / {m.completion_tokens:,} "
                             f"({', '.join(m.token_sources)})" for m in models])
-    row("cost (basis)", [f"{'–' if m.cost.total_usd is None else f'${m.cost.total_usd:.4f}'} ({_e(m.cost.label)})" for m in models])
-    row("$ / 1M output tokens", ["–" if m.cost.per_mtok_output_usd is None else f"${m.cost.per_mtok_output_usd:.4f}" for m in models])
+
+    def approx(m: ModelSummary) -> str:
+        return "<span class=est title='an estimate: see the cost notes'>≈</span>" if m.cost.estimated else ""
+    row("cost (basis)", [f"{'–' if m.cost.total_usd is None else f'{approx(m)}${m.cost.total_usd:.4f}'} ({_e(m.cost.label)})" for m in models])
+    row("$ / 1M output tokens", ["–" if m.cost.per_mtok_output_usd is None else f"{approx(m)}${m.cost.per_mtok_output_usd:.4f}" for m in models])
     row("$ / successful case", ["no passes" if m.passed == 0 and m.cost.total_usd is not None else
-                                "–" if m.cost.per_success_usd is None else f"${m.cost.per_success_usd:.5f}" for m in models])
+                                "–" if m.cost.per_success_usd is None else f"{approx(m)}${m.cost.per_success_usd:.5f}" for m in models])
     row("errors", [_e(", ".join(f"{k}×{v}" for k, v in m.error_kinds.items()) or "0") for m in models])
     out.append("</table>")
+    out.extend(f"<p class='meta busy-note'>† {_e(m.model)}: {_e(m.busy)}</p>" for m in models if m.busy)
     if any(m.long_context for m in models):
         out.append(_long_context_grid(models))
     lat = {m.model: [r.generation.latency_ms for r in summary.rows if r.model == m.model and r.generation
@@ -261,7 +268,7 @@ def render_html(summary: RunSummary, baseline: dict[str, dict[str, bool]] | None
                        f"<div class=why>{_e(c['workload'])}</div><details><summary>prompt</summary><pre>{_e(prompt)}</pre>"
                        f"</details></td>{''.join(cells)}</tr>")
     out.append("</table><h2>Definitions</h2><ul>" + "".join(f"<li><b>{_e(k)}</b>: {_e(v)}</li>" for k, v in DEFINITIONS.items())
-               + "</ul>" + "".join(f"<p class=meta>{_e(m.model)} cost: {_e(m.cost.formula)}</p>" for m in models))
+               + "</ul>" + "".join(f"<p class=meta>{_e(line)}</p>" for line in cost_notes(models)))
     lic = run["manifest"].get("licenses") or {}
     if lic:
         out.append(f"<h2>License check</h2><p class=meta>profile: {_e(lic.get('profile'))}</p><ul>")
@@ -271,6 +278,7 @@ def render_html(summary: RunSummary, baseline: dict[str, dict[str, bool]] | None
                             f"“{_e(f['quote'])}”{_e(_QUOTE_KIND.get(f.get('quote_kind', ''), ''))}</div></li>"
                             for f in v.get("findings", []) if f["outcome"] != "info")
             review = f"<li>! {_e(v['review'])}</li>" if v.get("review") and v["review"] != v.get("reason") else ""
+            review += "".join(f"<li class=caveat>≈ {_e(c)}</li>" for c in v.get("caveats") or [])
             out.append(f"<li><b>{_e(name)}</b>: <span class='lic {_e(v.get('verdict'))}'>"
                        f"{_e(str(v.get('verdict', '–')).replace('_', ' '))}</span> · {_e(v.get('license_name') or v.get('note') or '')}"
                        f"<div class=why>{_e(v.get('reason') or '')}</div><ul>{review}{items}</ul></li>")

@@ -14,11 +14,12 @@ Two layers, so a call site that forgets one is still covered by the other:
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 from rich.errors import MarkupError
 from rich.markup import escape
 from rich.segment import Segment
@@ -45,8 +46,25 @@ def term(value: Any) -> str:
     return escape(visible(str(value)))
 
 
+# Off a terminal (a pipe, a log, CI) with no COLUMNS set, Rich would assume 80 columns and fold a
+# table's cells ("REGRES / SION") where a reader or grep then misses them: there, a table is as wide
+# as its content and a line is not folded.
+PIPE_WIDTH = 1000
+
+
 class SafeConsole(Console):
     """A Rich console whose printed text can never carry a control sequence or break on markup."""
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        dims = super().size
+        if self._width is None and not self.is_terminal and not os.environ.get("COLUMNS"):
+            return ConsoleDimensions(PIPE_WIDTH, dims.height)
+        return dims
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        self._width, self._height = new_size
 
     def _render_buffer(self, buffer: Iterable[Segment]) -> str:
         # segments hold the text; styles are rendered from Style objects afterwards, so ours survive

@@ -62,7 +62,7 @@ def render(summary: RunSummary, console: Console) -> None:
     if any(m.errors for m in models):
         row("pass rate, answered", [f"{m.answered_pass_rate:.0%} ({m.passed}/{m.answered})"
                                     if m.answered_pass_rate is not None else "none answered" for m in models])
-    workloads = sorted({w for m in models for w in m.by_workload})
+    workloads = sorted({w for m in models for w in m.by_workload} | {c["workload"] for c in summary.cases})
     for w in workloads:
         row(f"  {term(w)}", [f"{m.by_workload[w]['pass_rate']:.0%} ({m.by_workload[w]['passed']}/{m.by_workload[w]['jobs']})"
                        if w in m.by_workload else ("n/a" if m.not_run else "–") for m in models])
@@ -74,21 +74,33 @@ def render(summary: RunSummary, console: Console) -> None:
         for key in sorted({k for m in models for k in m.pass_at_k}, key=lambda k: int(k.split("@")[1])):
             row(key, [f"{m.pass_at_k[key]:.0%}" if key in m.pass_at_k else "–" for m in models])
         row("unstable cases", [str(len(m.unstable_cases)) for m in models])
-    row("latency mean", [_ms(m.latency_mean_ms) for m in models])
-    row("latency p95", [_ms(m.latency_p95_ms) for m in models])
-    row("TTFT mean", [_ms(m.ttft_mean_ms) for m in models])
-    row("output tok/s", [f"{m.output_tok_s:.1f}" if m.output_tok_s else "–" for m in models])
-    row("tokens in / out", [f"{m.prompt_tokens:,}{'' if m.prompt_tokens_known else '?'} / {m.completion_tokens:,}"
-                            for m in models])
+    def busy(m: ModelSummary, cell: str) -> str:
+        return f"[yellow]†[/]{cell}" if m.busy and cell != "–" else cell
+    row("latency mean", [busy(m, _ms(m.latency_mean_ms)) for m in models])
+    row("latency p95", [busy(m, _ms(m.latency_p95_ms)) for m in models])
+    row("TTFT mean", [busy(m, _ms(m.ttft_mean_ms)) for m in models])
+    row("output tok/s", [busy(m, f"{m.output_tok_s:.1f}" if m.output_tok_s else "–") for m in models])
+    row("tokens in / out", [f"{prompt_tokens_cell(m)} / {m.completion_tokens:,}" for m in models])
     row("token count from", [", ".join(m.token_sources) or "–" for m in models])
     row("cost basis", [m.cost.label for m in models])
-    row("$ / 1M output tok", [_usd(m.cost.per_mtok_output_usd) for m in models])
-    row("$ total", [_usd(m.cost.total_usd) for m in models])
+
+    def usd(m: ModelSummary, v: float | None) -> str:
+        return ("≈" if m.cost.estimated and v is not None else "") + _usd(v)
+    row("$ / 1M output tok", [usd(m, m.cost.per_mtok_output_usd) for m in models])
+    row("$ total", [usd(m, m.cost.total_usd) for m in models])
     row("$ / successful case", ["no passes" if m.passed == 0 and m.cost.total_usd is not None
-                                else _usd(m.cost.per_success_usd) for m in models])
+                                else usd(m, m.cost.per_success_usd) for m in models])
     row("errors", [term(", ".join(f"{k}×{v}" for k, v in m.error_kinds.items())) or "0" for m in models])
     row("from cache", [f"{m.cached}/{m.jobs}" for m in models])
     console.print(keep_ids_whole(t, headers_whole=True))
+    for m in models:
+        if m.busy:
+            console.print(f"[yellow]† {term(m.model)}: {term(m.busy)}[/]", highlight=False, soft_wrap=True)
+    for line in cost_notes(models):
+        console.print(f"[dim]{term(line)}[/]", highlight=False, soft_wrap=True)
+    for m in models:
+        for caveat in m.license_caveats:
+            console.print(f"[dim]license of {term(m.model)}: {term(caveat)}[/]", highlight=False, soft_wrap=True)
     if any(m.long_context for m in models):
         console.print(long_context_table(models))
     for g in summary.variant_groups():
@@ -97,6 +109,24 @@ def render(summary: RunSummary, console: Console) -> None:
             console.print(f"[bold]{term(line)}[/]", highlight=False, soft_wrap=True)
         for note in g.notes:
             console.print(f"[dim]{term(note)}[/]", highlight=False, soft_wrap=True)
+
+
+def prompt_tokens_cell(m: ModelSummary) -> str:
+    """Prompt tokens, or '?' when the server reported none and nothing counted them (never a bare 0)."""
+    if m.prompt_tokens_known:
+        return f"{m.prompt_tokens:,}"
+    return f"≥{m.prompt_tokens:,}?" if m.prompt_tokens else "?"
+
+
+def cost_notes(models: list[ModelSummary]) -> list[str]:
+    """How each priced model's cost was computed, and what makes it an estimate (the "≈")."""
+    lines = []
+    for m in models:
+        if m.cost.basis == "none":
+            continue
+        lines.append(f"cost of {m.model}: {m.cost.formula}")
+        lines += [f"  ≈ {mark}" for mark in m.cost.marks]
+    return lines
 
 
 def _mb(v: int | None) -> str:

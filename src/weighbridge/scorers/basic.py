@@ -41,6 +41,10 @@ class _Exact(TextScorer):
     def __init__(self, s: ExactSpec) -> None:
         self.s = s
 
+    def needs_expected(self) -> bool:
+        """With no value: of its own, it compares with the case's expected value, which must exist."""
+        return self.s.value is None
+
     def score(self, text: str, expected: Any) -> Score:
         want = self.s.value if self.s.value is not None else expected
         if want is None:
@@ -65,6 +69,10 @@ class _Contains(TextScorer):
 
     def __init__(self, s: ContainsSpec) -> None:
         self.s = s
+
+    def needs_expected(self) -> bool:
+        """With no value: of its own, it compares with the case's expected value, which must exist."""
+        return self.s.value is None
 
     def score(self, text: str, expected: Any) -> Score:
         want = self.s.value if self.s.value is not None else expected
@@ -148,6 +156,10 @@ class _Numeric(TextScorer):
 
     def __init__(self, s: NumericSpec) -> None:
         self.s = s
+
+    def needs_expected(self) -> bool:
+        """With no value: of its own, it compares with the case's expected value, which must exist."""
+        return self.s.value is None
 
     def score(self, text: str, expected: Any) -> Score:
         want = self.s.value if self.s.value is not None else expected

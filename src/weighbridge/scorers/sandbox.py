@@ -182,7 +182,7 @@ def describe(mode: str = "bubblewrap") -> dict[str, Any]:
         check(mode)
     except SandboxUnavailable as e:
         return {"mode": mode, "isolated": False, "available": False, "problem": str(e),
-                "summary": "bubblewrap unavailable: python_tests cases fail"}
+                "summary": "bubblewrap unavailable: python_tests cases not run"}
     tool = _bwrap_version(_bwrap())
     outside = "a throwaway uid outside (weighbridge runs as root)" if os.geteuid() == 0 else "the user's own uid outside"
     return {"mode": "bubblewrap", "isolated": True, "available": True, "tool": tool,

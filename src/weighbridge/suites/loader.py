@@ -177,13 +177,19 @@ def _case(raw: Any, *, defaults: dict[str, Any], path: str, line: int | None, sr
     except ValidationError as e:
         raise validation_error(e, src, path, prefix=prefix, base_line=line) from None
     for i, spec in enumerate(case.scorers):
+        loc = prefix + ("scorers", i)
         try:
-            build_scorer(spec)
+            scorer = build_scorer(spec)
         except (ValueError, ValidationError) as e:
             msg = e.errors()[0]["msg"] if isinstance(e, ValidationError) else str(e)
-            loc = prefix + ("scorers", i)
             raise ConfigError(msg.removeprefix("Value error, "), path=path,
                               line=src.line_of(loc) if src else line, field=".".join(map(str, loc))) from None
+        if case.expected is None and getattr(scorer, "needs_expected", lambda: False)():
+            kind = spec if isinstance(spec, str) else spec.get("type")
+            raise ConfigError(f"scorer '{kind}' compares the answer with the case's expected value, and case "
+                              f"'{case.id}' has none: add an 'expected' field (a CSV column) or give the scorer "
+                              "a value:", path=path, line=src.line_of(loc) if src else line,
+                              field=".".join(map(str, loc)))
     missing = _missing_vars(case)
     if missing:
         where = (src.line_of(prefix) if src else line)
