@@ -1,6 +1,8 @@
 """MkDocs hooks: the CLI reference is generated from the Typer app at build time (so it cannot
-drift from the code), and a page can embed a cheap command's real output with
-``<!-- wb: ARGS -->`` (run as ``weighbridge ARGS`` in a 100-column terminal while the site builds)."""
+drift from the code), a page can embed a cheap command's real output with
+``<!-- wb: ARGS -->`` (run as ``weighbridge ARGS`` in a 100-column terminal while the site builds),
+and every count a page states is written ``{{ count: WHAT }}`` and read from the code at build time
+(``COUNTS`` says which): a count typed by hand goes stale with the next entry or test."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import sys
 from pathlib import Path
 
 _RUN = re.compile(r"^<!-- wb: (?P<args>.+?) -->$", re.M)
+_COUNT = re.compile(r"\{\{ count: (?P<what>[a-z-]+) \}\}")
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -37,6 +40,30 @@ def _run(args: str) -> str:
     return f"```\n$ weighbridge {args}\n{out}\n```"
 
 
+def count(what: str) -> int:
+    """One of the counts the docs state, from the code (the README's are checked against these by a test)."""
+    if what == "catalog-entries":
+        from weighbridge.catalog.catalog import load_catalog
+
+        return len(load_catalog().models)
+    if what == "license-texts":
+        from weighbridge.catalog.licenses import load_licenses
+
+        return len(load_licenses().licenses)
+    if what == "bundled-models":
+        from weighbridge.backends.bundled import BUNDLED
+
+        return len(BUNDLED)
+    if what == "tests":
+        r = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"], cwd=ROOT,
+                           capture_output=True, text=True, timeout=300)
+        found = re.search(r"^(\d+) tests? collected", r.stdout, re.M)
+        if found is None:
+            raise RuntimeError(f"docs: could not count the tests: {r.stdout[-500:]}{r.stderr[-500:]}")
+        return int(found.group(1))
+    raise RuntimeError(f"docs: no count named '{what}' (known: catalog-entries, license-texts, bundled-models, tests)")
+
+
 def on_page_read_source(page, config):  # noqa: ANN001 - mkdocs hook signature
     if page.file.src_uri == "reference/cli.md":
         return _cli_reference()
@@ -44,4 +71,5 @@ def on_page_read_source(page, config):  # noqa: ANN001 - mkdocs hook signature
 
 
 def on_page_markdown(markdown, page, config, files):  # noqa: ANN001 - mkdocs hook signature
+    markdown = _COUNT.sub(lambda m: str(count(m.group("what"))), markdown)
     return _RUN.sub(lambda m: _run(m.group("args")), markdown)

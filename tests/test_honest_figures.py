@@ -4,7 +4,9 @@ terminal are not folded. Each test failed on the code before its fix."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -62,8 +64,7 @@ def test_unknown_prompt_tokens_mark_every_dollar_figure(llama_server, tmp_path):
     m = json.loads((tmp_path / "r.json").read_text())["models"][0]
     assert m["prompt_tokens_known"] is False and m["cost"]["estimated"] is True
     assert "input cost is missing" in m["cost"]["marks"][0]
-    lines = {line.split("│")[1].strip(): line.split("│")[2].strip() for line in r.output.splitlines()
-             if line.count("│") == 3}
+    lines = cells(r.output)
     assert lines["tokens in / out"].startswith("? / ")
     assert lines["$ total"].startswith("≈$") and lines["$ / 1M output tok"].startswith("≈$")
     html = (tmp_path / "weighbridge-report.html").read_text()
@@ -254,14 +255,27 @@ def test_a_model_with_bundled_or_path_needs_no_backend(tmp_path):
     assert [m.backend for m in cfg.models] == ["llamacpp", "llamacpp", "openai"]
 
 
-def _hogs(seconds: float) -> list:
-    """A bounded busy loop on every CPU this process may use (ended by the test, and by itself)."""
+@contextlib.contextmanager
+def cpu_hog(seconds: float = 120) -> Iterator[None]:
+    """A bounded busy loop on every CPU this process may use, for the block (and never past ``seconds``)."""
     import os
     import subprocess
     import sys
 
     loop = f"import time\nt = time.monotonic()\nwhile time.monotonic() - t < {seconds}: pass\n"
-    return [subprocess.Popen([sys.executable, "-c", loop]) for _ in range(len(os.sched_getaffinity(0)))]
+    hogs = [subprocess.Popen([sys.executable, "-c", loop]) for _ in range(len(os.sched_getaffinity(0)))]
+    try:
+        yield
+    finally:
+        for h in hogs:
+            h.kill()
+            h.wait()
+
+
+def cells(output: str) -> dict[str, str]:
+    """A one-model bakeoff table's rows: label -> cell."""
+    return {line.split("│")[1].strip(): line.split("│")[2].strip() for line in output.splitlines()
+            if line.count("│") == 3}
 
 
 @pytest.mark.slow
@@ -272,19 +286,78 @@ def test_a_bakeoff_beside_a_cpu_hog_is_marked_busy_and_alone_it_is_not(tmp_path)
     assert r.exit_code == 0, r.output
     alone = json.loads((tmp_path / "alone.json").read_text())["models"][0]
     assert alone["runtime"]["contention"]["sampled"] and alone["busy"] is None and "†" not in r.output
-    hogs = _hogs(120)
-    try:
+    with cpu_hog():
         r = runner.invoke(app, ["bakeoff", "-c", str(cfg), "--no-cache", "--json", str(tmp_path / "busy.json")])
-    finally:
-        for h in hogs:
-            h.kill()
-            h.wait()
     assert r.exit_code == 0, r.output
     busy = json.loads((tmp_path / "busy.json").read_text())["models"][0]
     c = busy["runtime"]["contention"]
     assert c["busy"] and c["runnable_threads_mean"] > c["cpus"] + 0.5 and c["other_cores"] > 0.5
     assert busy["busy"].startswith("measured on a busy machine") and busy["cost"]["estimated"]
-    lines = {line.split("│")[1].strip(): line.split("│")[2].strip() for line in r.output.splitlines()
-             if line.count("│") == 3}
+    lines = cells(r.output)
     assert lines["latency mean"].startswith("†") and lines["output tok/s"].startswith("†")
     assert lines["$ total"].startswith("≈$") and "† smol: measured on a busy machine" in " ".join(r.output.split())
+
+
+@pytest.mark.slow
+def test_a_bench_level_beside_a_cpu_hog_is_marked_busy(llama_server, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = ["bench", llama_server, "--server-model", "smollm2", "--concurrency", "1", "--requests", "4",
+            "--warmup", "0", "--output-tokens", "8", "--json"]
+    with cpu_hog():
+        r = runner.invoke(app, [*args, "busy.json"])
+    assert r.exit_code == 0, r.output
+    level = json.loads((tmp_path / "busy.json").read_text())["levels"][0]
+    assert level["contention"]["busy"] and level["busy"].startswith("measured on a busy machine")
+    assert "† level 1: measured on a busy machine" in " ".join(r.output.split())
+    assert "† level 1" in (tmp_path / "weighbridge-bench.html").read_text()
+
+
+def test_llama_cpp_threads_default_to_the_cpus_the_process_may_use():
+    import subprocess
+    import sys
+
+    code = ("import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})\n"
+            "from weighbridge.contention import default_threads, usable_cpus\n"
+            "from weighbridge.backends.llamacpp import LlamaCppBackend\n"
+            "from weighbridge.config import ModelSpec\n"
+            "b = LlamaCppBackend(ModelSpec(name='s', bundled='smollm2-135m'))\n"
+            "print(usable_cpus(), default_threads(), b.n_threads, os.cpu_count())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    usable, default, backend, machine = map(int, out.stdout.split())
+    assert usable == default == backend == 1 and machine >= 1  # pinned to one CPU: one thread, whatever the machine has
+
+
+def test_a_named_tokenizer_counts_a_served_models_prompt_tokens(llama_server, tmp_path):
+    # llama-cpp-python streams no usage; tokenizer: names the served GGUF, so prompts are counted, and
+    # exactly as the in-process backend counts the same cases with the same file
+    cfg = served(tmp_path, llama_server, "{input_per_mtok: 1, output_per_mtok: 2}", extra=", tokenizer: smollm2-135m")
+    r = runner.invoke(app, ["bakeoff", "-c", str(cfg), "--no-cache", "--json", str(tmp_path / "r.json")])
+    assert r.exit_code == 0, r.output
+    served_m = json.loads((tmp_path / "r.json").read_text())["models"][0]
+    assert served_m["prompt_tokens_known"] and served_m["token_sources"] == ["tokenizer"]
+    assert not served_m["cost"]["estimated"] and "≈" not in r.output
+    local = tmp_path / "local"
+    local.mkdir()
+    lcfg = smol_project(local, TWO, max_tokens=16)
+    r = runner.invoke(app, ["bakeoff", "-c", str(lcfg), "--json", str(local / "r.json")])
+    assert r.exit_code == 0, r.output
+    assert json.loads((local / "r.json").read_text())["models"][0]["prompt_tokens"] == served_m["prompt_tokens"] > 0
+
+
+def test_lock_paths_are_relative_to_the_lockfile(tmp_path, smollm_path):
+    import shutil
+
+    from weighbridge.config import load_config
+    from weighbridge.lock import write_lock
+
+    (tmp_path / "models").mkdir()
+    shutil.copy(smollm_path, tmp_path / "models" / "m.gguf")
+    cfg = load_config(write(tmp_path / "weighbridge.yaml", "models:\n  - {name: m, path: models/m.gguf}\n"
+                                                           "  - {name: b, bundled: smollm2-135m}\nsuites: [s.yaml]\n"))
+    for where, expected in ((tmp_path / "weighbridge.lock", "models/m.gguf"),
+                            (tmp_path / "locks" / "prod.lock", "../models/m.gguf")):
+        where.parent.mkdir(exist_ok=True)
+        data = json.loads(write_lock(cfg, path=where).read_text())
+        assert data["models"]["m"]["files"][0]["path"] == expected
+        assert data["models"]["b"]["files"][0]["path"] == str(smollm_path)  # outside the project: absolute
+        assert (where.parent / expected).resolve() == (tmp_path / "models" / "m.gguf").resolve()

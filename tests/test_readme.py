@@ -100,3 +100,18 @@ def test_every_example_file_the_readme_uses_loads():
             continue
         checked += 1
     assert checked >= 8
+
+
+def test_the_readmes_counts_are_the_codes():
+    """The docs site reads its counts from the code as it builds (docs/hooks.py); the README, shown as it
+    is, is held to the same counts here."""
+    sys.path.insert(0, str(ROOT / "docs"))
+    try:
+        from hooks import count
+    finally:
+        sys.path.pop(0)
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    tests = re.search(r"(\d+) tests – one skipped", readme)
+    assert tests and int(tests.group(1)) == count("tests"), "update the README's test count"
+    words = {2: "two", 3: "three", 4: "four", 5: "five"}
+    assert f"the {words[count('bundled-models')]} bundled models" in readme

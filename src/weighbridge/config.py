@@ -118,6 +118,9 @@ class ModelSpec(_Strict):
     extra_body: dict[str, Any] = Field(default_factory=dict)
     options: dict[str, Any] = Field(default_factory=dict, description="settings for a plugin backend")
     model_check: bool = Field(True, description="refuse a model id the server's /v1/models does not list")
+    tokenizer: str | None = Field(None, description="a GGUF (path, or a bundled alias) whose tokenizer and chat "
+                                                    "template count a served model's tokens when its server reports "
+                                                    "none (else its prompt tokens are unknown and marked so)")
     # cost and provenance
     price: Price | None = None
     catalog_id: str | None = None
@@ -170,6 +173,8 @@ class ModelSpec(_Strict):
                 raise ValueError("'bundled' and 'path' belong to llamacpp models, not openai")
             if not self.base_url.startswith(("http://", "https://")):
                 raise ValueError("'base_url' must start with http:// or https://")
+        if self.tokenizer and self.backend != "openai":
+            raise ValueError("'tokenizer' belongs to served (openai) models: llama.cpp in-process counts its own")
         return self
 
     def _expand(self) -> list["ModelSpec"]:
@@ -302,7 +307,7 @@ models:
     bundled: smollm2-135m
     catalog_id: smollm2-135m-instruct   # its entry in `weighbridge models` (facts, license, sources)
     mode: chat                 # apply the model's own chat template
-    # n_threads: 2             # CPU threads (default: all cores)
+    # n_threads: 2             # CPU threads (default: one per physical core this process may use)
     params: {temperature: 0, seed: 42, max_tokens: 256}
     price: {gpu_hour_usd: 0.10} # what the serving hardware costs per hour (here: a small CPU VM)
 
@@ -332,7 +337,7 @@ models:
   #   api_key_env: VLLM_API_KEY      # the key is read from this env var, never written anywhere
   #   concurrency: 8
   #   price: {input_per_mtok: 0.10, output_per_mtok: 0.30}
-
+  #   tokenizer: models/qwen2.5-7b-instruct-q4_k_m.gguf  # counts prompt tokens if the server reports none
 suites:
   - builtin:starter            # 48 cases: code, math, extraction, classification, summarisation, zh/en
   # - suites/my-cases.yaml     # your own cases (YAML, JSONL or CSV)

@@ -8,6 +8,7 @@ explicit ``allow_pickle``.
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from dataclasses import dataclass
@@ -69,15 +70,20 @@ def _source(spec: ModelSpec) -> str:
     return f"file:{spec.path}"
 
 
-def _display_path(f: Path, cfg: Config) -> str:
-    """Relative to the config where possible, so a lock travels with its project."""
+def _display_path(f: Path, cfg: Config, lock_dir: Path | None = None) -> str:
+    """Relative to the lockfile's folder for a file inside the project (the config's folder), so a lock
+    travels with its project wherever it is written; a file outside it (a bundled model in
+    site-packages) keeps its absolute path."""
+    real, project = f.resolve(), Path(cfg.base_dir).resolve()
     try:
-        return str(f.resolve().relative_to(Path(cfg.base_dir).resolve()))
+        real.relative_to(project)
     except ValueError:
         return str(f)
+    return os.path.relpath(real, (lock_dir or project).resolve())
 
 
-def lock_entry(spec: ModelSpec, cfg: Config, *, allow_pickle: bool = False) -> dict[str, Any]:
+def lock_entry(spec: ModelSpec, cfg: Config, *, allow_pickle: bool = False,
+               lock_dir: Path | None = None) -> dict[str, Any]:
     ident = identify_spec(spec, cfg, load_licenses())
     lic = ident.license
     license_block = {"id": lic.id if lic else None, "declared": ident.license_key, "from": ident.kind,
@@ -101,7 +107,7 @@ def lock_entry(spec: ModelSpec, cfg: Config, *, allow_pickle: bool = False) -> d
                         "when loaded. Prefer safetensors or GGUF; pass --allow-pickle to lock them anyway")
     entry = {
         "backend": "llamacpp", "source": _source(spec), "revision": spec.revision,
-        "files": [{"name": f.name, "path": _display_path(f, cfg), "sha256": sha256_file(f), "size": f.stat().st_size}
+        "files": [{"name": f.name, "path": _display_path(f, cfg, lock_dir), "sha256": sha256_file(f), "size": f.stat().st_size}
                   for f in files],
         "license": license_block,
     }
@@ -118,7 +124,8 @@ def lock_entry(spec: ModelSpec, cfg: Config, *, allow_pickle: bool = False) -> d
 def write_lock(cfg: Config, *, allow_pickle: bool = False, path: Path | None = None) -> Path:
     data = {"version": LOCK_VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "weighbridge": __version__,
-            "models": {m.name: lock_entry(m, cfg, allow_pickle=allow_pickle) for m in cfg.models}}
+            "models": {m.name: lock_entry(m, cfg, allow_pickle=allow_pickle, lock_dir=(path or lock_path(cfg)).parent)
+                       for m in cfg.models}}
     return write_atomic(path or lock_path(cfg), json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 

@@ -122,7 +122,9 @@ def quantize(source: Path, types: list[str], out_dir: Path, *, threads: int | No
     source_sha = sha256_file(source)
     out_dir.mkdir(parents=True, exist_ok=True)
     base = stem or source.name.removesuffix(".gguf").split(".")[0]
-    n = threads or os.cpu_count() or 1
+    from .contention import usable_cpus
+
+    n = threads or usable_cpus()
     variants = []
     for t in types:
         target = out_dir / f"{base}.{t}.gguf"

@@ -26,8 +26,10 @@ DEFINITIONS = {
     "latency": "request sent → last byte, per job (ms); cached answers keep their original latency",
     "ttft": "request sent → first generated content (text, reasoning or tool call), never a role-only chunk",
     "output_tok_s": "Σ completion tokens ÷ Σ latency over answered jobs (per-request speed, not server throughput)",
-    "tokens": "from the server's usage when given ('server'), else the model's tokenizer ('tokenizer'), "
-              "else one per streamed chunk ('chunks', where prompt tokens are unknown: '?')",
+    "tokens": "from the server's usage when given ('server'), else the model's tokenizer ('tokenizer': in-process, "
+              "or the GGUF a served model's tokenizer: names), else one per streamed chunk ('chunks'); prompt "
+              "tokens then come from the server's tokenize endpoint where it has one (vLLM, llama-server), else "
+              "they are unknown: '?', and a token-priced cost is marked ≈",
     "cost_per_success": "total cost ÷ passed jobs",
     "busy": "a model's latency, tok/s and hardware cost are marked † when, while it answered, more threads wanted "
             "to run than the machine has CPUs (or a hypervisor stole over 10% of the CPU time): they measure the "
@@ -112,8 +114,8 @@ class ModelSummary:
 
 # One line of advice per error kind that dominates a model's failed jobs.
 ADVICE = {
-    "connection": "the server dropped connections mid-request. llama-cpp-python's server does that whenever a "
-                  "second request arrives, unless it was started with --interrupt_requests False: set "
+    "connection": "the server dropped connections mid-request. llama-cpp-python's server does that when a "
+                  "second request arrives if it was started without --interrupt_requests False: set "
                   "concurrency: 1 for this model, or restart the server with that flag",
     "timeout": "requests ran past timeout_s: raise timeout_s, or lower concurrency or max_tokens",
     "truncated": "streams ended without [DONE] or a finish_reason: the server or a proxy cut them short",

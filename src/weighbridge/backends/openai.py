@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,6 +20,7 @@ from ..errors import BackendError, BackendUnavailable
 from ..scrub import scrub, secret_env
 from . import servers, toolcalls
 from .fingerprint import Fingerprint, read_fingerprint
+from .token_count import GGUFTokenCounter, ServerTokenCounter
 from .base import Generation, Request, Timings
 from ..wire.openai import MalformedResponse, Usage, loads, parse_chunk
 from .sse import DONE, iter_events
@@ -73,6 +75,15 @@ class OpenAIBackend:
         self.server_info: dict[str, Any] | None = None
         self.server_kind: str | None = None
         self.fingerprint: Fingerprint | None = None
+        self.counter: GGUFTokenCounter | None = None
+        self.server_counter: ServerTokenCounter | None = None
+        if spec.tokenizer:
+            from .bundled import BUNDLED, resolve_bundled
+
+            where = (resolve_bundled(spec.tokenizer, spec.name) if spec.tokenizer in BUNDLED
+                     else Path(spec.tokenizer).expanduser())
+            self.counter = GGUFTokenCounter(where if where.is_absolute() else Path(base_dir) / where, spec.name,
+                                            spec.template_timeout_s)
 
     # -- identity and manifest ----------------------------------------------------------------
     def identity(self) -> dict[str, Any]:
@@ -88,7 +99,8 @@ class OpenAIBackend:
                 "client": f"httpx {httpx.__version__}", "api_key_env": self.spec.api_key_env,
                 "server_models": self.server_models, "server_header": self.server_header,
                 "server_info": self.server_info, "server_kind": self.server_kind,
-                "fingerprint": self.fingerprint.to_dict() if self.fingerprint else None, "params": self.spec.params.model_dump()}
+                "fingerprint": self.fingerprint.to_dict() if self.fingerprint else None,
+                "tokenizer": str(self.counter.path) if self.counter else None, "params": self.spec.params.model_dump()}
 
     def tool_support(self) -> str | None:
         """A chat server may take tools (whether it answers with calls is what the cases measure)."""
@@ -142,6 +154,11 @@ class OpenAIBackend:
                            f"{', '.join(map(str, self.server_models[:20]))})",
                 "set model: to one of those ids; for a server that answers for ids it does not list, "
                 "set model_check: false on the model or pass --no-model-check")
+        if self.counter is not None:
+            await asyncio.to_thread(self.counter.check)
+        if self.server_kind in ServerTokenCounter.KINDS:  # the server counts its own prompts when usage is missing
+            self.server_counter = ServerTokenCounter(self.server_kind, self.base_url.removesuffix("/v1"),
+                                                     self.spec.model, self._probe_post)
         self.fingerprint = await read_fingerprint(self.server_kind, self.spec.model, self.base_url.removesuffix("/v1"),
                                                   self.base_url, listing, self._probe_get, self._probe_post)
 
@@ -183,6 +200,8 @@ class OpenAIBackend:
         return found[0] if found else None
 
     async def aclose(self) -> None:
+        if self.counter is not None:
+            self.counter.close()
         if self._client is not None:
             await self._client.aclose()
             self._client = None
@@ -305,11 +324,17 @@ class OpenAIBackend:
             raise BackendError(f"stream from {url} ended without [DONE] or a finish_reason (truncated)",
                                kind="truncated", retryable=True)
         timings.done = time.perf_counter_ns()
+        answer, tool_calls = "".join(text), calls.calls()
         if usage is not None and usage.completion_tokens is not None:
             prompt_tokens, completion_tokens, source = usage.prompt_tokens, usage.completion_tokens, "server"
+        elif self.server_counter is not None:  # the server's own tokenize endpoint: the prompt as it saw it
+            prompt_tokens, completion_tokens, source = await self.server_counter.prompt_tokens(request), chunks, "chunks"
+        elif self.counter is not None:  # no usage: the model's own tokenizer counts what went in and came out
+            out_text = answer + "".join(reasoning) + "".join(c["name"] + c["raw"] for c in tool_calls or [])
+            prompt_tokens = await asyncio.to_thread(self.counter.prompt_tokens, request)
+            completion_tokens, source = await asyncio.to_thread(self.counter.text_tokens, out_text), "tokenizer"
         else:
             prompt_tokens, completion_tokens, source = None, chunks, "chunks"
-        answer, tool_calls = "".join(text), calls.calls()
         if request.tools and not tool_calls:  # a server without a tool parser hands the calls over as text
             answer, tool_calls = toolcalls.from_text(answer, request.tools)
         return Generation.from_timings(timings, text=answer, finish_reason=finish, prompt_tokens=prompt_tokens,

@@ -20,6 +20,7 @@ from ..errors import BackendError
 from ..wire.http import UpstreamError
 from ..wire.openai import MalformedResponse, loads, parse_chunk
 from ..wire.sse import SSEDecoder, SSEError
+from ..contention import LoadSampler
 from .metrics import SLO, LevelResult, RequestRecord, summarise_level
 from .rawhttp import HTTPStatusError, RawClient
 
@@ -209,13 +210,17 @@ async def sweep(target: Target, *, mode: str, levels: list[float], input_tokens:
     stop = None
     client = RawClient(target.base_url, headers, timeout_s)
     client.count_tokens = count_tokens
+    sampler = LoadSampler()
+    sampler.start()
     try:
         for i, level in enumerate(levels):
             chunk = prompts[i * n_prompts:(i + 1) * n_prompts]  # fresh prompts per level
+            t0 = time.monotonic()
             r = await run_level(client, target, mode=mode, level=level, prompts=chunk, max_tokens=output_tokens,
                                 requests=requests, duration_s=duration_s, warmup=warmup, slo=slo, poisson=poisson,
                                 seed=i, gpu_hour_usd=gpu_hour_usd, max_error_rate=max_error_rate,
                                 on_request=(lambda rec, lv=level: on_request(lv, rec)) if on_request else None)
+            r.contention = sampler.window(t0, time.monotonic())  # the server's threads and ours count alike
             results.append(r)
             if on_level:
                 on_level(r)
@@ -223,5 +228,6 @@ async def sweep(target: Target, *, mode: str, levels: list[float], input_tokens:
             if stop:
                 break
     finally:
+        sampler.stop()
         await client.aclose()
     return results, stop

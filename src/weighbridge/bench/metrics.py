@@ -140,9 +140,16 @@ class LevelResult:
     client_bound: bool
     cost_per_mtok_usd: float | None = None
     cost_per_request_usd: float | None = None
+    contention: dict[str, Any] | None = None  # the machine's load while the level ran (see contention.py)
+
+    @property
+    def busy(self) -> str | None:
+        from ..contention import busy_note
+
+        return busy_note(self.contention)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "busy": self.busy}
 
 
 def summarise_level(mode: str, level: float, records: list[RequestRecord], wall_s: float, cpu_s: float,

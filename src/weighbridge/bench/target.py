@@ -39,8 +39,9 @@ def local_server(gguf: Path, alias: str, n_ctx: int = 2048, threads: int | None 
            "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx),
            # by default this server cuts off a running stream when a new request arrives; queue them instead
            "--interrupt_requests", "False"]
-    if threads:
-        cmd += ["--n_threads", str(threads)]
+    from ..contention import default_threads
+
+    cmd += ["--n_threads", str(threads or default_threads())]  # never more than the CPUs it may use
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
     base = f"http://127.0.0.1:{port}/v1"
     try:

@@ -127,12 +127,16 @@ def bench_cmd(
               title=f"bench · {mode} loop", title_justify="left")
     for r in results:
         errs = sum(r.errors.values())
-        t.add_row(f"{r.level:g}", f"{r.ok}/{errs}", f"{r.rps:.2f}", f"{r.output_tps:.1f}",
+        t.add_row(f"{r.level:g}" + (" [yellow]†[/]" if r.busy else ""), f"{r.ok}/{errs}", f"{r.rps:.2f}", f"{r.output_tps:.1f}",
                   f"{ms(r.ttft_ms, 'p50')} / {ms(r.ttft_ms, 'p99')}", f"{ms(r.itl_ms, 'p50')} / {ms(r.itl_ms, 'p99')}",
                   ms(r.tpot_ms, "p50"), f"{ms(r.e2e_ms, 'p50')} / {ms(r.e2e_ms, 'p99')}",
                   "–" if r.goodput_rps is None else f"{r.goodput_rps:.2f}",
                   f"{r.client_cpu:.0%}" + (" [red]client-bound[/]" if r.client_bound else ""))
     console.print(keep_ids_whole(t))
+    for r in results:
+        if r.busy:
+            console.print(f"[yellow]† level {r.level:g}: {r.busy}[/]: its latencies and throughput measure the "
+                          "contention as much as the server", highlight=False, soft_wrap=True)
     from ..summary import advice_for
 
     for r in results:

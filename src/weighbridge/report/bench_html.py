@@ -41,7 +41,7 @@ def render_bench_html(bench: dict[str, Any]) -> str:
                                            **({"goodput/s": [(lv["level"], lv["goodput_rps"]) for lv in levels]}
                                               if levels and levels[0].get("goodput_rps") is not None else {})}, "per second")
     rows = "".join(
-        f"<tr id='level-{lv['level']:g}'><td>{lv['level']:g}</td><td>{lv['ok']}/{lv['requests']}</td><td>{lv['rps']:.2f}</td>"
+        f"<tr id='level-{lv['level']:g}'><td>{lv['level']:g}{_busy(lv)}</td><td>{lv['ok']}/{lv['requests']}</td><td>{lv['rps']:.2f}</td>"
         f"<td>{lv['output_tps']:.1f}</td><td>{_ms(lv['ttft_ms'], 'p50')} / {_ms(lv['ttft_ms'], 'p99')}</td>"
         f"<td>{_ms(lv['itl_ms'], 'p50')} / {_ms(lv['itl_ms'], 'p99')}</td><td>{_ms(lv['tpot_ms'], 'p50')}</td>"
         f"<td>{_ms(lv['e2e_ms'], 'p50')} / {_ms(lv['e2e_ms'], 'p99')}</td>"
@@ -58,8 +58,15 @@ def render_bench_html(bench: dict[str, Any]) -> str:
             "<h2>Per level (ms unless stated)</h2><table><tr><th>level</th><th>ok/sent</th><th>req/s</th>"
             "<th>out tok/s</th><th>TTFT p50/p99</th><th>ITL p50/p99</th><th>TPOT p50</th><th>E2E p50/p99</th>"
             f"<th>goodput/s</th><th>errors</th><th>client CPU</th></tr>{rows}</table>"
+            + "".join(f"<p class=meta>† level {lv['level']:g}: {_e(lv['busy'])}</p>" for lv in levels if lv.get("busy"))
+            +
             "<h2>Definitions</h2><ul>" + "".join(f"<li><b>{_e(k)}</b>: {_e(v)}</li>" for k, v in DEFINITIONS.items())
             + "</ul><h2>Settings</h2><pre>" + _e(json.dumps(bench["settings"], indent=2)) + "</pre></html>")
+
+
+def _busy(lv: dict[str, Any]) -> str:
+    """The mark of a level measured while the machine was oversubscribed (its note below the table)."""
+    return f" <span class=busy title='{_e(lv['busy'])}'>†</span>" if lv.get("busy") else ""
 
 
 def write_bench_html(bench: dict[str, Any], path: str | Path) -> Path:

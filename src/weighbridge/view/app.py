@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from ..backends.fingerprint import from_manifest
 from ..compare import compare
 from ..errors import WeighbridgeError
 from ..report.html import render_html
@@ -180,12 +181,14 @@ def create_view_app(store_path: str | Path, allowed_hosts: tuple[str, ...] = ())
             f"<tr class=point><td class=num>{x}</td><td><a href='/run/{_e(run['id'])}'>{_e(run['id'])}</a></td>"
             f"<td>{_when(run['created_at'])}</td><td class=num>{m.pass_rate:.1%} ({m.passed}/{m.jobs})</td>"
             f"<td class=num>{m.ci95[0]:.1%} – {m.ci95[1]:.1%}</td><td class=num>"
-            f"{'–' if m.latency_mean_ms is None else f'{m.latency_mean_ms:,.0f} ms'}</td><td class=num>"
-            f"{'–' if m.cost.per_success_usd is None else f'${m.cost.per_success_usd:.5f}'}</td>"
-            f"<td>{_e(str((run['manifest'].get('models', {}).get(model) or {}).get('sha256', '') or '')[:12])}</td></tr>"
+            f"{'–' if m.latency_mean_ms is None else ('†' if m.busy else '') + f'{m.latency_mean_ms:,.0f} ms'}</td>"
+            f"<td class=num>{'–' if m.cost.per_success_usd is None else ('≈' if m.cost.estimated else '') + f'${m.cost.per_success_usd:.5f}'}</td>"
+            f"<td>{_e(str((from_manifest((run['manifest'].get('models') or {}).get(model)) or {}).get('sha256') or '')[:12])}</td></tr>"
             for x, (run, m) in zip(xs, points))
         body = (f"<p class=meta>{len(points)} run(s) of {_e(model)}" + (" on one suite (same cases)" if suite else "")
-                + " · pass rate with its 95% Wilson interval · the weights' sha256 shows where the checkpoint changed</p>"
+                + " · pass rate with its 95% Wilson interval · the fingerprint (the weights' sha256, or what the server "
+                "says is behind the model id) shows where the checkpoint changed · † measured on a busy machine · ≈ an "
+                "estimate</p>"
                 f"<div class=plots>{chart}{latency}</div><table id=trend><tr><th>#</th><th>run</th><th>started</th>"
                 "<th>pass rate</th><th>95% CI</th><th>latency mean</th><th>$ / success</th><th>weights</th></tr>"
                 f"{rows}</table>")
