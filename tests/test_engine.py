@@ -170,7 +170,7 @@ def test_samples_repeat_each_case(tmp_path):
 
 def test_auto_schedule_keeps_local_models_apart_and_remote_ones_parallel():
     from weighbridge.config import ModelSpec
-    from weighbridge.engine import lanes
+    from weighbridge.schedule import lanes
 
     specs = [ModelSpec(name="a", backend="llamacpp", bundled="x"),
              ModelSpec(name="b", backend="openai", base_url="http://127.0.0.1:8000/v1", model="m"),

@@ -6,7 +6,8 @@ from typer.testing import CliRunner
 
 from weighbridge.cli import app
 from weighbridge.config import load_config
-from weighbridge.engine import rescore_run, run_bakeoff
+from weighbridge.engine import run_bakeoff
+from weighbridge.rescore import rescore_run
 from weighbridge.errors import ConfigError
 from weighbridge.scorers.judge import pairwise
 from weighbridge.store import Store

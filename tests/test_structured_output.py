@@ -11,7 +11,7 @@ import pytest
 
 from weighbridge.backends.base import Request
 from weighbridge.config import ModelSpec
-from weighbridge.engine import build_request, structured_format
+from weighbridge.jobs import build_request, structured_format
 from weighbridge.suites import load_suite
 
 DATE = {"type": "object", "properties": {"date": {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}$"}},

@@ -181,7 +181,7 @@ def test_fake_upstream_openai_backend_sends_tools_and_streams_calls(tmp_path):
 # -- cases --------------------------------------------------------------------------------------
 
 def test_cases_declare_tools_and_histories_with_calls_and_results(tmp_path):
-    from weighbridge.engine import build_request
+    from weighbridge.jobs import build_request
     from weighbridge.config import ModelSpec
     from weighbridge.suites.loader import load_suite
 

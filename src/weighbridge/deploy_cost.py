@@ -29,7 +29,7 @@ from typing import Any
 
 from .errors import WeighbridgeError
 from .scenario import LatencySLO, Option, PriceLine, PriceSheet, Quality, Scenario
-from .report.terminal import _ms
+from .report.format import count_label, ms as _ms
 from .store import Store
 
 MAX_LEVEL_ERROR_SHARE = 0.01
@@ -422,16 +422,6 @@ class ScenarioPricer:
         elif v == 0:
             text = f"at any volume: {own.name} is cheaper than {api.name} from the first request"
         else:
-            text = (f"from {_count(v)} requests/month {own.name} stays cheaper than {api.name} "
-                    f"(this scenario: {_count(self.volume)})")
+            text = (f"from {count_label(v)} requests/month {own.name} stays cheaper than {api.name} "
+                    f"(this scenario: {count_label(self.volume)})")
         return BreakEven(api=api.name, requests_per_month=v, text=text)
-
-
-def _count(v: float) -> str:
-    if v >= 1e9:
-        return f"{v / 1e9:.2f}B"
-    if v >= 1e6:
-        return f"{v / 1e6:.2f}M"
-    if v >= 1e4:
-        return f"{v / 1e3:.0f}k"
-    return f"{v:,.0f}"

@@ -8,33 +8,27 @@ Each finished job is committed with its scores at once; ``--resume`` skips what 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
-import platform
-import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Callable
-from urllib.parse import urlsplit
+from typing import Any, Callable
 
 from . import __version__
-from .backends import Backend, Generation, Request, build_backend
-from .config import Config, ModelSpec
+from .backends import Backend, Generation, build_backend
+from .config import Config
 from .errors import BackendError, BackendUnavailable, ConfigError, WeighbridgeError
+from .catalog.families import model_family
 from .hashing import stable_hash
+from .jobs import Job, build_request
+from .judging import JudgeCalls, cache_key, score_answer
+from .machine import machine_facts
+from .schedule import lanes
 from .scorers import Score, Scorer, build_scorer, sandbox
 from .store import Store
 from .suites import Case, Suite, load_suites
 
 log = logging.getLogger("weighbridge.engine")
-
-
-@dataclass
-class Job:
-    model: str
-    case: Case
-    sample: int
 
 
 @dataclass
@@ -56,62 +50,6 @@ NO_SANDBOX = ("no sandbox to run model code in: apt-get install bubblewrap pytho
 
 # (model, done, total, passed, errored, already_passed: the passes of a resumed run's finished jobs)
 ProgressFn = Callable[[str, int, int, bool, bool, int], None]
-
-
-def machine_facts() -> dict[str, Any]:
-    """The machine part of the manifest: enough to explain why two runs' latencies differ."""
-    from .contention import physical_cores, usable_cpus
-
-    facts: dict[str, Any] = {"platform": platform.platform(), "python": sys.version.split()[0],
-                             "cpu_count": os.cpu_count(), "usable_cpus": usable_cpus(),
-                             "physical_cores": physical_cores(),
-                             "processor": platform.processor() or platform.machine()}
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    facts["cpu_model"] = line.split(":", 1)[1].strip()
-                    break
-        with open("/proc/meminfo") as f:
-            facts["mem_total_kb"] = int(f.readline().split()[1])
-    except OSError:
-        pass
-    return facts
-
-
-def build_request(spec: ModelSpec, case: Case, sample: int = 0) -> Request:
-    """The request for one job. Repeats get seed + sample index, so with temperature > 0 they differ
-    (and stay reproducible); at temperature 0 the seed changes nothing."""
-    p = spec.params
-    messages = case.rendered_messages()
-    seed = p.seed + sample
-    if spec.mode == "completion":
-        from .backends.llamacpp import render_completion_prompt
-
-        return Request(prompt=render_completion_prompt(spec.prompt_template, messages), temperature=p.temperature,
-                       top_p=p.top_p, max_tokens=p.max_tokens, seed=seed, stop=list(p.stop), tools=case.tool_dicts(),
-                       response_format=case.response_format)
-    return Request(messages=messages, temperature=p.temperature, top_p=p.top_p, max_tokens=p.max_tokens,
-                   seed=seed, stop=list(p.stop), tools=case.tool_dicts(), tool_choice=case.tool_choice,
-                   response_format=case.response_format or structured_format(spec, case))
-
-
-def structured_format(spec: ModelSpec, case: Case) -> dict[str, Any] | None:
-    """The response_format a model's ``structured_output`` mode asks for on a case checked by
-    json_schema: the scorer's own schema, or any JSON object. Other cases are left free."""
-    if spec.structured_output == "off":
-        return None
-    schemas = [sp.get("schema") for sp in case.scorers if isinstance(sp, dict) and sp.get("type") == "json_schema"]
-    if not schemas and "json_schema" not in case.scorers:
-        return None
-    if spec.structured_output == "json_schema" and schemas and schemas[0]:
-        return {"type": "json_schema", "json_schema": {"name": "reply", "schema": schemas[0], "strict": True}}
-    return {"type": "json_object"}
-
-
-def cache_key(identity_key: str, request: Request, sample: int) -> str:
-    """Model identity + every decoding param + the exact input + the repeat index."""
-    return stable_hash({"model": identity_key, "request": request.cache_fields(), "sample": sample})
 
 
 class Bakeoff:
@@ -183,7 +121,6 @@ class Bakeoff:
         self.manifest["not_applicable"] = self.not_applicable
         self.concurrency = {n: self._safe_concurrency(n) for n in self.specs}
         self.manifest["concurrency"] = dict(self.concurrency)
-        self.judge_ctx = JudgeCalls(self)
         for case in self.cases:
             self._scorers[case.id] = [build_scorer(sp, sandbox=self.config.sandbox) for sp in case.scorers]
 
@@ -330,7 +267,7 @@ class Bakeoff:
                           cached=cached, error=error)
         counters[job.model] += 1
         if progress:
-            progress(job.model, counters[job.model], totals[job.model], bool(scores) and all(s.passed for _, s in scores),
+            progress(job.model, counters[job.model], totals[job.model], Score.all_passed(scores),
                      error is not None, 0)
 
     def _contention(self, name: str) -> dict[str, Any]:
@@ -363,6 +300,7 @@ class Bakeoff:
         """Run the jobs still missing from ``run_id``. Interrupts leave the run resumable."""
         t0 = time.perf_counter()
         self.stats.run_id = run_id
+        self.judge_ctx = JudgeCalls(self.judge_specs, self.backends, self.identity_keys, self.store, self.use_cache)
         todo = self._jobs(run_id)
         totals = {m: (len(self.cases) - len(self.not_applicable.get(m, {}).get("cases", []))) * self.config.samples
                   for m in self.specs}
@@ -406,87 +344,6 @@ class Bakeoff:
         return self.stats
 
 
-async def score_answer(scorers: list[Scorer], case: Case, gen: Generation, judge_ctx: Any) -> list[tuple[str, Score]]:
-    """Every scorer of a case on one answer, through the one interface all scorers share."""
-    return [(s.kind, await s.evaluate(case, gen, judge_ctx)) for s in scorers]
-
-
-class JudgeCalls:
-    """The judges' backends behind the response cache: a re-score of unchanged answers calls nobody."""
-
-    def __init__(self, bake: "Bakeoff") -> None:
-        self.bake = bake
-        self.calls = 0
-        self.cache_hits = 0
-        self._sems = {n: asyncio.Semaphore(j.effective_concurrency) for n, j in bake.judge_specs.items()}
-
-    async def call(self, judge: str | None, request: Request) -> Generation:
-        names = list(self.bake.judge_specs)
-        name = judge or (names[0] if names else None)
-        if name not in self.bake.judge_specs:
-            raise BackendError(f"no judge named '{name}' (judges: {', '.join(names) or 'none'})", kind="config")
-        key = cache_key(self.bake.identity_keys[name], request, 0)
-        if self.bake.use_cache:
-            hit = self.bake.store.cached(key)
-            if hit is not None:
-                self.cache_hits += 1
-                return hit
-        async with self._sems[name]:
-            self.calls += 1
-            gen = await self.bake.backends[name].generate(request)
-        self.bake.store.cache_put(key, self.bake.identity_keys[name], gen)
-        return gen
-
-
-_FAMILIES = ("qwen", "qwq", "llama", "deepseek", "glm", "kimi", "minimax", "mistral", "gemma", "gpt-oss", "phi",
-             "smollm", "yi")
-
-
-def model_family(spec: ModelSpec, cfg: Config) -> str | None:
-    """The model family, from its catalog entry, its GGUF's own metadata, or its served model id."""
-    from .catalog.catalog import load_catalog
-    from .catalog.check import identify_spec
-    from .catalog.licenses import load_licenses
-
-    cat = load_catalog()
-    entry = cat.get(spec.catalog_id) if spec.catalog_id else None
-    if entry is None:
-        ident = identify_spec(spec, cfg, load_licenses())
-        cid = ident.facts.get("catalog_id")
-        entry = cat.get(cid) if cid else None
-        hint = str(ident.facts.get("general.basename") or spec.model or "").lower()
-    else:
-        hint = ""
-    if entry is not None:
-        return "qwen" if entry.family == "qwen" else entry.family
-    for fam in _FAMILIES:
-        if fam in hint:
-            return "qwen" if fam == "qwq" else fam
-    return None
-
-
-def is_local(spec: ModelSpec) -> bool:
-    """Does this model compute on this machine (in-process, or a server on loopback)?"""
-    if spec.backend == "llamacpp":
-        return True
-    host = (urlsplit(spec.base_url or "").hostname or "").lower()
-    return host in ("localhost", "::1", "0.0.0.0") or host.startswith("127.")
-
-
-def lanes(schedule: str, specs: list[ModelSpec]) -> list[list[str]]:
-    """Group models into lanes that run side by side; models within a lane run one after another.
-
-    'auto' puts every model that computes on this machine into one lane, so local models never
-    share the CPU/GPU and distort each other's latency, while remote endpoints run in parallel.
-    """
-    if schedule == "sequential":
-        return [[s.name for s in specs]]
-    if schedule == "parallel":
-        return [[s.name] for s in specs]
-    local = [s.name for s in specs if is_local(s)]
-    return ([local] if local else []) + [[s.name] for s in specs if not is_local(s)]
-
-
 async def run_bakeoff(config: Config, store: Store | str | os.PathLike, *, resume: bool | str = False,
                       use_cache: bool = True, only_models: list[str] | None = None,
                       progress: ProgressFn | None = None,
@@ -511,112 +368,4 @@ async def run_bakeoff(config: Config, store: Store | str | os.PathLike, *, resum
     return await bake.run(run_id, progress)
 
 
-@contextlib.asynccontextmanager
-async def judges_for(config: Config, store: Store, *, use_cache: bool = True) -> AsyncIterator[JudgeCalls]:
-    """The config's judges, reached and identified, behind the response cache; closed afterwards.
-    For work on a stored run (rescore, pairwise): no candidate model is built."""
-    bake = Bakeoff(config, store, use_cache=use_cache)
-    bake.specs = {}
-    bake.judge_specs = {j.name: j for j in config.judges}
-    for spec in config.judges:
-        bake.backends[spec.name] = build_backend(spec, config.base_dir)
-    try:
-        await asyncio.gather(*(b.preflight() for b in bake.backends.values()))
-        for name, b in bake.backends.items():
-            bake.identity_keys[name] = stable_hash(b.identity())
-        yield JudgeCalls(bake)
-    finally:
-        await asyncio.gather(*(b.aclose() for b in bake.backends.values()), return_exceptions=True)
-
-
-@dataclass
-class Rescore:
-    """What a rescore did: the new scored version, how many answers changed pass/fail (and which),
-    and which cases the given suite file did not match."""
-
-    version: int
-    done: int
-    changed: list[str]
-    judges: "JudgeCalls"
-    source: str
-    not_in_file: list[str] = field(default_factory=list)  # run cases the file lacks: scored as before
-    not_in_run: list[str] = field(default_factory=list)  # file cases the run has no answer to
-
-
-async def rescore_run(config: Config, store: Store, run_id: str, *, use_cache: bool = True,
-                      suite: str | None = None, scorer: str | dict[str, Any] | None = None) -> Rescore:
-    """Score a stored run's answers again and keep the result as the run's next scored version
-    (the scores it replaces are kept). No candidate model is called; judges are, unless cached.
-
-    The scorers come from the latest scored version's cases (at first: the cases stored with the
-    run); with ``suite`` from that suite file's cases, matched by id; with ``scorer`` one scorer spec
-    replaces every case's scorers. Everything is computed before anything is written."""
-    from .suites import load_suite
-
-    stored = {c["id"]: Case.model_validate(c["case"]) for c in store.run_cases(run_id)}
-    versions = store.score_versions(run_id)
-    latest = next((v["cases"] for v in reversed(versions) if v["cases"]), None)
-    cases = {cid: Case.model_validate(latest[cid]) if latest and cid in latest else c for cid, c in stored.items()}
-    source = "stored cases"
-    not_in_file: list[str] = []
-    not_in_run: list[str] = []
-    if suite is not None:
-        fresh = {c.id: c for c in load_suite(suite, config.base_dir).cases}
-        not_in_file = sorted(set(cases) - set(fresh))
-        not_in_run = sorted(set(fresh) - set(cases))
-        if not set(fresh) & set(cases):
-            raise WeighbridgeError(f"{suite}: none of its {len(fresh)} case ids is in run {run_id}; "
-                                   "rescore matches cases by id")
-        cases = {cid: fresh.get(cid, c) for cid, c in cases.items()}
-        source = f"suite {suite}"
-    if scorer is not None:
-        try:
-            build_scorer(scorer, sandbox=config.sandbox)
-        except ValueError as e:
-            raise ConfigError(f"--scorer: {e}") from None
-        cases = {cid: c.model_copy(update={"scorers": [scorer]}) for cid, c in cases.items()}
-        source += f", scorer {scorer if isinstance(scorer, str) else scorer.get('type')}"
-    try:
-        scorers = {cid: [build_scorer(sp, sandbox=config.sandbox) for sp in c.scorers] for cid, c in cases.items()}
-    except ValueError as e:
-        raise ConfigError(f"{source}: {e}") from None
-    async with judges_for(config, store, use_cache=use_cache) as judges:
-        new: dict[int, list[tuple[str, Score]]] = {}
-        changed: list[str] = []
-        for row in store.generations(run_id):
-            if row.generation is None:
-                continue
-            scores = await score_answer(scorers[row.case_id], cases[row.case_id], row.generation, judges)
-            if (bool(scores) and all(sc.passed for _, sc in scores)) != row.passed:
-                changed.append(f"{row.model}: {row.key}")
-            new[row.id] = scores
-        version = store.new_score_version(run_id, new, source=source,
-                                          cases={cid: c.model_dump(mode="json") for cid, c in cases.items()})
-    return Rescore(version=version, done=len(new), changed=changed, judges=judges, source=source,
-                   not_in_file=not_in_file, not_in_run=not_in_run)
-
-
-async def pairwise_run(config: Config, store: Store, run_id: str, model_a: str, model_b: str, rubric: str,
-                       judge: str | None = None) -> list[Any]:
-    """Judge two models' stored answers (first sample of each case) in both orders."""
-    from .scorers.judge import pairwise
-
-    if not config.judges:
-        raise ConfigError("weighbridge.yaml has no judges: (add the model that should judge)", field="judges")
-    rows = {(r.model, r.case_id, r.sample): r for r in store.generations(run_id)}
-    models = {k[0] for k in rows}
-    for m in (model_a, model_b):
-        if m not in models:
-            raise WeighbridgeError(f"run {run_id} has no model '{m}' (it has: {', '.join(sorted(models))})")
-    async with judges_for(config, store) as judges:
-        out = []
-        for c in store.run_cases(run_id):
-            a, b = rows.get((model_a, c["id"], 0)), rows.get((model_b, c["id"], 0))
-            if a and b and a.generation and b.generation:
-                case = Case.model_validate(c["case"])
-                out.append(await pairwise(judges, judge, c["id"], case.rendered_messages(), rubric,
-                                          model_a, a.generation.text, model_b, b.generation.text))
-        return out
-
-
-__all__ = ["Bakeoff", "EngineStats", "Job", "judges_for", "pairwise_run", "rescore_run", "run_bakeoff", "BackendUnavailable"]
+__all__ = ["Bakeoff", "EngineStats", "Job", "run_bakeoff", "BackendUnavailable"]

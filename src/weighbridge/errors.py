@@ -1,4 +1,6 @@
-"""All exceptions weighbridge raises on purpose live here, so callers catch one family.
+"""One family for every exception weighbridge raises on purpose: each derives from WeighbridgeError, so
+callers catch one family. The shared ones live here; a module's own (LockError, GGUFError,
+UpstreamError, Denied, …) sits beside its module and derives from these.
 
 Every message is written for the person at the terminal: it names the file, line and field (for
 config and suites) or the model and what to check (for backends).
@@ -9,6 +11,10 @@ from __future__ import annotations
 
 class WeighbridgeError(Exception):
     """Base class: the CLI prints these without a traceback and exits 2."""
+
+
+class MissingDependency(WeighbridgeError):
+    """An optional package a setting needs is not installed (the message says which extra to install)."""
 
 
 class ConfigError(WeighbridgeError):

@@ -1,7 +1,8 @@
 """The SQLite store: runs, their manifests, generations, scores and the response cache.
 
-This is the only module that writes SQL, and every text it writes passes ``scrub`` first. One file per project, WAL mode, numbered migrations
-(``PRAGMA user_version``). Each finished job is committed in its own transaction together with its
+Every bakeoff, bench and cost figure is written here (the gateway keeps its own state, spend and audit
+tables in gateway/state.py, shared.py and audit.py), and every text this module writes passes
+``scrub`` first. One file per project, WAL mode, numbered migrations (``PRAGMA user_version``). Each finished job is committed in its own transaction together with its
 scores and cache entry, so a ``kill -9`` loses at most the jobs in flight.
 """
 
@@ -367,7 +368,7 @@ class Store:
                error: str | None = None) -> None:
         """Store one finished job, its scores and (for fresh answers) its cache entry, atomically."""
         g = generation
-        passed = None if g is None else int(bool(scores) and all(s.passed for _, s in scores))
+        passed = None if g is None else int(Score.all_passed(scores))
         gen_dict = None if g is None else finite(scrub_obj(g.to_dict()))
         gen_json = None if gen_dict is None else json.dumps(gen_dict, ensure_ascii=False, allow_nan=False)
         with self.transaction() as db:
@@ -414,7 +415,7 @@ class Store:
                 db.executemany("INSERT INTO scores VALUES (?,?,?,?,?,?)",
                                [(gid, i, n, int(sc.passed), sc.value, scrub(sc.reason)) for i, (n, sc) in enumerate(new_scores)])
                 db.execute("UPDATE generations SET passed=? WHERE id=?",
-                           (int(bool(new_scores) and all(sc.passed for _, sc in new_scores)), gid))
+                           (int(Score.all_passed(new_scores)), gid))
             db.execute("INSERT INTO score_versions VALUES (?,?,?,?,?)",
                        (run_id, new, time.time(), scrub(source), json.dumps(cases, ensure_ascii=False) if cases else None))
             db.execute("UPDATE runs SET score_version=? WHERE id=?", (new, run_id))

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..errors import BackendUnavailable
+from ..errors import BackendUnavailable, WeighbridgeError
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ def _sha256_of(path: Path) -> str:
     return sha256_file(path)
 
 
-class BundledMismatch(Exception):
+class BundledMismatch(WeighbridgeError):
     """A bundled model's bytes are not the pinned ones."""
 
 

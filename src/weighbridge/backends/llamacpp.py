@@ -36,7 +36,7 @@ _LLAMA_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="weighbridg
 
 
 @contextlib.contextmanager
-def _quiet_stderr(enabled: bool) -> Iterator[None]:
+def quiet_stderr(enabled: bool) -> Iterator[None]:
     """llama.cpp's C code logs to fd 2 on load and first decode even with verbose=False; mute just that."""
     if not enabled:
         yield
@@ -74,7 +74,7 @@ def _grammar_parses(llm: Any, text: str) -> bool:
     on stderr), which, passed on, would crash the sampler chain."""
     import llama_cpp
 
-    with _quiet_stderr(True):
+    with quiet_stderr(True):
         sampler = llama_cpp.llama_sampler_init_grammar(llm._model.vocab, text.encode("utf-8"), b"root")
     if not sampler:
         return False
@@ -95,7 +95,7 @@ def _loosened(schema: Any, names: bool = False) -> Any:
     return schema
 
 
-def _template_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def template_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Messages as chat templates expect them: tool-call arguments as objects (Qwen's and Llama's
     templates ``tojson`` them), content never missing."""
     out = []
@@ -199,7 +199,7 @@ class LlamaCppBackend:
         if self._vocab is None:
             from llama_cpp import Llama
 
-            with _quiet_stderr(True):
+            with quiet_stderr(True):
                 self._vocab = Llama(model_path=str(self.path), vocab_only=True, verbose=False)
         return len(self._vocab.tokenize(text.encode("utf-8"), add_bos=True, special=False))
 
@@ -304,7 +304,7 @@ class LlamaCppBackend:
         await asyncio.get_running_loop().run_in_executor(_LLAMA_THREAD, self._load_quietly)
 
     def _load_quietly(self) -> None:
-        with self._lock, _quiet_stderr(self._llama is None):
+        with self._lock, quiet_stderr(self._llama is None):
             self._load()
 
     def _close(self) -> None:
@@ -342,7 +342,7 @@ class LlamaCppBackend:
                                    "(tokenizer.chat_template) never renders 'tools', so the offered functions would "
                                    "not reach it", kind="no_tool_support")
             try:
-                formatted = self._formatter(messages=_template_messages(messages), tools=request.tools or None,
+                formatted = self._formatter(messages=template_messages(messages), tools=request.tools or None,
                                             tool_choice=request.tool_choice)
             except TemplateError as e:
                 raise BackendError(f"model '{self.name}': {e}", kind="template") from None
@@ -359,7 +359,7 @@ class LlamaCppBackend:
         return tokens, stops
 
     def _generate_sync(self, request: Request) -> Generation:
-        with self._lock, _quiet_stderr(self.calls == 0):
+        with self._lock, quiet_stderr(self.calls == 0):
             llm = self._load()
             self.calls += 1
             tokens, stops = self._prompt_tokens(llm, request)

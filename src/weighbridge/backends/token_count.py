@@ -40,13 +40,13 @@ class GGUFTokenCounter:
         from llama_cpp import Llama
 
         from .chat_template import TemplateError, TemplateRenderer
-        from .llamacpp import _quiet_stderr
+        from .llamacpp import quiet_stderr
 
         if not self.path.is_file():
             raise BackendUnavailable(self.name, f"tokenizer: {self.path} is not a file",
                                      "tokenizer: names a GGUF (a path relative to the config, or a bundled alias)")
         try:
-            with _quiet_stderr(True):
+            with quiet_stderr(True):
                 vocab = Llama(model_path=str(self.path), vocab_only=True, verbose=False)
         except (ValueError, RuntimeError) as e:
             raise BackendUnavailable(self.name, f"tokenizer: llama.cpp could not read {self.path}: {e}",
@@ -67,7 +67,7 @@ class GGUFTokenCounter:
     def prompt_tokens(self, request: Request) -> int | None:
         """The prompt's tokens as the model sees them; None for a chat prompt when the GGUF has no
         chat template (then nothing honest can be counted)."""
-        from .llamacpp import _template_messages
+        from .llamacpp import template_messages
 
         with self._lock:
             vocab = self._load()
@@ -75,7 +75,7 @@ class GGUFTokenCounter:
                 return len(vocab.tokenize((request.prompt or "").encode("utf-8"), add_bos=True, special=True))
             if self._formatter is None:
                 return None
-            formatted = self._formatter(messages=_template_messages(request.messages), tools=request.tools or None,
+            formatted = self._formatter(messages=template_messages(request.messages), tools=request.tools or None,
                                         tool_choice=request.tool_choice)
             return len(vocab.tokenize(formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special,
                                       special=True))

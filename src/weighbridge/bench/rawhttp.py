@@ -11,10 +11,11 @@ from __future__ import annotations
 from typing import AsyncIterator, Callable
 from urllib.parse import urlsplit
 
+from ..errors import WeighbridgeError
 from ..wire.http import Pool
 
 
-class HTTPStatusError(Exception):
+class HTTPStatusError(WeighbridgeError):
     def __init__(self, status: int) -> None:
         self.status = status
         super().__init__(f"HTTP {status}")

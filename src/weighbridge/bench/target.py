@@ -69,9 +69,9 @@ def gguf_token_counter(gguf: Path) -> Callable[[str], int]:
     """Count tokens with a GGUF's own tokenizer (vocabulary only: no weights are loaded)."""
     from llama_cpp import Llama
 
-    from ..backends.llamacpp import _quiet_stderr
+    from ..backends.llamacpp import quiet_stderr
 
-    with _quiet_stderr(True):
+    with quiet_stderr(True):
         vocab = Llama(model_path=str(gguf), vocab_only=True, verbose=False)
     return lambda text: len(vocab.tokenize(text.encode("utf-8"), add_bos=False, special=True)) if text else 0
 

@@ -29,7 +29,7 @@ def rescore(run: Optional[str] = typer.Argument(None, help="Run id (default: the
                                                  "name (exact) or YAML ({type: regex, pattern: ...})."),
             no_cache: bool = typer.Option(False, "--no-cache", help="Ask the judges again even for cached verdicts.")) -> None:
     """Score a stored run again as a new scored version (the old scores are kept); calls no candidate model."""
-    from ..engine import rescore_run
+    from ..rescore import rescore_run
     from ..report.terminal import render
     from ..summary import summarise_run
 
@@ -77,7 +77,7 @@ def pairwise(run: Optional[str] = typer.Argument(None, help="Run id (default: th
              json_out: Optional[Path] = typer.Option(None, "--json", help="Write every verdict with its reasons.")) -> None:
     """Judge two models' stored answers case by case, in both orders; order-dependent verdicts are ties."""
 
-    from ..engine import pairwise_run
+    from ..rescore import pairwise_run
     from ..files import write_atomic
 
     try:

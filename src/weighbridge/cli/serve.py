@@ -15,6 +15,7 @@ from ..errors import WeighbridgeError
 from ..report.jsonreport import dumps as dumps_json
 from ..report.safe import term
 from ..report.tables import keep_ids_whole
+from ..net import binds_loopback_only
 from .common import _fail, _plan, app, console, err_console
 
 
@@ -37,7 +38,6 @@ def serve(plan: Path = typer.Option(..., "--plan", help="Routing plan YAML."),
 
     SIGTERM drains it: /readyz answers 503 for http.drain_s, then it stops accepting, finishes what is in flight (up to http.shutdown_grace_s), flushes the audit log and exits 0."""
     import contextlib
-    import ipaddress
 
     from ..gateway.http_limits import DrainingServer
 
@@ -46,10 +46,7 @@ def serve(plan: Path = typer.Option(..., "--plan", help="Routing plan YAML."),
     from ..gateway.http_limits import uvicorn_config
 
     the_plan = _plan(plan)
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
+    loopback = binds_loopback_only(host)
     try:
         keyed = has_keys(the_plan)
     except WeighbridgeError as e:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import ipaddress
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from ..errors import WeighbridgeError
+from ..net import binds_loopback_only
 from .common import _fail, _store_of, app, console
 
 
@@ -25,10 +25,7 @@ def view(config: Optional[Path] = typer.Option(None, "-c", "--config", help="Rea
 
     from ..view import create_view_app
 
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
+    loopback = binds_loopback_only(host)
     try:
         if not loopback:
             raise WeighbridgeError(f"refusing to bind {host}: the viewer shows every stored answer and has no keys; it "

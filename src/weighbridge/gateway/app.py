@@ -33,6 +33,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route as HttpRoute
 
+from ..errors import WeighbridgeError
 from ..scrub import scrub, scrub_obj, secret_env
 from ..wire.openai import MalformedResponse, Parsed, Usage, loads, parse_response
 from . import state
@@ -735,7 +736,7 @@ class Gateway:
         return record
 
 
-class _ClientError(Exception):
+class _ClientError(WeighbridgeError):
     def __init__(self, status: int, body: Any) -> None:
         self.status, self.body = status, body
 

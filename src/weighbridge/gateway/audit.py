@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from ..errors import MissingDependency
 from ..scrub import secret_env
 from . import state
 
@@ -112,7 +113,7 @@ class PostgresHead:
     def __init__(self, url: str, key: bytes | None) -> None:
         import psycopg
 
-        self.where, self.key = _hide_password(url) + " (table weighbridge_audit_head)", key
+        self.where, self.key = hide_password(url) + " (table weighbridge_audit_head)", key
         self.conn = psycopg.connect(url, autocommit=True)
         self.conn.execute("CREATE TABLE IF NOT EXISTS weighbridge_audit_head (id INT PRIMARY KEY, seq BIGINT NOT NULL, "
                           "hash TEXT NOT NULL, ts DOUBLE PRECISION NOT NULL, mac TEXT)")
@@ -198,8 +199,8 @@ class PostgresAuditSink:
         try:
             import psycopg
         except ImportError:  # pragma: no cover - the test extra installs it
-            raise RuntimeError("a postgresql:// audit log needs psycopg: pip install 'weighbridge[postgres]'") from None
-        self.where, self.key, self.head = _hide_password(url), key, head
+            raise MissingDependency("a postgresql:// audit log needs psycopg: pip install 'weighbridge[postgres]'") from None
+        self.where, self.key, self.head = hide_password(url), key, head
         self.conn = psycopg.connect(url, autocommit=False)
         with self.conn.transaction():
             self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (_PG_LOCK,))
@@ -234,7 +235,7 @@ class PostgresAuditSink:
             self.head.close()
 
 
-def _hide_password(url: str) -> str:
+def hide_password(url: str) -> str:
     from urllib.parse import urlsplit, urlunsplit
 
     parts = urlsplit(url)

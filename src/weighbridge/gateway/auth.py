@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
+from ..errors import WeighbridgeError
 from . import state
 
 Period = Literal["total", "day", "month"]
@@ -59,7 +60,7 @@ class _Bucket:
     at: float
 
 
-class Denied(Exception):
+class Denied(WeighbridgeError):
     def __init__(self, status: int, message: str, code: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.status, self.code, self.retry_after = status, code, retry_after

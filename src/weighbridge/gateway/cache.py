@@ -14,6 +14,7 @@ import sqlite3
 import time
 from typing import Any, Protocol
 
+from ..errors import MissingDependency
 from . import state
 from .plan import Route
 from .writer import Writer
@@ -70,7 +71,7 @@ class RedisCache:
         try:
             import redis.asyncio as aioredis
         except ImportError:  # pragma: no cover - the test extra installs it
-            raise RuntimeError("a redis:// cache needs the redis package: pip install 'weighbridge[redis]'") from None
+            raise MissingDependency("a redis:// cache needs the redis package: pip install 'weighbridge[redis]'") from None
         self.client = aioredis.from_url(url)
         self.where = url.split("@")[-1]
 

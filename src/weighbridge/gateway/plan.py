@@ -7,11 +7,9 @@ file is also the review document for what the gateway will do with a team's traf
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -69,16 +67,10 @@ class Upstream(_Strict):
 
     @property
     def is_local(self) -> bool:
-        """Loopback upstreams run on this machine: by default, prompts to them are not redacted."""
-        if self.base_url is None:
-            return True
-        host = urlsplit(self.base_url).hostname or ""
-        if host == "localhost":
-            return True
-        try:
-            return ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            return False
+        """Upstreams on this machine: by default, prompts to them are not redacted."""
+        from ..net import url_is_this_machine
+
+        return url_is_this_machine(self.base_url)
 
 
 class RouteCache(_Strict):

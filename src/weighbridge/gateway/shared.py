@@ -24,6 +24,7 @@ import json
 import logging
 import time
 
+from ..errors import MissingDependency
 from . import state
 from .auth import Denied, Guard, Reservation, period_of
 
@@ -56,15 +57,15 @@ class PgKeys:
         try:
             import psycopg
         except ImportError:  # pragma: no cover - the test extra installs it
-            raise RuntimeError("state: postgresql://… needs psycopg: pip install 'weighbridge[postgres]'") from None
+            raise MissingDependency("state: postgresql://… needs psycopg: pip install 'weighbridge[postgres]'") from None
         from ..errors import WeighbridgeError
-        from .audit import _hide_password
+        from .audit import hide_password
 
         try:
             self.conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
         except psycopg.Error as e:
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise WeighbridgeError(f"cannot reach the state database {_hide_password(url)}: {reason}. Is Postgres "
+            raise WeighbridgeError(f"cannot reach the state database {hide_password(url)}: {reason}. Is Postgres "
                                    "running there, and does the plan's state: URL name the right user and database?"
                                    ) from None
         with self.conn.transaction():

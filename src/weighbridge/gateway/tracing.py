@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import time
 from typing import Any
+from ..errors import ConfigError, MissingDependency
 
 
 class Tracing:
@@ -61,7 +62,7 @@ def from_env() -> Tracing | None:
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
     except ImportError:
-        raise RuntimeError("OTEL_TRACES_EXPORTER is set but OpenTelemetry is not installed: "
+        raise MissingDependency("OTEL_TRACES_EXPORTER is set but OpenTelemetry is not installed: "
                            "pip install 'weighbridge[otel]'") from None
     if exporter == "otlp":
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -70,7 +71,7 @@ def from_env() -> Tracing | None:
     elif exporter == "console":
         span_exporter = ConsoleSpanExporter()
     else:
-        raise RuntimeError(f"OTEL_TRACES_EXPORTER={exporter!r}: weighbridge exports otlp (HTTP/protobuf), console or none")
+        raise ConfigError(f"OTEL_TRACES_EXPORTER={exporter!r}: weighbridge exports otlp (HTTP/protobuf), console or none")
     attrs = {"service.name": os.environ.get("OTEL_SERVICE_NAME") or "weighbridge-gateway"}
     provider = TracerProvider(resource=Resource.create(attrs))  # OTEL_RESOURCE_ATTRIBUTES are merged in
     provider.add_span_processor(BatchSpanProcessor(span_exporter))

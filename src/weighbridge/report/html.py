@@ -5,7 +5,6 @@ Inline CSS and a few lines of inline JS (filters, search); no CDN, no external r
 
 from __future__ import annotations
 
-import html
 import json
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from ..suites.longcontext import parse_length
 from ..summary import DEFINITIONS, ModelSummary, RunSummary, workload_rows
 from .svg import latency_distribution, quality_vs_cost
 from .terminal import cost_notes, prompt_tokens_cell
+from .format import escape, ms as _ms
 
 _CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:24px;color:#1b1f24}
@@ -52,12 +52,6 @@ document.getElementById('shown').textContent=n;}
 _QUOTE_KIND = {"transcribed": " (as transcribed by others; vendor file not read)",
                "paraphrase": " (paraphrase, not the license's words)"}
 
-def _e(x: object) -> str:
-    return html.escape(str(x), quote=True)
-
-
-def _ms(v: float | None) -> str:
-    return "–" if v is None else f"{v:,.0f} ms"
 
 
 _FOLD_AT = 600  # characters: longer answers fold behind a "show all" toggle
@@ -65,9 +59,9 @@ _FOLD_AT = 600  # characters: longer answers fold behind a "show all" toggle
 
 def _answer(text: str) -> str:
     if len(text) <= _FOLD_AT:
-        return f"<pre>{_e(text)}</pre>"
-    return (f"<pre>{_e(text[:_FOLD_AT])}…</pre><details class=fold><summary>show all {len(text):,} characters"
-            f"</summary><pre>{_e(text)}</pre></details>")
+        return f"<pre>{escape(text)}</pre>"
+    return (f"<pre>{escape(text[:_FOLD_AT])}…</pre><details class=fold><summary>show all {len(text):,} characters"
+            f"</summary><pre>{escape(text)}</pre></details>")
 
 
 def _calls(calls: list[dict] | None) -> str:
@@ -76,10 +70,10 @@ def _calls(calls: list[dict] | None) -> str:
     out = []
     for c in calls or []:
         if c.get("error"):
-            body = f"<pre>{_e(str(c.get('raw', '')))}</pre><div class=why>✘ {_e(c['error'])}</div>"
+            body = f"<pre>{escape(str(c.get('raw', '')))}</pre><div class=why>✘ {escape(c['error'])}</div>"
         else:
-            body = f"<pre>{_e(json.dumps(c.get('arguments'), indent=2, ensure_ascii=False))}</pre>"
-        out.append(f"<div class=call><b>→ {_e(str(c.get('name') or '?'))}(…)</b>{body}</div>")
+            body = f"<pre>{escape(json.dumps(c.get('arguments'), indent=2, ensure_ascii=False))}</pre>"
+        out.append(f"<div class=call><b>→ {escape(str(c.get('name') or '?'))}(…)</b>{body}</div>")
     return "".join(out)
 
 
@@ -101,7 +95,7 @@ def _paired_section(summary: RunSummary) -> list[str]:
     if len(models) < 2:
         return []
     ref = models[0].model
-    out = [f"<h2>Paired comparison (against {_e(ref)})</h2><table><tr><th>model</th><th>Δ pass rate (95% CI)</th>"
+    out = [f"<h2>Paired comparison (against {escape(ref)})</h2><table><tr><th>model</th><th>Δ pass rate (95% CI)</th>"
            "<th>p (McNemar)</th><th>fixed</th><th>broken</th><th>Δ mean score (95% CI)</th></tr>"]
     test = ""
     for m in models[1:]:
@@ -110,10 +104,10 @@ def _paired_section(summary: RunSummary) -> list[str]:
         test = c.test
         sd = (f"{c.score_delta:+.3f} ({c.score_delta_ci95[0]:+.3f} … {c.score_delta_ci95[1]:+.3f})"
               if c.score_delta is not None and c.score_delta_ci95 else "–")
-        out.append(f"<tr><td>{_e(m.model)}</td><td class=num>{c.delta:+.1%} ({c.delta_ci95[0]:+.1%} … "
+        out.append(f"<tr><td>{escape(m.model)}</td><td class=num>{c.delta:+.1%} ({c.delta_ci95[0]:+.1%} … "
                    f"{c.delta_ci95[1]:+.1%})</td><td class=num>{c.p_value:.3g}</td><td class=num>{len(c.fixed)}</td>"
                    f"<td class=num>{len(c.broken)}</td><td class=num>{sd}</td></tr>")
-    out.append(f"</table><p class=meta>{_e(test)}. Fixed: {_e(ref)} failed, this model passed; broken: the reverse. Mean score: each answer's mean scorer value (partial credit), compared by a paired bootstrap (10,000 resamples, seed 0).</p>")
+    out.append(f"</table><p class=meta>{escape(test)}. Fixed: {escape(ref)} failed, this model passed; broken: the reverse. Mean score: each answer's mean scorer value (partial credit), compared by a paired bootstrap (10,000 resamples, seed 0).</p>")
     return out
 
 
@@ -126,23 +120,23 @@ def _variants_section(summary: RunSummary) -> list[str]:
 
     out = []
     for g in summary.variant_groups():
-        out.append(f"<h2 id='variants-{_e(g.name)}'>Variants of {_e(g.name)}</h2><p class=meta>reference "
-                   f"{_e(g.reference)} · margin {g.margin * 100:g} points · α {g.alpha:g}</p><table class=variants>"
+        out.append(f"<h2 id='variants-{escape(g.name)}'>Variants of {escape(g.name)}</h2><p class=meta>reference "
+                   f"{escape(g.reference)} · margin {g.margin * 100:g} points · α {g.alpha:g}</p><table class=variants>"
                    "<tr><th>variant</th><th>file</th><th>resident (peak)</th><th>output tok/s</th>"
                    "<th>pass rate (95% CI)</th><th>Δ vs reference (95% CI)</th><th>McNemar p</th>"
                    "<th>fixed / broken</th><th>verdict</th></tr>")
         for r in g.rows:
             c = r.comparison
-            out.append(f"<tr data-verdict='{_e(r.verdict)}'><td>{_e(r.variant)}</td><td class=num>{mb(r.file_bytes)}</td>"
+            out.append(f"<tr data-verdict='{escape(r.verdict)}'><td>{escape(r.variant)}</td><td class=num>{mb(r.file_bytes)}</td>"
                        f"<td class=num>{mb(r.resident_bytes)}</td>"
                        f"<td class=num>{f'{r.output_tok_s:.1f}' if r.output_tok_s else '–'}</td>"
                        f"<td class=num>{r.pass_rate:.1%} ({r.ci95[0]:.1%} – {r.ci95[1]:.1%})</td>"
                        + (f"<td class=num>{c.delta:+.1%} ({c.delta_ci95[0]:+.1%} … {c.delta_ci95[1]:+.1%})</td>"
                           f"<td class=num>{c.p_value:.3g}</td><td class=num>{len(c.fixed)} / {len(c.broken)}</td>"
                           if c else "<td>–</td><td>–</td><td>–</td>")
-                       + f"<td>{_e(r.verdict)}</td></tr>")
-        out.append("</table><ul class=pick>" + "".join(f"<li><b>{_e(x)}</b></li>" for x in pick_lines(g)) + "</ul>"
-                   f"<p class=meta>{_e(RULE)} " + " ".join(_e(n) for n in g.notes) + "</p>")
+                       + f"<td>{escape(r.verdict)}</td></tr>")
+        out.append("</table><ul class=pick>" + "".join(f"<li><b>{escape(x)}</b></li>" for x in pick_lines(g)) + "</ul>"
+                   f"<p class=meta>{escape(RULE)} " + " ".join(escape(n) for n in g.notes) + "</p>")
     return out
 
 
@@ -152,7 +146,7 @@ def _banner(summary: RunSummary) -> list[str]:
         return []
     return [f"<div id=error-banner class=banner><b>Not a result: too many errors (more than "
             f"{summary.max_error_rate:.0%} of a model's jobs).</b><ul>"
-            + "".join(f"<li>{_e(line.strip())}</li>" for line in lines) + "</ul></div>"]
+            + "".join(f"<li>{escape(line.strip())}</li>" for line in lines) + "</ul></div>"]
 
 
 def render_html(summary: RunSummary, baseline: dict[str, dict[str, bool]] | None = None,
@@ -161,19 +155,19 @@ def render_html(summary: RunSummary, baseline: dict[str, dict[str, bool]] | None
     models = summary.models
     run = summary.run
     names = [m.model for m in models]
-    out = [f"<!doctype html><html lang=en><meta charset=utf-8><title>weighbridge run {_e(run['id'])}</title>",
-           f"<style>{_CSS}</style><h1>weighbridge bakeoff · run {_e(run['id'])}</h1>",
-           f"<p class=meta>{len(summary.cases)} cases × {run['samples']} sample(s) · status {_e(run['status'])}"
-           f" · model code sandbox: <span id=isolation>{_e(summary.isolation)}</span></p>",
+    out = [f"<!doctype html><html lang=en><meta charset=utf-8><title>weighbridge run {escape(run['id'])}</title>",
+           f"<style>{_CSS}</style><h1>weighbridge bakeoff · run {escape(run['id'])}</h1>",
+           f"<p class=meta>{len(summary.cases)} cases × {run['samples']} sample(s) · status {escape(run['status'])}"
+           f" · model code sandbox: <span id=isolation>{escape(summary.isolation)}</span></p>",
            *_banner(summary),
-           "<h2>Summary</h2><table><tr><th></th>" + "".join(f"<th>{_e(n)}</th>" for n in names) + "</tr>"]
+           "<h2>Summary</h2><table><tr><th></th>" + "".join(f"<th>{escape(n)}</th>" for n in names) + "</tr>"]
 
     def row(label: str, cells: list[str]) -> None:
-        out.append(f"<tr><th>{_e(label)}</th>" + "".join(f"<td class=num>{c}</td>" for c in cells) + "</tr>")
+        out.append(f"<tr><th>{escape(label)}</th>" + "".join(f"<td class=num>{c}</td>" for c in cells) + "</tr>")
 
     if any(m.license_verdict for m in models):
-        row("license", [f"<span class='lic {_e(m.license_verdict)}'>{_e((m.license_verdict or '–').replace('_', ' '))}"
-                        f"</span><div class=why>{_e(m.license or 'unknown')}</div>" for m in models])
+        row("license", [f"<span class='lic {escape(m.license_verdict)}'>{escape((m.license_verdict or '–').replace('_', ' '))}"
+                        f"</span><div class=why>{escape(m.license or 'unknown')}</div>" for m in models])
     row("pass rate", [f"{m.pass_rate:.1%} ({m.passed}/{m.jobs})" for m in models])
     if any(m.errors for m in models):
         row("pass rate, answered jobs", [f"{m.answered_pass_rate:.1%} ({m.passed}/{m.answered})"
@@ -183,31 +177,31 @@ def render_html(summary: RunSummary, baseline: dict[str, dict[str, bool]] | None
         row(f"· {w}", [f"{m.by_workload[w]['pass_rate']:.0%} ({m.by_workload[w]['passed']}/{m.by_workload[w]['jobs']})"
                        if w in m.by_workload else ("n/a" if m.not_run else "–") for m in models])
     for label, cells in workload_rows(models):
-        row(label, [_e(c) for c in cells])
+        row(label, [escape(c) for c in cells])
     if any(m.not_run for m in models):
-        row("cases not run", [f"{m.not_run}<div class=why>{_e(m.not_run_reason or '')}</div>" if m.not_run else "0"
+        row("cases not run", [f"{m.not_run}<div class=why>{escape(m.not_run_reason or '')}</div>" if m.not_run else "0"
                               for m in models])
     if any(m.samples > 1 for m in models):
         for key in sorted({k for m in models for k in m.pass_at_k}, key=lambda k: int(k.split("@")[1])):
             row(key, [f"{m.pass_at_k[key]:.1%}" if key in m.pass_at_k else "–" for m in models])
         row("unstable cases", [f"{len(m.unstable_cases)}" for m in models])
     def busy(m: ModelSummary, cell: str) -> str:
-        return (f"<span class=busy title='{_e(m.busy)}'>†</span>{cell}" if m.busy and cell != "–" else cell)
+        return (f"<span class=busy title='{escape(m.busy)}'>†</span>{cell}" if m.busy and cell != "–" else cell)
     row("latency mean / p95", [busy(m, f"{_ms(m.latency_mean_ms)} / {_ms(m.latency_p95_ms)}") for m in models])
     row("TTFT mean", [busy(m, _ms(m.ttft_mean_ms)) for m in models])
     row("output tok/s", [busy(m, f"{m.output_tok_s:.1f}" if m.output_tok_s else "–") for m in models])
-    row("tokens in / out", [f"{_e(prompt_tokens_cell(m))} / {m.completion_tokens:,} "
+    row("tokens in / out", [f"{escape(prompt_tokens_cell(m))} / {m.completion_tokens:,} "
                             f"({', '.join(m.token_sources)})" for m in models])
 
     def approx(m: ModelSummary) -> str:
         return "<span class=est title='an estimate: see the cost notes'>≈</span>" if m.cost.estimated else ""
-    row("cost (basis)", [f"{'–' if m.cost.total_usd is None else f'{approx(m)}${m.cost.total_usd:.4f}'} ({_e(m.cost.label)})" for m in models])
+    row("cost (basis)", [f"{'–' if m.cost.total_usd is None else f'{approx(m)}${m.cost.total_usd:.4f}'} ({escape(m.cost.label)})" for m in models])
     row("$ / 1M output tokens", ["–" if m.cost.per_mtok_output_usd is None else f"{approx(m)}${m.cost.per_mtok_output_usd:.4f}" for m in models])
     row("$ / successful case", ["no passes" if m.passed == 0 and m.cost.total_usd is not None else
                                 "–" if m.cost.per_success_usd is None else f"{approx(m)}${m.cost.per_success_usd:.5f}" for m in models])
-    row("errors", [_e(", ".join(f"{k}×{v}" for k, v in m.error_kinds.items()) or "0") for m in models])
+    row("errors", [escape(", ".join(f"{k}×{v}" for k, v in m.error_kinds.items()) or "0") for m in models])
     out.append("</table>")
-    out.extend(f"<p class='meta busy-note'>† {_e(m.model)}: {_e(m.busy)}</p>" for m in models if m.busy)
+    out.extend(f"<p class='meta busy-note'>† {escape(m.model)}: {escape(m.busy)}</p>" for m in models if m.busy)
     if any(m.long_context for m in models):
         out.append(_long_context_grid(models))
     lat = {m.model: [r.generation.latency_ms for r in summary.rows if r.model == m.model and r.generation
@@ -225,14 +219,14 @@ def render_html(summary: RunSummary, baseline: dict[str, dict[str, bool]] | None
     workloads = sorted({c["workload"] for c in summary.cases})
     out.append("<h2>Side by side</h2><div id=controls><input id=q placeholder='search text'>"
                "<select id=wl><option value=''>all workloads</option>"
-               + "".join(f"<option>{_e(w)}</option>" for w in workloads)
+               + "".join(f"<option>{escape(w)}</option>" for w in workloads)
                + "</select><label><input type=checkbox id=failed> failed anywhere</label>"
                "<label><input type=checkbox id=disagree> models disagree</label>"
                + ("<label><input type=checkbox id=unstable> unstable across samples</label>" if run["samples"] > 1 else "")
-               + (f"<label><input type=checkbox id=flipped> flipped vs baseline ({_e(baseline_label)})</label>"
+               + (f"<label><input type=checkbox id=flipped> flipped vs baseline ({escape(baseline_label)})</label>"
                   if baseline else "")
                + "<span><span id=shown></span> shown</span></div>")
-    out.append("<table><tr><th>case</th>" + "".join(f"<th>{_e(n)}</th>" for n in names) + "</tr>")
+    out.append("<table><tr><th>case</th>" + "".join(f"<th>{escape(n)}</th>" for n in names) + "</tr>")
     for c in summary.cases:
         for s in range(run["samples"]):
             cells, failed, verdicts, flipped = [], False, set(), False
@@ -244,7 +238,7 @@ def render_html(summary: RunSummary, baseline: dict[str, dict[str, bool]] | None
                     failed = True
                     continue
                 if r.error:
-                    cells.append(f"<td class=err><span class=why>{_e(r.error)}</span></td>")
+                    cells.append(f"<td class=err><span class=why>{escape(r.error)}</span></td>")
                     failed = True
                     continue
                 failed |= not r.passed
@@ -258,32 +252,32 @@ def render_html(summary: RunSummary, baseline: dict[str, dict[str, bool]] | None
                             " <span class='flip broken'>broken</span>")
                 cells.append(f"<td class={'pass' if r.passed else 'fail'}>{_answer(g.text if g else '')}"
                              f"{_calls(g.tool_calls if g else None)}"
-                             f"<div class=why>{'✔' if r.passed else '✘'} {_e(why)}<br>{_ms(g.latency_ms if g else None)}"
+                             f"<div class=why>{'✔' if r.passed else '✘'} {escape(why)}<br>{_ms(g.latency_ms if g else None)}"
                              f" · {g.completion_tokens if g else 0} tok{' · cached' if r.cached else ''}{flip}</div></td>")
             prompt = "\n".join(_turn(m) for m in _messages(c["case"]))
             label = c["id"] + (f" #{s}" if run["samples"] > 1 else "")
-            out.append(f"<tr class=case data-wl='{_e(c['workload'])}' data-failed='{int(failed)}' "
+            out.append(f"<tr class=case data-wl='{escape(c['workload'])}' data-failed='{int(failed)}' "
                        f"data-disagree='{int(len(verdicts) > 1)}' data-flipped='{int(flipped)}' "
-                       f"data-unstable='{int(c['id'] in unstable)}'><td><b>{_e(label)}</b>"
-                       f"<div class=why>{_e(c['workload'])}</div><details><summary>prompt</summary><pre>{_e(prompt)}</pre>"
+                       f"data-unstable='{int(c['id'] in unstable)}'><td><b>{escape(label)}</b>"
+                       f"<div class=why>{escape(c['workload'])}</div><details><summary>prompt</summary><pre>{escape(prompt)}</pre>"
                        f"</details></td>{''.join(cells)}</tr>")
-    out.append("</table><h2>Definitions</h2><ul>" + "".join(f"<li><b>{_e(k)}</b>: {_e(v)}</li>" for k, v in DEFINITIONS.items())
-               + "</ul>" + "".join(f"<p class=meta>{_e(line)}</p>" for line in cost_notes(models)))
+    out.append("</table><h2>Definitions</h2><ul>" + "".join(f"<li><b>{escape(k)}</b>: {escape(v)}</li>" for k, v in DEFINITIONS.items())
+               + "</ul>" + "".join(f"<p class=meta>{escape(line)}</p>" for line in cost_notes(models)))
     lic = run["manifest"].get("licenses") or {}
     if lic:
-        out.append(f"<h2>License check</h2><p class=meta>profile: {_e(lic.get('profile'))}</p><ul>")
+        out.append(f"<h2>License check</h2><p class=meta>profile: {escape(lic.get('profile'))}</p><ul>")
         for name in names:
             v = lic.get(name) or {}
-            items = "".join(f"<li>[{_e(f['outcome'].replace('_', ' '))}] {_e(f['why'])}<div class=why>§ {_e(f['section'])}: "
-                            f"“{_e(f['quote'])}”{_e(_QUOTE_KIND.get(f.get('quote_kind', ''), ''))}</div></li>"
+            items = "".join(f"<li>[{escape(f['outcome'].replace('_', ' '))}] {escape(f['why'])}<div class=why>§ {escape(f['section'])}: "
+                            f"“{escape(f['quote'])}”{escape(_QUOTE_KIND.get(f.get('quote_kind', ''), ''))}</div></li>"
                             for f in v.get("findings", []) if f["outcome"] != "info")
-            review = f"<li>! {_e(v['review'])}</li>" if v.get("review") and v["review"] != v.get("reason") else ""
-            review += "".join(f"<li class=caveat>≈ {_e(c)}</li>" for c in v.get("caveats") or [])
-            out.append(f"<li><b>{_e(name)}</b>: <span class='lic {_e(v.get('verdict'))}'>"
-                       f"{_e(str(v.get('verdict', '–')).replace('_', ' '))}</span> · {_e(v.get('license_name') or v.get('note') or '')}"
-                       f"<div class=why>{_e(v.get('reason') or '')}</div><ul>{review}{items}</ul></li>")
+            review = f"<li>! {escape(v['review'])}</li>" if v.get("review") and v["review"] != v.get("reason") else ""
+            review += "".join(f"<li class=caveat>≈ {escape(c)}</li>" for c in v.get("caveats") or [])
+            out.append(f"<li><b>{escape(name)}</b>: <span class='lic {escape(v.get('verdict'))}'>"
+                       f"{escape(str(v.get('verdict', '–')).replace('_', ' '))}</span> · {escape(v.get('license_name') or v.get('note') or '')}"
+                       f"<div class=why>{escape(v.get('reason') or '')}</div><ul>{review}{items}</ul></li>")
         out.append("</ul>")
-    out.append("<h2>Run manifest</h2><pre>" + _e(json.dumps(run["manifest"], indent=2, ensure_ascii=False)) + "</pre>")
+    out.append("<h2>Run manifest</h2><pre>" + escape(json.dumps(run["manifest"], indent=2, ensure_ascii=False)) + "</pre>")
     out.append(f"<script>{_JS}</script></html>")
     return "\n".join(out)
 
@@ -305,12 +299,12 @@ def _long_context_grid(models: list[ModelSummary]) -> str:
     depths = sorted({d for m in models for row in m.long_context.values() for d in row}, key=int)
     lengths = sorted({n for m in models for n in m.long_context},
                      key=parse_length)
-    head = "".join(f"<th>depth {_e(d)}%</th>" for d in depths)
+    head = "".join(f"<th>depth {escape(d)}%</th>" for d in depths)
     rows = []
     for m in models:
         for n in lengths:
             cells = m.long_context.get(n) or {}
-            rows.append(f"<tr><th>{_e(m.model)}</th><th>{_e(n)}</th>" + "".join(
+            rows.append(f"<tr><th>{escape(m.model)}</th><th>{escape(n)}</th>" + "".join(
                 f"<td class=num>{cells[d]['passed']}/{cells[d]['jobs']}</td>" if d in cells and cells[d]["jobs"]
                 else "<td>not run</td>"
                 for d in depths) + "</tr>")

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import html
 import math
 
 from ..stats import percentile
 from ..summary import ModelSummary
+from .format import escape
 
-_COLORS = ["#0969da", "#cf222e", "#1a7f37", "#8250df", "#bf8700", "#e16f24", "#57606a", "#bf3989"]
-
-
-def _e(x: object) -> str:
-    return html.escape(str(x), quote=True)
+COLORS = ["#0969da", "#cf222e", "#1a7f37", "#8250df", "#bf8700", "#e16f24", "#57606a", "#bf3989"]
 
 
-def _nice_max(v: float) -> float:
+
+
+def nice_max(v: float) -> float:
     if v <= 0:
         return 1.0
     exp = 10 ** math.floor(math.log10(v))
@@ -31,7 +29,7 @@ def quality_vs_cost(models: list[ModelSummary], width: int = 560, height: int = 
     priced = all(m.cost.total_usd is not None for m in models)
     xs = [(m.cost.total_usd if priced else (m.latency_mean_ms or 0) / 1000) for m in models]  # type: ignore[misc]
     x_label = "$ to run the whole suite" if priced else "mean latency (s) – not every model has a price"
-    xmax = _nice_max(max(xs) * 1.1 if xs else 1)
+    xmax = nice_max(max(xs) * 1.1 if xs else 1)
     left, right, top, bottom = 56, 16, 16, 40
     pw, ph = width - left - right, height - top - bottom
 
@@ -50,15 +48,15 @@ def quality_vs_cost(models: list[ModelSummary], width: int = 560, height: int = 
                      f'<text x="{left - 6}" y="{py(y) + 4:.1f}" text-anchor="end">{y:.0%}</text>')
         x = xmax * i / 5
         parts.append(f'<text x="{px(x):.1f}" y="{top + ph + 16}" text-anchor="middle">{x:.3g}</text>')
-    parts.append(f'<text x="{left + pw / 2}" y="{height - 4}" text-anchor="middle">{_e(x_label)}</text>'
+    parts.append(f'<text x="{left + pw / 2}" y="{height - 4}" text-anchor="middle">{escape(x_label)}</text>'
                  f'<text x="12" y="{top + ph / 2}" text-anchor="middle" transform="rotate(-90 12 {top + ph / 2})">pass rate</text>')
     for i, (m, x) in enumerate(zip(models, xs)):
-        c = _COLORS[i % len(_COLORS)]
+        c = COLORS[i % len(COLORS)]
         parts.append(f'<line x1="{px(x):.1f}" x2="{px(x):.1f}" y1="{py(m.ci95[0]):.1f}" y2="{py(m.ci95[1]):.1f}" '
                      f'stroke="{c}" stroke-width="2"/><circle cx="{px(x):.1f}" cy="{py(m.pass_rate):.1f}" r="5" '
-                     f'fill="{c}"><title>{_e(m.model)}: {m.pass_rate:.1%} (95% CI {m.ci95[0]:.1%}–{m.ci95[1]:.1%}), '
-                     f'{_e(x_label)} {x:.4g}</title></circle>'
-                     f'<text x="{px(x) + 8:.1f}" y="{py(m.pass_rate) - 6:.1f}" fill="{c}">{_e(m.model)}</text>')
+                     f'fill="{c}"><title>{escape(m.model)}: {m.pass_rate:.1%} (95% CI {m.ci95[0]:.1%}–{m.ci95[1]:.1%}), '
+                     f'{escape(x_label)} {x:.4g}</title></circle>'
+                     f'<text x="{px(x) + 8:.1f}" y="{py(m.pass_rate) - 6:.1f}" fill="{c}">{escape(m.model)}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
@@ -69,7 +67,7 @@ def latency_distribution(latencies: dict[str, list[float]], width: int = 560, ro
     height = 40 + row * max(1, len(names))
     left, right = 130, 16
     pw = width - left - right
-    xmax = _nice_max(max((max(v) for v in latencies.values() if v), default=1.0) / 1000 * 1.05)
+    xmax = nice_max(max((max(v) for v in latencies.values() if v), default=1.0) / 1000 * 1.05)
 
     def px(ms: float) -> float:
         return left + pw * (ms / 1000) / xmax
@@ -83,8 +81,8 @@ def latency_distribution(latencies: dict[str, list[float]], width: int = 560, ro
     for r, name in enumerate(names):
         vals = latencies[name]
         cy = 20 + r * row
-        c = _COLORS[r % len(_COLORS)]
-        parts.append(f'<text x="{left - 8}" y="{cy + 4}" text-anchor="end">{_e(name)}</text>')
+        c = COLORS[r % len(COLORS)]
+        parts.append(f'<text x="{left - 8}" y="{cy + 4}" text-anchor="end">{escape(name)}</text>')
         if not vals:
             continue
         step = max(1, len(vals) // 400)  # at most ~400 dots per model keeps the page light
@@ -106,7 +104,7 @@ def line_chart(title: str, x_label: str, series: dict[str, list[tuple[float, flo
     pw, ph = width - left - right, height - top - bottom
     xs = [x for pts in series.values() for x, _ in pts] or [1.0]
     ys = [y for pts in series.values() for _, y in pts] or [1.0]
-    xmax, ymax = _nice_max(max(xs)), _nice_max(max(ys) * 1.05)
+    xmax, ymax = nice_max(max(xs)), nice_max(max(ys) * 1.05)
 
     def px(x: float) -> float:
         return left + pw * x / xmax
@@ -114,9 +112,9 @@ def line_chart(title: str, x_label: str, series: dict[str, list[tuple[float, flo
     def py(y: float) -> float:
         return top + ph * (1 - y / ymax)
 
-    parts = [f'<svg class=plot role=img aria-label="{_e(title)}" width="{width}" height="{height}" '
+    parts = [f'<svg class=plot role=img aria-label="{escape(title)}" width="{width}" height="{height}" '
              f'viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg" font-size="11" font-family="sans-serif">',
-             f'<text x="{left}" y="14" font-weight="bold">{_e(title)}</text>',
+             f'<text x="{left}" y="14" font-weight="bold">{escape(title)}</text>',
              f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#d0d7de"/>']
     def fmt(v: float) -> str:
         return f"{v:,.0f}" if v >= 100 else f"{v:.3g}"
@@ -124,16 +122,16 @@ def line_chart(title: str, x_label: str, series: dict[str, list[tuple[float, flo
     for i in range(6):
         parts.append(f'<text x="{left - 6}" y="{py(ymax * i / 5) + 4:.1f}" text-anchor="end">{fmt(ymax * i / 5)}</text>'
                      f'<text x="{px(xmax * i / 5):.1f}" y="{top + ph + 16}" text-anchor="middle">{fmt(xmax * i / 5)}</text>')
-    parts.append(f'<text x="{left + pw / 2}" y="{height - 4}" text-anchor="middle">{_e(x_label)}</text>'
+    parts.append(f'<text x="{left + pw / 2}" y="{height - 4}" text-anchor="middle">{escape(x_label)}</text>'
                  f'<text x="12" y="{top + ph / 2}" text-anchor="middle" transform="rotate(-90 12 {top + ph / 2})">'
-                 f'{_e(y_label)}</text>')
+                 f'{escape(y_label)}</text>')
     for k, (name, pts) in enumerate(series.items()):
-        c = _COLORS[k % len(_COLORS)]
+        c = COLORS[k % len(COLORS)]
         if pts:
             path = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in pts)
             parts.append(f'<polyline points="{path}" fill="none" stroke="{c}" stroke-width="2"/>')
-            parts.extend(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="3" fill="{c}"><title>{_e(name)}: {y:.4g} at '
+            parts.extend(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="3" fill="{c}"><title>{escape(name)}: {y:.4g} at '
                          f'{x:g}</title></circle>' for x, y in pts)
-        parts.append(f'<text x="{left + pw + 8}" y="{top + 12 + 14 * k}" fill="{c}">{_e(name)}</text>')
+        parts.append(f'<text x="{left + pw + 8}" y="{top + 12 + 14 * k}" fill="{c}">{escape(name)}</text>')
     parts.append("</svg>")
     return "".join(parts)

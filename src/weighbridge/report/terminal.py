@@ -2,33 +2,16 @@
 
 from __future__ import annotations
 
-import math
-
 from rich.console import Console
 from rich.table import Table
 
+from .format import ms as _ms, usd as _usd
 from .safe import term
 from .tables import keep_ids_whole
 
 from ..suites.longcontext import parse_length
 from ..summary import ModelSummary, RunSummary, workload_rows
 from ..variants import VariantGroup, pick_lines
-
-
-def _ms(v: float | None) -> str:
-    if v is None:
-        return "–"
-    return f"{v / 1000:.2f} s" if v >= 1000 else f"{v:.0f} ms"
-
-
-def _usd(v: float | None) -> str:
-    if v is None:
-        return "–"
-    if v == 0:
-        return "$0"
-    if v >= 1:
-        return f"${v:,.2f}"
-    return f"${v:.{max(4, 1 - math.floor(math.log10(v)))}f}"  # two significant digits at least
 
 
 def render(summary: RunSummary, console: Console) -> None:

@@ -18,9 +18,11 @@ import re
 from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import EntryPoint, entry_points
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
+from ..errors import WeighbridgeError
 
 _THINK = re.compile(r"<think>.*?</think>\s*", re.DOTALL | re.IGNORECASE)
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
@@ -31,6 +33,12 @@ class Score:
     passed: bool
     value: float
     reason: str
+
+    @staticmethod
+    def all_passed(scores: "Sequence[tuple[str, Score]]") -> bool:
+        """The pass rule, decided here only: a job passes when it was scored and every scorer passed
+        (an answer no scorer looked at is not a pass)."""
+        return bool(scores) and all(s.passed for _, s in scores)
 
 
 class Scorer(Protocol):
@@ -95,7 +103,7 @@ def code_block(text: str, prefer: tuple[str, ...] = ()) -> str:
 GROUP = "weighbridge.scorers"
 
 
-class ScorerPluginError(ValueError):
+class ScorerPluginError(WeighbridgeError, ValueError):
     """A scorer entry point that cannot be loaded or used: named with the package it came from."""
 
 

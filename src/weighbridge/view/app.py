@@ -6,7 +6,6 @@ reads; it binds to loopback (the CLI refuses anything else)."""
 
 from __future__ import annotations
 
-import html
 import time
 from pathlib import Path
 from typing import Any
@@ -21,9 +20,10 @@ from ..backends.fingerprint import from_manifest
 from ..compare import compare
 from ..errors import WeighbridgeError
 from ..report.html import render_html
-from ..report.svg import _COLORS, line_chart
+from ..report.svg import COLORS, line_chart
 from ..store import Store
 from ..summary import summarise_run
+from ..report.format import escape
 
 _CSS = ("body{font:14px/1.45 system-ui,sans-serif;margin:24px;color:#1b1f24}table{border-collapse:collapse}"
         "th,td{border:1px solid #d0d7de;padding:4px 8px;vertical-align:top}th{background:#f6f8fa;text-align:left}"
@@ -31,8 +31,6 @@ _CSS = ("body{font:14px/1.45 system-ui,sans-serif;margin:24px;color:#1b1f24}tabl
         ".plots{display:flex;gap:16px;flex-wrap:wrap}.fixed{color:#1a7f37}.broken{color:#cf222e}")
 
 
-def _e(x: object) -> str:
-    return html.escape(str(x), quote=True)
 
 
 def _when(ts: float | None) -> str:
@@ -41,12 +39,12 @@ def _when(ts: float | None) -> str:
 
 def _page(title: str, body: str) -> HTMLResponse:
     nav = "<nav><a href='/'>runs</a><a href='/bench'>load tests</a></nav>"
-    return HTMLResponse(f"<!doctype html><html lang=en><meta charset=utf-8><title>{_e(title)} · weighbridge view</title>"
-                        f"<style>{_CSS}</style>{nav}<h1>{_e(title)}</h1>{body}</html>")
+    return HTMLResponse(f"<!doctype html><html lang=en><meta charset=utf-8><title>{escape(title)} · weighbridge view</title>"
+                        f"<style>{_CSS}</style>{nav}<h1>{escape(title)}</h1>{body}</html>")
 
 
 def _error(status: int, message: str) -> HTMLResponse:
-    r = _page("not found" if status == 404 else "error", f"<p>{_e(message)}</p>")
+    r = _page("not found" if status == 404 else "error", f"<p>{escape(message)}</p>")
     r.status_code = status
     return r
 
@@ -95,16 +93,16 @@ def create_view_app(store_path: str | Path, allowed_hosts: tuple[str, ...] = ())
             run = st.run(r["id"])
             models = counts.get(r["id"], {})
             suites = ", ".join(run["manifest"].get("suites", {})) or "–"
-            cells = " ".join(f"<div><a href='/trend?model={_e(m)}&amp;suite={_e(run['suite_hash'])}'>"
-                             f"{_e(m)}</a> {p / j:.0%} <span class=meta>({p}/{j})</span></div>"
+            cells = " ".join(f"<div><a href='/trend?model={escape(m)}&amp;suite={escape(run['suite_hash'])}'>"
+                             f"{escape(m)}</a> {p / j:.0%} <span class=meta>({p}/{j})</span></div>"
                              for m, (p, j) in sorted(models.items()) if j)
-            rows.append(f"<tr class=run data-run='{_e(r['id'])}'><td><input type=checkbox name=pick value='{_e(r['id'])}'>"
-                        f"</td><td><a href='/run/{_e(r['id'])}'>{_e(r['id'])}</a></td><td>{_when(r['created_at'])}</td>"
-                        f"<td>{_e(r['status'])}</td><td>{_e(suites)}</td><td>{cells or '–'}</td></tr>")
+            rows.append(f"<tr class=run data-run='{escape(r['id'])}'><td><input type=checkbox name=pick value='{escape(r['id'])}'>"
+                        f"</td><td><a href='/run/{escape(r['id'])}'>{escape(r['id'])}</a></td><td>{_when(r['created_at'])}</td>"
+                        f"<td>{escape(r['status'])}</td><td>{escape(suites)}</td><td>{cells or '–'}</td></tr>")
         js = ("<script>document.getElementById('cmp').addEventListener('click',()=>{const p=[...document."
               "querySelectorAll('input[name=pick]:checked')].map(x=>x.value);if(p.length===2)location.href="
               "'/compare?a='+encodeURIComponent(p[1])+'&b='+encodeURIComponent(p[0]);});</script>")
-        body = (f"<p class=meta>{_e(path)} · {len(rows)} run(s), newest first · tick two runs and compare them; a model's "
+        body = (f"<p class=meta>{escape(path)} · {len(rows)} run(s), newest first · tick two runs and compare them; a model's "
                 "name shows its trend over runs of the same suite</p><p><button id=cmp>compare the two ticked runs</button></p>"
                 "<table id=runs><tr><th></th><th>run</th><th>started</th><th>status</th><th>suites</th>"
                 f"<th>pass rate per model</th></tr>{''.join(rows)}</table>{js}")
@@ -133,22 +131,22 @@ def create_view_app(store_path: str | Path, allowed_hosts: tuple[str, ...] = ())
             try:
                 c = compare(m, sa.outcomes(m), sb.outcomes(m), a, sa.scores(m), sb.scores(m))
             except WeighbridgeError as e:
-                rows.append(f"<tr><td>{_e(m)}</td><td colspan=6>{_e(e)}</td></tr>")
+                rows.append(f"<tr><td>{escape(m)}</td><td colspan=6>{escape(e)}</td></tr>")
                 continue
-            rows.append(f"<tr class=pair><td>{_e(m)}</td><td class=num>{c.baseline_pass_rate:.1%}</td>"
+            rows.append(f"<tr class=pair><td>{escape(m)}</td><td class=num>{c.baseline_pass_rate:.1%}</td>"
                         f"<td class=num>{c.candidate_pass_rate:.1%}</td><td class=num>{c.delta:+.1%} "
                         f"({c.delta_ci95[0]:+.1%} … {c.delta_ci95[1]:+.1%})</td><td class=num>{c.p_value:.3g}</td>"
                         f"<td class=num>{len(c.fixed)}</td><td class=num>{len(c.broken)}</td></tr>")
-            flips += [f"<li class=fixed>{_e(m)}: {_e(k)} fixed</li>" for k in c.fixed]
-            flips += [f"<li class=broken>{_e(m)}: {_e(k)} broken</li>" for k in c.broken]
+            flips += [f"<li class=fixed>{escape(m)}: {escape(k)} fixed</li>" for k in c.fixed]
+            flips += [f"<li class=broken>{escape(m)}: {escape(k)} broken</li>" for k in c.broken]
             test = c.test
         if not common:
             return _page(f"{a} vs {b}", "<p>the two runs have no model in common</p>")
-        body = (f"<p class=meta>before: <a href='/run/{_e(a)}'>{_e(a)}</a> ({_when(sa.run['created_at'])}) · after: "
-                f"<a href='/run/{_e(b)}'>{_e(b)}</a> ({_when(sb.run['created_at'])}) · paired on the cases both ran</p>"
+        body = (f"<p class=meta>before: <a href='/run/{escape(a)}'>{escape(a)}</a> ({_when(sa.run['created_at'])}) · after: "
+                f"<a href='/run/{escape(b)}'>{escape(b)}</a> ({_when(sb.run['created_at'])}) · paired on the cases both ran</p>"
                 "<table id=compare><tr><th>model</th><th>before</th><th>after</th><th>Δ pass rate (95% CI)</th>"
                 f"<th>p (McNemar)</th><th>fixed</th><th>broken</th></tr>{''.join(rows)}</table>"
-                f"<p class=meta>{_e(test)}</p><h2>Flipped cases</h2><ul id=flips>{''.join(flips) or '<li>none</li>'}</ul>")
+                f"<p class=meta>{escape(test)}</p><h2>Flipped cases</h2><ul id=flips>{''.join(flips) or '<li>none</li>'}</ul>")
         return _page(f"{a} vs {b}", body)
 
     async def trend_page(request: Request) -> Response:
@@ -178,14 +176,14 @@ def create_view_app(store_path: str | Path, allowed_hosts: tuple[str, ...] = ())
             "mean": [(x, m.latency_mean_ms) for x, (_, m) in zip(xs, points) if m.latency_mean_ms is not None],
             "p95": [(x, m.latency_p95_ms) for x, (_, m) in zip(xs, points) if m.latency_p95_ms is not None]}, "ms")
         rows = "".join(
-            f"<tr class=point><td class=num>{x}</td><td><a href='/run/{_e(run['id'])}'>{_e(run['id'])}</a></td>"
+            f"<tr class=point><td class=num>{x}</td><td><a href='/run/{escape(run['id'])}'>{escape(run['id'])}</a></td>"
             f"<td>{_when(run['created_at'])}</td><td class=num>{m.pass_rate:.1%} ({m.passed}/{m.jobs})</td>"
             f"<td class=num>{m.ci95[0]:.1%} – {m.ci95[1]:.1%}</td><td class=num>"
             f"{'–' if m.latency_mean_ms is None else ('†' if m.busy else '') + f'{m.latency_mean_ms:,.0f} ms'}</td>"
             f"<td class=num>{'–' if m.cost.per_success_usd is None else ('≈' if m.cost.estimated else '') + f'${m.cost.per_success_usd:.5f}'}</td>"
-            f"<td>{_e(str((from_manifest((run['manifest'].get('models') or {}).get(model)) or {}).get('sha256') or '')[:12])}</td></tr>"
+            f"<td>{escape(str((from_manifest((run['manifest'].get('models') or {}).get(model)) or {}).get('sha256') or '')[:12])}</td></tr>"
             for x, (run, m) in zip(xs, points))
-        body = (f"<p class=meta>{len(points)} run(s) of {_e(model)}" + (" on one suite (same cases)" if suite else "")
+        body = (f"<p class=meta>{len(points)} run(s) of {escape(model)}" + (" on one suite (same cases)" if suite else "")
                 + " · pass rate with its 95% Wilson interval · the fingerprint (the weights' sha256, or what the server "
                 "says is behind the model id) shows where the checkpoint changed · † measured on a busy machine · ≈ an "
                 "estimate</p>"
@@ -198,8 +196,8 @@ def create_view_app(store_path: str | Path, allowed_hosts: tuple[str, ...] = ())
         st = store()
         ids = [x for x in (request.query_params.get("ids") or "").split(",") if x]
         benches = st.benches(limit=500)
-        rows = "".join(f"<tr><td><input type=checkbox name=b value='{_e(b['id'])}'></td><td>{_e(b['id'])}</td>"
-                       f"<td>{_when(b['created_at'])}</td><td>{_e(b['target'])}</td><td>{_e(b['mode'])}</td></tr>"
+        rows = "".join(f"<tr><td><input type=checkbox name=b value='{escape(b['id'])}'></td><td>{escape(b['id'])}</td>"
+                       f"<td>{_when(b['created_at'])}</td><td>{escape(b['target'])}</td><td>{escape(b['mode'])}</td></tr>"
                        for b in benches)
         js = ("<script>document.getElementById('show').addEventListener('click',()=>{const p=[...document."
               "querySelectorAll('input[name=b]:checked')].map(x=>x.value);if(p.length)location.href='/bench?ids='+"
@@ -259,9 +257,9 @@ def _trend_chart(xs: list[int], points: list[tuple[float, float, float]], width:
     for i in range(6):
         y = i / 5
         parts.append(f'<text x="{left - 6}" y="{py(y) + 4:.1f}" text-anchor="end">{y:.0%}</text>')
-    parts.append(f'<polygon class=band points="{" ".join(band)}" fill="{_COLORS[0]}" fill-opacity="0.15"/>'
-                 f'<polyline points="{line}" fill="none" stroke="{_COLORS[0]}" stroke-width="2"/>')
-    parts += [f'<circle cx="{px(x):.1f}" cy="{py(p):.1f}" r="3" fill="{_COLORS[0]}"><title>run {x}: {p:.1%} '
+    parts.append(f'<polygon class=band points="{" ".join(band)}" fill="{COLORS[0]}" fill-opacity="0.15"/>'
+                 f'<polyline points="{line}" fill="none" stroke="{COLORS[0]}" stroke-width="2"/>')
+    parts += [f'<circle cx="{px(x):.1f}" cy="{py(p):.1f}" r="3" fill="{COLORS[0]}"><title>run {x}: {p:.1%} '
               f'({lo:.1%}–{hi:.1%})</title></circle>' for x, (p, lo, hi) in zip(xs, points)]
     parts.append(f'<text x="{left + pw / 2}" y="{height - 4}" text-anchor="middle">run (oldest → newest)</text></svg>')
     return "".join(parts)

@@ -1,0 +1,68 @@
+"""Judges: the models a ``judge`` scorer calls, behind the response cache, for a bakeoff and for work
+on a stored run (rescore, pairwise) alike; and the one call that puts an answer through a case's scorers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any, AsyncIterator
+
+from .backends import Backend, Generation, Request, build_backend
+from .config import Config, ModelSpec
+from .errors import BackendError
+from .hashing import stable_hash
+from .scorers import Score, Scorer
+from .store import Store
+from .suites import Case
+
+
+def cache_key(identity_key: str, request: Request, sample: int) -> str:
+    """Model identity + every decoding param + the exact input + the repeat index."""
+    return stable_hash({"model": identity_key, "request": request.cache_fields(), "sample": sample})
+
+
+async def score_answer(scorers: list[Scorer], case: Case, gen: Generation, judge_ctx: Any) -> list[tuple[str, Score]]:
+    """Every scorer of a case on one answer, through the one interface all scorers share."""
+    return [(s.kind, await s.evaluate(case, gen, judge_ctx)) for s in scorers]
+
+
+class JudgeCalls:
+    """The judges' backends behind the response cache: a re-score of unchanged answers calls nobody."""
+
+    def __init__(self, judge_specs: dict[str, ModelSpec], backends: dict[str, Backend], identity_keys: dict[str, str],
+                 store: Store, use_cache: bool = True) -> None:
+        self.judge_specs, self.backends, self.identity_keys = judge_specs, backends, identity_keys
+        self.store, self.use_cache = store, use_cache
+        self.calls = 0
+        self.cache_hits = 0
+        self._sems = {n: asyncio.Semaphore(j.effective_concurrency) for n, j in judge_specs.items()}
+
+    async def call(self, judge: str | None, request: Request) -> Generation:
+        names = list(self.judge_specs)
+        name = judge or (names[0] if names else None)
+        if name not in self.judge_specs:
+            raise BackendError(f"no judge named '{name}' (judges: {', '.join(names) or 'none'})", kind="config")
+        key = cache_key(self.identity_keys[name], request, 0)
+        if self.use_cache:
+            hit = self.store.cached(key)
+            if hit is not None:
+                self.cache_hits += 1
+                return hit
+        async with self._sems[name]:
+            self.calls += 1
+            gen = await self.backends[name].generate(request)
+        self.store.cache_put(key, self.identity_keys[name], gen)
+        return gen
+
+
+@contextlib.asynccontextmanager
+async def judges_for(config: Config, store: Store, *, use_cache: bool = True) -> AsyncIterator[JudgeCalls]:
+    """The config's judges, reached and identified, behind the response cache; closed afterwards.
+    For work on a stored run (rescore, pairwise): no candidate model is built."""
+    backends = {spec.name: build_backend(spec, config.base_dir) for spec in config.judges}
+    try:
+        await asyncio.gather(*(b.preflight() for b in backends.values()))
+        keys = {name: stable_hash(b.identity()) for name, b in backends.items()}
+        yield JudgeCalls({j.name: j for j in config.judges}, backends, keys, store, use_cache)
+    finally:
+        await asyncio.gather(*(b.aclose() for b in backends.values()), return_exceptions=True)
