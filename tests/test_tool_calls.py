@@ -10,7 +10,8 @@ import json
 import pytest
 
 from weighbridge.backends.base import Request
-from weighbridge.backends.toolcalls import DeltaAssembler, from_text, make_call
+from weighbridge.backends.toolcalls import calls_from_slots, from_text, make_call
+from weighbridge.wire.openai import Accumulator
 from weighbridge.scorers import build_scorer
 
 WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "Current weather for a city",
@@ -124,20 +125,20 @@ def test_hermes_blocks_and_bare_json_calls_are_read_from_text():
     assert calls[0]["name"] == "get_weather" and "not JSON" in calls[0]["error"]
 
 
-def _pieces(deltas):
-    """Streamed tool-call deltas as the one chunk model checks them."""
+def _chunk(deltas):
+    """A chunk of streamed tool-call deltas as the one chunk model checks it."""
     from weighbridge.wire.openai import parse_chunk
 
-    return parse_chunk({"choices": [{"index": 0, "delta": {"tool_calls": deltas}}]}, chat=True).choices[0].tool_calls
+    return parse_chunk({"choices": [{"index": 0, "delta": {"tool_calls": deltas}}]}, chat=True)
 
 
 def test_stream_deltas_are_assembled_by_index():
-    a = DeltaAssembler()
-    a.feed(_pieces([{"index": 0, "id": "c0", "function": {"name": "get_weather", "arguments": ""}}]))
-    a.feed(_pieces([{"index": 1, "id": "c1", "function": {"name": "get_time", "arguments": '{"ci'}}]))
-    a.feed(_pieces([{"index": 0, "function": {"arguments": '{"city": "Ber'}}, {"index": 1, "function": {"arguments": 'ty": "Tokyo"}'}}]))
-    a.feed(_pieces([{"index": 0, "function": {"arguments": 'lin"}'}}]))
-    calls = a.calls()
+    a = Accumulator()
+    a.add(_chunk([{"index": 0, "id": "c0", "function": {"name": "get_weather", "arguments": ""}}]))
+    a.add(_chunk([{"index": 1, "id": "c1", "function": {"name": "get_time", "arguments": '{"ci'}}]))
+    a.add(_chunk([{"index": 0, "function": {"arguments": '{"city": "Ber'}}, {"index": 1, "function": {"arguments": 'ty": "Tokyo"}'}}]))
+    a.add(_chunk([{"index": 0, "function": {"arguments": 'lin"}'}}]))
+    calls = calls_from_slots(a.slots)
     assert [(c["id"], c["name"], c["arguments"]) for c in calls] == [
         ("c0", "get_weather", {"city": "Berlin"}), ("c1", "get_time", {"city": "Tokyo"})]
 

@@ -22,9 +22,9 @@ from . import servers, toolcalls
 from .fingerprint import Fingerprint, read_fingerprint
 from .token_count import GGUFTokenCounter, ServerTokenCounter
 from .base import Generation, Request, Timings
-from ..wire.openai import MalformedResponse, Usage, loads, parse_chunk
+from ..wire.openai import Accumulator, MalformedResponse, loads, parse_chunk
 from .sse import DONE, iter_events
-from .toolcalls import DeltaAssembler
+from .toolcalls import calls_from_slots
 
 _RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 
@@ -256,13 +256,7 @@ class OpenAIBackend:
         url, body = self._body(request)
         timings = Timings(sent=time.perf_counter_ns())
         self.calls += 1
-        text: list[str] = []
-        reasoning: list[str] = []
-        usage: Usage | None = None
-        finish: str | None = None
-        chunks = 0
-        calls = DeltaAssembler()
-        ended = False  # saw [DONE] or a finish_reason: the stream was not cut short
+        acc = Accumulator()
         try:
             async with self.client().stream("POST", url, json=body) as resp:
                 if resp.status_code != 200:
@@ -287,7 +281,7 @@ class OpenAIBackend:
                 max_pieces = 4 * (request.max_tokens or 4096) + 64
                 async for event in iter_events(resp.aiter_bytes()):
                     if event is DONE:
-                        ended = True
+                        acc.done()
                         continue
                     try:
                         chunk = parse_chunk(event, chat=chat)
@@ -298,48 +292,37 @@ class OpenAIBackend:
                                            retryable=True)
                     if chunk.usage_error is not None:
                         raise BackendError(str(chunk.usage_error), kind="malformed_response")
-                    if chunk.usage is not None:
-                        usage = chunk.usage
-                    for choice in chunk.choices:
-                        if choice.generated:
-                            timings.mark_token()
-                            chunks += 1
-                        text.append(choice.text)
-                        if choice.tool_calls:
-                            calls.feed(choice.tool_calls)
-                        if choice.reasoning:
-                            reasoning.append(choice.reasoning)
-                        if choice.finish_reason:
-                            finish = choice.finish_reason
-                            ended = True
-                    if chunks > max_pieces:
-                        raise BackendError(f"the server sent {chunks:,} pieces for max_tokens {request.max_tokens} "
+                    for _ in range(acc.add(chunk)):
+                        timings.mark_token()
+                    if acc.pieces > max_pieces:
+                        raise BackendError(f"the server sent {acc.pieces:,} pieces for max_tokens {request.max_tokens} "
                                            "and kept going (it ignores max_tokens?)", kind="runaway")
         except httpx.TimeoutException as e:
             raise BackendError(f"timed out talking to {url} ({type(e).__name__})", kind="timeout", retryable=True) from None
         except (httpx.TransportError, httpx.RemoteProtocolError) as e:
             raise BackendError(f"connection problem with {url}: {type(e).__name__}: {e}", kind="connection",
                                retryable=True) from None
-        if not ended:
+        if not acc.ended:
             raise BackendError(f"stream from {url} ended without [DONE] or a finish_reason (truncated)",
                                kind="truncated", retryable=True)
         timings.done = time.perf_counter_ns()
-        answer, tool_calls = "".join(text), calls.calls()
+        usage, chunks, reasoning = acc.usage, acc.pieces, acc.reasoning
+        answer, tool_calls = acc.text, calls_from_slots(acc.slots)
         if usage is not None and usage.completion_tokens is not None:
             prompt_tokens, completion_tokens, source = usage.prompt_tokens, usage.completion_tokens, "server"
         elif self.server_counter is not None:  # the server's own tokenize endpoint: the prompt as it saw it
             prompt_tokens, completion_tokens, source = await self.server_counter.prompt_tokens(request), chunks, "chunks"
         elif self.counter is not None:  # no usage: the model's own tokenizer counts what went in and came out
-            out_text = answer + "".join(reasoning) + "".join(c["name"] + c["raw"] for c in tool_calls or [])
+            out_text = answer + reasoning + acc.tool_call_text()
             prompt_tokens = await asyncio.to_thread(self.counter.prompt_tokens, request)
             completion_tokens, source = await asyncio.to_thread(self.counter.text_tokens, out_text), "tokenizer"
         else:
             prompt_tokens, completion_tokens, source = None, chunks, "chunks"
         if request.tools and not tool_calls:  # a server without a tool parser hands the calls over as text
             answer, tool_calls = toolcalls.from_text(answer, request.tools)
-        return Generation.from_timings(timings, text=answer, finish_reason=finish, prompt_tokens=prompt_tokens,
+        return Generation.from_timings(timings, text=answer, finish_reason=acc.finish_reason, prompt_tokens=prompt_tokens,
                                        completion_tokens=completion_tokens, token_source=source,
-                                       reasoning="".join(reasoning) or None,
+                                       reasoning=reasoning or None,
                                        raw={"usage": None if usage is None else {
                                            "prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
                                            "reasoning_tokens": usage.reasoning_tokens}, "chunks": chunks},

@@ -38,24 +38,10 @@ def make_call(call_id: str | None, name: str, raw: Any) -> dict[str, Any]:
     return {"id": call_id, "name": name, "arguments": args, "raw": raw, "error": error}
 
 
-class DeltaAssembler:
-    """Streamed tool-call deltas, by index: the first delta of a call names it, later ones append
-    argument text (OpenAI, vLLM, SGLang); some servers resend the whole call in one delta."""
-
-    def __init__(self) -> None:
-        self.slots: dict[int, dict[str, str]] = {}
-
-    def feed(self, pieces: list[Any]) -> None:
-        """Checked pieces (``wire.openai.ToolCallPiece``): index, id, name and argument text."""
-        for piece in pieces:
-            slot = self.slots.setdefault(piece.index, {"id": "", "name": "", "arguments": ""})
-            slot["id"] = piece.id or slot["id"]
-            slot["name"] += piece.name
-            slot["arguments"] += piece.arguments
-
-    def calls(self) -> list[dict[str, Any]]:
-        return [make_call(s["id"] or f"call_{i}", s["name"], s["arguments"])
-                for i, s in (sorted(self.slots.items()))]
+def calls_from_slots(slots: dict[int, dict[str, str]]) -> list[dict[str, Any]]:
+    """Streamed calls as the stream accumulator put them together (``wire.openai.Accumulator.slots``),
+    in index order, in the one call shape."""
+    return [make_call(s["id"] or f"call_{i}", s["name"], s["arguments"]) for i, s in sorted(slots.items())]
 
 
 def _call_objects(value: Any, names: set[str]) -> list[dict[str, Any]] | None:

@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from ..errors import BackendError
 from ..wire.http import UpstreamError
-from ..wire.openai import MalformedResponse, loads, parse_chunk
+from ..wire.openai import Accumulator, MalformedResponse, loads, parse_chunk
 from ..wire.sse import SSEDecoder, SSEError
 from ..contention import LoadSampler
 from .metrics import SLO, LevelResult, RequestRecord, summarise_level
@@ -57,10 +57,8 @@ async def stream_once(client: RawClient, target: Target, prompt: str, max_tokens
         path = "/completions"
     payload = json.dumps(body).encode()
     rec = RequestRecord(intended=intended, sent=time.perf_counter_ns(), requested_tokens=max_tokens)
-    ended = False
-    usage = None
+    acc = Accumulator()
     decoder = SSEDecoder()
-    text_parts: list[str] = []
     try:
         async with asyncio.timeout(client.timeout_s), contextlib.aclosing(client.post_stream(path, payload)) as body_in:
             async for data in body_in:
@@ -69,7 +67,7 @@ async def stream_once(client: RawClient, target: Target, prompt: str, max_tokens
                     if payload_text is None:
                         continue
                     if payload_text.strip() == "[DONE]":
-                        ended = True
+                        acc.done()
                         continue
                     try:
                         event = parse_chunk(loads(payload_text, "event"), chat=target.mode == "chat")
@@ -77,18 +75,12 @@ async def stream_once(client: RawClient, target: Target, prompt: str, max_tokens
                         raise BackendError("malformed event", kind="malformed_response") from None
                     if event.usage_error is not None:
                         raise BackendError(str(event.usage_error), kind="malformed_response")
-                    if event.usage is not None:
-                        usage = event.usage
-                    for choice in event.choices:
-                        if choice.generated:
-                            now = time.perf_counter_ns()
-                            if rec.first_token is None:
-                                rec.first_token = now
-                            rec.chunk_times.append(now)
-                            text_parts.append(choice.text + choice.reasoning
-                                              + "".join(tc.arguments for tc in choice.tool_calls))
-                        if choice.finish_reason:
-                            ended = True
+                    generated = acc.add(event)
+                    if generated:
+                        now = time.perf_counter_ns()
+                        if rec.first_token is None:
+                            rec.first_token = now
+                        rec.chunk_times.extend([now] * generated)
     except HTTPStatusError as e:
         rec.error = f"http_{e.status}"
     except TimeoutError:
@@ -101,9 +93,10 @@ async def stream_once(client: RawClient, target: Target, prompt: str, max_tokens
         rec.error = e.kind
     finally:
         rec.done = time.perf_counter_ns()
-    if rec.error is None and not ended:
+    if rec.error is None and not acc.ended:
         rec.error = "truncated"
-    rec.text = "".join(text_parts)
+    rec.text = acc.text + acc.reasoning + "".join(s["arguments"] for _, s in sorted(acc.slots.items()))
+    usage = acc.usage
     if usage is not None and usage.completion_tokens is not None:
         rec.output_tokens, rec.prompt_tokens, rec.token_source = usage.completion_tokens, usage.prompt_tokens, "server"
     elif client.count_tokens is not None:

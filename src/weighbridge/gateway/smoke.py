@@ -4,7 +4,6 @@ audit chain, and stop. A plan can be tried end to end before anyone depends on i
 
 from __future__ import annotations
 
-import json
 import socket
 import threading
 import time
@@ -16,6 +15,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ..errors import ConfigError
+from ..wire.openai import Accumulator, MalformedResponse, loads, parse_chunk
 from ..wire.sse import SSEDecoder
 from ..yamlsource import load_yaml, validation_error
 from .plan import Plan
@@ -65,19 +65,22 @@ def _send(client: httpx.Client, base: str, req: SmokeRequest) -> SmokeResult:
     path = "/chat/completions" if req.endpoint == "chat" else "/completions"
     t = time.perf_counter()
     if req.stream:
-        pieces = []
+        acc, errors = Accumulator(), []
         decoder = SSEDecoder()
         with client.stream("POST", base + path, json=body) as r:
             for chunk in r.iter_bytes():
                 for sse in decoder.feed(chunk):
                     if sse.data is None or not sse.data.startswith("{"):
                         continue
-                    ev = json.loads(sse.data)
-                    if "error" in ev:
-                        pieces.append(f"[error: {ev['error']['message']}]")
-                    for ch in ev.get("choices") or []:
-                        pieces.append((ch.get("delta") or {}).get("content") or ch.get("text") or "")
-            answer, status, headers = "".join(pieces), r.status_code, r.headers
+                    try:
+                        parsed = parse_chunk(loads(sse.data, "event"), chat=req.endpoint == "chat")
+                    except MalformedResponse as e:
+                        errors.append(f"[malformed event: {e}]")
+                        continue
+                    if parsed.error is not None:
+                        errors.append(f"[error: {parsed.error}]")
+                    acc.add(parsed)
+            answer, status, headers = acc.text + "".join(errors), r.status_code, r.headers
     else:
         r = client.post(base + path, json=body)
         status, headers = r.status_code, r.headers

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..scrub import scrub_obj, scrub_secrets
-from ..wire.openai import MalformedResponse, Usage, loads, parse_chunk
+from ..wire.openai import Accumulator, MalformedResponse, Usage, loads, parse_chunk
 from ..wire.sse import MAX_LINE_BYTES, Event, SSEDecoder, SSEError
 
 
@@ -27,12 +27,7 @@ class StreamAccount:
         self.chat = chat
         self.forward_usage_only = forward_usage_only
         self._sse = SSEDecoder(max_line_bytes)
-        self._text: list[str] = []
-        self.tool_calls: dict[int, dict[str, Any]] = {}
-        self.finish_reason: str | None = None
-        self.usage: Usage | None = None
-        self.usage_error: MalformedResponse | None = None
-        self.meta: dict[str, Any] = {}
+        self.answer = Accumulator()  # the one stream reader: text, tool calls, usage, finish reason
         self.done = False
         self.error: str | None = None
         self.malformed: str | None = None
@@ -40,7 +35,23 @@ class StreamAccount:
 
     @property
     def text(self) -> str:
-        return "".join(self._text)
+        return self.answer.text
+
+    @property
+    def finish_reason(self) -> str | None:
+        return self.answer.finish_reason
+
+    @finish_reason.setter
+    def finish_reason(self, reason: str) -> None:  # the gateway's own end (a blocked response: content_filter)
+        self.answer.finish_reason = reason
+
+    @property
+    def usage(self) -> Usage | None:
+        return self.answer.usage
+
+    @property
+    def usage_error(self) -> MalformedResponse | None:
+        return self.answer.usage_error
 
     @property
     def stopped(self) -> bool:
@@ -82,25 +93,8 @@ class StreamAccount:
         if chunk.error is not None:
             self.error = chunk.error
             return scrub_secrets(ev.encode())
-        for k, v in chunk.meta.items():
-            self.meta.setdefault(k, v)
-        if chunk.usage_error is not None:
-            self.usage_error = chunk.usage_error
-        elif chunk.usage is not None:
-            self.usage = chunk.usage
-        for ch in chunk.choices:
-            if ch.finish_reason:
-                self.finish_reason = ch.finish_reason
-            for tc in ch.tool_calls:
-                slot = self.tool_calls.setdefault(tc.index, {"id": None, "type": "function",
-                                                             "function": {"name": "", "arguments": ""}})
-                slot["id"] = tc.id or slot["id"]
-                slot["function"]["name"] += tc.name
-                slot["function"]["arguments"] += tc.arguments
-            if ch.text:
-                self._text.append(ch.text)
-            if ch.generated:
-                self._first()
+        if self.answer.add(chunk):
+            self._first()
         if not (chunk.choices or self.forward_usage_only):
             return None
         if chunk.usage_error is not None:  # the client never sees a count we refused
@@ -114,12 +108,15 @@ class StreamAccount:
 
     def response(self) -> dict[str, Any]:
         """The whole answer as a plain (non-streamed) response body."""
-        base = {"id": self.meta.get("id", "wb-stream"), "created": self.meta.get("created", int(time.time())),
-                "model": self.meta.get("model", "")}
+        meta = self.answer.meta
+        base = {"id": meta.get("id", "wb-stream"), "created": meta.get("created", int(time.time())),
+                "model": meta.get("model", "")}
         if self.chat:
             msg: dict[str, Any] = {"role": "assistant", "content": self.text}
-            if self.tool_calls:
-                msg["tool_calls"] = [self.tool_calls[i] for i in sorted(self.tool_calls)]
+            if self.answer.slots:
+                msg["tool_calls"] = [{"id": s["id"] or None, "type": "function",
+                                      "function": {"name": s["name"], "arguments": s["arguments"]}}
+                                     for _, s in sorted(self.answer.slots.items())]
             choice = {"index": 0, "message": msg, "finish_reason": self.finish_reason}
             out = {**base, "object": "chat.completion", "choices": [choice]}
         else:

@@ -261,3 +261,66 @@ def parse_chunk(obj: Any, *, chat: bool) -> Parsed:
 def parse_response(obj: Any, *, chat: bool) -> Parsed:
     """A whole (non-streamed) response body, already decoded."""
     return _parse(obj, chat, False, "body")
+
+
+class Accumulator:
+    """The one reader of a checked stream: what its chunks carry, accumulated the same way for every
+    consumer (the openai backend, the gateway's stream account, the load generator). Tool-call deltas
+    are put together by index – the first names a call, later ones append argument text; a server that
+    resends a whole call in one delta gives it whole – and the text, reasoning, usage (or why it was
+    refused), finish reason and first metadata are kept. ``add`` says how many generated pieces a
+    chunk held, so each consumer keeps its own clock (time to first token, inter-token gaps)."""
+
+    def __init__(self) -> None:
+        self._text: list[str] = []
+        self._reasoning: list[str] = []
+        self.slots: dict[int, dict[str, str]] = {}  # tool calls by index: id, name, arguments
+        self.finish_reason: str | None = None
+        self.usage: Usage | None = None
+        self.usage_error: MalformedResponse | None = None
+        self.meta: dict[str, Any] = {}
+        self.pieces = 0  # generated pieces so far
+        self.ended = False  # [DONE] or a finish reason: the stream was not cut short
+
+    @property
+    def text(self) -> str:
+        return "".join(self._text)
+
+    @property
+    def reasoning(self) -> str:
+        return "".join(self._reasoning)
+
+    def done(self) -> None:
+        """The stream's ``[DONE]``."""
+        self.ended = True
+
+    def add(self, chunk: Parsed) -> int:
+        """Take one checked chunk; the number of its choices that carried generated content."""
+        for k, v in chunk.meta.items():
+            self.meta.setdefault(k, v)
+        if chunk.usage_error is not None:
+            self.usage_error = chunk.usage_error
+        elif chunk.usage is not None:
+            self.usage = chunk.usage
+        generated = 0
+        for ch in chunk.choices:
+            if ch.generated:
+                generated += 1
+            if ch.text:
+                self._text.append(ch.text)
+            if ch.reasoning:
+                self._reasoning.append(ch.reasoning)
+            for piece in ch.tool_calls:
+                slot = self.slots.setdefault(piece.index, {"id": "", "name": "", "arguments": ""})
+                slot["id"] = piece.id or slot["id"]
+                slot["name"] += piece.name
+                slot["arguments"] += piece.arguments
+            if ch.finish_reason:
+                self.finish_reason = ch.finish_reason
+                self.ended = True
+        self.pieces += generated
+        return generated
+
+    def tool_call_text(self) -> str:
+        """Every call's name and argument text, for counting the tokens they took."""
+        return "".join(s["name"] + s["arguments"] for _, s in sorted(self.slots.items()))
