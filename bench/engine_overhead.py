@@ -9,7 +9,7 @@ Prints three figures:
    bakeoff from cache (a whole process: start-up, config, preflight, manifest, report).
 
 Goals (issue 2): (1) under 2 ms per job; (3) under 3 s.
-Usage: python bench/engine_overhead.py [--jobs 2000] [--store PATH-of-a-warm-store]
+Usage: python bench/engine_overhead.py [--jobs 2000] [--store PATH-of-a-warm-store] [--no-rerun]
 """
 
 from __future__ import annotations
@@ -89,6 +89,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--jobs", type=int, default=2000)
     ap.add_argument("--store", help="a store that already holds a starter-suite bakeoff of the bundled models")
+    ap.add_argument("--no-rerun", action="store_true", help="print figures 1 and 2 only (3 needs a bakeoff of the "
+                                                             "bundled models, minutes when the store is cold)")
     args = ap.parse_args()
     n_cases, samples = 100, max(1, args.jobs // 100)
     jobs = n_cases * samples
@@ -108,6 +110,8 @@ def main() -> None:
             print(f"2. per job through the openai backend, instant HTTP upstream on loopback: "
                   f"{seconds / jobs * 1000:.3f} ms/job ({jobs / seconds:,.0f} jobs/s, concurrency 8)")
 
+    if args.no_rerun:
+        return
     with tempfile.TemporaryDirectory() as tmp:
         store = str(Path(args.store).resolve()) if args.store else str(Path(tmp) / "cache.db")
         env = {**os.environ, "COLUMNS": "120"}
