@@ -65,13 +65,18 @@ def test_fake_upstream_extra_bytes_after_a_response_never_hand_one_client_anothe
     assert up.connections == 2  # the connection that carried stray bytes was dropped; the next one is reused
 
 
+def _ask_in_turn(base: str, n: int) -> list[str]:
+    """Questions q0…q(n-1) through the gateway, one after another; the answers' texts."""
+    return [httpx.post(base + "/v1/chat/completions", timeout=30, json={
+        "model": "chat", "messages": [{"role": "user", "content": f"q{i}"}]}).json()["choices"][0]["message"]["content"]
+        for i in range(n)]
+
+
 def test_fake_upstream_an_honest_upstream_keeps_one_connection_for_many_requests(tmp_path):
     with RawUpstream(lambda conn, n, body: conn.sendall(response(chat_body(f"answer to {last_user(body)}")))) as up:
         plan = _plan(tmp_path, up)
         with serve(plan) as (base, _):
-            answers = [httpx.post(base + "/v1/chat/completions", timeout=30, json={
-                "model": "chat", "messages": [{"role": "user", "content": f"q{i}"}]}).json()
-                ["choices"][0]["message"]["content"] for i in range(5)]
+            answers = _ask_in_turn(base, 5)
     assert answers == [f"answer to q{i}" for i in range(5)]
     assert up.connections == 1  # kept alive: the strictness above is not bought by reconnecting every time
 
@@ -84,9 +89,7 @@ def test_fake_upstream_extra_bytes_in_the_same_write_never_reach_the_next_client
     with RawUpstream(script) as up:
         plan = _plan(tmp_path, up)
         with serve(plan) as (base, _):
-            answers = [httpx.post(base + "/v1/chat/completions", timeout=30, json={
-                "model": "chat", "messages": [{"role": "user", "content": f"q{i}"}]}).json()
-                ["choices"][0]["message"]["content"] for i in range(4)]
+            answers = _ask_in_turn(base, 4)
     assert answers == [f"answer to q{i}" for i in range(4)]
 
 

@@ -143,18 +143,25 @@ class LoadSampler:
                 if len(self.samples) > 200_000:  # a day at two a second: keep every other one
                     self.samples = self.samples[::2]
 
-    def window(self, t0: float | None = None, t1: float | None = None) -> dict[str, Any]:
-        """What the machine did between two ``time.monotonic()`` instants (default: all of it)."""
+    def window(self, t0: float | None = None, t1: float | None = None,
+               llama_threads: int | None = None) -> dict[str, Any]:
+        """What the machine did between two ``time.monotonic()`` instants (default: all of it);
+        ``llama_threads``: an in-process llama.cpp's thread count, judged against the usable CPUs."""
         with self._lock:
             inside = [s for s in self.samples if (t0 is None or s.t >= t0 - self.every_s)
                       and (t1 is None or s.t <= t1 + self.every_s)]
-        return summarise(inside, self.cpus)
+        return summarise(inside, self.cpus, llama_threads)
 
 
-def summarise(samples: list[_Sample], cpus: int) -> dict[str, Any]:
+def summarise(samples: list[_Sample], cpus: int, llama_threads: int | None = None) -> dict[str, Any]:
     """The contention figures of a window, and whether they make it busy (with why)."""
+    why = []
+    if llama_threads is not None and llama_threads > usable_cpus():
+        why.append(f"n_threads {llama_threads} > the {usable_cpus()} CPU(s) this process may use")
+    threads = {} if llama_threads is None else {"llama_threads": llama_threads}
     if len(samples) < 2:
-        return {"sampled": False, "why": "too short to sample, or no /proc here", "busy": False}
+        return {"sampled": False, "busy": bool(why), **threads,
+                "why": "; ".join(why) or "too short to sample, or no /proc here"}
     first, last = samples[0], samples[-1]
     wall = last.t - first.t
     total = last.total - first.total
@@ -167,8 +174,7 @@ def summarise(samples: list[_Sample], cpus: int) -> dict[str, Any]:
         "usable_cpus": usable_cpus(), "runnable_threads_mean": round(max(runnable, 0.0), 2),
         "load1_max": max(s.load1 for s in samples), "steal_share": round(steal, 3),
         "machine_busy_cores": round(machine_cores, 2), "own_process_cores": round(own_cores, 2),
-        "other_cores": round(max(machine_cores - own_cores, 0.0), 2)}
-    why = []
+        "other_cores": round(max(machine_cores - own_cores, 0.0), 2), **threads}
     if runnable > cpus + 0.5:
         why.append(f"{runnable:.1f} runnable threads on {cpus} CPU(s) on average")
     if steal > STEAL_BUSY:

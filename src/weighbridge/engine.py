@@ -45,6 +45,11 @@ class EngineStats:
     per_model_calls: dict[str, int] = field(default_factory=dict)
 
 
+def _scored_by(case: Case, kind: str) -> bool:
+    """Does one of the case's scorers have this type (a scorer is a name or a mapping with type:)?"""
+    return any((sp if isinstance(sp, str) else sp.get("type")) == kind for sp in case.scorers)
+
+
 NO_SANDBOX = ("no sandbox to run model code in: apt-get install bubblewrap python3-seccomp, or set "
               "sandbox: unsafe-local")
 
@@ -137,8 +142,7 @@ class Bakeoff:
             no_sandbox = self.manifest.get("sandbox", {}).get("available") is False
             for c in self.cases:
                 why = None
-                if no_sandbox and any((sp if isinstance(sp, str) else sp.get("type")) == "python_tests"
-                                      for sp in c.scorers):
+                if no_sandbox and _scored_by(c, "python_tests"):
                     why = NO_SANDBOX
                 elif c.tools and tool_why:
                     why = tool_why
@@ -156,7 +160,7 @@ class Bakeoff:
 
     def _cases_use(self, kind: str) -> bool:
         """Does any case have a scorer of this type?"""
-        return any((sp if isinstance(sp, str) else sp.get("type")) == kind for c in self.cases for sp in c.scorers)
+        return any(_scored_by(c, kind) for c in self.cases)
 
     def _safe_concurrency(self, name: str) -> int:
         """The config's concurrency, else the server's safe default (with the reason in the warnings)."""
@@ -271,18 +275,9 @@ class Bakeoff:
                      error is not None, 0)
 
     def _contention(self, name: str) -> dict[str, Any]:
-        from .contention import usable_cpus
-
         t0, t1 = self._span[name]
-        window = self.sampler.window(t0, t1)
-        threads = getattr(self.backends[name], "n_threads", None)
-        if isinstance(threads, int):  # an in-process llama.cpp: its own threads against the CPUs it may use
-            window["llama_threads"] = threads
-            if threads > usable_cpus():
-                window["busy"] = True
-                window["why"] = "; ".join(filter(None, [window.get("why"), f"n_threads {threads} > the "
-                                                       f"{usable_cpus()} CPU(s) this process may use"]))
-        return window
+        threads = getattr(self.backends[name], "n_threads", None)  # an in-process llama.cpp's own threads
+        return self.sampler.window(t0, t1, threads if isinstance(threads, int) else None)
 
     def _record_runtime(self, run_id: str) -> None:
         """Keep what each model's backend measured while it ran (in-process models: resident memory)."""

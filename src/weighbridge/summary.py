@@ -148,6 +148,7 @@ def summarise_model(name: str, spec: ModelSpec, rows: list[StoredGeneration], wo
     latencies = [g.latency_ms for g in gens if g.timed]
     ttfts = [g.ttft_ms for g in gens if g.ttft_ms is not None]
     prompt_tokens = sum(g.prompt_tokens or 0 for g in gens)
+    prompt_tokens_known = all(g.prompt_tokens is not None for g in gens)
     completion_tokens = sum(g.completion_tokens or 0 for g in gens)
     busy_s = sum(latencies) / 1000
     by_wl: dict[str, list[bool]] = {}
@@ -182,11 +183,11 @@ def summarise_model(name: str, spec: ModelSpec, rows: list[StoredGeneration], wo
         ttft_mean_ms=mean(ttfts), ttft_p95_ms=percentile(ttfts, 95),
         output_tok_s=completion_tokens / busy_s if busy_s > 0 and completion_tokens else None,
         prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-        prompt_tokens_known=all(g.prompt_tokens is not None for g in gens),
+        prompt_tokens_known=prompt_tokens_known,
         token_sources=sorted({g.token_source for g in gens}),
         cost=compute_cost(spec.price, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
                           busy_seconds=busy_s, concurrency=used, passed=passed, concurrency_note=how,
-                          prompt_tokens_known=all(g.prompt_tokens is not None for g in gens)),
+                          prompt_tokens_known=prompt_tokens_known),
         error_kinds=errors, samples=samples, pass_at_k=at_k, unstable_cases=unstable,
         answered_pass_rate=answered_passed / len(answered) if answered else None,
         answered_ci95=wilson_interval(answered_passed, len(answered)) if answered else None,
