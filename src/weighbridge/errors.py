@@ -45,6 +45,8 @@ class BackendUnavailable(WeighbridgeError):
 class BackendError(WeighbridgeError):
     """One request failed after its retries. The engine records it against the case and moves on."""
 
-    def __init__(self, message: str, *, kind: str = "error", retryable: bool = False) -> None:
+    def __init__(self, message: str, *, kind: str = "error", retryable: bool = False,
+                 retry_after: float | None = None) -> None:
         self.kind, self.retryable = kind, retryable
+        self.retry_after = retry_after  # seconds the server asked for before another try (wire.retry)
         super().__init__(message)

@@ -8,7 +8,6 @@ var the config names and is never logged, stored or put in a manifest.
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from pathlib import Path
 from typing import Any
@@ -23,11 +22,9 @@ from .fingerprint import Fingerprint, read_fingerprint
 from .token_count import GGUFTokenCounter, ServerTokenCounter
 from .base import Generation, Request, Timings
 from ..wire.openai import Accumulator, MalformedResponse, loads, parse_chunk
+from ..wire.retry import StreamOptions, backoff, retry_after, retryable
 from .sse import DONE, iter_events
 from .toolcalls import calls_from_slots
-
-_RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
-
 
 _SMALL_BODY = 4 << 20  # /models, version probes, error bodies: nothing honest is larger
 
@@ -53,20 +50,12 @@ async def _get_json(client: httpx.AsyncClient, url: str, timeout: float) -> tupl
         return resp.status_code, data, resp.headers
 
 
-def _retry_after(resp: httpx.Response) -> float | None:
-    value = resp.headers.get("retry-after")
-    try:
-        return min(float(value), 60.0) if value else None
-    except ValueError:
-        return None
-
-
 class OpenAIBackend:
     def __init__(self, spec: Any, base_dir: str = ".", expected_sha256: str | None = None) -> None:
         self.spec = spec
         self.name = spec.name
         self.base_url = spec.base_url.rstrip("/")
-        self._stream_options = True
+        self._stream_options = StreamOptions()  # an older server that rejects it is asked again without
         self._response_format = True  # dropped for servers that reject it; the caller's parser then checks
         self._client: httpx.AsyncClient | None = None
         self.calls = 0
@@ -212,7 +201,7 @@ class OpenAIBackend:
                                 "max_tokens": request.max_tokens, "seed": request.seed, "stream": True}
         if request.stop:
             body["stop"] = request.stop
-        if self._stream_options:
+        if self._stream_options.wanted(self.base_url):
             body["stream_options"] = {"include_usage": True}
         if self._response_format:
             if request.response_format is not None:
@@ -248,7 +237,7 @@ class OpenAIBackend:
             except BackendError as e:
                 if not e.retryable or attempt >= self.spec.max_retries:
                     raise
-                delay = getattr(e, "retry_after", None) or min(0.5 * 2 ** attempt, 20.0) * (0.5 + random.random())
+                delay = e.retry_after if e.retry_after is not None else backoff(attempt)
                 attempt += 1
                 await asyncio.sleep(delay)
 
@@ -260,22 +249,17 @@ class OpenAIBackend:
         try:
             async with self.client().stream("POST", url, json=body) as resp:
                 if resp.status_code != 200:
-                    detail = scrub((await _read_capped(resp, 2000)).decode("utf-8", "replace"))[:300]  # type: ignore[index]
+                    detail = (scrub((await _read_capped(resp, 2000)).decode("utf-8", "replace")) or "")[:300]
                     if resp.status_code == 400 and "response_format" in body and "response_format" in detail:
                         self._response_format = False
-                        err = BackendError("server rejected response_format; retrying without", kind="http_400",
-                                           retryable=True)
-                        err.retry_after = 0.0  # type: ignore[attr-defined]
-                        raise err
-                    if resp.status_code == 400 and self._stream_options and "stream_options" in detail:
-                        self._stream_options = False  # an older server: count tokens another way
-                        err = BackendError("server rejected stream_options; retrying without", kind="http_400", retryable=True)
-                        err.retry_after = 0.0  # type: ignore[attr-defined]
-                        raise err
-                    err = BackendError(f"HTTP {resp.status_code} from {url}: {detail}", kind=f"http_{resp.status_code}",
-                                       retryable=resp.status_code in _RETRY_STATUS)
-                    err.retry_after = _retry_after(resp)  # type: ignore[attr-defined]
-                    raise err
+                        raise BackendError("server rejected response_format; retrying without", kind="http_400",
+                                           retryable=True, retry_after=0.0)
+                    if "stream_options" in body and self._stream_options.refused(self.base_url, resp.status_code, detail):
+                        raise BackendError("server rejected stream_options; retrying without", kind="http_400",
+                                           retryable=True, retry_after=0.0)  # tokens are then counted another way
+                    raise BackendError(f"HTTP {resp.status_code} from {url}: {detail}", kind=f"http_{resp.status_code}",
+                                       retryable=retryable(resp.status_code),
+                                       retry_after=retry_after(resp.headers.get("retry-after")))
                 chat = request.messages is not None
                 # a server that ignores max_tokens is cut off: no answer needs this many pieces
                 max_pieces = 4 * (request.max_tokens or 4096) + 64

@@ -1,0 +1,144 @@
+"""Relaying a stream to the client event by event, and making sure its ending is accounted for.
+
+A stream that breaks after its first content event ends with an error event, never as a silently
+short answer; one that goes silent longer than the route's first-token timeout, or runs past its
+total timeout, is cut off the same way. The response block list is checked as the answer grows.
+However the stream ends - finished, broken, the client gone, or never started - the call gets its
+audit record and its settlement exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from starlette.responses import StreamingResponse
+
+from ..scrub import scrub, scrub_obj
+from ..wire.http import UpstreamError
+from .accounting import tier
+from .call import Call
+from .caching import Caching
+from .plan import Upstream
+from .record import Recorder
+from .screen import Screen
+from .stream import DONE, answer_text, event
+from .upstreams import OpenStream, Upstreams
+
+log = logging.getLogger("weighbridge.gateway")
+
+
+class Relay(StreamingResponse):
+    """A streamed answer whose ending is always accounted for: ``on_end`` runs once the response is
+    over, whether the stream ended, broke, the client went away, or the body was never started (an
+    async generator that never started never runs its ``finally``)."""
+
+    def __init__(self, content: AsyncIterator[bytes], on_end: Callable[[], None], **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self._on_end = [on_end]
+
+    def then(self, fn: Callable[[], None]) -> None:
+        self._on_end.append(fn)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            aclose = getattr(self.body_iterator, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    await aclose()
+            for fn in self._on_end:
+                try:
+                    fn()
+                except Exception:  # noqa: BLE001 - one failed ending must not skip the others
+                    log.exception("finishing a streamed response failed")
+
+
+class StreamRelay:
+    def __init__(self, upstreams: Upstreams, screen: Screen, caching: Caching, recorder: Recorder) -> None:
+        self.upstreams, self.screen, self.caching, self.recorder = upstreams, screen, caching, recorder
+
+    def response(self, call: Call, up: Upstream, opened: OpenStream, deadline: float, ckey: str | None,
+                 t: float, headers: dict[str, str]) -> Relay:
+        return Relay(self._relay(call, up, opened, deadline, ckey, t), lambda: self._abandoned(call, up, opened, t),
+                     media_type="text/event-stream", headers=headers)
+
+    async def _relay(self, call: Call, up: Upstream, opened: OpenStream, deadline: float, ckey: str | None,
+                     t: float) -> AsyncIterator[bytes]:
+        """The stream, event by event; its audit record and settlement once it ends, however it ends
+        (a client that goes away is handled by ``_abandoned``, which ``Relay`` always calls)."""
+        acct, chunks = opened.acct, opened.chunks
+        problem: str | None = None
+        for ev in opened.held:
+            yield ev
+        try:
+            silence = call.routed.first_token_timeout_s
+            while not acct.stopped:
+                remaining = deadline - time.perf_counter()
+                if remaining <= 0:
+                    raise TimeoutError
+                try:
+                    async with asyncio.timeout(min(remaining, silence)):
+                        chunk = await chunks.__anext__()
+                except TimeoutError:
+                    if remaining > silence:
+                        problem = f"the upstream went silent for {silence:g} s mid-stream"
+                    raise
+                for ev in acct.feed(chunk):
+                    yield ev
+                if self.screen.screens_answers() and self.screen.answer_blocked(acct.text):
+                    call.events["block.response"] += 1
+                    acct.finish_reason = "content_filter"
+                    yield event({"choices": [{"index": 0, "delta": {}, "finish_reason": "content_filter"}]})
+                    acct.done = True
+        except StopAsyncIteration:
+            pass
+        except TimeoutError:
+            problem = problem or "the route's total timeout passed mid-stream"
+        except UpstreamError as e:
+            problem = f"upstream stream broke: {e}"
+        if acct.done and problem is None and acct.error is None:  # read the body's end so the connection can be reused
+            try:
+                async with asyncio.timeout(0.5):
+                    async for _ in chunks:
+                        pass
+            except (TimeoutError, UpstreamError):
+                pass
+        opened.resp.close()
+        if problem is None and acct.malformed is not None:
+            problem = f"upstream sent a malformed event mid-stream: {acct.malformed[:200]}"
+        if problem is None and acct.error is not None:
+            problem = f"upstream sent an error mid-stream: {acct.error[:200]}"
+        if problem is None and not acct.done:
+            problem = "upstream stream broke: it ended before [DONE]"
+        data = scrub_obj(acct.response())  # what the cache may keep: our secrets masked, as the client got it
+        call.answer = answer_text(data)  # text and tool calls: both are audited and checked
+        tier(call, up, acct.usage, acct.usage_error, call.answer, t)
+        if problem:  # never let a cut-off answer pass for a whole one
+            call.status, call.code = 502, "upstream_stream_broken"
+            self.upstreams.fail(call, up, "broke mid-stream")
+            await self.recorder.write(call)
+            yield event({"error": {"message": scrub(problem), "type": "upstream_error", "param": None,
+                                   "code": "upstream_stream_broken"}})
+            return
+        if ckey is not None and acct.finish_reason not in (None, "content_filter") and not call.usage_invalid:
+            await self.caching.store(call, ckey, data)
+        failed = await self.recorder.write(call)
+        yield failed or DONE
+
+    def _abandoned(self, call: Call, up: Upstream, opened: OpenStream, t: float) -> None:
+        """The relay is over: if it never reached its record (the client went away, or the response
+        was never started) account for what was generated, without awaiting."""
+        opened.resp.close()
+        if call.finished:
+            return
+        data = opened.acct.response()
+        call.status, call.code, call.answer = 499, "client_closed", answer_text(data)
+        if not any(t_["upstream"] == up.name for t_ in call.tiers):
+            tier(call, up, opened.acct.usage, opened.acct.usage_error, call.answer, t)
+        self.recorder.abandon(call)
