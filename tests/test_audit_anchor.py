@@ -116,7 +116,7 @@ def test_fake_upstream_the_head_can_live_in_postgres_and_a_deleted_head_is_caugh
     import psycopg
 
     with psycopg.connect(postgres_url, autocommit=True) as c:
-        c.execute("DROP TABLE IF EXISTS weighbridge_audit_head")
+        c.execute("DROP TABLE IF EXISTS weighbridge_audit_head, weighbridge_migrations")  # a blank database
     plan = _serve(tmp_path, 3, KEY, extra=f"audit: {{head: '{postgres_url}'}}\n")
     ok = _verify(plan, KEY)
     assert ok.exit_code == 0 and "weighbridge_audit_head" in ok.output, ok.output

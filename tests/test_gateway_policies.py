@@ -331,7 +331,7 @@ def test_audit_in_a_real_postgres_server_is_chained_and_verified(tmp_path, llama
 
     with psycopg.connect(postgres_url, autocommit=True) as c:
         c.execute("DROP TABLE IF EXISTS weighbridge_audit")
-        c.execute("DROP TABLE IF EXISTS weighbridge_audit_head")
+        c.execute("DROP TABLE IF EXISTS weighbridge_audit_head, weighbridge_migrations")  # a blank database
     p = plan(tmp_path, llama_server, top=f"audit: {{url: '{postgres_url}'}}")
     with Gateway(p) as gw:
         _traffic(gw, 3)

@@ -29,7 +29,8 @@ def test_a_store_from_a_newer_version_is_refused(tmp_path):
     p = tmp_path / "s.db"
     Store(p).close()
     con = sqlite3.connect(p)
-    con.execute(f"PRAGMA user_version={len(MIGRATIONS) + 1}")
+    con.execute(f"INSERT INTO weighbridge_migrations VALUES ('store', {len(MIGRATIONS) + 1}, 'from the future', 0)")
+    con.commit()
     con.close()
     with pytest.raises(WeighbridgeError, match="newer weighbridge"):
         Store(p)

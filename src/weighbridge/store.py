@@ -2,7 +2,7 @@
 
 Every bakeoff, bench and cost figure is written here (the gateway keeps its own state, spend and audit
 tables in gateway/state.py, shared.py and audit.py), and every text this module writes passes
-``scrub`` first. One file per project, WAL mode, numbered migrations (``PRAGMA user_version``). Each finished job is committed in its own transaction together with its
+``scrub`` first. One file per project, WAL mode, numbered migrations (``migrations.py``). Each finished job is committed in its own transaction together with its
 scores and cache entry, so a ``kill -9`` loses at most the jobs in flight.
 """
 
@@ -20,12 +20,12 @@ from typing import Any, Iterator
 
 from .backends.base import Generation
 from .errors import WeighbridgeError
+from .migrations import Migration, Schema, SchemaTooNew, applied_sqlite, migrate_sqlite
 from .scorers import Score
 from .scrub import finite, scrub, scrub_obj
 
-MIGRATIONS: list[str] = [
-    # 1: runs, cases, generations, scores, response cache
-    """
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration("runs, cases, generations, scores, response cache", """
     CREATE TABLE runs (
         id TEXT PRIMARY KEY,
         created_at REAL NOT NULL,
@@ -92,9 +92,8 @@ MIGRATIONS: list[str] = [
         created_at REAL NOT NULL
     );
     CREATE INDEX generations_run ON generations(run_id, model);
-    """,
-    # 2: load tests (weighbridge bench): one row per sweep, one per level
-    """
+    """),
+    Migration("load tests (weighbridge bench): one row per sweep, one per level", """
     CREATE TABLE bench_runs (
         id TEXT PRIMARY KEY,
         created_at REAL NOT NULL,
@@ -110,13 +109,11 @@ MIGRATIONS: list[str] = [
         result_json TEXT NOT NULL,
         PRIMARY KEY (bench_id, position)
     );
-    """,
-    # 3: what was measured while a model ran (resident memory, load time), per run
-    """
+    """),
+    Migration("what was measured while a model ran (resident memory, load time), per run", """
     ALTER TABLE run_models ADD COLUMN runtime_json TEXT;
-    """,
-    # 4: scored versions of a run: a rescore keeps the scores it replaces
-    """
+    """),
+    Migration("scored versions of a run: a rescore keeps the scores it replaces", """
     ALTER TABLE runs ADD COLUMN score_version INTEGER NOT NULL DEFAULT 1;
     CREATE TABLE score_versions (
         run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
@@ -136,8 +133,10 @@ MIGRATIONS: list[str] = [
         reason TEXT NOT NULL,
         PRIMARY KEY (generation_id, version, position)
     );
-    """,
-]
+    """),
+)
+SCHEMA = Schema("store", MIGRATIONS, newer_hint="upgrade weighbridge, or give --store another file",
+                legacy_user_version=True)
 
 
 def _dump(obj: Any) -> str:
@@ -228,17 +227,14 @@ class Store:
 
     # -- schema -------------------------------------------------------------------------------
     def _migrate(self) -> None:
-        current = self.db.execute("PRAGMA user_version").fetchone()[0]
-        if current > len(MIGRATIONS):
-            raise StoreError(f"{self.path}: made by a newer weighbridge (schema {current}, this one knows "
-                             f"{len(MIGRATIONS)}); upgrade weighbridge, or give --store another file")
-        for number in range(current + 1, len(MIGRATIONS) + 1):
-            # one script, one transaction: a crash mid-migration leaves the previous schema intact
-            self.db.executescript("BEGIN IMMEDIATE;" + MIGRATIONS[number - 1] + f"; PRAGMA user_version={number}; COMMIT;")
+        try:
+            migrate_sqlite(self.db, SCHEMA, self.path)
+        except SchemaTooNew as e:
+            raise StoreError(str(e)) from None
 
     @property
     def schema_version(self) -> int:
-        return self.db.execute("PRAGMA user_version").fetchone()[0]
+        return applied_sqlite(self.db, SCHEMA)
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..errors import MissingDependency
+from ..migrations import Migration, Schema, migrate_postgres
 from ..scrub import secret_env
 from . import state
 
@@ -46,6 +47,15 @@ GENESIS = "0" * 64
 _PG_LOCK = 0x77656967  # "weig": the advisory lock id that serialises appends
 HMAC_ALG = "hmac-sha256"
 DEFAULT_KEY_ENV = "WEIGHBRIDGE_AUDIT_KEY"
+# The Postgres tables (a SQLite log lives in the gateway's state schema, state.py).
+LOG_SCHEMA = Schema("audit", (Migration("the hash-chained log", """
+    CREATE TABLE IF NOT EXISTS weighbridge_audit (seq BIGINT PRIMARY KEY, ts DOUBLE PRECISION NOT NULL,
+        record TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL);
+    """),))
+HEAD_SCHEMA = Schema("audit-head", (Migration("the anchored head of the log", """
+    CREATE TABLE IF NOT EXISTS weighbridge_audit_head (id INT PRIMARY KEY, seq BIGINT NOT NULL, hash TEXT NOT NULL,
+        ts DOUBLE PRECISION NOT NULL, mac TEXT);
+    """),))
 
 
 def canonical(record: dict[str, Any]) -> str:
@@ -115,8 +125,7 @@ class PostgresHead:
 
         self.where, self.key = hide_password(url) + " (table weighbridge_audit_head)", key
         self.conn = psycopg.connect(url, autocommit=True)
-        self.conn.execute("CREATE TABLE IF NOT EXISTS weighbridge_audit_head (id INT PRIMARY KEY, seq BIGINT NOT NULL, "
-                          "hash TEXT NOT NULL, ts DOUBLE PRECISION NOT NULL, mac TEXT)")
+        migrate_postgres(self.conn, HEAD_SCHEMA, self.where)
 
     def write(self, seq: int, digest: str) -> None:
         # GREATEST: two gateways sharing one log each anchor what they wrote; the head only moves forward
@@ -202,11 +211,7 @@ class PostgresAuditSink:
             raise MissingDependency("a postgresql:// audit log needs psycopg: pip install 'weighbridge[postgres]'") from None
         self.where, self.key, self.head = hide_password(url), key, head
         self.conn = psycopg.connect(url, autocommit=False)
-        with self.conn.transaction():
-            self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (_PG_LOCK,))
-            self.conn.execute("CREATE TABLE IF NOT EXISTS weighbridge_audit (seq BIGINT PRIMARY KEY, "
-                              "ts DOUBLE PRECISION NOT NULL, record TEXT NOT NULL, prev_hash TEXT NOT NULL, "
-                              "hash TEXT NOT NULL)")
+        migrate_postgres(self.conn, LOG_SCHEMA, self.where)
 
     def append(self, records: list[dict[str, Any]]) -> None:
         with self.conn.transaction():

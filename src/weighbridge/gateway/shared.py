@@ -25,25 +25,16 @@ import logging
 import time
 
 from ..errors import MissingDependency
+from ..migrations import Migration, Schema, migrate_postgres
 from . import state
 from .auth import Denied, Guard, Reservation, period_of
 
 log = logging.getLogger("weighbridge.gateway")
 
-_PG_SCHEMA = [
-    """
-    CREATE TABLE IF NOT EXISTS weighbridge_keys (
-        id TEXT PRIMARY KEY, name TEXT NOT NULL, hash TEXT NOT NULL UNIQUE, created DOUBLE PRECISION NOT NULL,
-        revoked DOUBLE PRECISION, rpm INTEGER, max_tokens BIGINT, max_usd DOUBLE PRECISION,
-        period TEXT NOT NULL DEFAULT 'total', routes TEXT
-    );
-    CREATE TABLE IF NOT EXISTS weighbridge_spend (
-        key_id TEXT NOT NULL, period TEXT NOT NULL, tokens BIGINT NOT NULL DEFAULT 0,
-        usd DOUBLE PRECISION NOT NULL DEFAULT 0, requests BIGINT NOT NULL DEFAULT 0, PRIMARY KEY (key_id, period)
-    );
-    """,
-]
-_PG_LOCK = 0x77624B59  # advisory lock for the schema migration ("wbKY")
+PG_SCHEMA = Schema("gateway-keys", (
+    Migration("keys and settled spend", state.keys_and_spend("weighbridge_", "DOUBLE PRECISION", "BIGINT")),
+), newer_hint="upgrade weighbridge (every gateway sharing this database must run the same version)",
+    legacy_pg_table="weighbridge_state_version")
 
 
 def is_postgres(url: str) -> bool:
@@ -68,24 +59,16 @@ class PgKeys:
             raise WeighbridgeError(f"cannot reach the state database {hide_password(url)}: {reason}. Is Postgres "
                                    "running there, and does the plan's state: URL name the right user and database?"
                                    ) from None
-        with self.conn.transaction():
-            self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (_PG_LOCK,))
-            self.conn.execute("CREATE TABLE IF NOT EXISTS weighbridge_state_version (version INTEGER NOT NULL)")
-            row = self.conn.execute("SELECT max(version) FROM weighbridge_state_version").fetchone()
-            current = row[0] or 0
-            for number, sql in enumerate(_PG_SCHEMA[current:], start=current + 1):
-                for statement in filter(str.strip, sql.split(";")):
-                    self.conn.execute(statement)
-                self.conn.execute("INSERT INTO weighbridge_state_version VALUES (%s)", (number,))
+        migrate_postgres(self.conn, PG_SCHEMA, hide_password(url))
 
     def insert_key(self, row: state.KeyRow) -> None:
-        self.conn.execute(f"INSERT INTO weighbridge_keys ({state._KEY_COLS}) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+        self.conn.execute(f"INSERT INTO weighbridge_keys ({state.KEY_COLS}) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
                           (row.id, row.name, row.hash, row.created, row.revoked, row.rpm, row.max_tokens, row.max_usd,
                            row.period, json.dumps(row.routes) if row.routes else None))
 
     def all_keys(self) -> list[state.KeyRow]:
-        rows = self.conn.execute(f"SELECT {state._KEY_COLS} FROM weighbridge_keys ORDER BY created").fetchall()
-        return [state._key(tuple(r)) for r in rows]
+        rows = self.conn.execute(f"SELECT {state.KEY_COLS} FROM weighbridge_keys ORDER BY created").fetchall()
+        return [state.key_row(tuple(r)) for r in rows]
 
     def revoke_key(self, key_id: str) -> bool:
         cur = self.conn.execute("UPDATE weighbridge_keys SET revoked=%s WHERE id=%s AND revoked IS NULL",

@@ -1,6 +1,6 @@
 """The gateway's SQLite file: API keys (hashed), spend per budget period, the default response cache
-and the default audit log. The only gateway module with SQLite SQL; numbered migrations as in
-``store.py``. WAL mode, so the CLI can create keys while a gateway is serving.
+and the default audit log. The only gateway module with SQLite SQL; its schema migrates through the one runner
+(``migrations.py``). WAL mode, so the CLI can create keys while a gateway is serving.
 """
 
 from __future__ import annotations
@@ -13,24 +13,34 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-_MIGRATIONS = [
-    """
-    CREATE TABLE keys (
-        id TEXT PRIMARY KEY, name TEXT NOT NULL, hash TEXT NOT NULL UNIQUE, created REAL NOT NULL,
-        revoked REAL, rpm INTEGER, max_tokens INTEGER, max_usd REAL, period TEXT NOT NULL DEFAULT 'total',
+from ..migrations import Migration, Schema, migrate_sqlite
+
+
+def keys_and_spend(prefix: str = "", real: str = "REAL", bigint: str = "INTEGER") -> str:
+    """The keys and spend tables - one definition for the SQLite state file (no prefix) and for
+    Postgres (``weighbridge_`` tables, its own number types)."""
+    return f"""
+    CREATE TABLE IF NOT EXISTS {prefix}keys (
+        id TEXT PRIMARY KEY, name TEXT NOT NULL, hash TEXT NOT NULL UNIQUE, created {real} NOT NULL,
+        revoked {real}, rpm INTEGER, max_tokens {bigint}, max_usd {real}, period TEXT NOT NULL DEFAULT 'total',
         routes TEXT
     );
-    CREATE TABLE spend (
-        key_id TEXT NOT NULL, period TEXT NOT NULL, tokens INTEGER NOT NULL DEFAULT 0,
-        usd REAL NOT NULL DEFAULT 0, requests INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (key_id, period)
+    CREATE TABLE IF NOT EXISTS {prefix}spend (
+        key_id TEXT NOT NULL, period TEXT NOT NULL, tokens {bigint} NOT NULL DEFAULT 0,
+        usd {real} NOT NULL DEFAULT 0, requests {bigint} NOT NULL DEFAULT 0, PRIMARY KEY (key_id, period)
     );
+    """
+
+
+SCHEMA = Schema("gateway", (
+    Migration("keys, spend, response cache, audit log", keys_and_spend() + """
     CREATE TABLE cache (key TEXT PRIMARY KEY, value TEXT NOT NULL, expires REAL NOT NULL);
     CREATE TABLE audit (
         seq INTEGER PRIMARY KEY, ts REAL NOT NULL, record TEXT NOT NULL,
         prev_hash TEXT NOT NULL, hash TEXT NOT NULL
     );
-    """,
-]
+    """),
+), newer_hint="upgrade weighbridge, or point the plan's state: at another file", legacy_user_version=True)
 
 
 def connect(path: str) -> sqlite3.Connection:
@@ -40,13 +50,7 @@ def connect(path: str) -> sqlite3.Connection:
     db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a committed row survives a process crash
-    version = db.execute("PRAGMA user_version").fetchone()[0]
-    for i, sql in enumerate(_MIGRATIONS[version:], start=version + 1):
-        db.execute("BEGIN IMMEDIATE")
-        for statement in filter(str.strip, sql.split(";")):
-            db.execute(statement)
-        db.execute(f"PRAGMA user_version={i}")
-        db.execute("COMMIT")
+    migrate_sqlite(db, SCHEMA, path)
     return db
 
 
@@ -64,21 +68,21 @@ class KeyRow:
     routes: list[str] | None
 
 
-def _key(row: tuple[Any, ...]) -> KeyRow:
+def key_row(row: tuple[Any, ...]) -> KeyRow:
     return KeyRow(*row[:9], routes=json.loads(row[9]) if row[9] else None)
 
 
-_KEY_COLS = "id, name, hash, created, revoked, rpm, max_tokens, max_usd, period, routes"
+KEY_COLS = "id, name, hash, created, revoked, rpm, max_tokens, max_usd, period, routes"
 
 
 def insert_key(db: sqlite3.Connection, row: KeyRow) -> None:
-    db.execute(f"INSERT INTO keys ({_KEY_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
+    db.execute(f"INSERT INTO keys ({KEY_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
                (row.id, row.name, row.hash, row.created, row.revoked, row.rpm, row.max_tokens, row.max_usd,
                 row.period, json.dumps(row.routes) if row.routes else None))
 
 
 def all_keys(db: sqlite3.Connection) -> list[KeyRow]:
-    return [_key(r) for r in db.execute(f"SELECT {_KEY_COLS} FROM keys ORDER BY created")]
+    return [key_row(r) for r in db.execute(f"SELECT {KEY_COLS} FROM keys ORDER BY created")]
 
 
 def revoke_key(db: sqlite3.Connection, key_id: str) -> bool:
