@@ -14,7 +14,8 @@ from weighbridge.gateway import state
 from weighbridge.gateway.audit import HEAD_SCHEMA, LOG_SCHEMA, PostgresAuditSink, PostgresHead
 from weighbridge.gateway.shared import PG_SCHEMA, PgKeys
 from weighbridge.migrations import TABLE, SchemaTooNew, statements
-from weighbridge.store import MIGRATIONS, Store
+from weighbridge.store import Store
+from weighbridge.store_schema import MIGRATIONS
 
 from .conftest import write
 

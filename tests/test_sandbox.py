@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import threading
 import time
@@ -110,7 +111,7 @@ def test_model_code_may_use_processes_and_files_inside_its_sandbox():
 
 @pytest.mark.no_bwrap_needed
 def test_without_bubblewrap_code_cases_fail_with_the_package_to_install(monkeypatch):
-    monkeypatch.setattr(sandbox.shutil, "which", lambda *a, **k: None)
+    monkeypatch.setattr(shutil, "which", lambda *a, **k: None)
     monkeypatch.setattr(sandbox, "_cache", {})
     r = run_python("x = 1\n", tests="assert x == 1\n")
     assert not r.passed and "apt-get install bubblewrap" in r.reason and "unsafe-local" in r.reason

@@ -5,7 +5,8 @@ import pytest
 from weighbridge.backends.base import Generation
 from weighbridge.errors import WeighbridgeError
 from weighbridge.scorers import Score
-from weighbridge.store import MIGRATIONS, Store
+from weighbridge.store import Store
+from weighbridge.store_schema import MIGRATIONS
 
 
 def gen(text="hi"):

@@ -59,7 +59,7 @@ def test_json_object_mode_yields_json(smol):
 
 
 def test_loosening_keeps_properties_named_like_keywords():
-    from weighbridge.backends.llamacpp import _loosened
+    from weighbridge.backends.grammar import loosened as _loosened
 
     schema = {"type": "object", "properties": {"pattern": {"type": "string", "pattern": "^a"},
                                                "when": {"type": "string", "format": "date"}}}

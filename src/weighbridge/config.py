@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
+from .prices import Strict, TokenPrice
 from .yamlsource import load_mapping
 
 DEFAULT_STORE = "weighbridge.db"
@@ -21,11 +22,9 @@ DEFAULT_MAX_ERROR_RATE = 0.2
 DEFAULT_COMPLETION_TEMPLATE = "{system}{user}\nAnswer:"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
-class SamplingParams(_Strict):
+class SamplingParams(Strict):
     """Decoding settings. Deterministic by default so that re-runs are comparable and cacheable."""
 
     temperature: float = Field(0.0, ge=0.0, le=2.0)
@@ -35,7 +34,7 @@ class SamplingParams(_Strict):
     stop: list[str] = Field(default_factory=list)
 
 
-class Price(_Strict):
+class Price(Strict):
     """How a model costs money: per-token API prices, or a GPU rented by the hour."""
 
     input_per_mtok: float | None = Field(None, ge=0, description="USD per 1M prompt tokens")
@@ -49,11 +48,17 @@ class Price(_Strict):
             raise ValueError("give either per-token prices or gpu_hour_usd, not both")
         return self
 
+    def tokens(self) -> TokenPrice | None:
+        """The per-token price, when the model is priced by tokens (an unset rate costs nothing)."""
+        if self.input_per_mtok is None and self.output_per_mtok is None:
+            return None
+        return TokenPrice(input_per_mtok=self.input_per_mtok or 0.0, output_per_mtok=self.output_per_mtok or 0.0)
+
 
 _NAME = r"^[A-Za-z0-9_.:@/+-]+$"
 
 
-class VariantSpec(_Strict):
+class VariantSpec(Strict):
     """One variant of a model: the same model at another quantisation, with a LoRA adapter, or served
     at another precision. Fields given here replace the entry's; the rest are the entry's own."""
 
@@ -84,7 +89,7 @@ _LOCATION = {"bundled": ("path",), "path": ("bundled",),
              "backend": ("bundled", "path", "lora_path", "base_url", "model", "api_key_env")}
 
 
-class ModelSpec(_Strict):
+class ModelSpec(Strict):
     """One model under test: which backend, where it lives, how it is prompted and what it costs."""
 
     name: str = Field(min_length=1, pattern=_NAME)
@@ -213,7 +218,7 @@ class ModelSpec(_Strict):
         return self.concurrency or (1 if self.backend == "llamacpp" else 4)
 
 
-class Config(_Strict):
+class Config(Strict):
     """The whole of ``weighbridge.yaml``."""
 
     models: list[ModelSpec] = Field(min_length=1)

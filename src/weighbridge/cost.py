@@ -47,8 +47,10 @@ def compute_cost(price: Price | None, *, prompt_tokens: int, completion_tokens: 
         formula = f"${price.gpu_hour_usd:g}/h × Σlatency ÷ concurrency {concurrency} ({concurrency_note})"
         basis, label = "gpu_hour", f"hardware ${price.gpu_hour_usd:g}/h"
     else:
-        inp, out = price.input_per_mtok or 0.0, price.output_per_mtok or 0.0
-        total = (prompt_tokens * inp + completion_tokens * out) / 1e6
+        tokens = price.tokens()
+        assert tokens is not None, "a price with no basis returned above"
+        inp, out = tokens.input_per_mtok, tokens.output_per_mtok
+        total = tokens.cost(prompt_tokens, completion_tokens)
         per_mtok = out if price.output_per_mtok is not None else None
         formula = f"in ${inp:g}/1M × prompt tokens + out ${out:g}/1M × completion tokens"
         basis, label = "tokens", "API token prices"

@@ -137,8 +137,8 @@ class Bakeoff:
         for name, spec in self.specs.items():
             backend = self.backends[name]
             reasons: dict[str, list[str]] = {}
-            tool_why = getattr(backend, "tool_support", lambda: None)()
-            window = getattr(backend, "context_window", lambda: None)()
+            tool_why = backend.tool_support()
+            window = backend.context_window()
             no_sandbox = self.manifest.get("sandbox", {}).get("available") is False
             for c in self.cases:
                 why = None
@@ -147,8 +147,8 @@ class Bakeoff:
                 elif c.tools and tool_why:
                     why = tool_why
                 elif c.context_tokens is not None and window:
-                    count = getattr(backend, "count_tokens", None)
-                    tokens = count(c.rendered_messages()[0]["content"]) if count else c.context_tokens
+                    counted = backend.count_tokens(c.rendered_messages()[0]["content"])
+                    tokens = counted if counted is not None else c.context_tokens
                     if tokens + spec.params.max_tokens > window:
                         why = f"the prompt and reply do not fit its context window {window:,} (n_ctx)"
                 if why:
@@ -167,11 +167,11 @@ class Bakeoff:
         from .backends.servers import KNOWN
 
         spec = self.specs[name]
-        kind = KNOWN.get(getattr(self.backends[name], "server_kind", None) or "")
+        kind = KNOWN.get(self.backends[name].server_kind or "")
         if spec.concurrency is None and kind is not None and kind.safe_concurrency is not None:
             self.manifest["warnings"].append(f"model '{name}' is served by {kind.label}: {kind.note}")
             return kind.safe_concurrency
-        serial = getattr(self.backends[name], "max_parallel", None)  # in-process llama.cpp: one at a time
+        serial = self.backends[name].max_parallel  # in-process llama.cpp: one at a time
         return min(spec.effective_concurrency, serial) if serial else spec.effective_concurrency
 
     def _license_verdicts(self) -> dict[str, Any]:
@@ -276,13 +276,13 @@ class Bakeoff:
 
     def _contention(self, name: str) -> dict[str, Any]:
         t0, t1 = self._span[name]
-        threads = getattr(self.backends[name], "n_threads", None)  # an in-process llama.cpp's own threads
+        threads = self.backends[name].n_threads  # an in-process llama.cpp's own threads
         return self.sampler.window(t0, t1, threads if isinstance(threads, int) else None)
 
     def _record_runtime(self, run_id: str) -> None:
         """Keep what each model's backend measured while it ran (in-process models: resident memory)."""
         for name in self.specs:
-            facts = dict(getattr(self.backends[name], "runtime_facts", lambda: None)() or {})
+            facts = dict(self.backends[name].runtime_facts() or {})
             if self._peak.get(name):  # what cost is priced with: requests that really shared the hardware
                 facts["concurrency_limit"] = self.concurrency.get(name, self.specs[name].effective_concurrency)
                 facts["peak_in_flight"] = self._peak[name]

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any, AsyncIterator
+from typing import AsyncIterator
 
 from .backends import Backend, Generation, Request, build_backend
 from .config import Config, ModelSpec
 from .errors import BackendError
 from .hashing import stable_hash
 from .scorers import Score, Scorer
+from .scorers.base import JudgeContext
 from .store import Store
 from .suites import Case
 
@@ -21,7 +22,8 @@ def cache_key(identity_key: str, request: Request, sample: int) -> str:
     return stable_hash({"model": identity_key, "request": request.cache_fields(), "sample": sample})
 
 
-async def score_answer(scorers: list[Scorer], case: Case, gen: Generation, judge_ctx: Any) -> list[tuple[str, Score]]:
+async def score_answer(scorers: list[Scorer], case: Case, gen: Generation, judge_ctx: JudgeContext
+                       ) -> list[tuple[str, Score]]:
     """Every scorer of a case on one answer, through the one interface all scorers share."""
     return [(s.kind, await s.evaluate(case, gen, judge_ctx)) for s in scorers]
 

@@ -13,14 +13,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
+from .prices import Strict, TokenPrice
 from .yamlsource import load_mapping, load_yaml, validation_error
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 def _duration_ms(value: object) -> float:
@@ -35,7 +34,7 @@ def _duration_ms(value: object) -> float:
         raise ValueError(f"{value!r} is not a duration: write e.g. 800ms or 2s") from None
 
 
-class LatencySLO(_Strict):
+class LatencySLO(Strict):
     """What a bench level must meet to count: its percentile of TTFT / E2E / TPOT at or under these."""
 
     ttft: float | None = Field(None, description="time to first token, e.g. 1s")
@@ -58,7 +57,7 @@ def _fmt_ms(v: float) -> str:
     return f"{v / 1000:g} s" if v >= 1000 else f"{v:g} ms"
 
 
-class Tokens(_Strict):
+class Tokens(Strict):
     """Tokens per request: given, or the mean of a model's answers in a stored bakeoff run."""
 
     input: float | None = Field(None, gt=0)
@@ -76,24 +75,24 @@ class Tokens(_Strict):
         return self
 
 
-class Ops(_Strict):
+class Ops(Strict):
     hours_per_month: float = Field(0, ge=0)
     usd_per_hour: float = Field(0, ge=0)
 
 
-class Egress(_Strict):
+class Egress(Strict):
     gb_per_month: float = Field(0, ge=0)
     usd_per_gb: float = Field(0, ge=0)
 
 
-class Quality(_Strict):
+class Quality(Strict):
     """Where an option's pass rate comes from: a model of a stored bakeoff run."""
 
     run: str = Field("latest", description="'latest' or a run id")
     model: str | None = None
 
 
-class PriceLine(_Strict):
+class PriceLine(TokenPrice):
     """One managed API's per-token prices, with where they were read and when."""
 
     id: str = Field(min_length=1)
@@ -106,8 +105,12 @@ class PriceLine(_Strict):
     as_of: str = Field(min_length=1, description="the date the source states, or the day it was read")
     note: str | None = None
 
+    def input_rate(self, cached_share: float = 0.0) -> float:
+        cached = self.cached_input_per_mtok if self.cached_input_per_mtok is not None else self.input_per_mtok
+        return cached_share * cached + (1 - cached_share) * self.input_per_mtok
 
-class PriceSheet(_Strict):
+
+class PriceSheet(Strict):
     sheet_date: str
     lines: list[PriceLine]
 
@@ -115,7 +118,7 @@ class PriceSheet(_Strict):
         return next((p for p in self.lines if p.id == key), None)
 
 
-class Option(_Strict):
+class Option(Strict):
     """One way to serve the scenario."""
 
     name: str = Field(min_length=1)
@@ -158,7 +161,7 @@ class Option(_Strict):
         return self
 
 
-class Scenario(_Strict):
+class Scenario(Strict):
     name: str = "scenario"
     requests_per_day: float | None = Field(None, gt=0)
     requests_per_month: float | None = Field(None, gt=0)

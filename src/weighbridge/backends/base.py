@@ -97,6 +97,12 @@ class Generation:
     tool_calls: list[dict[str, Any]] | None = None  # see backends/toolcalls.py for the shape
 
     @classmethod
+    def answer_only(cls, text: str, tool_calls: list[dict[str, Any]] | None = None) -> "Generation":
+        """An answer known only by its content (a gateway answer a cascade checks): no usage, no timings."""
+        return cls(text=text, finish_reason=None, prompt_tokens=None, completion_tokens=None, token_source="none",
+                   latency_ms=0.0, ttft_ms=None, decode_ms=None, tool_calls=tool_calls)
+
+    @classmethod
     def from_timings(cls, timings: Timings, **kw: Any) -> "Generation":
         return cls(latency_ms=timings.latency_ms, ttft_ms=timings.ttft_ms, decode_ms=timings.decode_ms, **kw)
 
@@ -133,9 +139,15 @@ class Generation:
 
 
 class Backend(Protocol):
-    """What the engine needs from a model. ``generate`` is async and streams underneath."""
+    """What the engine needs from a model. ``generate`` is async and streams underneath.
+
+    Besides the calls, a backend declares what it can do (``BackendBase`` gives the defaults of a
+    backend that knows nothing special about itself); the engine reads these, never probes."""
 
     name: str
+    max_parallel: int | None  # the most requests it can work on at once (in-process llama.cpp: 1); None: any
+    server_kind: str | None  # what serves the model (vllm, llama-server, ...), known after preflight
+    n_threads: int | None  # CPU threads it decodes with inside this process (for the busy-machine check)
 
     def identity(self) -> dict[str, Any]:
         """What makes this model's answers this model's: file hash, or endpoint + model id."""
@@ -149,6 +161,87 @@ class Backend(Protocol):
     async def generate(self, request: Request) -> Generation: ...
 
     async def aclose(self) -> None: ...
+
+    def tool_support(self) -> str | None:
+        """Why tool calls cannot work with this model, or None when they can."""
+
+    def context_window(self) -> int | None:
+        """Tokens of prompt and answer the model can hold, when known before a call."""
+
+    def count_tokens(self, text: str) -> int | None:
+        """``text`` in the model's own tokens, when this backend has its tokenizer here."""
+
+    def runtime_facts(self) -> dict[str, Any] | None:
+        """What was measured while it ran (resident memory, load time), after the run."""
+
+
+class BackendBase:
+    """The declared capabilities of a backend that knows nothing special about itself: no limit on
+    parallel requests, no server kind, no threads in this process, tools allowed, no context window
+    or tokenizer known here, nothing measured."""
+
+    name: str
+    max_parallel: int | None = None
+    server_kind: str | None = None
+    n_threads: int | None = None
+
+    def tool_support(self) -> str | None:
+        return None
+
+    def context_window(self) -> int | None:
+        return None
+
+    def count_tokens(self, text: str) -> int | None:
+        return None
+
+    def runtime_facts(self) -> dict[str, Any] | None:
+        return None
+
+
+class PluginBackend(BackendBase):
+    """A plugin's backend that implements only the calls: the plugin contract asks for no more, so the
+    capabilities it does not declare take ``BackendBase``'s defaults - read here, once, at the
+    plugin boundary."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.name = inner.name
+        for attr in ("max_parallel", "server_kind", "n_threads"):
+            if hasattr(inner, attr):
+                setattr(self, attr, getattr(inner, attr))
+
+    def identity(self) -> dict[str, Any]:
+        return dict(self.inner.identity())
+
+    def manifest(self) -> dict[str, Any]:
+        return dict(self.inner.manifest())
+
+    async def preflight(self) -> None:
+        await self.inner.preflight()
+        self.server_kind = getattr(self.inner, "server_kind", self.server_kind)
+
+    async def generate(self, request: Request) -> Generation:
+        generation: Generation = await self.inner.generate(request)
+        return generation
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+    def tool_support(self) -> str | None:
+        fn = getattr(self.inner, "tool_support", None)
+        return fn() if fn is not None else None
+
+    def context_window(self) -> int | None:
+        fn = getattr(self.inner, "context_window", None)
+        return fn() if fn is not None else None
+
+    def count_tokens(self, text: str) -> int | None:
+        fn = getattr(self.inner, "count_tokens", None)
+        return fn(text) if fn is not None else None
+
+    def runtime_facts(self) -> dict[str, Any] | None:
+        fn = getattr(self.inner, "runtime_facts", None)
+        return fn() if fn is not None else None
 
 
 BACKEND_GROUP = "weighbridge.backends"
@@ -181,4 +274,5 @@ def build_backend(spec: "ModelSpec", base_dir: str = ".", expected_sha256: str |
     except Exception as e:  # noqa: BLE001 - a plugin may fail in any way; say which and how
         raise BackendUnavailable(spec.name, f"backend plugin '{spec.backend}' ({ep.value}) failed to load: "
                                             f"{type(e).__name__}: {e}", "the plugin's package and its dependencies") from None
-    return cls(spec, base_dir, expected_sha256)
+    backend = cls(spec, base_dir, expected_sha256)
+    return backend if isinstance(backend, BackendBase) else PluginBackend(backend)

@@ -199,3 +199,33 @@ def _child() -> None:
 
 if __name__ == "__main__":
     _child()
+
+
+def render_completion_prompt(template: str, messages: list[dict[str, str]]) -> str:
+    """Completion mode: fill ``{system}`` and ``{user}`` (str.replace, so braces in cases are safe)."""
+    system = "\n".join(m.get("content") or "" for m in messages if m["role"] == "system")
+    user = "\n\n".join(m.get("content") or "" for m in messages if m["role"] != "system")
+    return template.replace("{system}", system + "\n\n" if system else "").replace("{user}", user)
+
+
+def template_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Messages as chat templates expect them: tool-call arguments as objects (Qwen's and Llama's
+    templates ``tojson`` them), content never missing."""
+    out = []
+    for m in messages:
+        m = dict(m)
+        if m.get("content") is None:
+            m["content"] = ""
+        if m.get("tool_calls"):
+            calls = []
+            for c in m["tool_calls"]:
+                fn = dict(c.get("function") or {})
+                if isinstance(fn.get("arguments"), str):
+                    try:
+                        fn["arguments"] = json.loads(fn["arguments"])
+                    except ValueError:
+                        pass
+                calls.append({**c, "function": fn, **fn})  # some templates read tool_call.name directly
+            m["tool_calls"] = calls
+        out.append(m)
+    return out

@@ -2,123 +2,34 @@
 
 Chat mode formats messages with the model's own chat template (read from the GGUF), completion
 mode sends a plain prompt for base models. The model is loaded once per run, on first use, and all
-llama.cpp work runs on one dedicated thread (see ``_LLAMA_THREAD``).
+llama.cpp work runs on one dedicated thread (see ``LLAMA_THREAD``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
-import json
-import os
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import version as pkg_version
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ..errors import BackendError, BackendUnavailable
 from ..gguf import GGUFError, read_metadata
 from ..hashing import cached_sha256, sha256_file, sha256_text
 from . import toolcalls
-from .base import Generation, Request, Timings
+from .base import BackendBase, Generation, Request, Timings
 from .bundled import resolve_bundled
-from .chat_template import TemplateError, TemplateRenderer, compile_template
+from .chat_template import (TemplateError, TemplateRenderer, compile_template, render_completion_prompt,
+                            template_messages)
+from .grammar import json_grammar
+from .llama_runtime import LLAMA_THREAD, llama_cpp_build, quiet_stderr
 
-# Every llama.cpp call in the process runs on this one thread. llama.cpp parallelises with OpenMP,
-# which keeps a team of spinning worker threads per *calling* thread: calls from several threads
-# (asyncio's default pool) build several teams that fight over the cores and, on 2 cores, halve
-# decode speed (measured with bench/llamacpp_throughput.py). One thread also means two local
-# models never share the CPU at once, so neither distorts the other's timings.
-_LLAMA_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="weighbridge-llama")
-
-
-@contextlib.contextmanager
-def quiet_stderr(enabled: bool) -> Iterator[None]:
-    """llama.cpp's C code logs to fd 2 on load and first decode even with verbose=False; mute just that."""
-    if not enabled:
-        yield
-        return
-    saved = os.dup(2)
-    with open(os.devnull, "w") as devnull:
-        os.dup2(devnull.fileno(), 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 _META_KEYS = ("general.name", "general.basename", "general.size_label", "general.license", "general.architecture",
               "general.file_type", "general.quantization_version", "general.finetune", "general.type")
 
 
-@functools.cache
-def llama_cpp_build() -> dict[str, str]:
-    """The llama.cpp library's own version and CPU features, for the manifest (once per process)."""
-    import llama_cpp
-
-    return {"llama_cpp": llama_cpp.llama_version().decode(),
-            "llama_cpp_system_info": llama_cpp.llama_print_system_info().decode().strip(" |")}
-
-
-def render_completion_prompt(template: str, messages: list[dict[str, str]]) -> str:
-    """Completion mode: fill ``{system}`` and ``{user}`` (str.replace, so braces in cases are safe)."""
-    system = "\n".join(m.get("content") or "" for m in messages if m["role"] == "system")
-    user = "\n\n".join(m.get("content") or "" for m in messages if m["role"] != "system")
-    return template.replace("{system}", system + "\n\n" if system else "").replace("{user}", user)
-
-
-def _grammar_parses(llm: Any, text: str) -> bool:
-    """Whether llama.cpp accepts a grammar: it answers a parse error with a NULL sampler (and a line
-    on stderr), which, passed on, would crash the sampler chain."""
-    import llama_cpp
-
-    with quiet_stderr(True):
-        sampler = llama_cpp.llama_sampler_init_grammar(llm._model.vocab, text.encode("utf-8"), b"root")
-    if not sampler:
-        return False
-    llama_cpp.llama_sampler_free(sampler)
-    return True
-
-
-def _loosened(schema: Any, names: bool = False) -> Any:
-    """The schema without the keywords the grammar converter mishandles (regex patterns, formats);
-    the keys of ``properties`` are property names, kept whatever they are called."""
-    if isinstance(schema, dict):
-        if names:
-            return {k: _loosened(v) for k, v in schema.items()}
-        return {k: _loosened(v, names=k in ("properties", "$defs", "definitions")) for k, v in schema.items()
-                if k not in ("pattern", "format", "patternProperties")}
-    if isinstance(schema, list):
-        return [_loosened(v) for v in schema]
-    return schema
-
-
-def template_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Messages as chat templates expect them: tool-call arguments as objects (Qwen's and Llama's
-    templates ``tojson`` them), content never missing."""
-    out = []
-    for m in messages:
-        m = dict(m)
-        if m.get("content") is None:
-            m["content"] = ""
-        if m.get("tool_calls"):
-            calls = []
-            for c in m["tool_calls"]:
-                fn = dict(c.get("function") or {})
-                if isinstance(fn.get("arguments"), str):
-                    try:
-                        fn["arguments"] = json.loads(fn["arguments"])
-                    except ValueError:
-                        pass
-                calls.append({**c, "function": fn, **fn})  # some templates read tool_call.name directly
-            m["tool_calls"] = calls
-        out.append(m)
-    return out
-
-
-class LlamaCppBackend:
+class LlamaCppBackend(BackendBase):
     def __init__(self, spec: Any, base_dir: str = ".", expected_sha256: str | None = None) -> None:
         self.spec = spec
         self.expected_sha256 = expected_sha256  # pinned by weighbridge.lock: checked before loading
@@ -134,6 +45,9 @@ class LlamaCppBackend:
         self.calls = 0
         self.load_seconds: float | None = None
         self.memory: Any = None  # memprobe.ModelMemory once loaded
+        from ..contention import default_threads
+
+        self.n_threads: int = spec.n_threads or default_threads()
 
     # -- where the file is and what it is -----------------------------------------------------
     @property
@@ -236,11 +150,6 @@ class LlamaCppBackend:
                          "size_bytes": self.lora.stat().st_size}} if self.lora is not None else {}),
         }
 
-    @property
-    def n_threads(self) -> int:
-        from ..contention import default_threads
-
-        return self.spec.n_threads or default_threads()
 
     # -- lifecycle ----------------------------------------------------------------------------
     def _lock_mismatch(self, actual: str) -> BackendUnavailable:
@@ -301,7 +210,7 @@ class LlamaCppBackend:
 
     async def load(self) -> None:
         """Load the model now (on the llama.cpp thread) instead of on the first request."""
-        await asyncio.get_running_loop().run_in_executor(_LLAMA_THREAD, self._load_quietly)
+        await asyncio.get_running_loop().run_in_executor(LLAMA_THREAD, self._load_quietly)
 
     def _load_quietly(self) -> None:
         with self._lock, quiet_stderr(self._llama is None):
@@ -327,11 +236,11 @@ class LlamaCppBackend:
         return {**mem, "load_seconds": round(self.load_seconds or 0.0, 3)}
 
     async def aclose(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(_LLAMA_THREAD, self._close)
+        await asyncio.get_running_loop().run_in_executor(LLAMA_THREAD, self._close)
 
     # -- generation ---------------------------------------------------------------------------
     async def generate(self, request: Request) -> Generation:
-        return await asyncio.get_running_loop().run_in_executor(_LLAMA_THREAD, self._generate_sync, request)
+        return await asyncio.get_running_loop().run_in_executor(LLAMA_THREAD, self._generate_sync, request)
 
     def _prompt_tokens(self, llm: Any, request: Request) -> tuple[list[int], list[str]]:
         stops = list(request.stop)
@@ -372,7 +281,7 @@ class LlamaCppBackend:
             grammar, grammar_note = None, None
             schema = request.schema()
             if schema is not None or (request.response_format or {}).get("type") == "json_object":
-                grammar, grammar_note = self._grammar(llm, schema)  # the reply cannot be anything but this JSON
+                grammar, grammar_note = json_grammar(llm, schema, self.name)  # the reply cannot be anything but this JSON
             try:
                 for chunk in llm.create_completion(prompt=tokens, max_tokens=request.max_tokens,
                                                    temperature=request.temperature, top_p=request.top_p,
@@ -402,26 +311,3 @@ class LlamaCppBackend:
         return Generation.from_timings(timings, text=text, finish_reason=finish, prompt_tokens=len(tokens),
                                        completion_tokens=completion_tokens, token_source="tokenizer",
                                        raw=raw, tool_calls=calls)
-
-    def _grammar(self, llm: Any, schema: dict[str, Any] | None) -> tuple[Any, str | None]:
-        """A grammar llama.cpp has parsed, for a JSON schema (or any JSON when None), and a note when the
-        schema had to be loosened. llama-cpp-python's converter writes some schemas (a ``pattern`` with
-        ``\\d``, say) into grammar text llama.cpp cannot parse, and a grammar that fails to parse crashes
-        the process at sampling time; so each one is parsed once here first. Parts the grammar cannot
-        express are left to the scorer, which validates the full schema afterwards."""
-        from llama_cpp import LlamaGrammar
-        from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
-
-        attempts: list[tuple[str | None, Any]] = [(None, schema)]
-        if schema is not None:
-            attempts.append(("pattern and format left to the scorer: llama.cpp's grammar cannot express them",
-                             _loosened(schema)))
-        for note, candidate in attempts:
-            try:
-                text = JSON_GBNF if candidate is None else json_schema_to_gbnf(json.dumps(candidate))
-            except Exception:  # noqa: BLE001 - the converter raises bare errors for schemas it does not know
-                continue
-            if _grammar_parses(llm, text):
-                return LlamaGrammar.from_string(text, verbose=False), note
-        raise BackendError(f"model '{self.name}': the reply's JSON schema cannot be turned into a llama.cpp grammar; "
-                           "set structured_output: off (or json_object) for this model", kind="grammar")

@@ -20,7 +20,7 @@ from ..scrub import scrub, secret_env
 from . import servers, toolcalls
 from .fingerprint import Fingerprint, read_fingerprint
 from .token_count import GGUFTokenCounter, ServerTokenCounter
-from .base import Generation, Request, Timings
+from .base import BackendBase, Generation, Request, Timings
 from ..wire.openai import Accumulator, MalformedResponse, loads, parse_chunk
 from ..wire.retry import StreamOptions, backoff, retry_after, retryable
 from .sse import DONE, iter_events
@@ -50,7 +50,7 @@ async def _get_json(client: httpx.AsyncClient, url: str, timeout: float) -> tupl
         return resp.status_code, data, resp.headers
 
 
-class OpenAIBackend:
+class OpenAIBackend(BackendBase):
     def __init__(self, spec: Any, base_dir: str = ".", expected_sha256: str | None = None) -> None:
         self.spec = spec
         self.name = spec.name

@@ -40,7 +40,7 @@ class GGUFTokenCounter:
         from llama_cpp import Llama
 
         from .chat_template import TemplateError, TemplateRenderer
-        from .llamacpp import quiet_stderr
+        from .llama_runtime import quiet_stderr
 
         if not self.path.is_file():
             raise BackendUnavailable(self.name, f"tokenizer: {self.path} is not a file",
@@ -67,7 +67,7 @@ class GGUFTokenCounter:
     def prompt_tokens(self, request: Request) -> int | None:
         """The prompt's tokens as the model sees them; None for a chat prompt when the GGUF has no
         chat template (then nothing honest can be counted)."""
-        from .llamacpp import template_messages
+        from .chat_template import template_messages
 
         with self._lock:
             vocab = self._load()

@@ -69,7 +69,7 @@ def gguf_token_counter(gguf: Path) -> Callable[[str], int]:
     """Count tokens with a GGUF's own tokenizer (vocabulary only: no weights are loaded)."""
     from llama_cpp import Llama
 
-    from ..backends.llamacpp import quiet_stderr
+    from ..backends.llama_runtime import quiet_stderr
 
     with quiet_stderr(True):
         vocab = Llama(model_path=str(gguf), vocab_only=True, verbose=False)

@@ -45,13 +45,12 @@ class PlanJudges:
 
 
 @dataclass
-class _Checked:
-    """A gateway answer in the shape every scorer's ``evaluate(case, generation, ctx)`` reads."""
+class CheckTarget:
+    """What a cascade's check judges against: the client's conversation and the route's expected
+    answer (a scorer ``Target``)."""
 
     messages: list[dict[str, Any]]
     expected: Any
-    text: str
-    tool_calls: list[dict[str, Any]] | None = None
 
     def rendered_messages(self) -> list[dict[str, Any]]:
         return self.messages
@@ -65,9 +64,9 @@ class Checker:
 
     async def check(self, messages: list[dict[str, Any]], text: str) -> CheckResult:
         reasons, passed = [], True
-        answer = _Checked(messages, self.expected, text)
+        target, answer = CheckTarget(messages, self.expected), Generation.answer_only(text)
         for s in self.scorers:
-            score = await s.evaluate(answer, answer, self.judges)
+            score = await s.evaluate(target, answer, self.judges)
             reasons.append(f"{s.kind}: {'pass' if score.passed else 'fail'} ({score.reason})")
             passed = passed and score.passed
         return CheckResult(passed, reasons)

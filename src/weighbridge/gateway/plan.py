@@ -12,31 +12,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     field_validator,
     model_validator,
 )
 
+from ..prices import Strict, TokenPrice
 from ..yamlsource import load_mapping
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
-class TokenPrice(_Strict):
-    """USD per 1M tokens; a self-hosted model may state its amortised hardware cost this way."""
-
-    input_per_mtok: float = Field(0.0, ge=0)
-    output_per_mtok: float = Field(0.0, ge=0)
-
-    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
-        return (prompt_tokens * self.input_per_mtok + completion_tokens * self.output_per_mtok) / 1e6
-
-
-class Upstream(_Strict):
+class Upstream(Strict):
     name: str
     base_url: str | None = Field(None, description="an OpenAI-compatible server (…/v1)")
     bundled: str | None = Field(None, description="a bundled model alias: serve starts llama.cpp's server for it")
@@ -73,13 +60,13 @@ class Upstream(_Strict):
         return url_is_this_machine(self.base_url)
 
 
-class RouteCache(_Strict):
+class RouteCache(Strict):
     enabled: bool = True
     ttl_s: float = Field(3600.0, gt=0)
     nondeterministic: bool = Field(False, description="also cache requests with temperature > 0")
 
 
-class Route(_Strict):
+class Route(Strict):
     upstreams: list[Upstream] = Field(min_length=1, description="load-balanced by weight (the draft tier)")
     fallback: list[Upstream] = Field(default_factory=list, description="tried in order when the chosen one fails")
     check: list[str | dict[str, Any]] = Field(default_factory=list,
@@ -124,7 +111,7 @@ def _compiles(pattern: str, what: str) -> None:
         raise ValueError(f"{what}: {e}") from None
 
 
-class Filters(_Strict):
+class Filters(Strict):
     """Block lists (regexes, case-insensitive) and an allow list of exact strings never masked or blocked."""
 
     prompt_block: list[str] = Field(default_factory=list)
@@ -139,7 +126,7 @@ class Filters(_Strict):
         return v
 
 
-class Redaction(_Strict):
+class Redaction(Strict):
     detectors: list[str] = Field(default_factory=lambda: ["email", "phone", "card", "iban", "ip", "national_id",
                                                           "vat", "passport"])
     patterns: dict[str, str] = Field(default_factory=dict, description="extra detectors: name -> regex")
@@ -186,7 +173,7 @@ def _default_regions() -> list[str]:
     return DEFAULT_REGIONS
 
 
-class AuditSettings(_Strict):
+class AuditSettings(Strict):
     url: str = Field("gateway.db", description="a SQLite path, or postgresql://… for a Postgres server")
     head: str | None = Field(None, description="where the chain's head is anchored after every commit: a file "
                                                "path or postgresql://… (default: <url>.head.json beside a SQLite "
@@ -197,7 +184,7 @@ class AuditSettings(_Strict):
     sync: bool = Field(True, description="answer only after the request's audit record is committed")
 
 
-class HttpLimits(_Strict):
+class HttpLimits(Strict):
     """What one client connection may send; over a limit it gets 4xx and the connection is closed."""
 
     max_headers: int = Field(100, ge=8, description="header fields per request (431 beyond)")
@@ -223,7 +210,7 @@ class HttpLimits(_Strict):
     upstream_line_bytes: int = Field(4 << 20, ge=1024, description="one line (or event) of an upstream stream")
 
 
-class Plan(_Strict):
+class Plan(Strict):
     routes: dict[str, Route] = Field(min_length=1)
     default_route: str | None = Field(None, description="the route for a request that names no model")
     unknown_models: Literal["refuse", "default_route"] = Field(

@@ -19,10 +19,13 @@ from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import EntryPoint, entry_points
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
 from ..errors import WeighbridgeError
+
+if TYPE_CHECKING:
+    from ..backends.base import Generation, Request
 
 _THINK = re.compile(r"<think>.*?</think>\s*", re.DOTALL | re.IGNORECASE)
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
@@ -41,10 +44,29 @@ class Score:
         return bool(scores) and all(s.passed for _, s in scores)
 
 
+class Target(Protocol):
+    """What a scorer may read about what it judges: the expected answer and the conversation that
+    was asked. A suite's ``Case`` is one; a gateway cascade's check builds one from the request."""
+
+    @property
+    def expected(self) -> Any: ...
+
+    def rendered_messages(self) -> list[dict[str, Any]]: ...
+
+
+class JudgeContext(Protocol):
+    """How a scorer asks a judge model (by its name; None: the first judge) - through the run's
+    response cache in a bakeoff, through the plan's judges in the gateway."""
+
+    async def call(self, judge: str | None, request: Request) -> Generation: ...
+
+
 class Scorer(Protocol):
+    """One way to judge an answer: ``evaluate`` is the only call anyone makes on a scorer."""
+
     kind: str
 
-    async def evaluate(self, case: Any, generation: Any, ctx: Any) -> Score: ...
+    async def evaluate(self, case: Target, generation: Generation, ctx: JudgeContext) -> Score: ...
 
 
 class TextScorer:
@@ -55,14 +77,14 @@ class TextScorer:
     def score(self, text: str, expected: Any) -> Score:  # pragma: no cover - each subclass has its own
         raise NotImplementedError
 
-    async def evaluate(self, case: Any, generation: Any, ctx: Any) -> Score:
+    async def evaluate(self, case: Target, generation: Generation, ctx: JudgeContext) -> Score:
         return self.score(generation.text, case.expected)
 
 
 class ThreadedTextScorer(TextScorer):
     """A text scorer whose work blocks (running code in a sandbox): it runs in a worker thread."""
 
-    async def evaluate(self, case: Any, generation: Any, ctx: Any) -> Score:
+    async def evaluate(self, case: Target, generation: Generation, ctx: JudgeContext) -> Score:
         return await asyncio.to_thread(self.score, generation.text, case.expected)
 
 
@@ -73,7 +95,7 @@ class _Adapted:
         self.inner = inner
         self.kind = getattr(inner, "kind", type(inner).__name__)
 
-    async def evaluate(self, case: Any, generation: Any, ctx: Any) -> Score:
+    async def evaluate(self, case: Target, generation: Generation, ctx: JudgeContext) -> Score:
         result = self.inner.score(generation.text, case.expected)
         if not isinstance(result, Score):
             raise TypeError(f"scorer '{self.kind}' returned {type(result).__name__}, not a Score")

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import jsonschema
 from pydantic import Field
 
 from ..backends.base import Generation, Request
 from ..errors import BackendError
-from .base import Score, ScorerSpec, final_answer
+from .base import JudgeContext, Score, ScorerSpec, Target, final_answer
 from .schema import extract_json
 
 VERDICT_SCHEMA: dict[str, Any] = {
@@ -36,12 +36,6 @@ _PAIR_SYSTEM = ("You compare two answers to the same question against a rubric. 
                 "Reply with one JSON object and nothing else: {\"reason\": \"<one or two sentences>\", "
                 "\"winner\": \"A\", \"B\" or \"tie\"}.")
 _REMINDER = "Your reply was not a valid JSON object of the required form. Reply again with the JSON object only."
-
-
-class JudgeContext(Protocol):
-    """What the engine lends a judge: the judge backends and the response cache."""
-
-    async def call(self, judge: str | None, request: Request) -> Generation: ...
 
 
 class JudgeSpec(ScorerSpec):
@@ -83,7 +77,7 @@ class _Judge:
     def __init__(self, s: JudgeSpec) -> None:
         self.s = s
 
-    async def evaluate(self, case: Any, generation: Any, ctx: JudgeContext) -> Score:
+    async def evaluate(self, case: Target, generation: Generation, ctx: JudgeContext) -> Score:
         """Ask the judge (through the run's cached judge calls) about the answer's text."""
         return await self.ascore(case.rendered_messages(), generation.text, case.expected, ctx)
 

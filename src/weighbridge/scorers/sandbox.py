@@ -22,17 +22,12 @@ runs the same harness as a plain child process with rlimits and a private temp d
 
 from __future__ import annotations
 
-import atexit
-import ctypes
 import json
 import os
-import resource
 import secrets
 import selectors
-import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -41,27 +36,17 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from ..errors import WeighbridgeError
 from .checks import judge_steps
+from .confine import (FILE_BYTES, OPEN_FILES, OUTSIDE_UID_BASE, PROCESSES, SANDBOX_UID, TMPFS_BYTES, WORKDIR,
+                      SandboxUnavailable, bind_args, bwrap, bwrap_version, close_fd, interpreter, memfd,
+                      prepare_root, prepare_user, rlimits, seccomp_program, stage_dir)
 
 Mode = Literal["bubblewrap", "unsafe-local"]
 MODES: tuple[str, ...] = ("bubblewrap", "unsafe-local")
-SANDBOX_UID = 1000
-_OUTSIDE_UID_BASE = 2_000_000_000
-WORKDIR = "/sandbox"
-TMPFS_BYTES = 64 * 1024 * 1024
-FILE_BYTES = 16 * 1024 * 1024
-OPEN_FILES = 64
-PROCESSES = 16
 _KEEP = 4000  # characters of stdout/stderr kept (the tail); the rest is read and dropped
 _RECORD_MAX = 8 * 1024 * 1024  # every check carries its operands (each bounded by the harness)
-
-_CLONE_NEWNS = 0x00020000
-_MS_BIND, _MS_REC, _MS_PRIVATE = 4096, 0x4000, 1 << 18
-
-
-class SandboxUnavailable(WeighbridgeError):
-    """The isolation a config asked for cannot be had on this machine; the message says how to get it."""
+__all__ = ["MODES", "SandboxResult", "SandboxUnavailable", "check", "describe", "kill_all", "run_python",
+           "seccomp_program"]
 
 
 @dataclass
@@ -79,71 +64,8 @@ class SandboxResult:
 
 # -- what this machine offers ---------------------------------------------------------------------
 _lock = threading.Lock()
-_cache: dict[str, Any] = {}
-_live: set[subprocess.Popen] = set()
-
-
-def _system_python() -> str | None:
-    """The operating system's python3, the one its libseccomp binding is built for (not a pyenv shim)."""
-    for candidate in ("/usr/bin/python3", "/usr/local/bin/python3"):
-        if os.access(candidate, os.X_OK):
-            return candidate
-    return None
-
-
-def seccomp_program() -> bytes:
-    """The BPF program, built once per process by the system python3 with libseccomp."""
-    with _lock:
-        if "bpf" in _cache:
-            return _cache["bpf"]
-    python = _system_python()
-    hint = "install libseccomp's Python binding for the system python3: apt-get install python3-seccomp"
-    if python is None:
-        raise SandboxUnavailable(f"no system python3 to build the seccomp filter with; {hint}")
-    script = resources.files("weighbridge.scorers") / "seccomp_filter.py"
-    proc = subprocess.run([python, "-s", "-E", str(script)], capture_output=True, timeout=30,
-                          env={"PATH": "/usr/bin:/bin"})
-    if proc.returncode != 0 or not proc.stdout or len(proc.stdout) % 8:
-        detail = proc.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no output"]
-        raise SandboxUnavailable(f"the seccomp filter could not be built ({detail[0]}); {hint}")
-    with _lock:
-        _cache["bpf"] = proc.stdout
-    return proc.stdout
-
-
-def _bwrap() -> str:
-    found = shutil.which("bwrap", path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/bin", "/bin"]))
-    if found is None:
-        raise SandboxUnavailable("python_tests needs bubblewrap to run model code in isolation, and it is not "
-                                 "installed: apt-get install bubblewrap (dnf/pacman: bubblewrap). To run model code "
-                                 "with no isolation at all, set `sandbox: unsafe-local` in the config")
-    return found
-
-
-def _bwrap_version(binary: str) -> str:
-    try:
-        out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.TimeoutExpired):
-        return "bubblewrap"
-    return out or "bubblewrap"
-
-
-def _interpreter() -> tuple[str, str]:
-    """(the real interpreter binary, its installation prefix): a venv's python is a link to these."""
-    exe = os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable)
-    return exe, os.path.realpath(sys.base_prefix)
-
-
-def _stage_dir() -> str:
-    """A world-reachable mount point for the interpreter's prefix (root only, see ``_prepare_root``)."""
-    with _lock:
-        if "stage" not in _cache:
-            root = tempfile.mkdtemp(prefix="wb-sandbox-stage-")
-            os.chmod(root, 0o711)
-            os.mkdir(os.path.join(root, "prefix"), 0o755)
-            atexit.register(shutil.rmtree, root, True)
-            _cache["stage"] = os.path.join(root, "prefix")
-        return _cache["stage"]
+_cache: dict[str, Any] = {}  # the probe's answer, once per process
+_live: set[subprocess.Popen[bytes]] = set()
 
 
 def check(mode: str = "bubblewrap") -> None:
@@ -183,7 +105,7 @@ def describe(mode: str = "bubblewrap") -> dict[str, Any]:
     except SandboxUnavailable as e:
         return {"mode": mode, "isolated": False, "available": False, "problem": str(e),
                 "summary": "bubblewrap unavailable: python_tests cases not run"}
-    tool = _bwrap_version(_bwrap())
+    tool = bwrap_version(bwrap())
     outside = "a throwaway uid outside (weighbridge runs as root)" if os.geteuid() == 0 else "the user's own uid outside"
     return {"mode": "bubblewrap", "isolated": True, "available": True, "tool": tool,
             "seccomp": "libseccomp filter (no ptrace, namespaces, mounts, pidfds, bpf, io_uring; AF_UNIX sockets only)",
@@ -228,15 +150,6 @@ def run_python(code: str, *, tests: str = "", setup: str = "", timeout_s: float 
         return SandboxResult(False, f"not run: {e}", isolation="unavailable")
 
 
-def _memfd(name: str, data: bytes) -> int:
-    fd = os.memfd_create(name, 0)  # close-on-exec here; passed on explicitly with pass_fds
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-    os.lseek(fd, 0, os.SEEK_SET)
-    return fd
-
-
 def _harness_source() -> bytes:
     return (resources.files("weighbridge.scorers") / "harness.py").read_bytes()
 
@@ -247,98 +160,46 @@ def _job(code: str, tests: str, setup: str, record_fd: int) -> bytes:
                        "limits": limits}).encode("utf-8")
 
 
-def _rlimits(memory_mb: int, cpu_s: int) -> list[tuple[int, int]]:
-    mem = memory_mb * 1024 * 1024
-    return [(resource.RLIMIT_AS, mem), (resource.RLIMIT_CPU, cpu_s), (resource.RLIMIT_FSIZE, FILE_BYTES),
-            (resource.RLIMIT_NOFILE, OPEN_FILES), (resource.RLIMIT_CORE, 0)]
-
-
-def _bind_args(prefix: str, stage: str | None) -> list[str]:
-    args = ["--ro-bind", "/usr", "/usr"]
-    for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
-        if os.path.islink(top):
-            args += ["--symlink", os.readlink(top), top]
-        elif os.path.isdir(top):
-            args += ["--ro-bind", top, top]
-    if os.path.exists("/etc/ld.so.cache"):
-        args += ["--ro-bind", "/etc/ld.so.cache", "/etc/ld.so.cache"]
-    if not (prefix == "/usr" or prefix.startswith("/usr/")):
-        args += ["--ro-bind", stage or prefix, prefix]
-    return args
-
-
-def _prepare_root(prefix: str, stage: str, uid: int, limits: list[tuple[int, int]]) -> Any:
-    """Runs in the child between fork and exec when weighbridge is root. The interpreter may sit
-    under a home only root can enter (pyenv in /root): bind it onto a world-reachable mount point
-    in a private mount namespace of this child alone, then become a throwaway uid and start
-    bubblewrap as that user. Only C calls here: this runs in a forked copy of a threaded process."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    src, dst = prefix.encode(), stage.encode()
-
-    def prepare() -> None:
-        if libc.unshare(_CLONE_NEWNS) != 0:
-            raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS)")
-        if libc.mount(b"none", b"/", None, _MS_REC | _MS_PRIVATE, None) != 0:
-            raise OSError(ctypes.get_errno(), "mount --make-rprivate /")
-        if libc.mount(src, dst, None, _MS_BIND | _MS_REC, None) != 0:
-            raise OSError(ctypes.get_errno(), "mount --bind prefix")
-        for which, value in limits:
-            resource.setrlimit(which, (value, value))
-        resource.setrlimit(resource.RLIMIT_NPROC, (PROCESSES + 8, PROCESSES + 8))  # counted outside, per uid
-        os.setgroups([])
-        os.setgid(uid)
-        os.setuid(uid)
-
-    return prepare
-
-
-def _prepare_user(limits: list[tuple[int, int]]) -> Any:
-    def prepare() -> None:
-        for which, value in limits:
-            resource.setrlimit(which, (value, value))
-    return prepare
-
-
 def _run_bubblewrap(code: str, *, tests: str, setup: str, timeout_s: float, memory_mb: int) -> SandboxResult:
-    bwrap = _bwrap()
+    binary = bwrap()
     bpf = seccomp_program()
-    exe, prefix = _interpreter()
+    exe, prefix = interpreter()
     as_root = os.geteuid() == 0
-    stage = _stage_dir() if as_root else None
+    stage = stage_dir() if as_root else None
     record_r, record_w = os.pipe()
     fds = [record_w]
     try:
-        harness_fd = _memfd("wb-harness", _harness_source())
+        harness_fd = memfd("wb-harness", _harness_source())
         fds.append(harness_fd)
-        job_fd = _memfd("wb-job", _job(code, tests, setup, record_fd=record_w))
+        job_fd = memfd("wb-job", _job(code, tests, setup, record_fd=record_w))
         fds.append(job_fd)
-        seccomp_fd = _memfd("wb-seccomp", bpf)
+        seccomp_fd = memfd("wb-seccomp", bpf)
         fds.append(seccomp_fd)
-        argv = [bwrap, "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session",
+        argv = [binary, "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session",
                 "--cap-drop", "ALL", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--hostname", "sandbox",
-                *_bind_args(prefix, stage), "--proc", "/proc", "--dev", "/dev",
+                *bind_args(prefix, stage), "--proc", "/proc", "--dev", "/dev",
                 "--perms", "0700", "--size", str(TMPFS_BYTES), "--tmpfs", WORKDIR,
                 "--ro-bind-data", str(harness_fd), "/.wb/harness.py", "--ro-bind-data", str(job_fd), "/.wb/job.json",
                 "--chdir", WORKDIR, "--clearenv", "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "HOME", WORKDIR,
                 "--setenv", "TMPDIR", WORKDIR, "--setenv", "LANG", "C.UTF-8", "--setenv", "PYTHONHASHSEED", "0",
                 "--setenv", "PYTHONDONTWRITEBYTECODE", "1", "--seccomp", str(seccomp_fd),
                 "--", exe, "-I", "-S", "/.wb/harness.py", "/.wb/job.json"]
-        limits = _rlimits(memory_mb, int(timeout_s) + 1)
-        uid = _OUTSIDE_UID_BASE + secrets.randbelow(1 << 24)
-        prepare = _prepare_root(prefix, stage, uid, limits) if as_root and stage else _prepare_user(limits)
+        limits = rlimits(memory_mb, int(timeout_s) + 1)
+        uid = OUTSIDE_UID_BASE + secrets.randbelow(1 << 24)
+        prepare = prepare_root(prefix, stage, uid, limits) if as_root and stage else prepare_user(limits)
     except BaseException:
         for fd in fds:
-            _close(fd)
-        _close(record_r)
+            close_fd(fd)
+        close_fd(record_r)
         raise
     try:
         return _supervise(argv, fds, record_r, timeout_s, prepare, isolation="bubblewrap", env={})
     finally:
-        _close(record_r)
+        close_fd(record_r)
 
 
 def _run_local(code: str, *, tests: str, setup: str, timeout_s: float, memory_mb: int) -> SandboxResult:
-    exe, _ = _interpreter()
+    exe, _ = interpreter()
     record_r, record_w = os.pipe()
     with tempfile.TemporaryDirectory(prefix="wb-unsafe-") as tmp:
         Path(tmp, "harness.py").write_bytes(_harness_source())
@@ -348,17 +209,10 @@ def _run_local(code: str, *, tests: str, setup: str, timeout_s: float, memory_mb
         argv = [exe, "-I", "-S", os.path.join(tmp, "harness.py"), os.path.join(tmp, "job.json")]
         try:
             return _supervise(argv, [record_w], record_r, timeout_s,
-                              _prepare_user(_rlimits(memory_mb, int(timeout_s) + 1)), isolation="unsafe-local",
+                              prepare_user(rlimits(memory_mb, int(timeout_s) + 1)), isolation="unsafe-local",
                               env=env, cwd=tmp)
         finally:
-            _close(record_r)
-
-
-def _close(fd: int) -> None:
-    try:
-        os.close(fd)
-    except OSError:
-        pass
+            close_fd(record_r)
 
 
 class _Tail:
@@ -390,7 +244,7 @@ def _supervise(argv: list[str], pass_fds: list[int], record_r: int, timeout_s: f
         return SandboxResult(False, f"the sandbox did not start: {e}", isolation=isolation)
     finally:
         for fd in pass_fds:
-            _close(fd)
+            close_fd(fd)
     with _lock:
         _live.add(proc)
     out, err, record = _Tail(), _Tail(), bytearray()
@@ -480,7 +334,3 @@ def _verdict(record: bytes, nonce: str, returncode: int | None, timed_out: bool,
         return SandboxResult(False, str(rec.get("reason") or "")[:300], value=0.0, steps=steps[:200], **base)
     passed, value, reason = judge_steps(steps)  # the comparisons happen here, outside the model's process
     return SandboxResult(passed, reason[:300], value=value, steps=steps[:200], **base)
-
-
-__all__ = ["MODES", "SandboxResult", "SandboxUnavailable", "check", "describe", "kill_all", "run_python",
-           "seccomp_program"]

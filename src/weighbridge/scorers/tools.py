@@ -31,9 +31,12 @@ from __future__ import annotations
 import math
 import unicodedata
 from itertools import permutations
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from .base import Score, ScorerSpec
+from .base import JudgeContext, Score, ScorerSpec, Target
+
+if TYPE_CHECKING:
+    from ..backends.base import Generation
 
 _MATCHER_KEYS = {"value", "one_of", "type", "tolerance", "optional"}
 _TYPES = {"string": str, "number": (int, float), "integer": int, "boolean": bool, "object": dict, "array": list,
@@ -60,7 +63,7 @@ class _ToolCall:
     def __init__(self, s: ToolCallSpec) -> None:
         self.s = s
 
-    async def evaluate(self, case: Any, generation: Any, ctx: Any) -> Score:
+    async def evaluate(self, case: Target, generation: Generation, ctx: JudgeContext) -> Score:
         """Reads the structured calls the backend parsed, not the text."""
         return self.score_calls(generation.tool_calls, case.expected)
 
