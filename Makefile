@@ -31,6 +31,7 @@ demo: setup
 	$(BIN)/weighbridge bakeoff --json weighbridge-results.json
 
 test: setup
+	$(BIN)/python -m mypy
 	$(BIN)/python -m pytest -q
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 

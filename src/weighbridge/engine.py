@@ -17,6 +17,7 @@ from typing import Any, Callable
 from . import __version__
 from .backends import Backend, Generation, build_backend
 from .config import Config
+from .contention import LoadSampler
 from .errors import BackendError, BackendUnavailable, ConfigError, WeighbridgeError
 from .catalog.families import model_family
 from .hashing import stable_hash
@@ -75,7 +76,7 @@ class Bakeoff:
         self._in_flight: dict[str, int] = {}
         self._peak: dict[str, int] = {}  # the most requests a model had in flight at once in this invocation
         self._span: dict[str, list[float]] = {}  # monotonic first start and last end of each model's calls
-        self.sampler: Any = None
+        self.sampler: LoadSampler | None = None
         self.stats = EngineStats()
 
     @property
@@ -276,8 +277,8 @@ class Bakeoff:
 
     def _contention(self, name: str) -> dict[str, Any]:
         t0, t1 = self._span[name]
-        threads = self.backends[name].n_threads  # an in-process llama.cpp's own threads
-        return self.sampler.window(t0, t1, threads if isinstance(threads, int) else None)
+        assert self.sampler is not None, "the sampler runs while models answer"
+        return self.sampler.window(t0, t1, self.backends[name].n_threads)  # an in-process llama.cpp's own threads
 
     def _record_runtime(self, run_id: str) -> None:
         """Keep what each model's backend measured while it ran (in-process models: resident memory)."""
@@ -315,8 +316,6 @@ class Bakeoff:
                 await asyncio.gather(*(self._run_job(run_id, j, sems[m], progress, counters, totals)
                                        for j in todo if j.model == m))
 
-        from .contention import LoadSampler
-
         self.sampler = LoadSampler()
         self.sampler.start()
         tasks = [asyncio.ensure_future(run_lane(lane)) for lane in lanes(self.config.schedule, list(self.specs.values()))]
@@ -339,7 +338,7 @@ class Bakeoff:
         return self.stats
 
 
-async def run_bakeoff(config: Config, store: Store | str | os.PathLike, *, resume: bool | str = False,
+async def run_bakeoff(config: Config, store: Store | str | os.PathLike[str], *, resume: bool | str = False,
                       use_cache: bool = True, only_models: list[str] | None = None,
                       progress: ProgressFn | None = None,
                       on_run: Callable[[str], None] | None = None, retry_errors: bool = False) -> EngineStats:

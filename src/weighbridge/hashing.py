@@ -48,7 +48,7 @@ def cached_sha256(path: str | Path) -> str:
     except (OSError, ValueError):
         cache = {}
     if key in cache:
-        return cache[key]
+        return str(cache[key])
     digest = sha256_file(p)
     cache = {k: v for k, v in cache.items() if not k.startswith(f"{p}|")}
     cache[key] = digest

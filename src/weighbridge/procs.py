@@ -6,6 +6,7 @@ from __future__ import annotations
 import ctypes
 import signal
 import subprocess
+from typing import Any
 
 _PR_SET_PDEATHSIG = 1
 
@@ -16,7 +17,7 @@ def die_with_parent() -> None:
     ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def stop(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
+def stop(proc: "subprocess.Popen[Any]", grace_s: float = 10.0) -> None:
     """SIGTERM, then SIGKILL if it has not exited after ``grace_s``: a hung child never outlives its parent's cleanup."""
     proc.terminate()
     try:

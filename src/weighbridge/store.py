@@ -301,7 +301,7 @@ class Store:
             db.execute("INSERT INTO score_versions VALUES (?,?,?,?,?)",
                        (run_id, new, time.time(), scrub(source), json.dumps(cases, ensure_ascii=False) if cases else None))
             db.execute("UPDATE runs SET score_version=? WHERE id=?", (new, run_id))
-        return new
+        return int(new)
 
     def score_versions(self, run_id: str) -> list[dict[str, Any]]:
         rows = self.db.execute("SELECT version, created_at, source, cases_json FROM score_versions WHERE run_id=? "

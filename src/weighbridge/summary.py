@@ -143,7 +143,7 @@ def summarise_model(name: str, spec: ModelSpec, rows: list[StoredGeneration], wo
     nothing: the configured value, said so in the formula)."""
     used, how = concurrency or (spec.effective_concurrency, "configured; this run recorded none")
     answered = [r for r in rows if r.generation is not None]
-    gens = [r.generation for r in answered]
+    gens = [r.generation for r in rows if r.generation is not None]
     passed = sum(1 for r in rows if r.passed)
     latencies = [g.latency_ms for g in gens if g.timed]
     ttfts = [g.ttft_ms for g in gens if g.ttft_ms is not None]

@@ -6,6 +6,7 @@ content (text, reasoning or tool-call text), never at a role-only chunk.
 
 from __future__ import annotations
 
+import abc
 import functools
 import math
 import time
@@ -114,7 +115,7 @@ class Generation:
         """A stored or cached generation, its figures checked again: a store written by an older
         version may hold NaN, infinite or negative counts and times. A bad count becomes unknown (None);
         a bad time is dropped and named in ``raw["invalid_figures"]`` so no statistic uses it."""
-        g = cls(**{k: d.get(k) for k in cls.__dataclass_fields__ if k in d})
+        g = cls(**{k: d.get(k) for k in cls.__dataclass_fields__ if k in d})  # type: ignore[arg-type]  # checked below
         bad = []
         for name in ("prompt_tokens", "completion_tokens"):
             v = getattr(g, name)
@@ -175,15 +176,30 @@ class Backend(Protocol):
         """What was measured while it ran (resident memory, load time), after the run."""
 
 
-class BackendBase:
-    """The declared capabilities of a backend that knows nothing special about itself: no limit on
-    parallel requests, no server kind, no threads in this process, tools allowed, no context window
-    or tokenizer known here, nothing measured."""
+class BackendBase(abc.ABC):
+    """A backend's calls to write, and the declared capabilities of one that knows nothing special
+    about itself: no limit on parallel requests, no server kind, no threads in this process, tools
+    allowed, no context window or tokenizer known here, nothing measured."""
 
     name: str
     max_parallel: int | None = None
     server_kind: str | None = None
     n_threads: int | None = None
+
+    @abc.abstractmethod
+    def identity(self) -> dict[str, Any]: ...
+
+    @abc.abstractmethod
+    def manifest(self) -> dict[str, Any]: ...
+
+    @abc.abstractmethod
+    async def preflight(self) -> None: ...
+
+    @abc.abstractmethod
+    async def generate(self, request: Request) -> Generation: ...
+
+    @abc.abstractmethod
+    async def aclose(self) -> None: ...
 
     def tool_support(self) -> str | None:
         return None

@@ -44,7 +44,7 @@ def tier(call: Call, up: Upstream, usage: Usage | None, usage_error: MalformedRe
     if usage_error is not None:
         call.events["usage_invalid"] += 1
         pt, ct, source = 0, 0, "invalid"
-    elif usage is not None and usage.complete:
+    elif usage is not None and usage.complete and usage.prompt_tokens is not None and usage.completion_tokens is not None:
         pt, ct, source = usage.prompt_tokens, usage.completion_tokens, "upstream"
     else:
         pt, ct, source = len(prompt_text(call.body)) // 4 + 1, len(text) // 4 + 1, "estimate"

@@ -107,7 +107,8 @@ class FileHead:
 
     def read(self) -> dict[str, Any] | None:
         try:
-            return json.loads(self.path.read_text())
+            head: dict[str, Any] | None = json.loads(self.path.read_text())
+            return head
         except FileNotFoundError:
             return None
         except (ValueError, OSError) as e:

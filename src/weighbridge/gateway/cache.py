@@ -27,7 +27,7 @@ def is_cacheable(body: dict[str, Any], route: Route) -> bool:
         return False
     if route.cache.nondeterministic:
         return True
-    return body.get("temperature", 1.0) == 0  # the OpenAI default temperature is 1: unset is not deterministic
+    return bool(body.get("temperature", 1.0) == 0)  # the OpenAI default temperature is 1: unset is not deterministic
 
 
 def route_fingerprint(route: Route) -> str:

@@ -148,7 +148,7 @@ def protocol_for(plan: Plan) -> type[HttpToolsProtocol]:
 
 def uvicorn_config(app: Any, plan: Plan, host: str, port: int) -> uvicorn.Config:
     """How ``serve`` and the smoke run start the gateway: uvicorn with the plan's HTTP limits."""
-    return uvicorn.Config(app, host=host, port=port, log_level="warning", http=protocol_for(plan),  # type: ignore[arg-type]
+    return uvicorn.Config(app, host=host, port=port, log_level="warning", http=protocol_for(plan),
                           timeout_keep_alive=int(plan.http.keep_alive_s),
                           limit_concurrency=plan.http.max_connections,
                           timeout_graceful_shutdown=plan.http.shutdown_grace_s)

@@ -126,7 +126,7 @@ class Phones:
         self.regions = []
         for r in regions:
             md = phonenumbers.PhoneMetadata.metadata_for_region(r)
-            lengths = set(md.general_desc.possible_length) if md else set(range(4, 18))
+            lengths = set(md.general_desc.possible_length) if md and md.general_desc else set(range(4, 18))
             self.regions.append((r, (md.national_prefix or "") if md else "", lengths))
 
     def __call__(self, text: str) -> Iterator[tuple[int, int, str]]:

@@ -57,7 +57,7 @@ def load_requests(path: str | Path) -> list[SmokeRequest]:
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        return int(s.getsockname()[1])
 
 
 def _send(client: httpx.Client, base: str, req: SmokeRequest) -> SmokeResult:

@@ -69,7 +69,9 @@ class KeyRow:
 
 
 def key_row(row: tuple[Any, ...]) -> KeyRow:
-    return KeyRow(*row[:9], routes=json.loads(row[9]) if row[9] else None)
+    id_, name, hash_, created, revoked, rpm, max_tokens, max_usd, period = row[:9]
+    return KeyRow(id_, name, hash_, created, revoked, rpm, max_tokens, max_usd, period,
+                  routes=json.loads(row[9]) if row[9] else None)
 
 
 KEY_COLS = "id, name, hash, created, revoked, rpm, max_tokens, max_usd, period, routes"

@@ -160,7 +160,7 @@ DONE = b"data: [DONE]\n\n"
 
 def replay(response: dict[str, Any], include_usage: bool) -> Iterator[bytes]:
     """A plain response as SSE events (cache hits and held cascade drafts), without the [DONE]."""
-    base = {k: response[k] for k in ("id", "created", "model") if k in response}
+    base: dict[str, Any] = {k: response[k] for k in ("id", "created", "model") if k in response}
     ch = (response.get("choices") or [{}])[0]
     if "message" in ch:
         msg = ch.get("message") or {}

@@ -48,7 +48,7 @@ def supervise(plan_path: Path, host: str, port: int, workers: int, say: Callable
     metrics_dir = tempfile.mkdtemp(prefix="weighbridge-metrics-")  # the workers' figures, merged by /metrics
     env = {**os.environ, "WEIGHBRIDGE_METRICS_DIR": metrics_dir}
 
-    def start() -> subprocess.Popen:
+    def start() -> subprocess.Popen[bytes]:
         from ..procs import die_with_parent
 
         # a worker never outlives its supervisor, even one killed with SIGKILL

@@ -21,7 +21,7 @@ log = logging.getLogger("weighbridge.gateway")
 _STOP = object()
 
 
-def next_batch(q: "queue.Queue[Any]", limit: int = 512) -> list[Any]:
+def next_batch(q: "queue.Queue[Any] | queue.SimpleQueue[Any]", limit: int = 512) -> list[Any]:
     """Block for one job, then take whatever else is already queued (up to ``limit``): one
     transaction per burst instead of one per job."""
     batch = [q.get()]

@@ -118,8 +118,8 @@ def code_block(text: str, prefer: tuple[str, ...] = ()) -> str:
     blocks = _FENCE.findall(text)
     for lang, body in blocks:
         if lang.lower() in prefer:
-            return body.strip()
-    return blocks[0][1].strip() if blocks else text.strip()
+            return str(body).strip()
+    return str(blocks[0][1]).strip() if blocks else text.strip()
 
 
 GROUP = "weighbridge.scorers"
@@ -137,7 +137,7 @@ def _entry_points() -> dict[str, EntryPoint]:
 @cache
 def _load(kind: str) -> Any:
     ep = _entry_points()[kind]
-    where = f"{ep.value}" + (f" (package {ep.dist.name})" if getattr(ep, "dist", None) else "")
+    where = f"{ep.value}" + (f" (package {ep.dist.name})" if ep.dist is not None else "")
     try:
         obj = ep.load()
     except Exception as e:  # noqa: BLE001 - a plugin may fail in any way; say which and how
@@ -172,11 +172,12 @@ def build_scorer(spec: str | dict[str, Any], *, sandbox: str = "bubblewrap") -> 
     settings = spec_cls.model_validate({k: v for k, v in spec.items() if k != "type"})  # ValidationError names the field
     scorer = factory(settings)
     if hasattr(scorer, "mode"):
-        scorer.mode = sandbox  # type: ignore[attr-defined]
+        scorer.mode = sandbox
     if not hasattr(scorer, "evaluate"):
         if not hasattr(scorer, "score"):
             raise ScorerPluginError(f"scorer '{kind}' has neither evaluate(case, generation, ctx) nor score(text, expected)")
         scorer = _Adapted(scorer)
     if not getattr(scorer, "kind", None):
-        scorer.kind = kind  # type: ignore[attr-defined]
-    return scorer
+        scorer.kind = kind
+    built: Scorer = scorer
+    return built

@@ -77,10 +77,10 @@ def _count(value: Any, where: str) -> int | None:
     if isinstance(value, float):
         if not math.isfinite(value) or value != int(value):
             raise MalformedResponse(where, f"expected a whole token count, got {value!r}")
-        value = int(value)
-    if not 0 <= value <= MAX_TOKENS:
-        raise MalformedResponse(where, f"token count {value} outside [0, {MAX_TOKENS:,}]")
-    return value
+    count = int(value)
+    if not 0 <= count <= MAX_TOKENS:
+        raise MalformedResponse(where, f"token count {count} outside [0, {MAX_TOKENS:,}]")
+    return count
 
 
 @dataclass(frozen=True, slots=True)
