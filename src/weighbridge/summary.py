@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 from .config import DEFAULT_MAX_ERROR_RATE, ModelSpec
 from .contention import busy_note
@@ -16,6 +17,10 @@ from .cost import CostFigures, compute_cost
 from .scorers.schema import schema_valid
 from .stats import mean, pass_at_k, percentile, wilson_interval
 from .store import Store, StoredGeneration
+
+if TYPE_CHECKING:
+    from .compare import Comparison
+    from .variants import VariantGroup
 
 DEFINITIONS = {
     "pass_rate": "share of (case × sample) jobs whose every scorer passed; errors count as failures",
@@ -278,10 +283,24 @@ class RunSummary:
                 "error_banner": self.error_banner(),
                 "models": [{**m.to_dict(), "outcomes": self.outcomes(m.model), "scores": self.scores(m.model)}
                            for m in self.models],
-                "variants": [g.to_dict() for g in self.variant_groups()],
+                "paired": [c.to_dict() for c in self.paired],
+                "variants": [g.to_dict() for g in self.variants],
                 "manifest": self.run["manifest"]}
 
-    def variant_groups(self) -> list[Any]:
+    @cached_property
+    def paired(self) -> list[Comparison]:
+        """Every other model against the first, on the same (case, sample) items - computed once here,
+        shown by every renderer."""
+        from .compare import compare
+
+        if len(self.models) < 2:
+            return []
+        ref = self.models[0].model
+        return [compare(m.model, self.outcomes(ref), self.outcomes(m.model), ref, self.scores(ref),
+                        self.scores(m.model)) for m in self.models[1:]]
+
+    @cached_property
+    def variants(self) -> list[VariantGroup]:
         """Variants of one model compared with their reference (empty when the config lists none)."""
         from .variants import variant_groups
 

@@ -1,13 +1,20 @@
-"""Inline SVG plots for the HTML report: no JavaScript charting library, nothing fetched."""
+"""Inline SVG charts for every HTML page (the report, the bench and cost pages, the viewer): no
+JavaScript charting library, nothing fetched. Every text put into a chart passes ``format.escape``;
+the pages take the result as markup."""
 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 from ..stats import percentile
 from ..summary import ModelSummary
-from .format import escape
+from .format import count_label, escape, usd_budget as _usd
 
+if TYPE_CHECKING:
+    from ..deploy_cost import OptionCost, ScenarioPricer
+
+# the one palette: series k of any chart is COLORS[k]
 COLORS = ["#0969da", "#cf222e", "#1a7f37", "#8250df", "#bf8700", "#e16f24", "#57606a", "#bf3989"]
 
 
@@ -134,4 +141,77 @@ def line_chart(title: str, x_label: str, series: dict[str, list[tuple[float, flo
                          f'{x:g}</title></circle>' for x, y in pts)
         parts.append(f'<text x="{left + pw + 8}" y="{top + 12 + 14 * k}" fill="{c}">{escape(name)}</text>')
     parts.append("</svg>")
+    return "".join(parts)
+
+
+def cost_chart(pricer: ScenarioPricer, costs: list[OptionCost], width: int = 640, height: int = 320) -> str:
+    """Monthly cost against monthly requests, from 0 to past the scenario and every break-even."""
+    priced = [c for c in costs if c.monthly_usd is not None]
+    marks = [pricer.volume] + [b.requests_per_month for c in priced for b in c.break_even if b.requests_per_month]
+    xmax = nice_max(max(marks) * 1.6)
+    xs = [xmax * i / 200 for i in range(1, 201)]
+    series = {c.name: [(x, c.monthly_at(x) or 0.0) for x in xs] for c in priced}
+    ymax = nice_max(max((y for pts in series.values() for _, y in pts), default=1.0) * 1.05)
+    left, right, top, bottom = 70, 190, 24, 42
+    pw, ph = width - left - right, height - top - bottom
+
+    def px(x: float) -> float:
+        return left + pw * x / xmax
+
+    def py(y: float) -> float:
+        return top + ph * (1 - min(y, ymax) / ymax)
+
+    parts = [f'<svg class=plot role=img aria-label="monthly cost against volume" width="{width}" height="{height}" '
+             f'viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg" font-size="11" font-family="sans-serif">',
+             '<text x="70" y="14" font-weight="bold">Monthly cost against volume</text>',
+             f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#d0d7de"/>']
+    for i in range(6):
+        parts.append(f'<text x="{left - 6}" y="{py(ymax * i / 5) + 4:.1f}" text-anchor="end">{_usd(ymax * i / 5)}</text>'
+                     f'<text x="{px(xmax * i / 5):.1f}" y="{top + ph + 16}" text-anchor="middle">{count_label(xmax * i / 5)}</text>')
+    parts.append(f'<text x="{left + pw / 2}" y="{height - 4}" text-anchor="middle">requests per month</text>')
+    x0 = px(pricer.volume)
+    parts.append(f'<line class=scenario x1="{x0:.1f}" x2="{x0:.1f}" y1="{top}" y2="{top + ph}" stroke="#57606a" '
+                 f'stroke-dasharray="4 3"><title>this scenario: {count_label(pricer.volume)} requests/month</title></line>')
+    for k, (name, pts) in enumerate(series.items()):
+        col = COLORS[k % len(COLORS)]
+        path = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in pts)
+        parts.append(f'<polyline points="{path}" fill="none" stroke="{col}" stroke-width="2"><title>{escape(name)}</title>'
+                     f'</polyline><text x="{left + pw + 8}" y="{top + 12 + 14 * k}" fill="{col}">{escape(name)}</text>')
+    for c in priced:
+        for b in c.break_even:
+            if b.requests_per_month:
+                y = c.monthly_at(b.requests_per_month) or 0.0
+                parts.append(f'<circle class=break-even cx="{px(b.requests_per_month):.1f}" cy="{py(y):.1f}" r="4" '
+                             f'fill="none" stroke="#1b1f24"><title>{escape(b.text)}</title></circle>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def trend_chart(xs: list[int], points: list[tuple[float, float, float]], width: int = 460, height: int = 260) -> str:
+    """Pass rate per run with its interval as a band: a real change moves the band, noise stays inside."""
+    left, right, top, bottom = 50, 20, 24, 40
+    pw, ph = width - left - right, height - top - bottom
+    xmax = max(xs[-1], 2)
+
+    def px(x: float) -> float:
+        return left + pw * (x - 1) / (xmax - 1)
+
+    def py(y: float) -> float:
+        return top + ph * (1 - y)
+
+    band = [f"{px(x):.1f},{py(hi):.1f}" for x, (_, _, hi) in zip(xs, points)] + \
+           [f"{px(x):.1f},{py(lo):.1f}" for x, (_, lo, _) in reversed(list(zip(xs, points)))]
+    line = " ".join(f"{px(x):.1f},{py(p):.1f}" for x, (p, _, _) in zip(xs, points))
+    parts = [f'<svg class=plot role=img aria-label="pass rate over runs" width="{width}" height="{height}" '
+             f'viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg" font-size="11" font-family="sans-serif">',
+             f'<text x="{left}" y="14" font-weight="bold">Pass rate over runs (95% CI)</text>',
+             f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#d0d7de"/>']
+    for i in range(6):
+        y = i / 5
+        parts.append(f'<text x="{left - 6}" y="{py(y) + 4:.1f}" text-anchor="end">{y:.0%}</text>')
+    parts.append(f'<polygon class=band points="{" ".join(band)}" fill="{COLORS[0]}" fill-opacity="0.15"/>'
+                 f'<polyline points="{line}" fill="none" stroke="{COLORS[0]}" stroke-width="2"/>')
+    parts += [f'<circle cx="{px(x):.1f}" cy="{py(p):.1f}" r="3" fill="{COLORS[0]}"><title>run {x}: {p:.1%} '
+              f'({lo:.1%}–{hi:.1%})</title></circle>' for x, (p, lo, hi) in zip(xs, points)]
+    parts.append(f'<text x="{left + pw / 2}" y="{height - 4}" text-anchor="middle">run (oldest → newest)</text></svg>')
     return "".join(parts)

@@ -86,7 +86,7 @@ def render(summary: RunSummary, console: Console) -> None:
             console.print(f"[dim]license of {term(m.model)}: {term(caveat)}[/]", highlight=False, soft_wrap=True)
     if any(m.long_context for m in models):
         console.print(long_context_table(models))
-    for g in summary.variant_groups():
+    for g in summary.variants:
         console.print(variants_table(g))
         for line in pick_lines(g):
             console.print(f"[bold]{term(line)}[/]", highlight=False, soft_wrap=True)

@@ -7,6 +7,7 @@ reads; it binds to loopback (the CLI refuses anything else)."""
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,33 +21,30 @@ from ..backends.fingerprint import from_manifest
 from ..compare import compare
 from ..errors import WeighbridgeError
 from ..report.html import render_html
-from ..report.svg import COLORS, line_chart
+from ..report.svg import line_chart, trend_chart
+from ..report.templating import render, safe
 from ..store import Store
 from ..summary import summarise_run
-from ..report.format import escape
-
-_CSS = ("body{font:14px/1.45 system-ui,sans-serif;margin:24px;color:#1b1f24}table{border-collapse:collapse}"
-        "th,td{border:1px solid #d0d7de;padding:4px 8px;vertical-align:top}th{background:#f6f8fa;text-align:left}"
-        "td.num{text-align:right;font-variant-numeric:tabular-nums}.meta{color:#57606a}nav a{margin-right:14px}"
-        ".plots{display:flex;gap:16px;flex-wrap:wrap}.fixed{color:#1a7f37}.broken{color:#cf222e}")
 
 
+@dataclass
+class PairError:
+    """A model the two runs share but that cannot be compared (no case in common): its row says why."""
+
+    model: str
+    error: str
 
 
 def _when(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts)) if ts else "–"
 
 
-def _page(title: str, body: str) -> HTMLResponse:
-    nav = "<nav><a href='/'>runs</a><a href='/bench'>load tests</a></nav>"
-    return HTMLResponse(f"<!doctype html><html lang=en><meta charset=utf-8><title>{escape(title)} · weighbridge view</title>"
-                        f"<style>{_CSS}</style>{nav}<h1>{escape(title)}</h1>{body}</html>")
+def _page(template: str, title: str, status: int = 200, **context: Any) -> HTMLResponse:
+    return HTMLResponse(render(template, title=title, **context), status_code=status)
 
 
 def _error(status: int, message: str) -> HTMLResponse:
-    r = _page("not found" if status == 404 else "error", f"<p>{escape(message)}</p>")
-    r.status_code = status
-    return r
+    return _page("view_error.html.j2", "not found" if status == 404 else "error", status, message=message)
 
 
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
@@ -88,25 +86,13 @@ def create_view_app(store_path: str | Path, allowed_hosts: tuple[str, ...] = ())
     async def runs_page(request: Request) -> Response:
         st = store()
         counts = st.pass_counts()
-        rows = []
+        runs = []
         for r in st.runs(limit=500):
             run = st.run(r["id"])
-            models = counts.get(r["id"], {})
-            suites = ", ".join(run["manifest"].get("suites", {})) or "–"
-            cells = " ".join(f"<div><a href='/trend?model={escape(m)}&amp;suite={escape(run['suite_hash'])}'>"
-                             f"{escape(m)}</a> {p / j:.0%} <span class=meta>({p}/{j})</span></div>"
-                             for m, (p, j) in sorted(models.items()) if j)
-            rows.append(f"<tr class=run data-run='{escape(r['id'])}'><td><input type=checkbox name=pick value='{escape(r['id'])}'>"
-                        f"</td><td><a href='/run/{escape(r['id'])}'>{escape(r['id'])}</a></td><td>{_when(r['created_at'])}</td>"
-                        f"<td>{escape(r['status'])}</td><td>{escape(suites)}</td><td>{cells or '–'}</td></tr>")
-        js = ("<script>document.getElementById('cmp').addEventListener('click',()=>{const p=[...document."
-              "querySelectorAll('input[name=pick]:checked')].map(x=>x.value);if(p.length===2)location.href="
-              "'/compare?a='+encodeURIComponent(p[1])+'&b='+encodeURIComponent(p[0]);});</script>")
-        body = (f"<p class=meta>{escape(path)} · {len(rows)} run(s), newest first · tick two runs and compare them; a model's "
-                "name shows its trend over runs of the same suite</p><p><button id=cmp>compare the two ticked runs</button></p>"
-                "<table id=runs><tr><th></th><th>run</th><th>started</th><th>status</th><th>suites</th>"
-                f"<th>pass rate per model</th></tr>{''.join(rows)}</table>{js}")
-        return _page("runs", body)
+            runs.append({"id": r["id"], "when": _when(r["created_at"]), "status": r["status"],
+                         "suites": ", ".join(run["manifest"].get("suites", {})) or "–", "suite_hash": run["suite_hash"],
+                         "models": [(m, p, j) for m, (p, j) in sorted(counts.get(r["id"], {}).items()) if j]})
+        return _page("view_runs.html.j2", "runs", store=str(path), runs=runs)
 
     async def run_page(request: Request) -> Response:
         st = store()
@@ -126,28 +112,18 @@ def create_view_app(store_path: str | Path, allowed_hosts: tuple[str, ...] = ())
         except WeighbridgeError as e:
             return _error(404, str(e))
         common = [m.model for m in sa.models if m.model in {x.model for x in sb.models}]
-        rows, flips, test = [], [], ""
+        if not common:
+            return _page("view_error.html.j2", f"{a} vs {b}", message="the two runs have no model in common")
+        comparisons: list[Any] = []
         for m in common:
             try:
-                c = compare(m, sa.outcomes(m), sb.outcomes(m), a, sa.scores(m), sb.scores(m))
+                comparisons.append(compare(m, sa.outcomes(m), sb.outcomes(m), a, sa.scores(m), sb.scores(m)))
             except WeighbridgeError as e:
-                rows.append(f"<tr><td>{escape(m)}</td><td colspan=6>{escape(e)}</td></tr>")
-                continue
-            rows.append(f"<tr class=pair><td>{escape(m)}</td><td class=num>{c.baseline_pass_rate:.1%}</td>"
-                        f"<td class=num>{c.candidate_pass_rate:.1%}</td><td class=num>{c.delta:+.1%} "
-                        f"({c.delta_ci95[0]:+.1%} … {c.delta_ci95[1]:+.1%})</td><td class=num>{c.p_value:.3g}</td>"
-                        f"<td class=num>{len(c.fixed)}</td><td class=num>{len(c.broken)}</td></tr>")
-            flips += [f"<li class=fixed>{escape(m)}: {escape(k)} fixed</li>" for k in c.fixed]
-            flips += [f"<li class=broken>{escape(m)}: {escape(k)} broken</li>" for k in c.broken]
-            test = c.test
-        if not common:
-            return _page(f"{a} vs {b}", "<p>the two runs have no model in common</p>")
-        body = (f"<p class=meta>before: <a href='/run/{escape(a)}'>{escape(a)}</a> ({_when(sa.run['created_at'])}) · after: "
-                f"<a href='/run/{escape(b)}'>{escape(b)}</a> ({_when(sb.run['created_at'])}) · paired on the cases both ran</p>"
-                "<table id=compare><tr><th>model</th><th>before</th><th>after</th><th>Δ pass rate (95% CI)</th>"
-                f"<th>p (McNemar)</th><th>fixed</th><th>broken</th></tr>{''.join(rows)}</table>"
-                f"<p class=meta>{escape(test)}</p><h2>Flipped cases</h2><ul id=flips>{''.join(flips) or '<li>none</li>'}</ul>")
-        return _page(f"{a} vs {b}", body)
+                comparisons.append(PairError(m, str(e)))
+        done = [c for c in comparisons if not isinstance(c, PairError)]
+        return _page("view_compare.html.j2", f"{a} vs {b}", a=a, b=b, a_when=_when(sa.run["created_at"]),
+                     b_when=_when(sb.run["created_at"]), comparisons=comparisons, test=done[-1].test if done else "",
+                     flips=any(c.fixed or c.broken for c in done))
 
     async def trend_page(request: Request) -> Response:
         st = store()
@@ -171,38 +147,21 @@ def create_view_app(store_path: str | Path, allowed_hosts: tuple[str, ...] = ())
         if not points:
             return _error(404, f"no run of model '{model}'" + (" on that suite" if suite else ""))
         xs = list(range(1, len(points) + 1))
-        chart = _trend_chart(xs, [(m.pass_rate, *m.ci95) for _, m in points])
+        chart = trend_chart(xs, [(m.pass_rate, *m.ci95) for _, m in points])
         latency = line_chart("Latency", "run (oldest → newest)", {
             "mean": [(x, m.latency_mean_ms) for x, (_, m) in zip(xs, points) if m.latency_mean_ms is not None],
             "p95": [(x, m.latency_p95_ms) for x, (_, m) in zip(xs, points) if m.latency_p95_ms is not None]}, "ms")
-        rows = "".join(
-            f"<tr class=point><td class=num>{x}</td><td><a href='/run/{escape(run['id'])}'>{escape(run['id'])}</a></td>"
-            f"<td>{_when(run['created_at'])}</td><td class=num>{m.pass_rate:.1%} ({m.passed}/{m.jobs})</td>"
-            f"<td class=num>{m.ci95[0]:.1%} – {m.ci95[1]:.1%}</td><td class=num>"
-            f"{'–' if m.latency_mean_ms is None else ('†' if m.busy else '') + f'{m.latency_mean_ms:,.0f} ms'}</td>"
-            f"<td class=num>{'–' if m.cost.per_success_usd is None else ('≈' if m.cost.estimated else '') + f'${m.cost.per_success_usd:.5f}'}</td>"
-            f"<td>{escape(str((from_manifest((run['manifest'].get('models') or {}).get(model)) or {}).get('sha256') or '')[:12])}</td></tr>"
-            for x, (run, m) in zip(xs, points))
-        body = (f"<p class=meta>{len(points)} run(s) of {escape(model)}" + (" on one suite (same cases)" if suite else "")
-                + " · pass rate with its 95% Wilson interval · the fingerprint (the weights' sha256, or what the server "
-                "says is behind the model id) shows where the checkpoint changed · † measured on a busy machine · ≈ an "
-                "estimate</p>"
-                f"<div class=plots>{chart}{latency}</div><table id=trend><tr><th>#</th><th>run</th><th>started</th>"
-                "<th>pass rate</th><th>95% CI</th><th>latency mean</th><th>$ / success</th><th>weights</th></tr>"
-                f"{rows}</table>")
-        return _page(f"trend: {model}", body)
+        rows = [{"x": x, "run": run, "when": _when(run["created_at"]), "model": m,
+                 "weights": str((from_manifest((run["manifest"].get("models") or {}).get(model)) or {}).get("sha256")
+                                or "")[:12]} for x, (run, m) in zip(xs, points)]
+        return _page("view_trend.html.j2", f"trend: {model}", model=model, suite=suite, points=rows,
+                     charts={"trend": safe(chart), "latency": safe(latency)})
 
     async def bench_page(request: Request) -> Response:
         st = store()
         ids = [x for x in (request.query_params.get("ids") or "").split(",") if x]
-        benches = st.benches(limit=500)
-        rows = "".join(f"<tr><td><input type=checkbox name=b value='{escape(b['id'])}'></td><td>{escape(b['id'])}</td>"
-                       f"<td>{_when(b['created_at'])}</td><td>{escape(b['target'])}</td><td>{escape(b['mode'])}</td></tr>"
-                       for b in benches)
-        js = ("<script>document.getElementById('show').addEventListener('click',()=>{const p=[...document."
-              "querySelectorAll('input[name=b]:checked')].map(x=>x.value);if(p.length)location.href='/bench?ids='+"
-              "p.map(encodeURIComponent).join(',');});</script>")
-        charts = ""
+        benches = [{**b, "when": _when(b["created_at"])} for b in st.benches(limit=500)]
+        charts = None
         if ids:
             try:
                 chosen = [st.bench(i) for i in ids]
@@ -216,12 +175,10 @@ def create_view_app(store_path: str | Path, allowed_hosts: tuple[str, ...] = ())
                            if (lv[metric].get(key) if key else lv[metric]) is not None]
                     out[f"{b['id'][-6:]} {b['target'].split(' ')[0]}"] = pts
                 return out
-            charts = ("<div class=plots id=curves>" + line_chart("E2E p50", "level", series("e2e_ms", "p50"), "ms")
-                      + line_chart("TTFT p99", "level", series("ttft_ms", "p99"), "ms")
-                      + line_chart("Output tokens/s", "level", series("output_tps", None), "tokens/s") + "</div>")
-        body = (f"{charts}<p><button id=show>show the ticked load tests side by side</button></p><table id=benches>"
-                f"<tr><th></th><th>load test</th><th>started</th><th>target</th><th>loop</th></tr>{rows}</table>{js}")
-        return _page("load tests", body)
+            charts = {"e2e": safe(line_chart("E2E p50", "level", series("e2e_ms", "p50"), "ms")),
+                      "ttft": safe(line_chart("TTFT p99", "level", series("ttft_ms", "p99"), "ms")),
+                      "tps": safe(line_chart("Output tokens/s", "level", series("output_tps", None), "tokens/s"))}
+        return _page("view_bench.html.j2", "load tests", benches=benches, charts=charts)
 
     async def no_icon(request: Request) -> Response:
         return Response(status_code=204)  # browsers ask for one; there is none, and that is not an error
@@ -233,36 +190,6 @@ def create_view_app(store_path: str | Path, allowed_hosts: tuple[str, ...] = ())
                             Route("/compare", compare_page), Route("/trend", trend_page), Route("/bench", bench_page)],
                     exception_handlers={WeighbridgeError: store_failed})
     return _HostCheck(app, {h.lower().strip("[]") for h in (*LOOPBACK_HOSTS, *allowed_hosts)})
-
-
-def _trend_chart(xs: list[int], points: list[tuple[float, float, float]], width: int = 460, height: int = 260) -> str:
-    """Pass rate per run with its interval as a band: a real change moves the band, noise stays inside."""
-    left, right, top, bottom = 50, 20, 24, 40
-    pw, ph = width - left - right, height - top - bottom
-    xmax = max(xs[-1], 2)
-
-    def px(x: float) -> float:
-        return left + pw * (x - 1) / (xmax - 1)
-
-    def py(y: float) -> float:
-        return top + ph * (1 - y)
-
-    band = [f"{px(x):.1f},{py(hi):.1f}" for x, (_, _, hi) in zip(xs, points)] + \
-           [f"{px(x):.1f},{py(lo):.1f}" for x, (_, lo, _) in reversed(list(zip(xs, points)))]
-    line = " ".join(f"{px(x):.1f},{py(p):.1f}" for x, (p, _, _) in zip(xs, points))
-    parts = [f'<svg class=plot role=img aria-label="pass rate over runs" width="{width}" height="{height}" '
-             f'viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg" font-size="11" font-family="sans-serif">',
-             f'<text x="{left}" y="14" font-weight="bold">Pass rate over runs (95% CI)</text>',
-             f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#d0d7de"/>']
-    for i in range(6):
-        y = i / 5
-        parts.append(f'<text x="{left - 6}" y="{py(y) + 4:.1f}" text-anchor="end">{y:.0%}</text>')
-    parts.append(f'<polygon class=band points="{" ".join(band)}" fill="{COLORS[0]}" fill-opacity="0.15"/>'
-                 f'<polyline points="{line}" fill="none" stroke="{COLORS[0]}" stroke-width="2"/>')
-    parts += [f'<circle cx="{px(x):.1f}" cy="{py(p):.1f}" r="3" fill="{COLORS[0]}"><title>run {x}: {p:.1%} '
-              f'({lo:.1%}–{hi:.1%})</title></circle>' for x, (p, lo, hi) in zip(xs, points)]
-    parts.append(f'<text x="{left + pw / 2}" y="{height - 4}" text-anchor="middle">run (oldest → newest)</text></svg>')
-    return "".join(parts)
 
 
 __all__ = ["create_view_app"]
