@@ -24,9 +24,9 @@ import time
 from pathlib import Path
 
 from weighbridge.backends.base import Generation, Request, Timings
-from weighbridge.config import Config, ModelSpec
-from weighbridge.engine import Bakeoff
-from weighbridge.store import Store
+from weighbridge.core.config import Config, ModelSpec
+from weighbridge.eval.engine import Bakeoff
+from weighbridge.storage.store import Store
 
 from instant_server import instant_server  # bench/ sibling module
 

@@ -44,8 +44,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from instant_server import free_port, instant_server  # noqa: E402
 
 from weighbridge.bench.rawhttp import RawClient  # noqa: E402
-from weighbridge.procs import stop  # noqa: E402
-from weighbridge.stats import percentile  # noqa: E402
+from weighbridge.core.procs import stop  # noqa: E402
+from weighbridge.analysis.stats import percentile  # noqa: E402
 
 
 def _wait(url: str, proc: subprocess.Popen, what: str, timeout: float = 120) -> None:

@@ -19,7 +19,7 @@ import time
 import tracemalloc
 from pathlib import Path
 
-from weighbridge.hashing import sha256_file
+from weighbridge.core.hashing import sha256_file
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ import sys
 import textwrap
 from typing import Iterator
 
-from weighbridge.procs import stop
+from weighbridge.core.procs import stop
 
 SERVER = textwrap.dedent(r'''
     import asyncio, json, re, sys, time

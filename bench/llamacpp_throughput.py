@@ -24,10 +24,10 @@ import time
 from pathlib import Path
 
 from weighbridge.backends.bundled import resolve_bundled
-from weighbridge.config import Config, ModelSpec, SamplingParams
-from weighbridge.engine import Bakeoff
-from weighbridge.store import Store
-from weighbridge.summary import summarise_run
+from weighbridge.core.config import Config, ModelSpec, SamplingParams
+from weighbridge.eval.engine import Bakeoff
+from weighbridge.storage.store import Store
+from weighbridge.analysis.summary import summarise_run
 
 PROMPTS = [
     "Write a short story about a lighthouse keeper who finds a message in a bottle.",

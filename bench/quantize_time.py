@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from weighbridge.backends.bundled import resolve_bundled
-from weighbridge.quantize import parse_types, quantize
+from weighbridge.backends.quantize import parse_types, quantize
 
 
 def main() -> int:

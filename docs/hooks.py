@@ -2,10 +2,12 @@
 drift from the code), a page can embed a cheap command's real output with
 ``<!-- wb: ARGS -->`` (run as ``weighbridge ARGS`` in a 100-column terminal while the site builds),
 and every count a page states is written ``{{ count: WHAT }}`` and read from the code at build time
-(``COUNTS`` says which): a count typed by hand goes stale with the next entry or test."""
+(``COUNTS`` says which): a count typed by hand goes stale with the next entry or test. The package
+map (``<!-- layout -->``) is drawn from the source tree and each module's docstring likewise."""
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import shlex
@@ -15,6 +17,7 @@ from pathlib import Path
 
 _RUN = re.compile(r"^<!-- wb: (?P<args>.+?) -->$", re.M)
 _COUNT = re.compile(r"\{\{ count: (?P<what>[a-z-]+) \}\}")
+_LAYOUT = "<!-- layout -->"
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -28,6 +31,29 @@ def _cli_reference() -> str:
     body = get_docs_for_click(obj=command, ctx=typer.Context(command), name="weighbridge", title="CLI reference")
     return ("<!-- generated from the Typer app by docs/hooks.py at build time; do not edit -->\n"
             + body.replace("\n# CLI reference", "# CLI reference", 1))
+
+
+def _summary(path: Path) -> str:
+    """The first sentence of a module's docstring: what it holds, in its author's words."""
+    doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
+    first = " ".join(doc.split("\n\n")[0].split())
+    end = re.search(r"(?<=[a-z0-9)`'])\. ", first)
+    return first[: end.start() + 1] if end else first
+
+
+def _layout() -> str:
+    """Every package of src/weighbridge with its job and each module's, from the code itself."""
+    src = ROOT / "src" / "weighbridge"
+    lines = ["<!-- generated from the source tree by docs/hooks.py at build time; do not edit -->", "",
+             "| package | module | what it holds |", "|---|---|---|"]
+    packages = sorted(p.parent for p in src.rglob("__init__.py") if "__pycache__" not in p.parts)
+    for pkg in packages:
+        name = pkg.relative_to(src.parent).as_posix().replace("/", ".")
+        lines.append(f"| **{name}** | | {_summary(pkg / '__init__.py')} |")
+        for mod in sorted(pkg.glob("*.py")):
+            if mod.name != "__init__.py":
+                lines.append(f"| | `{mod.stem}` | {_summary(mod)} |")
+    return "\n".join(lines)
 
 
 def _run(args: str) -> str:
@@ -72,4 +98,6 @@ def on_page_read_source(page, config):  # noqa: ANN001 - mkdocs hook signature
 
 def on_page_markdown(markdown, page, config, files):  # noqa: ANN001 - mkdocs hook signature
     markdown = _COUNT.sub(lambda m: str(count(m.group("what"))), markdown)
+    if _LAYOUT in markdown:
+        markdown = markdown.replace(_LAYOUT, _layout())
     return _RUN.sub(lambda m: _run(m.group("args")), markdown)

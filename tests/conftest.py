@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from weighbridge.procs import stop
+from weighbridge.core.procs import stop
 
 ROOT = Path(__file__).resolve().parent.parent
 

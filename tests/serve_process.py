@@ -9,7 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 
-from weighbridge.procs import stop
+from weighbridge.core.procs import stop
 
 from .conftest import free_port
 from .test_gateway_faults import _wait_ready

@@ -4,8 +4,8 @@ from pathlib import Path
 import pytest
 
 from weighbridge.backends import Request, build_backend
-from weighbridge.config import ModelSpec, SamplingParams
-from weighbridge.errors import BackendUnavailable
+from weighbridge.core.config import ModelSpec, SamplingParams
+from weighbridge.core.errors import BackendUnavailable
 
 MATH = [{"role": "system", "content": "Answer with a number."}, {"role": "user", "content": "What is 2 + 2?"}]
 

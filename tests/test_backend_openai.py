@@ -4,8 +4,8 @@ import time
 import pytest
 
 from weighbridge.backends import Request, build_backend
-from weighbridge.config import ModelSpec
-from weighbridge.errors import BackendError, BackendUnavailable
+from weighbridge.core.config import ModelSpec
+from weighbridge.core.errors import BackendError, BackendUnavailable
 
 from .conftest import free_port
 from .fake_upstream import FakeUpstream, chunk, ok_stream

@@ -3,11 +3,11 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from weighbridge.bom import build_bom, validate_bom
+from weighbridge.catalog.bom import build_bom, validate_bom
 from weighbridge.cli import app
-from weighbridge.config import load_config
-from weighbridge.errors import WeighbridgeError
-from weighbridge.lock import write_lock
+from weighbridge.core.config import load_config
+from weighbridge.core.errors import WeighbridgeError
+from weighbridge.catalog.lock import write_lock
 
 from .conftest import write
 
@@ -32,7 +32,7 @@ def test_bom_validates_and_carries_hashes_and_licenses(tmp_path, smollm_path):
     assert comps["gemma"]["licenses"][0]["license"]["name"] == "Gemma Terms of Use"
     assert comps["qwen-served"]["licenses"][0]["license"]["id"] == "Apache-2.0"  # from the catalog entry
     assert "hashes" not in comps["qwen-served"]
-    from weighbridge.hashing import sha256_file
+    from weighbridge.core.hashing import sha256_file
     assert comps["smol"]["hashes"] == [{"alg": "SHA-256", "content": sha256_file(smollm_path)}]
     assert {"name": "weighbridge:hashes-from", "value": "files now"} in comps["smol"]["properties"]
     assert bom["dependencies"][0]["dependsOn"] == ["model:smol", "model:gemma", "model:qwen-served"]

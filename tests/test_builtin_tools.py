@@ -11,7 +11,7 @@ import yaml
 
 from weighbridge.backends.base import Generation
 from weighbridge.backends.toolcalls import make_call
-from weighbridge.judging import score_answer
+from weighbridge.eval.judging import score_answer
 from weighbridge.scorers import build_scorer
 from weighbridge.suites import load_suite
 

@@ -7,7 +7,7 @@ from weighbridge.catalog.catalog import FACT_FIELDS, ModelEntry, load_catalog
 from weighbridge.catalog.licenses import load_licenses
 from weighbridge.catalog.memory import GIB, estimate, parse_context, parse_size
 from weighbridge.cli import app
-from weighbridge.errors import WeighbridgeError
+from weighbridge.core.errors import WeighbridgeError
 
 runner = CliRunner()
 CAT = load_catalog()

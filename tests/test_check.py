@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from weighbridge.cli import app
-from weighbridge.compare import compare
+from weighbridge.analysis.compare import compare
 
 from .conftest import write
 

@@ -1,7 +1,7 @@
 import pytest
 
-from weighbridge.config import EXAMPLE_CONFIG, default_config, load_config
-from weighbridge.errors import ConfigError
+from weighbridge.core.config import EXAMPLE_CONFIG, default_config, load_config
+from weighbridge.core.errors import ConfigError
 
 from .conftest import write
 

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from weighbridge.cli import app as cli
-from weighbridge.store import Store
+from weighbridge.storage.store import Store
 
 from .conftest import write
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 import pytest
 
 from weighbridge.backends.base import Generation
-from weighbridge.deploy_cost import (ScenarioPricer, api_per_request, break_even, instances_for_peak,
+from weighbridge.pricing.deploy_cost import (ScenarioPricer, api_per_request, break_even, instances_for_peak,
                                      per_instance_monthly, self_hosted_monthly)
-from weighbridge.errors import ConfigError, WeighbridgeError
-from weighbridge.scenario import Option, PriceSheet, Scenario, load_scenario, shipped_prices
+from weighbridge.core.errors import ConfigError, WeighbridgeError
+from weighbridge.pricing.scenario import Option, PriceSheet, Scenario, load_scenario, shipped_prices
 from weighbridge.scorers import Score
-from weighbridge.store import Store
+from weighbridge.storage.store import Store
 
 from .conftest import write
 
@@ -204,7 +204,7 @@ def test_the_shipped_price_sheet_is_sourced_and_dated():
 
 
 def test_a_users_price_sheet_is_validated_like_a_config(tmp_path):
-    from weighbridge.scenario import load_prices
+    from weighbridge.pricing.scenario import load_prices
 
     bad = write(tmp_path / "prices.yaml", "sheet_date: '2026-12-01'\nlines:\n"
                 "  - {id: x/y, input_per_mtok: -1, output_per_mtok: 1, source: 'https://x', as_of: '2026-12-01'}\n")

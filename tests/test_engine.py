@@ -5,11 +5,11 @@ import time
 
 import pytest
 
-from weighbridge.config import load_config
-from weighbridge.engine import Bakeoff, run_bakeoff
-from weighbridge.errors import BackendUnavailable, WeighbridgeError
-from weighbridge.store import Store
-from weighbridge.summary import summarise_run
+from weighbridge.core.config import load_config
+from weighbridge.eval.engine import Bakeoff, run_bakeoff
+from weighbridge.core.errors import BackendUnavailable, WeighbridgeError
+from weighbridge.storage.store import Store
+from weighbridge.analysis.summary import summarise_run
 
 from .conftest import free_port, smol_project, write
 from .fake_upstream import FakeUpstream, ok_stream
@@ -169,8 +169,8 @@ def test_samples_repeat_each_case(tmp_path):
 
 
 def test_auto_schedule_keeps_local_models_apart_and_remote_ones_parallel():
-    from weighbridge.config import ModelSpec
-    from weighbridge.schedule import lanes
+    from weighbridge.core.config import ModelSpec
+    from weighbridge.eval.schedule import lanes
 
     specs = [ModelSpec(name="a", backend="llamacpp", bundled="x"),
              ModelSpec(name="b", backend="openai", base_url="http://127.0.0.1:8000/v1", model="m"),

@@ -220,7 +220,7 @@ def test_progress_rate_counts_from_the_first_finished_job(monkeypatch):
 
     from rich.console import Console
 
-    from weighbridge import progress as prog
+    from weighbridge.cli import progress as prog
 
     clock = [100.0]
     monkeypatch.setattr(prog.time, "monotonic", lambda: clock[0])

@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from weighbridge.cli import app
-from weighbridge.procs import stop
+from weighbridge.core.procs import stop
 
 from .conftest import _start_llama_server, free_port, write
 

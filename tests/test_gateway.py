@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from weighbridge.cli import app as cli
-from weighbridge.errors import ConfigError
+from weighbridge.core.errors import ConfigError
 from weighbridge.gateway.plan import load_plan
 
 from .conftest import free_port, write

@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from weighbridge.cli import app as cli
-from weighbridge.procs import stop
+from weighbridge.core.procs import stop
 
 from .conftest import free_port, write
 from .fake_upstream import FakeUpstream, chunk, ok_stream

@@ -93,7 +93,7 @@ def test_two_processes_share_one_budget_and_one_rate_limit(shared_plan):
 
 
 def test_shared_state_needs_redis_and_fails_closed_without_it(tmp_path, postgres_url, llama_server):
-    from weighbridge.errors import ConfigError
+    from weighbridge.core.errors import ConfigError
     from weighbridge.gateway.plan import load_plan
 
     base = f"routes:\n  chat:\n    upstreams: [{{name: s, base_url: '{llama_server}', model: smollm2}}]\n"

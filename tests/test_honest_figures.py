@@ -35,7 +35,7 @@ def test_hardware_cost_on_a_throttled_server_is_price_times_summed_latency(llama
     assert r.exit_code == 0, r.output
     data = json.loads((tmp_path / "r.json").read_text())
     m = data["models"][0]
-    from weighbridge.store import Store
+    from weighbridge.storage.store import Store
 
     latencies = [g.generation.latency_ms for g in Store(tmp_path / "wb.db").generations(data["run_id"])]
     assert len(latencies) == 2
@@ -102,7 +102,7 @@ def test_tables_off_a_terminal_are_not_folded_at_80_columns(tmp_path, monkeypatc
 
 
 def test_a_scorer_with_nothing_to_compare_is_refused_at_load(tmp_path):
-    from weighbridge.errors import ConfigError
+    from weighbridge.core.errors import ConfigError
     from weighbridge.suites import load_suite
 
     write(tmp_path / "s.csv", "id,prompt,scorer\nq1,What is 2+2?,exact\nq2,Capital of France?,contains\n")
@@ -204,7 +204,7 @@ def test_the_bench_command_cost_advises_runs_as_printed(llama_server, tmp_path, 
 
 
 def test_bom_records_the_profile_its_verdicts_were_judged_under(tmp_path):
-    from weighbridge.hashing import stable_hash
+    from weighbridge.core.hashing import stable_hash
 
     cfg = write(tmp_path / "weighbridge.yaml", "models:\n  - {name: q, backend: openai, base_url: 'http://127.0.0.1:1/v1', "
                                                "model: q, catalog_id: qwen2.5-72b-instruct}\nsuites: [x.yaml]\n")
@@ -246,7 +246,7 @@ def test_a_price_source_is_a_link_only_when_it_is_a_web_address():
 
 
 def test_a_model_with_bundled_or_path_needs_no_backend(tmp_path):
-    from weighbridge.config import load_config
+    from weighbridge.core.config import load_config
 
     cfg = load_config(write(tmp_path / "weighbridge.yaml", "models:\n  - {name: a, bundled: smollm2-135m}\n"
                                                            "  - {name: b, path: m.gguf}\n"
@@ -317,9 +317,9 @@ def test_llama_cpp_threads_default_to_the_cpus_the_process_may_use():
     import sys
 
     code = ("import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})\n"
-            "from weighbridge.contention import default_threads, usable_cpus\n"
+            "from weighbridge.core.contention import default_threads, usable_cpus\n"
             "from weighbridge.backends.llamacpp import LlamaCppBackend\n"
-            "from weighbridge.config import ModelSpec\n"
+            "from weighbridge.core.config import ModelSpec\n"
             "b = LlamaCppBackend(ModelSpec(name='s', bundled='smollm2-135m'))\n"
             "print(usable_cpus(), default_threads(), b.n_threads, os.cpu_count())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
@@ -347,8 +347,8 @@ def test_a_named_tokenizer_counts_a_served_models_prompt_tokens(llama_server, tm
 def test_lock_paths_are_relative_to_the_lockfile(tmp_path, smollm_path):
     import shutil
 
-    from weighbridge.config import load_config
-    from weighbridge.lock import write_lock
+    from weighbridge.core.config import load_config
+    from weighbridge.catalog.lock import write_lock
 
     (tmp_path / "models").mkdir()
     shutil.copy(smollm_path, tmp_path / "models" / "m.gguf")

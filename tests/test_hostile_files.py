@@ -179,7 +179,7 @@ def test_the_renderer_bounds_time_memory_and_output_and_reports_a_templates_own_
 def test_the_renderer_renders_exactly_as_llama_cpp_python_does(smollm_path):
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-    from weighbridge.gguf import read_metadata
+    from weighbridge.core.gguf import read_metadata
 
     tmpl = read_metadata(smollm_path)["tokenizer.chat_template"]
     msgs = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi <b>&</b> ünï"},

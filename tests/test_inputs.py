@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from weighbridge.cli import app
-from weighbridge.errors import ConfigError
+from weighbridge.core.errors import ConfigError
 from weighbridge.suites import load_suite
 
 from .conftest import write

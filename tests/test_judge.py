@@ -5,13 +5,13 @@ import pytest
 from typer.testing import CliRunner
 
 from weighbridge.cli import app
-from weighbridge.config import load_config
-from weighbridge.engine import run_bakeoff
-from weighbridge.rescore import rescore_run
-from weighbridge.errors import ConfigError
+from weighbridge.core.config import load_config
+from weighbridge.eval.engine import run_bakeoff
+from weighbridge.eval.rescore import rescore_run
+from weighbridge.core.errors import ConfigError
 from weighbridge.scorers.judge import pairwise
-from weighbridge.store import Store
-from weighbridge.summary import summarise_run
+from weighbridge.storage.store import Store
+from weighbridge.analysis.summary import summarise_run
 
 from .conftest import write
 from .fake_upstream import FakeUpstream, chunk

@@ -11,9 +11,9 @@ from weighbridge.catalog import Profile, load_licenses
 from weighbridge.catalog.check import check
 from weighbridge.catalog.identify import identify_hf_folder
 from weighbridge.cli import app
-from weighbridge.config import load_config
-from weighbridge.hashing import license_fingerprint, license_words
-from weighbridge.lock import lock_path, read_lock, verify, write_lock
+from weighbridge.core.config import load_config
+from weighbridge.core.hashing import license_fingerprint, license_words
+from weighbridge.catalog.lock import lock_path, read_lock, verify, write_lock
 
 BOOK = load_licenses()
 runner = CliRunner()

@@ -11,7 +11,7 @@ from weighbridge.catalog.check import check
 from weighbridge.catalog.identify import identify_hf_folder
 from weighbridge.catalog.licenses import verdict_for
 from weighbridge.cli import app
-from weighbridge.config import default_config, load_config
+from weighbridge.core.config import default_config, load_config
 
 from .conftest import write
 

@@ -8,12 +8,12 @@ import pytest
 from typer.testing import CliRunner
 
 from weighbridge.cli import app
-from weighbridge.config import load_config
-from weighbridge.engine import run_bakeoff
-from weighbridge.errors import BackendUnavailable
-from weighbridge.hashing import sha256_file
-from weighbridge.lock import LockError, model_files, read_lock, verify, write_lock
-from weighbridge.store import Store
+from weighbridge.core.config import load_config
+from weighbridge.eval.engine import run_bakeoff
+from weighbridge.core.errors import BackendUnavailable
+from weighbridge.core.hashing import sha256_file
+from weighbridge.catalog.lock import LockError, model_files, read_lock, verify, write_lock
+from weighbridge.storage.store import Store
 
 from .conftest import write
 

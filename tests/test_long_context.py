@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from weighbridge.errors import ConfigError
+from weighbridge.core.errors import ConfigError
 from weighbridge.suites import load_suite
 from weighbridge.suites.longcontext import generate, parse_options
 
@@ -48,8 +48,8 @@ def test_lengths_beyond_a_models_context_are_not_run_and_the_grid_shows_them(tmp
     from typer.testing import CliRunner
 
     from weighbridge.cli import app as cli
-    from weighbridge.store import Store
-    from weighbridge.summary import summarise_run
+    from weighbridge.storage.store import Store
+    from weighbridge.analysis.summary import summarise_run
 
     from .conftest import write
 

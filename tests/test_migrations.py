@@ -13,9 +13,9 @@ from weighbridge.cli import app as cli
 from weighbridge.gateway import state
 from weighbridge.gateway.audit import HEAD_SCHEMA, LOG_SCHEMA, PostgresAuditSink, PostgresHead
 from weighbridge.gateway.shared import PG_SCHEMA, PgKeys
-from weighbridge.migrations import TABLE, SchemaTooNew, statements
-from weighbridge.store import Store
-from weighbridge.store_schema import MIGRATIONS
+from weighbridge.storage.migrations import TABLE, SchemaTooNew, statements
+from weighbridge.storage.store import Store
+from weighbridge.storage.store_schema import MIGRATIONS
 
 from .conftest import write
 
@@ -80,8 +80,8 @@ def test_a_read_only_store_at_the_latest_schema_still_opens(tmp_path):
     p = tmp_path / "s.db"
     Store(p).close()
     ro = sqlite3.connect(f"file:{p}?mode=ro", uri=True, isolation_level=None)
-    from weighbridge.migrations import migrate_sqlite
-    from weighbridge.store import SCHEMA
+    from weighbridge.storage.migrations import migrate_sqlite
+    from weighbridge.storage.store import SCHEMA
 
     assert migrate_sqlite(ro, SCHEMA, str(p)) == len(MIGRATIONS)  # read, never written
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from weighbridge.net import binds_loopback_only, url_is_this_machine
+from weighbridge.core.net import binds_loopback_only, url_is_this_machine
 
 
 @pytest.mark.parametrize("url,here", [("http://127.0.0.1:8000/v1", True), ("http://localhost/v1", True),

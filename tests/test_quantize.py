@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from weighbridge.backends.bundled import resolve_bundled
 from weighbridge.cli import app as cli
-from weighbridge.hashing import sha256_file
+from weighbridge.core.hashing import sha256_file
 
 from .conftest import write
 

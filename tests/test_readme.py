@@ -72,7 +72,7 @@ def test_every_example_file_the_readme_uses_loads():
     import yaml
 
     from weighbridge.catalog import load_profile
-    from weighbridge.config import load_config
+    from weighbridge.core.config import load_config
     from weighbridge.gateway.plan import load_plan
     from weighbridge.suites import load_suite, load_suites
 

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from weighbridge.backends.base import Generation
-from weighbridge.compare import outcomes_from_run
+from weighbridge.analysis.compare import outcomes_from_run
 from weighbridge.report.html import write_html
 from weighbridge.scorers import Score
-from weighbridge.store import Store
-from weighbridge.summary import summarise_run
+from weighbridge.storage.store import Store
+from weighbridge.analysis.summary import summarise_run
 
 ARTIFACTS = Path(os.environ.get("WEIGHBRIDGE_ARTIFACTS", Path(__file__).parent.parent / "test-artifacts"))
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
@@ -138,9 +138,9 @@ def test_report_with_5000_generations_loads_and_filters(browser, tmp_path):
 
 
 def test_cost_page_renders_the_chart_and_the_bench_levels_it_used(browser, tmp_path):
-    from weighbridge.deploy_cost import ScenarioPricer
+    from weighbridge.pricing.deploy_cost import ScenarioPricer
     from weighbridge.report.cost_report import write_cost_html
-    from weighbridge.scenario import load_scenario
+    from weighbridge.pricing.scenario import load_scenario
 
     from .conftest import write
     from .test_cost_scenario import PRICES, SCENARIO, _store_with_runs

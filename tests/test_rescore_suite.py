@@ -6,7 +6,7 @@ from __future__ import annotations
 from typer.testing import CliRunner
 
 from weighbridge.cli import app as cli
-from weighbridge.store import Store
+from weighbridge.storage.store import Store
 
 from .conftest import write
 

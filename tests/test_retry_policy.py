@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from weighbridge.backends import Request, build_backend
-from weighbridge.config import ModelSpec
+from weighbridge.core.config import ModelSpec
 from weighbridge.wire.retry import MAX_RETRY_AFTER_S, backoff, retry_after, retryable
 
 from .conftest import write

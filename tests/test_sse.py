@@ -79,7 +79,7 @@ WORDS = ["Hel", "lo", " wor", "ld"]
 @pytest.mark.parametrize("eol", ["\r\n", "\r"], ids=["CRLF", "CR"])
 def test_fake_upstream_crlf_stream_reaches_the_openai_backend_whole(eol):
     from weighbridge.backends import Request, build_backend
-    from weighbridge.config import ModelSpec
+    from weighbridge.core.config import ModelSpec
 
     with FakeUpstream(lambda h, b, n: ok_stream(h, WORDS), eol=eol, split_eol=True) as up:
         b = build_backend(ModelSpec(name="m", backend="openai", base_url=up.base_url, model="fake-model"))

@@ -1,4 +1,4 @@
-from weighbridge.stats import mean, percentile, wilson_interval
+from weighbridge.analysis.stats import mean, percentile, wilson_interval
 
 
 def test_wilson_matches_published_values():
@@ -31,7 +31,7 @@ def test_mcnemar_score_test_and_tango_interval_match_published_examples():
     Tango's score interval for Δ, against worked examples in the literature."""
     import math
 
-    from weighbridge.stats import mcnemar_score_p, tango_interval
+    from weighbridge.analysis.stats import mcnemar_score_p, tango_interval
 
     # Agresti, An Introduction to Categorical Data Analysis: presidential approval of 1,600 people,
     # 150 approved only at the first survey, 86 only at the second: z = −4.17
@@ -52,7 +52,7 @@ def test_mcnemar_score_test_and_tango_interval_match_published_examples():
 
 
 def test_the_interval_excludes_zero_exactly_when_the_test_rejects():
-    from weighbridge.stats import mcnemar_score_p, tango_interval
+    from weighbridge.analysis.stats import mcnemar_score_p, tango_interval
 
     # the example that made the old pair disagree: 48 pairs, 4 discordant, all one way. The bootstrap
     # interval excluded 0 while McNemar's exact p was 0.125; now both say "significant" or neither
@@ -72,7 +72,7 @@ def test_the_interval_excludes_zero_exactly_when_the_test_rejects():
 
 
 def test_paired_bootstrap_fixed_seed_and_degenerate_cases():
-    from weighbridge.stats import paired_bootstrap
+    from weighbridge.analysis.stats import paired_bootstrap
     a = [0, 1, 1, 0, 1, 1, 1, 0, 1, 1]
     b = [1, 1, 1, 0, 1, 0, 1, 1, 1, 1]
     d1 = paired_bootstrap(a, b, seed=7)
@@ -85,7 +85,7 @@ def test_paired_bootstrap_fixed_seed_and_degenerate_cases():
 
 
 def test_pass_at_k_known_values():
-    from weighbridge.stats import pass_at_k
+    from weighbridge.analysis.stats import pass_at_k
     assert pass_at_k(5, 0, 1) == 0.0 and pass_at_k(5, 5, 1) == 1.0
     assert pass_at_k(5, 2, 1) == 0.4           # pass@1 is the plain pass rate
     assert pass_at_k(5, 2, 5) == 1.0           # one of the five passed

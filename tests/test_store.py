@@ -3,10 +3,10 @@ import sqlite3
 import pytest
 
 from weighbridge.backends.base import Generation
-from weighbridge.errors import WeighbridgeError
+from weighbridge.core.errors import WeighbridgeError
 from weighbridge.scorers import Score
-from weighbridge.store import Store
-from weighbridge.store_schema import MIGRATIONS
+from weighbridge.storage.store import Store
+from weighbridge.storage.store_schema import MIGRATIONS
 
 
 def gen(text="hi"):

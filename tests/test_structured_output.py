@@ -10,8 +10,8 @@ import json
 import pytest
 
 from weighbridge.backends.base import Request
-from weighbridge.config import ModelSpec
-from weighbridge.jobs import build_request, structured_format
+from weighbridge.core.config import ModelSpec
+from weighbridge.eval.jobs import build_request, structured_format
 from weighbridge.suites import load_suite
 
 DATE = {"type": "object", "properties": {"date": {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}$"}},

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from weighbridge.errors import ConfigError
+from weighbridge.core.errors import ConfigError
 from weighbridge.scorers import build_scorer
 from weighbridge.suites import load_suite, load_suites
 

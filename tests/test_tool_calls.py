@@ -145,7 +145,7 @@ def test_stream_deltas_are_assembled_by_index():
 
 def test_fake_upstream_openai_backend_sends_tools_and_streams_calls(tmp_path):
     from weighbridge.backends.openai import OpenAIBackend
-    from weighbridge.config import ModelSpec
+    from weighbridge.core.config import ModelSpec
 
     from .fake_upstream import FakeUpstream
 
@@ -182,8 +182,8 @@ def test_fake_upstream_openai_backend_sends_tools_and_streams_calls(tmp_path):
 # -- cases --------------------------------------------------------------------------------------
 
 def test_cases_declare_tools_and_histories_with_calls_and_results(tmp_path):
-    from weighbridge.jobs import build_request
-    from weighbridge.config import ModelSpec
+    from weighbridge.eval.jobs import build_request
+    from weighbridge.core.config import ModelSpec
     from weighbridge.suites.loader import load_suite
 
     from .conftest import write
@@ -209,7 +209,7 @@ cases:
     assert req.messages[2] == {"role": "tool", "content": '{"temp_c": 21}', "tool_call_id": "c1"}
     bad = write(tmp_path / "bad.yaml", "cases:\n  - id: x\n    tools: [{type: function, function: {name: 'a b'}}]\n"
                                        "    prompt: hi\n    expected: none\n    scorers: [tool_call]\n")
-    from weighbridge.errors import ConfigError
+    from weighbridge.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="letters, digits"):
         load_suite(str(bad))
@@ -220,7 +220,7 @@ cases:
 @pytest.fixture(scope="module")
 def qwen():
     from weighbridge.backends.llamacpp import LlamaCppBackend
-    from weighbridge.config import ModelSpec
+    from weighbridge.core.config import ModelSpec
 
     spec = ModelSpec(name="qwen", backend="llamacpp", bundled="qwen2.5-coder-0.5b", n_ctx=2048,
                      params={"max_tokens": 96})
@@ -238,8 +238,8 @@ def test_bundled_qwen_calls_a_tool_in_process(qwen):
 
 def test_a_model_without_a_tool_template_says_so():
     from weighbridge.backends.llamacpp import LlamaCppBackend
-    from weighbridge.config import ModelSpec
-    from weighbridge.errors import BackendError
+    from weighbridge.core.config import ModelSpec
+    from weighbridge.core.errors import BackendError
 
     gemma = LlamaCppBackend(ModelSpec(name="gemma", backend="llamacpp", bundled="gemma3-270m", mode="completion",
                                       n_ctx=512))
@@ -251,7 +251,7 @@ def test_bundled_qwen_calls_tools_through_llama_cpp_server(qwen_server):
     """llama-cpp-python's server renders the tools with the GGUF's template but parses no calls: the
     openai backend reads them from the text, so the scorer sees the same data either way."""
     from weighbridge.backends.openai import OpenAIBackend
-    from weighbridge.config import ModelSpec
+    from weighbridge.core.config import ModelSpec
 
     backend = OpenAIBackend(ModelSpec(name="qwen-server", backend="openai", base_url=qwen_server, model="qwen"))
 
@@ -274,8 +274,8 @@ def test_tool_cases_are_not_run_for_a_model_without_tool_support_and_say_why(tmp
     from typer.testing import CliRunner
 
     from weighbridge.cli import app as cli
-    from weighbridge.store import Store
-    from weighbridge.summary import summarise_run
+    from weighbridge.storage.store import Store
+    from weighbridge.analysis.summary import summarise_run
 
     from .conftest import write
 

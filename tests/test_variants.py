@@ -11,11 +11,11 @@ import pytest
 from typer.testing import CliRunner
 
 from weighbridge.cli import app as cli
-from weighbridge.compare import Comparison
-from weighbridge.config import load_config
-from weighbridge.errors import ConfigError
-from weighbridge.memprobe import mapped_rss
-from weighbridge.variants import verdict
+from weighbridge.analysis.compare import Comparison
+from weighbridge.core.config import load_config
+from weighbridge.core.errors import ConfigError
+from weighbridge.backends.memprobe import mapped_rss
+from weighbridge.analysis.variants import verdict
 
 from .conftest import write
 
@@ -114,7 +114,7 @@ def test_quantised_smollm2_variants_are_baked_off_against_the_reference(tmp_path
         c = rows[name]["comparison"]
         assert c["pairs"] == 6 and c["baseline_label"] == "smollm2@Q4_1"
         broken, fixed = len(c["broken"]), len(c["fixed"])
-        from weighbridge.stats import mcnemar_score_p, tango_interval
+        from weighbridge.analysis.stats import mcnemar_score_p, tango_interval
         assert c["p_value"] == mcnemar_score_p(broken, fixed)  # the p shown is the test of these flips
         assert c["delta_ci95"] == list(tango_interval(broken, fixed, 6))  # and the interval inverts the same test
         assert rows[name]["verdict"] in ("within margin", "not shown", "worse")
@@ -160,7 +160,7 @@ def test_a_lora_variant_runs_with_its_adapter_and_is_told_apart(tmp_path, monkey
     r = runner.invoke(cli, ["bakeoff", "--json", "out.json"])
     assert r.exit_code == 0, r.output
     data = json.loads((tmp_path / "out.json").read_text())
-    from weighbridge.store import Store
+    from weighbridge.storage.store import Store
 
     st = Store(tmp_path / "weighbridge.db")
     texts = {(g.model, g.case_id): g.generation.text for g in st.generations(st.latest_run())}

@@ -15,8 +15,8 @@ import pytest
 from typer.testing import CliRunner
 
 from weighbridge.cli import app as cli
-from weighbridge.compare import compare, outcomes_from_run
-from weighbridge.store import Store
+from weighbridge.analysis.compare import compare, outcomes_from_run
+from weighbridge.storage.store import Store
 
 from .conftest import free_port
 from .test_report_browser import ARTIFACTS, browser, make_run, severe_logs  # noqa: F401 - browser is a fixture

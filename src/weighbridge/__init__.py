@@ -7,7 +7,7 @@ try:
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0+unknown"
 
-from .errors import (
+from .core.errors import (
     BackendError,
     BackendUnavailable,
     ConfigError,

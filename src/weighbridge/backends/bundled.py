@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..errors import BackendUnavailable, WeighbridgeError
+from ..core.errors import BackendUnavailable, WeighbridgeError
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,7 @@ def _qwen_coder() -> Path:
 
 
 def _sha256_of(path: Path) -> str:
-    from ..hashing import sha256_file
+    from ..core.hashing import sha256_file
 
     return sha256_file(path)
 

@@ -26,8 +26,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import WeighbridgeError
-from ..procs import die_with_parent
+from ..core.errors import WeighbridgeError
+from ..core.procs import die_with_parent
 
 TIMEOUT_S = 10.0
 MAX_BYTES = 16 << 20  # the rendered prompt; no context window holds more

@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
-from ..hashing import stable_hash
+from ..core.hashing import stable_hash
 
 GetJson = Callable[[str], Awaitable[Any]]
 PostJson = Callable[[str, dict[str, Any]], Awaitable[Any]]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..errors import BackendError
+from ..core.errors import BackendError
 from .llama_runtime import quiet_stderr
 
 

@@ -14,9 +14,9 @@ from importlib.metadata import version as pkg_version
 from pathlib import Path
 from typing import Any
 
-from ..errors import BackendError, BackendUnavailable
-from ..gguf import GGUFError, read_metadata
-from ..hashing import cached_sha256, sha256_file, sha256_text
+from ..core.errors import BackendError, BackendUnavailable
+from ..core.gguf import GGUFError, read_metadata
+from ..core.hashing import cached_sha256, sha256_file, sha256_text
 from . import toolcalls
 from .base import BackendBase, Generation, Request, Timings
 from .bundled import resolve_bundled
@@ -45,7 +45,7 @@ class LlamaCppBackend(BackendBase):
         self.calls = 0
         self.load_seconds: float | None = None
         self.memory: Any = None  # memprobe.ModelMemory once loaded
-        from ..contention import default_threads
+        from ..core.contention import default_threads
 
         self.n_threads: int = spec.n_threads or default_threads()
 
@@ -179,7 +179,7 @@ class LlamaCppBackend(BackendBase):
                 actual = sha256_file(self.path)
                 if actual != self.expected_sha256:
                     raise self._lock_mismatch(actual)
-            from ..memprobe import ModelMemory
+            from .memprobe import ModelMemory
 
             files = [self.path] + ([self.lora] if self.lora is not None else [])
             self.memory = ModelMemory(files)

@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 
 from .. import __version__
-from ..errors import BackendError, BackendUnavailable
-from ..scrub import scrub, secret_env
+from ..core.errors import BackendError, BackendUnavailable
+from ..core.scrub import scrub, secret_env
 from . import servers, toolcalls
 from .fingerprint import Fingerprint, read_fingerprint
 from .token_count import GGUFTokenCounter, ServerTokenCounter

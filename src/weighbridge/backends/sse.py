@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, AsyncIterator
 
-from ..errors import BackendError
+from ..core.errors import BackendError
 from ..wire.openai import MalformedResponse, loads
 from ..wire.sse import SSEDecoder, SSEError
 

@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from ..errors import BackendUnavailable
+from ..core.errors import BackendUnavailable
 from .base import Request
 
 

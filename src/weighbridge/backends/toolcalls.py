@@ -19,11 +19,13 @@ import json
 import re
 from typing import Any
 
+from ..core.types import ToolCall
+
 _HERMES = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|\Z)", re.DOTALL)
 _FENCED = re.compile(r"^```[A-Za-z]*\s*\n?(.*?)\n?```$", re.DOTALL)
 
 
-def make_call(call_id: str | None, name: str, raw: Any) -> dict[str, Any]:
+def make_call(call_id: str | None, name: str, raw: Any) -> ToolCall:
     """One call from a name and its arguments (a JSON string as servers send them, or an object)."""
     if not isinstance(raw, str):
         raw = json.dumps(raw, ensure_ascii=False)
@@ -38,13 +40,13 @@ def make_call(call_id: str | None, name: str, raw: Any) -> dict[str, Any]:
     return {"id": call_id, "name": name, "arguments": args, "raw": raw, "error": error}
 
 
-def calls_from_slots(slots: dict[int, dict[str, str]]) -> list[dict[str, Any]]:
+def calls_from_slots(slots: dict[int, dict[str, str]]) -> list[ToolCall]:
     """Streamed calls as the stream accumulator put them together (``wire.openai.Accumulator.slots``),
     in index order, in the one call shape."""
     return [make_call(s["id"] or f"call_{i}", s["name"], s["arguments"]) for i, s in sorted(slots.items())]
 
 
-def _call_objects(value: Any, names: set[str]) -> list[dict[str, Any]] | None:
+def _call_objects(value: Any, names: set[str]) -> list[ToolCall] | None:
     items = value if isinstance(value, list) else [value]
     if not items or not all(isinstance(x, dict) and isinstance(x.get("name"), str) for x in items):
         return None
@@ -53,12 +55,12 @@ def _call_objects(value: Any, names: set[str]) -> list[dict[str, Any]] | None:
     return [make_call(f"call_{i}", x["name"], x.get("arguments", x.get("parameters", {}))) for i, x in enumerate(items)]
 
 
-def from_text(text: str, offered: list[dict[str, Any]] | None) -> tuple[str, list[dict[str, Any]]]:
+def from_text(text: str, offered: list[dict[str, Any]] | None) -> tuple[str, list[ToolCall]]:
     """(the text left once calls are taken out, the calls) from a model that writes calls as text."""
     names = {str((t.get("function") or {}).get("name")) for t in offered or [] if isinstance(t, dict)}
     blocks = _HERMES.findall(text)
     if blocks:
-        calls = []
+        calls: list[ToolCall] = []
         for i, block in enumerate(blocks):
             try:
                 obj = json.loads(block)

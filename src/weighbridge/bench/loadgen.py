@@ -16,11 +16,11 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ..errors import BackendError
+from ..core.errors import BackendError
 from ..wire.http import UpstreamError
 from ..wire.openai import Accumulator, MalformedResponse, loads, parse_chunk
 from ..wire.sse import SSEDecoder, SSEError
-from ..contention import LoadSampler
+from ..core.contention import LoadSampler
 from .metrics import SLO, LevelResult, RequestRecord, summarise_level
 from .rawhttp import HTTPStatusError, RawClient
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..stats import percentile
+from ..analysis.stats import percentile
 
 DEFINITIONS = {
     "ttft": "time to first token: request sent → first SSE event carrying generated content (text, reasoning or "
@@ -144,7 +144,7 @@ class LevelResult:
 
     @property
     def busy(self) -> str | None:
-        from ..contention import busy_note
+        from ..core.contention import busy_note
 
         return busy_note(self.contention)
 

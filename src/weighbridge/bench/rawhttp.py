@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import AsyncIterator, Callable
 from urllib.parse import urlsplit
 
-from ..errors import WeighbridgeError
+from ..core.errors import WeighbridgeError
 from ..wire.http import Pool
 
 

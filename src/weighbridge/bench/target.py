@@ -17,9 +17,9 @@ from typing import Callable, Iterator
 import httpx
 
 from ..backends.bundled import BUNDLED, resolve_bundled
-from ..config import Config
-from ..errors import WeighbridgeError
-from ..procs import die_with_parent, stop
+from ..core.config import Config
+from ..core.errors import WeighbridgeError
+from ..core.procs import die_with_parent, stop
 from .loadgen import Target
 
 
@@ -39,7 +39,7 @@ def local_server(gguf: Path, alias: str, n_ctx: int = 2048, threads: int | None 
            "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx),
            # by default this server cuts off a running stream when a new request arrives; queue them instead
            "--interrupt_requests", "False"]
-    from ..contention import default_threads
+    from ..core.contention import default_threads
 
     cmd += ["--n_threads", str(threads or default_threads())]  # never more than the CPUs it may use
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)

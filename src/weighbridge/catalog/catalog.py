@@ -13,8 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ..errors import ConfigError
-from ..yamlsource import load_yaml, validation_error
+from ..core.errors import ConfigError
+from ..core.yamlsource import load_yaml, validation_error
 
 CATALOG_AS_OF = "2026-11-23"
 FACT_FIELDS = {"release_date", "params_total_b", "params_active_b", "context_length", "license", "kv", "architecture"}

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from ..backends.bundled import BUNDLED, resolve_bundled
-from ..config import Config, ModelSpec
-from ..errors import BackendUnavailable, WeighbridgeError
+from ..core.config import Config, ModelSpec
+from ..core.errors import BackendUnavailable, WeighbridgeError
 from .catalog import load_catalog
 from .identify import Identity, identify_path
 from .licenses import LicenseBook, Verdict, load_licenses, verdict_for

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..config import Config, ModelSpec
+from ..core.config import Config, ModelSpec
 
 
 _FAMILIES = ("qwen", "qwq", "llama", "deepseek", "glm", "kimi", "minimax", "mistral", "gemma", "gpt-oss", "phi",

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from ..gguf import GGUFError, read_metadata
+from ..core.gguf import GGUFError, read_metadata
 from .licenses import License, LicenseBook
 
 

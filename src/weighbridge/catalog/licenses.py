@@ -15,9 +15,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ..errors import ConfigError
-from ..hashing import license_fingerprint, sha256_text
-from ..yamlsource import load_yaml, validation_error
+from ..core.errors import ConfigError
+from ..core.hashing import license_fingerprint, sha256_text
+from ..core.yamlsource import load_yaml, validation_error
 from .profile import Profile
 
 Effect = Literal["not_allowed", "needs_review", "duty", "info"]

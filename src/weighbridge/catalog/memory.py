@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ..errors import WeighbridgeError
+from ..core.errors import WeighbridgeError
 from .catalog import ModelEntry
 
 GIB = 1024**3

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..yamlsource import load_yaml, validation_error
+from ..core.yamlsource import load_yaml, validation_error
 
 
 class Profile(BaseModel):

@@ -45,7 +45,7 @@ def run() -> None:
     """The console script: the Typer app with word metavars. A WeighbridgeError no command caught
     itself (a damaged store found deep in a report, say) is still one line and exit 2, never a
     traceback."""
-    from ..errors import WeighbridgeError
+    from ..core.errors import WeighbridgeError
     from .common import _fail
 
     try:

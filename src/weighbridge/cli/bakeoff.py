@@ -14,8 +14,8 @@ from rich.table import Table
 
 from ..report.jsonreport import dumps as dumps_json
 from ..report.safe import term
-from ..config import EXAMPLE_CONFIG, Config
-from ..errors import WeighbridgeError
+from ..core.config import EXAMPLE_CONFIG, Config
+from ..core.errors import WeighbridgeError
 
 from ..report.tables import keep_ids_whole
 from .common import _bakeoff_command, _config, _fail, _scenario, _sigterm_as_interrupt, _store_path, app, console, err_console
@@ -25,7 +25,7 @@ from .common import _bakeoff_command, _config, _fail, _scenario, _sigterm_as_int
 def init(path: Path = typer.Argument(Path("weighbridge.yaml"), help="Where to write the example config."),
          force: bool = typer.Option(False, "--force", help="Overwrite an existing file.")) -> None:
     """Write a commented example weighbridge.yaml (bundled models, starter suite)."""
-    from ..files import write_atomic
+    from ..core.files import write_atomic
 
     if path.exists() and not force:
         raise _fail(WeighbridgeError(f"{path} exists; pass --force to overwrite it"))
@@ -38,12 +38,12 @@ def _run_and_report(cfg: Config, *, store: Optional[Path], report: Optional[Path
     """Run a bakeoff with live progress, print its table and write its HTML report; return the summary.
     ``command`` is how this bakeoff was asked for (``-c``, ``--store``, ``-m``): an interrupted run
     prints it back with ``--resume --run ID``, so following the hint continues this very run."""
-    from ..engine import run_bakeoff
-    from ..progress import BakeoffProgress
+    from ..eval.engine import run_bakeoff
+    from .progress import BakeoffProgress
     from ..report.html import write_html
     from ..report.terminal import render
-    from ..store import Store
-    from ..summary import summarise_run
+    from ..storage.store import Store
+    from ..analysis.summary import summarise_run
 
     store_path = _store_path(cfg, store)
     progress = BakeoffProgress(console)
@@ -89,9 +89,9 @@ def _run_and_report(cfg: Config, *, store: Optional[Path], report: Optional[Path
 def _scenario_section(scenario: Any, st: Any, run_id: str, prices: Optional[Path] = None) -> str:
     """The bakeoff report's cost section for a scenario; a problem pricing it is printed, not fatal:
     the run and its report stand without it."""
-    from ..deploy_cost import ScenarioPricer
+    from ..pricing.deploy_cost import ScenarioPricer
     from ..report.cost_report import cost_section
-    from ..scenario import load_prices, merged_prices
+    from ..pricing.scenario import load_prices, merged_prices
 
     try:
         pricer = ScenarioPricer(scenario, st, merged_prices(load_prices(prices), scenario), default_run=run_id)
@@ -177,11 +177,11 @@ def check(
     differs from the baseline's."""
 
     from ..backends.fingerprint import Fingerprint, changed, from_manifest
-    from ..compare import (compare, fingerprints_from_file, fingerprints_from_run, outcomes_from_file,
+    from ..analysis.compare import (compare, fingerprints_from_file, fingerprints_from_run, outcomes_from_file,
                            outcomes_from_run, scores_from_file, scores_from_run)
-    from ..files import write_atomic
+    from ..core.files import write_atomic
     from ..report.junit import write_junit
-    from ..store import Store
+    from ..storage.store import Store
 
     try:
         cfg = _config(config)

@@ -12,8 +12,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ..report.jsonreport import dumps as dumps_json
-from ..config import load_config
-from ..errors import WeighbridgeError
+from ..core.config import load_config
+from ..core.errors import WeighbridgeError
 
 from ..report.tables import keep_ids_whole
 from .common import _fail, _sigterm_as_interrupt, app, console, err_console
@@ -58,7 +58,7 @@ def bench_cmd(
     from ..bench.loadgen import sweep
     from ..bench.metrics import DEFINITIONS, parse_slo
     from ..bench.target import resolve_target
-    from ..files import write_atomic
+    from ..core.files import write_atomic
 
     if concurrency and rate:
         raise _fail(WeighbridgeError("give --concurrency (closed loop) or --rate (open loop), not both"))
@@ -137,7 +137,7 @@ def bench_cmd(
         if r.busy:
             console.print(f"[yellow]† level {r.level:g}: {r.busy}[/]: its latencies and throughput measure the "
                           "contention as much as the server", highlight=False, soft_wrap=True)
-    from ..summary import advice_for
+    from ..analysis.summary import advice_for
 
     for r in results:
         if r.errors:
@@ -160,7 +160,7 @@ def bench_cmd(
     console.print(f"[dim]tokens from: {', '.join(sorted({s for r in results for s in r.token_sources})) or '–'}"
                   + (f" · stopped: {stop}" if stop else "") + "[/]")
     from ..report.bench_html import write_bench_html
-    from ..store import Store
+    from ..storage.store import Store
 
     settings = {"levels": levels, "poisson": poisson, "requests": requests, "duration_s": duration, "warmup": warmup,
                 "timeout_s": timeout_s, "max_error_rate": max_error_rate,
@@ -183,8 +183,8 @@ def operating_point(results: list[Any], slo: Any, gpu_hour_usd: float) -> list[s
     """The level that serves output tokens cheapest, chosen only among the levels that meet the SLO
     given (its p95 of each latency at or under the limit, errors at most 1%: the rule `weighbridge cost`
     applies to a stored bench); without an SLO, among the levels that answered."""
-    from ..deploy_cost import check_levels
-    from ..scenario import LatencySLO
+    from ..pricing.deploy_cost import check_levels
+    from ..pricing.scenario import LatencySLO
 
     priced = [r for r in results if r.cost_per_mtok_usd is not None]
     if not slo.given:

@@ -10,8 +10,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..report.jsonreport import dumps as dumps_json
-from ..config import load_config
-from ..errors import WeighbridgeError
+from ..core.config import load_config
+from ..core.errors import WeighbridgeError
 
 from ..report.tables import keep_ids_whole
 from .common import _config, _fail, app, console
@@ -45,7 +45,7 @@ def models_list(
     from ..catalog.catalog import entry_dict, load_catalog
     from ..catalog.licenses import load_licenses, verdict_for
     from ..catalog.memory import FORMULA, estimate, parse_context, parse_size
-    from ..files import write_atomic
+    from ..core.files import write_atomic
 
     try:
         cat, book = load_catalog(), load_licenses()
@@ -132,7 +132,7 @@ def license_check(
 
     from ..catalog import Profile, load_profile
     from ..catalog.check import check
-    from ..files import write_atomic
+    from ..core.files import write_atomic
 
     try:
         cfg = _config(config) if (config or not targets) else (load_config("weighbridge.yaml")

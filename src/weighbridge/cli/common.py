@@ -10,8 +10,8 @@ from typing import Any, Iterator, Optional
 import typer
 
 from .. import __version__
-from ..config import DEFAULT_STORE, Config, default_config, load_config
-from ..errors import WeighbridgeError
+from ..core.config import DEFAULT_STORE, Config, default_config, load_config
+from ..core.errors import WeighbridgeError
 from ..report.safe import SafeConsole, term
 
 
@@ -33,7 +33,7 @@ def main(version: bool = typer.Option(False, "--version", callback=_version, is_
     """weighbridge: bake off open-weight models side by side, then keep them honest."""
 
 def _fail(e: Exception, code: int = 2) -> typer.Exit:
-    from ..scrub import scrub
+    from ..core.scrub import scrub
 
     err_console.print(f"[bold red]error:[/] {term(scrub(str(e)) or '')}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
@@ -48,7 +48,7 @@ def _config(path: Optional[Path]) -> Config:
     return load_config(path)
 
 def _scenario(path: Path) -> Any:
-    from ..scenario import load_scenario
+    from ..pricing.scenario import load_scenario
 
     return load_scenario(path)
 
@@ -97,7 +97,7 @@ def _open_run(cfg: Config, store: Optional[Path], run: Optional[str]) -> tuple[A
 
 def _open_store_run(path: Path, run: Optional[str]) -> tuple[Any, str]:
     """A store file and a run in it (default: the latest); clear errors when either is missing."""
-    from ..store import Store
+    from ..storage.store import Store
 
     if not path.exists():
         raise WeighbridgeError(f"{path}: no store here (run a bakeoff first, or pass --store)")

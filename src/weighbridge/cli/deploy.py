@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from ..report.jsonreport import dumps as dumps_json
-from ..errors import WeighbridgeError
+from ..core.errors import WeighbridgeError
 
 from ..report.tables import keep_ids_whole
 from .common import _config, _fail, _scenario, _store_of, app, console
@@ -28,9 +28,9 @@ def quantize(model: str = typer.Argument(..., help="A llamacpp model of the conf
                                       "(comments kept), or only print the YAML.")) -> None:
     """Write lower-precision variants of a GGUF with llama.cpp's quantiser, each with its provenance."""
     from ..backends.bundled import BUNDLED, resolve_bundled
-    from ..gguf import read_metadata
-    from ..quantize import add_to_config, config_snippet, parse_types, type_name
-    from ..quantize import quantize as run_quantize
+    from ..core.gguf import read_metadata
+    from ..backends.quantize import add_to_config, config_snippet, parse_types, type_name
+    from ..backends.quantize import quantize as run_quantize
 
     try:
         types = parse_types(to)
@@ -104,11 +104,11 @@ def cost(scenario: Path = typer.Argument(..., help="Scenario YAML: traffic, SLO,
 
     Exits 1 when an option could not be priced (no bench, no level meeting the SLO, an unknown price line; the output says which and what to run), 2 on a bad scenario, store, run or model name."""
 
-    from ..deploy_cost import ScenarioPricer
-    from ..files import write_atomic
+    from ..pricing.deploy_cost import ScenarioPricer
+    from ..core.files import write_atomic
     from ..report.cost_report import render_terminal, to_json, write_cost_html
-    from ..scenario import load_prices, merged_prices
-    from ..store import Store
+    from ..pricing.scenario import load_prices, merged_prices
+    from ..storage.store import Store
 
     try:
         the_scenario = _scenario(scenario)

@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from ..errors import WeighbridgeError
+from ..core.errors import WeighbridgeError
 
 from ..report.tables import keep_ids_whole
 from .common import _config, _fail, app, console, err_console
@@ -20,7 +20,7 @@ def lock(config: Optional[Path] = typer.Option(None, "-c", "--config", help="Con
          allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Also lock pickle-based weights "
                                                                         "(.bin/.pt/.pth/.ckpt), which can run code.")) -> None:
     """Write weighbridge.lock: sha256 and size of every weight file, and each model's license."""
-    from ..lock import write_lock
+    from ..catalog.lock import write_lock
 
     try:
         cfg = _config(config)
@@ -43,7 +43,7 @@ def lock(config: Optional[Path] = typer.Option(None, "-c", "--config", help="Con
 def verify(config: Optional[Path] = typer.Option(None, "-c", "--config", help="Config beside the lockfile."),
            lockfile: Optional[Path] = typer.Option(None, "--lock", help="Lockfile (default: beside the config).")) -> None:
     """Re-hash every locked weight file; exit 1 if any changed or went missing."""
-    from ..lock import lock_path, read_lock, verify as verify_lock
+    from ..catalog.lock import lock_path, read_lock, verify as verify_lock
 
     try:
         cfg = _config(config)
@@ -69,9 +69,9 @@ def bom(config: Optional[Path] = typer.Option(None, "-c", "--config", help="Conf
     """Write a CycloneDX 1.6 AI bill of materials (validated against the schema before writing)."""
     import json as _json
 
-    from ..bom import build_bom, validate_bom
+    from ..catalog.bom import build_bom, validate_bom
     from ..catalog import load_profile
-    from ..files import write_atomic
+    from ..core.files import write_atomic
 
     try:
         cfg = _config(config)

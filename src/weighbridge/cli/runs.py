@@ -12,7 +12,7 @@ from rich.table import Table
 
 from ..report.jsonreport import dumps as dumps_json
 from ..report.safe import term
-from ..errors import WeighbridgeError
+from ..core.errors import WeighbridgeError
 
 from .bakeoff import _scenario_section
 from ..report.tables import keep_ids_whole
@@ -29,9 +29,9 @@ def rescore(run: Optional[str] = typer.Argument(None, help="Run id (default: the
                                                  "name (exact) or YAML ({type: regex, pattern: ...})."),
             no_cache: bool = typer.Option(False, "--no-cache", help="Ask the judges again even for cached verdicts.")) -> None:
     """Score a stored run again as a new scored version (the old scores are kept); calls no candidate model."""
-    from ..rescore import rescore_run
+    from ..eval.rescore import rescore_run
     from ..report.terminal import render
-    from ..summary import summarise_run
+    from ..analysis.summary import summarise_run
 
     try:
         cfg = _config(config)
@@ -57,7 +57,7 @@ def rescore(run: Optional[str] = typer.Argument(None, help="Run id (default: the
 
 def _scorer_spec(text: str) -> Any:
     """--scorer: a scorer's name, or its YAML mapping."""
-    from ..yamlsource import load_yaml
+    from ..core.yamlsource import load_yaml
 
     spec = load_yaml("--scorer", text).data  # the loader every config uses: duplicate keys and bombs refused
     if not isinstance(spec, (str, dict)):
@@ -77,8 +77,8 @@ def pairwise(run: Optional[str] = typer.Argument(None, help="Run id (default: th
              json_out: Optional[Path] = typer.Option(None, "--json", help="Write every verdict with its reasons.")) -> None:
     """Judge two models' stored answers case by case, in both orders; order-dependent verdicts are ties."""
 
-    from ..rescore import pairwise_run
-    from ..files import write_atomic
+    from ..eval.rescore import pairwise_run
+    from ..core.files import write_atomic
 
     try:
         cfg = _config(config)
@@ -118,7 +118,7 @@ def report(run: Optional[str] = typer.Argument(None, help="Run id (default: the 
     from ..report.html import write_html
     from ..report.jsonreport import write_json
     from ..report.terminal import render
-    from ..summary import summarise_run
+    from ..analysis.summary import summarise_run
 
     try:
         st, run_id = _open_store_run(_store_of(config, store), run)
@@ -126,7 +126,7 @@ def report(run: Optional[str] = typer.Argument(None, help="Run id (default: the 
         the_scenario = _scenario(scenario) if scenario else None
         base = None
         if baseline:
-            from ..compare import outcomes_from_file, outcomes_from_run
+            from ..analysis.compare import outcomes_from_file, outcomes_from_run
 
             base = outcomes_from_file(Path(baseline)) if Path(baseline).is_file() else outcomes_from_run(st, baseline)
     except WeighbridgeError as e:
@@ -147,7 +147,7 @@ def runs(config: Optional[Path] = typer.Option(None, "-c", "--config", metavar="
                                               help="SQLite store (default: the config's, else ./weighbridge.db)."),
          limit: int = typer.Option(20, "--limit", metavar="N", min=1)) -> None:
     """List the runs in a store, newest first."""
-    from ..store import Store
+    from ..storage.store import Store
 
     try:
         store = _store_of(config, store)

@@ -10,12 +10,12 @@ from typing import Any, Optional
 import typer
 from rich.table import Table
 
-from ..errors import WeighbridgeError
+from ..core.errors import WeighbridgeError
 
 from ..report.jsonreport import dumps as dumps_json
 from ..report.safe import term
 from ..report.tables import keep_ids_whole
-from ..net import binds_loopback_only
+from ..core.net import binds_loopback_only
 from .common import _fail, _plan, app, console, err_console
 
 

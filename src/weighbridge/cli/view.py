@@ -7,8 +7,8 @@ from typing import Optional
 
 import typer
 
-from ..errors import WeighbridgeError
-from ..net import binds_loopback_only
+from ..core.errors import WeighbridgeError
+from ..core.net import binds_loopback_only
 from .common import _fail, _store_of, app, console
 
 

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from ..scrub import scrub
+from ..core.scrub import scrub
 from ..wire.openai import MalformedResponse, Usage
 from .auth import Guard
 from .call import Call

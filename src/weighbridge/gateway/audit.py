@@ -38,9 +38,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..errors import MissingDependency
-from ..migrations import Migration, Schema, migrate_postgres
-from ..scrub import secret_env
+from ..core.errors import MissingDependency
+from ..storage.migrations import Migration, Schema, migrate_postgres
+from ..core.scrub import secret_env
 from . import state
 
 GENESIS = "0" * 64

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
-from ..errors import WeighbridgeError
+from ..core.errors import WeighbridgeError
 from . import state
 
 Period = Literal["total", "day", "month"]

@@ -14,7 +14,7 @@ import sqlite3
 import time
 from typing import Any, Protocol
 
-from ..errors import MissingDependency
+from ..core.errors import MissingDependency
 from . import state
 from .plan import Route
 from .writer import Writer

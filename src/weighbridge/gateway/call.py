@@ -15,7 +15,7 @@ from typing import Any
 
 from starlette.responses import JSONResponse
 
-from ..errors import WeighbridgeError
+from ..core.errors import WeighbridgeError
 from .auth import Reservation
 from .plan import Route
 

@@ -11,8 +11,8 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from ..backends.base import Generation, Request
-from ..errors import BackendError
+from ..core.types import Generation, Request
+from ..core.errors import BackendError
 from ..scorers import Scorer, build_scorer
 from .plan import Plan, Route
 
@@ -28,7 +28,7 @@ class PlanJudges:
 
     def __init__(self, plan: Plan) -> None:
         from ..backends.openai import OpenAIBackend
-        from ..config import ModelSpec
+        from ..core.config import ModelSpec
 
         self.backends = {n: OpenAIBackend(ModelSpec(name=n.replace(" ", "_"), backend="openai", base_url=u.base_url,
                                                     model=u.model, api_key_env=u.api_key_env, max_retries=1))

@@ -17,8 +17,8 @@ from pydantic import (
     model_validator,
 )
 
-from ..prices import Strict, TokenPrice
-from ..yamlsource import load_mapping
+from ..core.prices import Strict, TokenPrice
+from ..core.yamlsource import load_mapping
 
 
 
@@ -55,7 +55,7 @@ class Upstream(Strict):
     @property
     def is_local(self) -> bool:
         """Upstreams on this machine: by default, prompts to them are not redacted."""
-        from ..net import url_is_this_machine
+        from ..core.net import url_is_this_machine
 
         return url_is_this_machine(self.base_url)
 

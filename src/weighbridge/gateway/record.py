@@ -13,7 +13,7 @@ import hashlib
 import time
 from typing import Any
 
-from ..scrub import scrub
+from ..core.scrub import scrub
 from .accounting import Accounting, Totals
 from .call import Call
 from .plan import Plan

@@ -18,7 +18,7 @@ from typing import Any
 
 from starlette.responses import StreamingResponse
 
-from ..scrub import scrub, scrub_obj
+from ..core.scrub import scrub, scrub_obj
 from ..wire.http import UpstreamError
 from .accounting import tier
 from .call import Call

@@ -18,7 +18,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from ..inputs import MAX_DEPTH, depth_of, no_duplicate_keys
+from ..core.errors import WeighbridgeError
+from ..core.inputs import MAX_DEPTH, depth_of, no_duplicate_keys
 
 _MAX_INT = 2**31 - 1
 Count = Annotated[int, Field(ge=1, le=_MAX_INT)]
@@ -26,7 +27,9 @@ Int = Annotated[int, Field(ge=-(2**53), le=2**53)]
 Number = Annotated[float, Field(allow_inf_nan=False)]
 
 
-class Malformed(Exception):
+class Malformed(WeighbridgeError):
+    """A request body that is not what the API takes: which field (``param``) and why."""
+
     def __init__(self, param: str | None, message: str, code: str = "invalid_field") -> None:
         super().__init__(message)
         self.param, self.code = param, code

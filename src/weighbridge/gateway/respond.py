@@ -11,7 +11,7 @@ from typing import Any
 
 from starlette.responses import JSONResponse, Response
 
-from ..scrub import scrub, scrub_obj
+from ..core.scrub import scrub, scrub_obj
 from .auth import Denied
 from .call import Call, ClientError, error, response_headers
 from .caching import Caching

@@ -13,7 +13,7 @@ import json
 from collections import Counter
 from typing import Any
 
-from ..scrub import scrub
+from ..core.scrub import scrub
 from .call import Call
 from .plan import Plan
 from .redact import BlockList, Redactor, prompt_text

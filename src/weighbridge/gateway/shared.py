@@ -24,8 +24,8 @@ import json
 import logging
 import time
 
-from ..errors import MissingDependency
-from ..migrations import Migration, Schema, migrate_postgres
+from ..core.errors import MissingDependency
+from ..storage.migrations import Migration, Schema, migrate_postgres
 from . import state
 from .auth import Denied, Guard, Reservation, period_of
 
@@ -49,7 +49,7 @@ class PgKeys:
             import psycopg
         except ImportError:  # pragma: no cover - the test extra installs it
             raise MissingDependency("state: postgresql://… needs psycopg: pip install 'weighbridge[postgres]'") from None
-        from ..errors import WeighbridgeError
+        from ..core.errors import WeighbridgeError
         from .audit import hide_password
 
         try:

@@ -14,10 +14,10 @@ from typing import Any, Literal
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 from ..wire.openai import Accumulator, MalformedResponse, loads, parse_chunk
 from ..wire.sse import SSEDecoder
-from ..yamlsource import load_yaml, validation_error
+from ..core.yamlsource import load_yaml, validation_error
 from .plan import Plan
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..migrations import Migration, Schema, migrate_sqlite
+from ..storage.migrations import Migration, Schema, migrate_sqlite
 
 
 def keys_and_spend(prefix: str = "", real: str = "REAL", bigint: str = "INTEGER") -> str:

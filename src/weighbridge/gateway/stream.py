@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from ..scrub import scrub_obj, scrub_secrets
+from ..core.scrub import scrub_obj, scrub_secrets
 from ..wire.openai import Accumulator, MalformedResponse, Usage, loads, parse_chunk
 from ..wire.sse import MAX_LINE_BYTES, Event, SSEDecoder, SSEError
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import time
 from typing import Any
-from ..errors import ConfigError, MissingDependency
+from ..core.errors import ConfigError, MissingDependency
 
 
 class Tracing:

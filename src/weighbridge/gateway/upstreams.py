@@ -15,7 +15,7 @@ import random
 import time
 from typing import Any
 
-from ..scrub import scrub, scrub_obj, secret_env
+from ..core.scrub import scrub, scrub_obj, secret_env
 from ..wire.http import Pool, UpstreamError
 from ..wire.http import Response as UpstreamResponse
 from ..wire.openai import MalformedResponse, Parsed, loads, parse_response

@@ -49,7 +49,7 @@ def supervise(plan_path: Path, host: str, port: int, workers: int, say: Callable
     env = {**os.environ, "WEIGHBRIDGE_METRICS_DIR": metrics_dir}
 
     def start() -> subprocess.Popen[bytes]:
-        from ..procs import die_with_parent
+        from ..core.procs import die_with_parent
 
         # a worker never outlives its supervisor, even one killed with SIGKILL
         return subprocess.Popen([sys.executable, "-m", "weighbridge", "serve", "--plan", str(plan_path),

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..bench.metrics import DEFINITIONS
-from ..files import write_atomic
+from ..core.files import write_atomic
 from .svg import line_chart
 from .templating import render, safe
 

@@ -13,11 +13,11 @@ from rich.table import Table
 
 from .tables import keep_ids_whole
 
-from ..deploy_cost import OptionCost, ScenarioPricer
+from ..pricing.deploy_cost import OptionCost, ScenarioPricer
 from markupsafe import Markup
 
-from ..files import write_atomic
-from .format import count_label, usd_budget as _usd
+from ..core.files import write_atomic
+from ..core.format import count_label, usd_budget as _usd
 from .svg import cost_chart
 from .templating import macro, render, safe
 

@@ -13,11 +13,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ..files import write_atomic
+from ..core.files import write_atomic
 from ..suites.longcontext import parse_length
-from ..summary import DEFINITIONS, ModelSummary, RunSummary, workload_rows
-from ..variants import RULE, pick_lines
-from .format import ms
+from ..analysis.summary import DEFINITIONS, ModelSummary, RunSummary, workload_rows
+from ..analysis.variants import RULE, pick_lines
+from ..core.format import ms
 from .svg import latency_distribution, quality_vs_cost
 from .templating import render, safe
 from .terminal import cost_notes, prompt_tokens_cell

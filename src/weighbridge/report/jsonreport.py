@@ -10,11 +10,11 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..files import write_atomic
-from ..scrub import finite
+from ..core.files import write_atomic
+from ..core.scrub import finite
 
 if TYPE_CHECKING:
-    from ..summary import RunSummary
+    from ..analysis.summary import RunSummary
 
 NONFINITE_NOTE = "null: these figures were not finite numbers"
 

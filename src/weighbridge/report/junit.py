@@ -6,8 +6,8 @@ import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from ..compare import Comparison
-from ..files import write_atomic
+from ..analysis.compare import Comparison
+from ..core.files import write_atomic
 
 # characters XML 1.0 forbids (a case id from a suite file may hold any of them)
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")

@@ -7,12 +7,12 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from ..stats import percentile
-from ..summary import ModelSummary
-from .format import count_label, escape, usd_budget as _usd
+from ..analysis.stats import percentile
+from ..analysis.summary import ModelSummary
+from ..core.format import count_label, escape, usd_budget as _usd
 
 if TYPE_CHECKING:
-    from ..deploy_cost import OptionCost, ScenarioPricer
+    from ..pricing.deploy_cost import OptionCost, ScenarioPricer
 
 # the one palette: series k of any chart is COLORS[k]
 COLORS = ["#0969da", "#cf222e", "#1a7f37", "#8250df", "#bf8700", "#e16f24", "#57606a", "#bf3989"]

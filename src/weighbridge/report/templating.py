@@ -16,7 +16,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
-from . import format as fmt
+from ..core import format as fmt
 
 
 def _finalize(value: Any) -> Any:

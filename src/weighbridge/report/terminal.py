@@ -5,13 +5,13 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from .format import ms as _ms, usd as _usd
+from ..core.format import ms as _ms, usd as _usd
 from .safe import term
 from .tables import keep_ids_whole
 
 from ..suites.longcontext import parse_length
-from ..summary import ModelSummary, RunSummary, workload_rows
-from ..variants import VariantGroup, pick_lines
+from ..analysis.summary import ModelSummary, RunSummary, workload_rows
+from ..analysis.variants import VariantGroup, pick_lines
 
 
 def render(summary: RunSummary, console: Console) -> None:

@@ -15,33 +15,19 @@ from __future__ import annotations
 
 import asyncio
 import re
-from dataclasses import dataclass
 from functools import cache
-from importlib.metadata import EntryPoint, entry_points
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
-from ..errors import WeighbridgeError
+from ..core.errors import WeighbridgeError
+from ..core.plugins import SCORERS, registered
+from ..core.types import Score as Score
 
 if TYPE_CHECKING:
-    from ..backends.base import Generation, Request
+    from ..core.types import Generation, Request
 
 _THINK = re.compile(r"<think>.*?</think>\s*", re.DOTALL | re.IGNORECASE)
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
-
-
-@dataclass
-class Score:
-    passed: bool
-    value: float
-    reason: str
-
-    @staticmethod
-    def all_passed(scores: "Sequence[tuple[str, Score]]") -> bool:
-        """The pass rule, decided here only: a job passes when it was scored and every scorer passed
-        (an answer no scorer looked at is not a pass)."""
-        return bool(scores) and all(s.passed for _, s in scores)
 
 
 class Target(Protocol):
@@ -122,7 +108,6 @@ def code_block(text: str, prefer: tuple[str, ...] = ()) -> str:
     return str(blocks[0][1]).strip() if blocks else text.strip()
 
 
-GROUP = "weighbridge.scorers"
 
 
 class ScorerPluginError(WeighbridgeError, ValueError):
@@ -130,13 +115,8 @@ class ScorerPluginError(WeighbridgeError, ValueError):
 
 
 @cache
-def _entry_points() -> dict[str, EntryPoint]:
-    return {ep.name: ep for ep in entry_points(group=GROUP)}
-
-
-@cache
 def _load(kind: str) -> Any:
-    ep = _entry_points()[kind]
+    ep = registered(SCORERS)[kind]
     where = f"{ep.value}" + (f" (package {ep.dist.name})" if ep.dist is not None else "")
     try:
         obj = ep.load()
@@ -150,7 +130,7 @@ def _load(kind: str) -> Any:
 
 
 def scorer_types() -> list[str]:
-    kinds = sorted(_entry_points())
+    kinds = sorted(registered(SCORERS))
     if not kinds:
         raise ScorerPluginError("no scorer types are registered: weighbridge is not installed as a package "
                                 "(pip install -e . registers its entry points)")
@@ -165,7 +145,7 @@ def build_scorer(spec: str | dict[str, Any], *, sandbox: str = "bubblewrap") -> 
     if not isinstance(spec, dict) or "type" not in spec:
         raise ValueError("a scorer is a name like 'exact' or a mapping with 'type:'")
     kind = spec["type"]
-    if kind not in _entry_points():
+    if kind not in registered(SCORERS):
         raise ValueError(f"unknown scorer type '{kind}' (known: {', '.join(scorer_types())})")
     factory = _load(kind)
     spec_cls = getattr(factory, "Spec", ScorerSpec)

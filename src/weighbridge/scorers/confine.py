@@ -20,7 +20,7 @@ import threading
 from importlib import resources
 from typing import Any, Callable
 
-from ..errors import WeighbridgeError
+from ..core.errors import WeighbridgeError
 
 SANDBOX_UID = 1000
 OUTSIDE_UID_BASE = 2_000_000_000

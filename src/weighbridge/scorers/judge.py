@@ -17,8 +17,8 @@ from typing import Any
 import jsonschema
 from pydantic import Field
 
-from ..backends.base import Generation, Request
-from ..errors import BackendError
+from ..core.types import Generation, Request
+from ..core.errors import BackendError
 from .base import JudgeContext, Score, ScorerSpec, Target, final_answer
 from .schema import extract_json
 

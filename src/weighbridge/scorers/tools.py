@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from .base import JudgeContext, Score, ScorerSpec, Target
 
 if TYPE_CHECKING:
-    from ..backends.base import Generation
+    from ..core.types import Generation
 
 _MATCHER_KEYS = {"value", "one_of", "type", "tolerance", "optional"}
 _TYPES = {"string": str, "number": (int, float), "integer": int, "boolean": bool, "object": dict, "array": list,

@@ -18,11 +18,11 @@ from typing import Any, Iterator, Literal
 import jsonschema
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from ..errors import ConfigError
-from ..hashing import stable_hash
-from ..inputs import MAX_DATA_BYTES, loads_json, read_text
+from ..core.errors import ConfigError
+from ..core.hashing import stable_hash
+from ..core.inputs import MAX_DATA_BYTES, loads_json, read_text
 from ..scorers import build_scorer
-from ..yamlsource import LocatedYaml, load_yaml, validation_error
+from ..core.yamlsource import LocatedYaml, load_yaml, validation_error
 
 _VAR = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 BUILTIN_PREFIX = "builtin:"

@@ -18,13 +18,13 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from ..backends.fingerprint import from_manifest
-from ..compare import compare
-from ..errors import WeighbridgeError
+from ..analysis.compare import compare
+from ..core.errors import WeighbridgeError
 from ..report.html import render_html
 from ..report.svg import line_chart, trend_chart
 from ..report.templating import render, safe
-from ..store import Store
-from ..summary import summarise_run
+from ..storage.store import Store
+from ..analysis.summary import summarise_run
 
 
 @dataclass

@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 
 import httptools
 
-from ..errors import WeighbridgeError
+from ..core.errors import WeighbridgeError
 
 _HIGH_WATER = 1 << 20  # bytes waiting for the reader before the socket is paused
 _LOW_WATER = 1 << 18

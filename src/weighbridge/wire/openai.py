@@ -22,7 +22,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import WeighbridgeError
+from ..core.errors import WeighbridgeError
 
 MAX_TOKENS = 100_000_000  # no request generates or reads more; a larger count is a lie
 MAX_CHOICES = 128

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..errors import WeighbridgeError
+from ..core.errors import WeighbridgeError
 
 
 @dataclass(slots=True)

@@ -20,9 +20,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import WeighbridgeError
+from ..core.errors import WeighbridgeError
 from .stats import mcnemar_score_p, paired_bootstrap, tango_interval
-from .store import Store
+from ..storage.store import Store
 
 Outcomes = dict[str, bool]  # "case_id#sample" -> passed
 
@@ -91,7 +91,7 @@ def scores_from_file(path: Path) -> dict[str, dict[str, float]]:
 
 def fingerprints_from_run(store: Store, run_id: str) -> dict[str, dict[str, Any] | None]:
     """Each model's fingerprint as the run's manifest recorded it (None where it recorded none)."""
-    from .backends.fingerprint import from_manifest
+    from ..backends.fingerprint import from_manifest
 
     models = store.run(run_id)["manifest"].get("models") or {}
     return {name: from_manifest(entry) for name, entry in models.items()}
@@ -99,7 +99,7 @@ def fingerprints_from_run(store: Store, run_id: str) -> dict[str, dict[str, Any]
 
 def fingerprints_from_file(path: Path) -> dict[str, dict[str, Any] | None]:
     """The same from a results file's manifest (files that predate fingerprints give none)."""
-    from .backends.fingerprint import from_manifest
+    from ..backends.fingerprint import from_manifest
 
     try:
         models = (json.loads(path.read_text(encoding="utf-8")).get("manifest") or {}).get("models") or {}

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from .config import ModelSpec
+from ..core.config import ModelSpec
 
 
 def is_local(spec: ModelSpec) -> bool:
     """Does this model compute on this machine (in-process, or a server on loopback)?"""
-    from .net import url_is_this_machine
+    from ..core.net import url_is_this_machine
 
     return spec.backend == "llamacpp" or url_is_this_machine(spec.base_url or "")
 

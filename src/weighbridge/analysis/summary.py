@@ -11,12 +11,12 @@ from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from .config import DEFAULT_MAX_ERROR_RATE, ModelSpec
-from .contention import busy_note
+from ..core.config import DEFAULT_MAX_ERROR_RATE, ModelSpec
+from ..core.contention import busy_note
 from .cost import CostFigures, compute_cost
-from .scorers.schema import schema_valid
+from ..scorers.schema import schema_valid
 from .stats import mean, pass_at_k, percentile, wilson_interval
-from .store import Store, StoredGeneration
+from ..storage.store import Store, StoredGeneration
 
 if TYPE_CHECKING:
     from .compare import Comparison

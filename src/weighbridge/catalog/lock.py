@@ -16,15 +16,15 @@ from importlib.metadata import PackageNotFoundError, version as pkg_version
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .backends.bundled import BUNDLED, resolve_bundled
-from .catalog.check import identify_spec
-from .catalog.identify import license_files
-from .catalog.licenses import load_licenses
-from .config import Config, ModelSpec
-from .errors import WeighbridgeError
-from .files import write_atomic
-from .hashing import sha256_file
+from .. import __version__
+from ..backends.bundled import BUNDLED, resolve_bundled
+from .check import identify_spec
+from .identify import license_files
+from .licenses import load_licenses
+from ..core.config import Config, ModelSpec
+from ..core.errors import WeighbridgeError
+from ..core.files import write_atomic
+from ..core.hashing import sha256_file
 
 LOCK_NAME = "weighbridge.lock"
 LOCK_VERSION = 1
@@ -111,7 +111,7 @@ def lock_entry(spec: ModelSpec, cfg: Config, *, allow_pickle: bool = False,
                   for f in files],
         "license": license_block,
     }
-    from .quantize import provenance
+    from ..backends.quantize import provenance
 
     made = provenance(files[0]) if len(files) == 1 else None
     if made and made.get("sha256") == entry["files"][0]["sha256"]:  # written by `weighbridge quantize`, unchanged

@@ -157,7 +157,7 @@ class ModelSpec(Strict):
         if self.variants:
             self._expanded = self._expand()
             return self
-        from .backends.base import backend_types
+        from .plugins import backend_types
 
         known = backend_types()
         if self.backend not in known:

@@ -26,10 +26,10 @@ from pathlib import Path
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .errors import WeighbridgeError
+from ..core.errors import WeighbridgeError
 from .scenario import LatencySLO, Option, PriceLine, PriceSheet, Quality, Scenario
-from .report.format import count_label, ms as _ms
-from .store import Store
+from ..core.format import count_label, ms as _ms
+from ..storage.store import Store
 from .deploy_math import break_even, instances_for_peak, monthly_capacity, self_hosted_monthly
 
 MAX_LEVEL_ERROR_SHARE = 0.01
@@ -161,7 +161,7 @@ def bench_target(model: str, store: Store, config: Path | None) -> list[str]:
     bundled alias or its GGUF), each with ``--name`` so `cost` finds the bench; else placeholders."""
     import shlex
 
-    from .config import load_config
+    from ..core.config import load_config
 
     if config is not None and config.is_file():
         try:
@@ -221,7 +221,7 @@ class ScenarioPricer:
         return ref
 
     def _model_summary(self, run_ref: str, model: str, what: str) -> Any:
-        from .summary import summarise_run
+        from ..analysis.summary import summarise_run
 
         run_id = self._run_id(run_ref, what)
         if run_id not in self._summaries:
@@ -247,7 +247,7 @@ class ScenarioPricer:
         q = option.quality or (self.scenario.quality.model_copy(update={"model": self.scenario.quality.model or option.model})
                                if self.scenario.quality else None)
         if q is None and self.default_run and option.model:
-            from .summary import summarise_run
+            from ..analysis.summary import summarise_run
 
             if self.default_run not in self._summaries:
                 self._summaries[self.default_run] = summarise_run(self.store, self.default_run)

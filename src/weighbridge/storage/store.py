@@ -18,12 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from .backends.base import Generation
-from .errors import WeighbridgeError
+from ..core.errors import WeighbridgeError
 from .migrations import SchemaTooNew, applied_sqlite, migrate_sqlite
 from .store_schema import SCHEMA
-from .scorers import Score
-from .scrub import finite, scrub, scrub_obj
+from ..core.types import Generation, Score
+from ..core.scrub import finite, scrub, scrub_obj
 
 def _dump(obj: Any) -> str:
     """The one way a value becomes stored JSON: our secrets masked (keys included), NaN and infinities

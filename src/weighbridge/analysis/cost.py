@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .config import Price
+from ..core.config import Price
 
 
 @dataclass

@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import WeighbridgeError
+from ..core.errors import WeighbridgeError
 
 TABLE = "weighbridge_migrations"
 _PG_LOCK = 0x77624D47  # "wbMG": the advisory lock that serialises migrations in one Postgres database

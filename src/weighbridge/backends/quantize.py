@@ -29,10 +29,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from .errors import WeighbridgeError
-from .files import write_atomic
-from .gguf import GGUFError, read_metadata
-from .hashing import sha256_file
+from ..core.errors import WeighbridgeError
+from ..core.files import write_atomic
+from ..core.gguf import GGUFError, read_metadata
+from ..core.hashing import sha256_file
 
 # general.file_type values of unquantised GGUFs (llama.cpp's llama_ftype)
 _FULL_PRECISION = {0: "F32", 1: "F16", 32: "BF16"}
@@ -122,7 +122,7 @@ def quantize(source: Path, types: list[str], out_dir: Path, *, threads: int | No
     source_sha = sha256_file(source)
     out_dir.mkdir(parents=True, exist_ok=True)
     base = stem or source.name.removesuffix(".gguf").split(".")[0]
-    from .contention import usable_cpus
+    from ..core.contention import usable_cpus
 
     n = threads or usable_cpus()
     variants = []

@@ -7,14 +7,14 @@ import asyncio
 import contextlib
 from typing import AsyncIterator
 
-from .backends import Backend, Generation, Request, build_backend
-from .config import Config, ModelSpec
-from .errors import BackendError
-from .hashing import stable_hash
-from .scorers import Score, Scorer
-from .scorers.base import JudgeContext
-from .store import Store
-from .suites import Case
+from ..backends import Backend, Generation, Request, build_backend
+from ..core.config import Config, ModelSpec
+from ..core.errors import BackendError
+from ..core.hashing import stable_hash
+from ..scorers import Score, Scorer
+from ..scorers.base import JudgeContext
+from ..storage.store import Store
+from ..suites import Case
 
 
 def cache_key(identity_key: str, request: Request, sample: int) -> str:

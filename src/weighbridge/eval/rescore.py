@@ -6,12 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import Config
-from .errors import ConfigError, WeighbridgeError
+from ..core.config import Config
+from ..core.errors import ConfigError, WeighbridgeError
 from .judging import JudgeCalls, judges_for, score_answer
-from .scorers import Score, build_scorer
-from .store import Store
-from .suites import Case
+from ..scorers import Score, build_scorer
+from ..storage.store import Store
+from ..suites import Case
 
 
 @dataclass
@@ -36,7 +36,7 @@ async def rescore_run(config: Config, store: Store, run_id: str, *, use_cache: b
     The scorers come from the latest scored version's cases (at first: the cases stored with the
     run); with ``suite`` from that suite file's cases, matched by id; with ``scorer`` one scorer spec
     replaces every case's scorers. Everything is computed before anything is written."""
-    from .suites import load_suite
+    from ..suites import load_suite
 
     stored = {c["id"]: Case.model_validate(c["case"]) for c in store.run_cases(run_id)}
     versions = store.score_versions(run_id)
@@ -84,7 +84,7 @@ async def rescore_run(config: Config, store: Store, run_id: str, *, use_cache: b
 async def pairwise_run(config: Config, store: Store, run_id: str, model_a: str, model_b: str, rubric: str,
                        judge: str | None = None) -> list[Any]:
     """Judge two models' stored answers (first sample of each case) in both orders."""
-    from .scorers.judge import pairwise
+    from ..scorers.judge import pairwise
 
     if not config.judges:
         raise ConfigError("weighbridge.yaml has no judges: (add the model that should judge)", field="judges")

@@ -15,16 +15,16 @@ from typing import Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from .errors import ConfigError
-from .prices import Strict, TokenPrice
-from .yamlsource import load_mapping, load_yaml, validation_error
+from ..core.errors import ConfigError
+from ..core.prices import Strict, TokenPrice
+from ..core.yamlsource import load_mapping, load_yaml, validation_error
 
 
 
 
 def _duration_ms(value: object) -> float:
     """'800ms', '2s', '1.5 s' or a number of milliseconds."""
-    from .bench.metrics import parse_duration_ms
+    from ..bench.metrics import parse_duration_ms
 
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)

@@ -73,7 +73,7 @@ class _Reader:
 
     def count(self, itype: int) -> int:
         at = self.pos
-        n = self.take("<Q")
+        n = int(self.take("<Q"))
         if n * _min_size(itype) > self.size - self.pos:
             raise self._fail(at, f"an array of {n:,} items; the file has {self.size - self.pos:,} bytes left")
         return n

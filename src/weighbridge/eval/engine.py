@@ -14,20 +14,20 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from . import __version__
-from .backends import Backend, Generation, build_backend
-from .config import Config
-from .contention import LoadSampler
-from .errors import BackendError, BackendUnavailable, ConfigError, WeighbridgeError
-from .catalog.families import model_family
-from .hashing import stable_hash
+from .. import __version__
+from ..backends import Backend, Generation, build_backend
+from ..core.config import Config
+from ..core.contention import LoadSampler
+from ..core.errors import BackendError, BackendUnavailable, ConfigError, WeighbridgeError
+from ..catalog.families import model_family
+from ..core.hashing import stable_hash
 from .jobs import Job, build_request
 from .judging import JudgeCalls, cache_key, score_answer
 from .machine import machine_facts
 from .schedule import lanes
-from .scorers import Score, Scorer, build_scorer, sandbox
-from .store import Store
-from .suites import Case, Suite, load_suites
+from ..scorers import Score, Scorer, build_scorer, sandbox
+from ..storage.store import Store
+from ..suites import Case, Suite, load_suites
 
 log = logging.getLogger("weighbridge.engine")
 
@@ -89,7 +89,7 @@ class Bakeoff:
         specs = self.config.models
         if only_models:
             specs = [self.config.model(n) for n in only_models]
-        from .lock import locked_sha256
+        from ..catalog.lock import locked_sha256
 
         for spec in specs:
             if spec.name not in self.backends:
@@ -165,7 +165,7 @@ class Bakeoff:
 
     def _safe_concurrency(self, name: str) -> int:
         """The config's concurrency, else the server's safe default (with the reason in the warnings)."""
-        from .backends.servers import KNOWN
+        from ..backends.servers import KNOWN
 
         spec = self.specs[name]
         kind = KNOWN.get(self.backends[name].server_kind or "")
@@ -177,8 +177,8 @@ class Bakeoff:
 
     def _license_verdicts(self) -> dict[str, Any]:
         """The license check that precedes every bakeoff; the report shows it beside the figures."""
-        from .catalog import Profile, load_profile
-        from .catalog.check import check
+        from ..catalog import Profile, load_profile
+        from ..catalog.check import check
 
         profile = load_profile(self.config.resolve(self.config.profile)) if self.config.profile else Profile()
         results = check(list(self.specs), self.config, profile)

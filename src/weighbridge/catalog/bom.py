@@ -1,6 +1,6 @@
 """An AI bill of materials: CycloneDX 1.6 JSON with one machine-learning-model component per model.
 
-Hashes come from weighbridge.lock when there is one (what was vetted), else from the files now.
+Hashes come from weighbridge.catalog.lock when there is one (what was vetted), else from the files now.
 Licenses use SPDX ids where one exists and name + URL otherwise. The document is validated
 against the CycloneDX 1.6 JSON schema (cyclonedx-python-lib's strict validator) before writing.
 """
@@ -13,14 +13,14 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .catalog.catalog import load_catalog
-from .catalog.check import check
-from .catalog.licenses import load_licenses
-from .catalog.profile import Profile
-from .config import Config
-from .errors import WeighbridgeError
-from .hashing import stable_hash
+from .. import __version__
+from .catalog import load_catalog
+from .check import check
+from .licenses import load_licenses
+from .profile import Profile
+from ..core.config import Config
+from ..core.errors import WeighbridgeError
+from ..core.hashing import stable_hash
 from .lock import lock_entry, lock_path, read_lock
 
 _SPDX_IDS = {"Apache-2.0", "MIT"}

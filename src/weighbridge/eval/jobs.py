@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .backends import Request
-from .config import ModelSpec
-from .suites import Case
+from ..backends import Request
+from ..core.config import ModelSpec
+from ..suites import Case
 
 
 @dataclass
@@ -25,7 +25,7 @@ def build_request(spec: ModelSpec, case: Case, sample: int = 0) -> Request:
     messages = case.rendered_messages()
     seed = p.seed + sample
     if spec.mode == "completion":
-        from .backends.chat_template import render_completion_prompt
+        from ..backends.chat_template import render_completion_prompt
 
         return Request(prompt=render_completion_prompt(spec.prompt_template, messages), temperature=p.temperature,
                        top_p=p.top_p, max_tokens=p.max_tokens, seed=seed, stop=list(p.stop), tools=case.tool_dicts(),

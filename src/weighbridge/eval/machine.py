@@ -10,7 +10,7 @@ from typing import Any
 
 def machine_facts() -> dict[str, Any]:
     """The machine part of the manifest: enough to explain why two runs' latencies differ."""
-    from .contention import physical_cores, usable_cpus
+    from ..core.contention import physical_cores, usable_cpus
 
     facts: dict[str, Any] = {"platform": platform.platform(), "python": sys.version.split()[0],
                              "cpu_count": os.cpu_count(), "usable_cpus": usable_cpus(),
