@@ -226,3 +226,38 @@ def test_repeats_vary_with_temperature_and_give_pass_at_k(tmp_path):
     # the same config again is served from the cache, repeats included
     again = asyncio.run(run_bakeoff(cfg, store))
     assert again.model_calls == 0 and again.cache_hits == 6
+
+
+class _CallsOnly:
+    """A backend that writes only the calls (no BackendBase): a plugin's, or one a caller hands in."""
+
+    name = "smol"
+
+    def identity(self):
+        return {"backend": "calls-only"}
+
+    def manifest(self):
+        return {"backend": "calls-only"}
+
+    async def preflight(self):
+        return None
+
+    async def generate(self, request):
+        from weighbridge.core.types import Generation, Timings
+
+        t = Timings(sent=time.perf_counter_ns())
+        t.mark_token()
+        t.done = time.perf_counter_ns()
+        return Generation.from_timings(t, text="4 hello {\"ok\": true}", finish_reason="stop", prompt_tokens=3,
+                                       completion_tokens=5, token_source="engine")
+
+    async def aclose(self):
+        return None
+
+
+def test_a_backend_handed_to_the_engine_that_declares_nothing_takes_the_defaults(tmp_path):
+    cfg = smol_config(tmp_path)
+    store = Store(tmp_path / "wb.db")
+    _, run_id, _ = bake(cfg, store, backends={"smol": _CallsOnly()})
+    summary = summarise_run(store, run_id)
+    assert summary.models[0].jobs == 3 and summary.models[0].answered == 3  # ran, with no capability declared

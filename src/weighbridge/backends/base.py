@@ -17,7 +17,7 @@ from ..core.types import TokenSource as TokenSource
 from ..core.types import ToolCall as ToolCall
 
 __all__ = ["Backend", "BackendBase", "Generation", "PluginBackend", "Request", "Timings", "TokenSource", "ToolCall",
-           "backend_types", "build_backend"]
+           "backend_types", "build_backend", "declared"]
 
 if TYPE_CHECKING:
     from ..core.config import ModelSpec
@@ -158,5 +158,10 @@ def build_backend(spec: "ModelSpec", base_dir: str = ".", expected_sha256: str |
     except Exception as e:  # noqa: BLE001 - a plugin may fail in any way; say which and how
         raise BackendUnavailable(spec.name, f"backend plugin '{spec.backend}' ({ep.value}) failed to load: "
                                             f"{type(e).__name__}: {e}", "the plugin's package and its dependencies") from None
-    backend = cls(spec, base_dir, expected_sha256)
+    return declared(cls(spec, base_dir, expected_sha256))
+
+
+def declared(backend: Any) -> Backend:
+    """A backend with its capabilities declared: itself when it derives from ``BackendBase``, else
+    adapted once (a plugin's, or one a caller hands the engine)."""
     return backend if isinstance(backend, BackendBase) else PluginBackend(backend)

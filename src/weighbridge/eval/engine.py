@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from .. import __version__
 from ..backends import Backend, Generation, build_backend
+from ..backends.base import declared
 from ..core.config import Config
 from ..core.contention import LoadSampler
 from ..core.errors import BackendError, BackendUnavailable, ConfigError, WeighbridgeError
@@ -67,7 +68,7 @@ class Bakeoff:
         self.store = store
         self.use_cache = use_cache
         self.suites: list[Suite] = []
-        self.backends: dict[str, Backend] = backends or {}
+        self.backends: dict[str, Backend] = {n: declared(b) for n, b in (backends or {}).items()}
         self.identity_keys: dict[str, str] = {}
         self.manifest: dict[str, Any] = {}
         self._scorers: dict[str, list[Scorer]] = {}

@@ -76,6 +76,7 @@ class StreamRelay:
         problem: str | None = None
         for ev in opened.held:
             yield ev
+        screening = self.screen.screens_answers()  # read once: the plan does not change mid-stream
         try:
             silence = call.routed.first_token_timeout_s
             while not acct.stopped:
@@ -91,7 +92,7 @@ class StreamRelay:
                     raise
                 for ev in acct.feed(chunk):
                     yield ev
-                if self.screen.screens_answers() and self.screen.answer_blocked(acct.text):
+                if screening and self.screen.answer_blocked(acct.text):
                     call.events["block.response"] += 1
                     acct.finish_reason = "content_filter"
                     yield event({"choices": [{"index": 0, "delta": {}, "finish_reason": "content_filter"}]})
