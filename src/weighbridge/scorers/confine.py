@@ -171,3 +171,18 @@ def close_fd(fd: int) -> None:
         os.close(fd)
     except OSError:
         pass
+
+
+def confined_argv(binary: str, prefix: str, stage: str | None, seccomp_fd: int, files: dict[str, int],
+                  program: list[str]) -> list[str]:
+    """bubblewrap's command line for one confined program: every namespace new, no capabilities, the
+    sandbox uid, the interpreter read-only, a size-capped tmpfs as the working directory, ``files``
+    (path inside -> a memfd) bound read-only, the seccomp filter, and a clean environment."""
+    bound = [a for path, fd in files.items() for a in ("--ro-bind-data", str(fd), path)]
+    return [binary, "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session",
+            "--cap-drop", "ALL", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--hostname", "sandbox",
+            *bind_args(prefix, stage), "--proc", "/proc", "--dev", "/dev",
+            "--perms", "0700", "--size", str(TMPFS_BYTES), "--tmpfs", WORKDIR, *bound,
+            "--chdir", WORKDIR, "--clearenv", "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "HOME", WORKDIR,
+            "--setenv", "TMPDIR", WORKDIR, "--setenv", "LANG", "C.UTF-8", "--setenv", "PYTHONHASHSEED", "0",
+            "--setenv", "PYTHONDONTWRITEBYTECODE", "1", "--seccomp", str(seccomp_fd), "--", *program]

@@ -37,8 +37,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .checks import judge_steps
-from .confine import (FILE_BYTES, OPEN_FILES, OUTSIDE_UID_BASE, PROCESSES, SANDBOX_UID, TMPFS_BYTES, WORKDIR,
-                      SandboxUnavailable, bind_args, bwrap, bwrap_version, close_fd, interpreter, memfd,
+from .confine import (FILE_BYTES, OPEN_FILES, OUTSIDE_UID_BASE, PROCESSES, SANDBOX_UID, TMPFS_BYTES,
+                      SandboxUnavailable, bwrap, bwrap_version, close_fd, confined_argv, interpreter, memfd,
                       prepare_root, prepare_user, rlimits, seccomp_program, stage_dir)
 
 Mode = Literal["bubblewrap", "unsafe-local"]
@@ -175,15 +175,9 @@ def _run_bubblewrap(code: str, *, tests: str, setup: str, timeout_s: float, memo
         fds.append(job_fd)
         seccomp_fd = memfd("wb-seccomp", bpf)
         fds.append(seccomp_fd)
-        argv = [binary, "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session",
-                "--cap-drop", "ALL", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--hostname", "sandbox",
-                *bind_args(prefix, stage), "--proc", "/proc", "--dev", "/dev",
-                "--perms", "0700", "--size", str(TMPFS_BYTES), "--tmpfs", WORKDIR,
-                "--ro-bind-data", str(harness_fd), "/.wb/harness.py", "--ro-bind-data", str(job_fd), "/.wb/job.json",
-                "--chdir", WORKDIR, "--clearenv", "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "HOME", WORKDIR,
-                "--setenv", "TMPDIR", WORKDIR, "--setenv", "LANG", "C.UTF-8", "--setenv", "PYTHONHASHSEED", "0",
-                "--setenv", "PYTHONDONTWRITEBYTECODE", "1", "--seccomp", str(seccomp_fd),
-                "--", exe, "-I", "-S", "/.wb/harness.py", "/.wb/job.json"]
+        argv = confined_argv(binary, prefix, stage, seccomp_fd,
+                             {"/.wb/harness.py": harness_fd, "/.wb/job.json": job_fd},
+                             [exe, "-I", "-S", "/.wb/harness.py", "/.wb/job.json"])
         limits = rlimits(memory_mb, int(timeout_s) + 1)
         uid = OUTSIDE_UID_BASE + secrets.randbelow(1 << 24)
         prepare = prepare_root(prefix, stage, uid, limits) if as_root and stage else prepare_user(limits)
