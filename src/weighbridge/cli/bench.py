@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from ..report.jsonreport import dumps as dumps_json
@@ -90,7 +90,7 @@ def bench_cmd(
             progress = Progress(TextColumn("[bold]{task.description:<16}"), BarColumn(), MofNCompleteColumn(),
                                 TextColumn("errors {task.fields[errors]}"), TimeElapsedColumn(), console=console,
                                 disable=not console.is_terminal and os.environ.get("WEIGHBRIDGE_PROGRESS") != "1")
-            bars: dict[float, int] = {}
+            bars: dict[float, TaskID] = {}
 
             def on_level(r: Any) -> None:  # off a terminal the bars draw nothing: one line per level instead
                 console.print(f"progress level {r.level:g}: {r.ok}/{r.requests} ok · {sum(r.errors.values())} errors · "
@@ -100,7 +100,7 @@ def bench_cmd(
                 if level not in bars:
                     label = f"{'concurrency' if mode == 'closed' else 'rate'} {level:g}"
                     bars[level] = progress.add_task(label, total=requests, errors=0)
-                task = progress.tasks[bars[level]]
+                task = next(t for t in progress.tasks if t.id == bars[level])
                 progress.update(bars[level], advance=1, errors=task.fields["errors"] + int(not rec.ok))
 
             with progress, _sigterm_as_interrupt():
@@ -118,7 +118,7 @@ def bench_cmd(
                           "started was stopped[/]")
         raise typer.Exit(130) from None
 
-    def ms(d: dict, key: str) -> str:
+    def ms(d: dict[str, Any], key: str) -> str:
         v = d.get(key)
         return "–" if v is None else (f"{v / 1000:.2f}s" if v >= 1000 else f"{v:.0f}ms")
 

@@ -32,10 +32,10 @@ def lock(config: Optional[Path] = typer.Option(None, "-c", "--config", help="Con
 
     data = _json.loads(path.read_text())
     t = Table("model", "files", "size", "sha256", "license", title=str(path), title_justify="left")
-    for name, e in data["models"].items():
-        size = sum(f["size"] for f in e["files"])
-        t.add_row(name, str(len(e["files"])), f"{size / 1e6:,.1f} MB" if e["files"] else "–",
-                  e["files"][0]["sha256"][:16] + "…" if e["files"] else "–", e["license"]["id"] or "unknown")
+    for name, entry in data["models"].items():
+        size = sum(f["size"] for f in entry["files"])
+        t.add_row(name, str(len(entry["files"])), f"{size / 1e6:,.1f} MB" if entry["files"] else "–",
+                  entry["files"][0]["sha256"][:16] + "…" if entry["files"] else "–", entry["license"]["id"] or "unknown")
     console.print(keep_ids_whole(t))
     console.print(f"[dim]hashed in {time.perf_counter() - t0:.1f}s[/]")
 

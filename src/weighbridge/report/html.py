@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.files import write_atomic
+from ..core.types import ToolCall
 from ..suites.longcontext import parse_length
 from ..analysis.summary import DEFINITIONS, ModelSummary, RunSummary, workload_rows
 from ..analysis.variants import RULE, pick_lines
@@ -46,7 +47,7 @@ class Answer:
     error: str | None = None
     passed: bool = False
     text: str = ""
-    tool_calls: list[dict[str, Any]] | None = None
+    tool_calls: list[ToolCall] | None = None
     why: str = ""
     latency_ms: float | None = None
     tokens: int | None = None  # unknown: shown as '?', never as 0

@@ -23,7 +23,7 @@ COLORS = ["#0969da", "#cf222e", "#1a7f37", "#8250df", "#bf8700", "#e16f24", "#57
 def nice_max(v: float) -> float:
     if v <= 0:
         return 1.0
-    exp = 10 ** math.floor(math.log10(v))
+    exp = 10.0 ** math.floor(math.log10(v))
     for m in (1, 2, 2.5, 5, 10):
         if v <= m * exp:
             return m * exp
@@ -34,7 +34,8 @@ def quality_vs_cost(models: list[ModelSummary], width: int = 560, height: int = 
     """Pass rate (with its 95% interval) against the cost of running the suite (every model ran the same
     cases, so totals compare), or against mean latency when a model has no price."""
     priced = all(m.cost.total_usd is not None for m in models)
-    xs = [(m.cost.total_usd if priced else (m.latency_mean_ms or 0) / 1000) for m in models]  # type: ignore[misc]
+    xs = [m.cost.total_usd if priced and m.cost.total_usd is not None else (m.latency_mean_ms or 0) / 1000
+          for m in models]
     x_label = "$ to run the whole suite" if priced else "mean latency (s) – not every model has a price"
     xmax = nice_max(max(xs) * 1.1 if xs else 1)
     left, right, top, bottom = 56, 16, 16, 40
@@ -95,7 +96,7 @@ def latency_distribution(latencies: dict[str, list[float]], width: int = 560, ro
         step = max(1, len(vals) // 400)  # at most ~400 dots per model keeps the page light
         for j, v in enumerate(vals[::step]):
             parts.append(f'<circle cx="{px(v):.1f}" cy="{cy + ((j * 7) % 13) - 6}" r="1.6" fill="{c}" opacity=".45"/>')
-        p25, p50, p75, p95 = (percentile(vals, q) for q in (25, 50, 75, 95))
+        p25, p50, p75, p95 = (percentile(vals, q) or 0.0 for q in (25, 50, 75, 95))  # vals is not empty
         parts.append(f'<rect x="{px(p25):.1f}" y="{cy - 9}" width="{max(1.0, px(p75) - px(p25)):.1f}" height="18" '
                      f'fill="none" stroke="{c}"/><line x1="{px(p50):.1f}" x2="{px(p50):.1f}" y1="{cy - 9}" y2="{cy + 9}" '
                      f'stroke="{c}" stroke-width="2"/><line x1="{px(p95):.1f}" x2="{px(p95):.1f}" y1="{cy - 6}" '

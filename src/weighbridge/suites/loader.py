@@ -127,7 +127,7 @@ class Case(BaseModel):
     def rendered_messages(self) -> list[dict[str, Any]]:
         """Chat messages with ``{{vars}}`` filled in (vars were checked at load time); a history's
         tool calls and tool results kept as the OpenAI API carries them."""
-        msgs = [m.model_dump(exclude_none=True) for m in self.messages] if self.messages else [
+        msgs: list[dict[str, Any]] = [m.model_dump(exclude_none=True) for m in self.messages] if self.messages else [
             {"role": "user", "content": self.prompt or ""}]
         if self.system and not any(m["role"] == "system" for m in msgs):
             msgs.insert(0, {"role": "system", "content": self.system})
