@@ -43,8 +43,9 @@ class Scripted:
         t.done = time.perf_counter_ns()
         step = self.script.pop(0) if self.script else [("get_order", '{"order_id": "A1"}')]  # forever, once out
         if isinstance(step, str):
-            return Generation.from_timings(t, text=step, finish_reason="stop", prompt_tokens=10, completion_tokens=3,
-                                           token_source="engine")
+            cut = step.endswith("…")  # a reply that ran into max_tokens
+            return Generation.from_timings(t, text=step, finish_reason="length" if cut else "stop", prompt_tokens=10,
+                                           completion_tokens=3, token_source="engine")
         calls = [make_call(f"c{i}", name, raw) for i, (name, raw) in enumerate(step)]
         return Generation.from_timings(t, text="", finish_reason="tool_calls", prompt_tokens=10, completion_tokens=5,
                                        token_source="engine", tool_calls=calls)
@@ -84,6 +85,7 @@ def test_scripted_model_mistakes_come_back_as_tool_errors_and_the_turns_go_on():
     ([[("nope", "{}")]] * 10, Limits(tool_errors=3), "tool_error_budget"),
     ([], Limits(tokens=40), "token_limit"),
     ([[("wait_forever", "{}")]], Limits(), "environment"),
+    (["I will now refund the order by calling refu…"], Limits(), "cut_off"),  # not an answer, not a call
 ])
 def test_scripted_model_that_never_stops_ends_with_its_reason(script, limits, reason):
     ep, state = episode(Scripted(script), ["Go."], limits=limits)
@@ -122,3 +124,30 @@ def test_the_bundled_qwen_runs_an_episode_in_process_against_the_sandboxed_desk(
     assert len(state["refunds"]) == len(done)  # what the environment holds is what the recorded calls did
     print(f"qwen: {ep.termination}, {len(ep.steps)} steps, {ep.tool_calls} calls, {ep.tool_errors} errors, "
           f"refunds {state['refunds']}")
+
+
+def test_the_bundled_qwen_runs_an_episode_through_llama_cpp_server(qwen_server):
+    from weighbridge.backends.openai import OpenAIBackend
+    from weighbridge.core.config import ModelSpec
+
+    backend = OpenAIBackend(ModelSpec(name="qwen-server", backend="openai", base_url=qwen_server, model="qwen"))
+
+    async def go():
+        try:
+            await backend.preflight()
+            with SandboxedEnvironment(ORDERS, "Orders", STATE, call_timeout_s=5) as env:
+                ep = await run_episode(backend, env, ["Look up order B2 and tell me what was bought."],
+                                       limits=Limits(steps_per_turn=4), max_tokens=128)
+                return ep, env.state()
+        finally:
+            await backend.aclose()
+
+    ep, state = asyncio.run(go())
+    assert ep.termination in ("answered", "step_limit", "tool_error_budget"), ep.reason
+    calls = [c for s in ep.steps for c in s.calls]
+    assert calls, [s.text for s in ep.steps]  # the calls the server handed over (as text: no tool parser) ran
+    looked_up = [c for c in calls if c["name"] == "get_order" and c.get("ok")]
+    assert all(c["result"] == STATE["orders"][c["arguments"]["order_id"]] for c in looked_up)
+    assert state["refunds"] == []  # a lookup changes nothing
+    print(f"qwen via llama_cpp.server: {ep.termination} ({ep.reason}), finish {[s.finish_reason for s in ep.steps]}, calls "
+          f"{[(c['name'], c['arguments']) for c in calls]}, answer {ep.final_text[:80]!r}")

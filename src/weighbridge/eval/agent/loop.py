@@ -22,7 +22,7 @@ from ...core.errors import BackendError
 from ...core.types import Generation, Request, ToolCall
 from .sandboxed import EnvironmentFailed, ToolResult
 
-Termination = Literal["answered", "step_limit", "episode_step_limit", "tool_error_budget", "token_limit",
+Termination = Literal["answered", "cut_off", "step_limit", "episode_step_limit", "tool_error_budget", "token_limit",
                       "time_limit", "environment", "error"]
 MAX_RESULT_CHARS = 16_000  # a tool result as the model reads it: longer ones are cut, and say so
 
@@ -116,6 +116,11 @@ async def run_episode(model: Model, env: Environment, turns: list[str], *, syste
             step = Step(turn, gen.text, [], gen.latency_ms, gen.prompt_tokens, gen.completion_tokens, gen.finish_reason)
             ep.steps.append(step)
             calls = gen.tool_calls or []
+            if not calls and gen.finish_reason == "length":  # neither an answer nor a call: never counted as either
+                messages.append({"role": "assistant", "content": gen.text})
+                ep.termination, ep.final_text, ep.messages = "cut_off", gen.text, messages
+                ep.reason = f"the reply reached max_tokens ({max_tokens}) before it ended"
+                return ep
             if not calls:
                 messages.append({"role": "assistant", "content": gen.text})
                 ep.final_text = gen.text
