@@ -179,3 +179,19 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
         for reason, n in sorted(missing.items()):
             terminalreporter.line(f"{n} test(s): {reason}")
         terminalreporter.line("CI (.ci/run) installs these and fails instead of skipping.")
+
+
+@pytest.fixture()
+def need_bubblewrap(request: pytest.FixtureRequest) -> None:
+    """Tests of the sandbox and what runs in it: failed in CI when bubblewrap cannot start one (the tools
+    are installed there), skipped with the reason elsewhere; ``no_bwrap_needed`` opts a test out."""
+    if "no_bwrap_needed" in request.keywords:
+        return
+    from weighbridge.scorers import sandbox
+
+    try:
+        sandbox.check()
+    except sandbox.SandboxUnavailable as e:
+        if os.environ.get("CI"):
+            pytest.fail(str(e))
+        pytest.skip(str(e))

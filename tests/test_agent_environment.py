@@ -3,13 +3,11 @@ are derived there from type hints and docstrings, its state lives there across c
 model asks of it - host files, endless calls, floods, huge arguments, a dying host - escapes, hangs
 the caller or outlives the episode."""
 
-import os
 import time
 
 import pytest
 
 from weighbridge.eval.agent.sandboxed import EnvironmentFailed, SandboxedEnvironment
-from weighbridge.scorers import sandbox
 
 ORDERS = '''
 class Orders:
@@ -75,14 +73,7 @@ class Orders:
 STATE = {"orders": {"A1": {"item": "kettle", "paid": 40.0}, "B2": {"item": "mug", "paid": 8.5}}}
 
 
-@pytest.fixture(autouse=True)
-def _need_bubblewrap():
-    try:
-        sandbox.check()
-    except sandbox.SandboxUnavailable as e:
-        if os.environ.get("CI"):
-            pytest.fail(str(e))
-        pytest.skip(str(e))
+pytestmark = pytest.mark.usefixtures("need_bubblewrap")
 
 
 def env(**kw) -> SandboxedEnvironment:

@@ -5,7 +5,6 @@ while the run goes on. End states are compared with the gold calls' replay."""
 
 import asyncio
 import json
-import os
 import time
 
 import pytest
@@ -15,19 +14,11 @@ from weighbridge.backends.toolcalls import make_call
 from weighbridge.eval.agent.loop import Limits, run_episode
 from weighbridge.eval.agent.outcome import first_difference, replay
 from weighbridge.eval.agent.sandboxed import EnvironmentFailed, SandboxedEnvironment
-from weighbridge.scorers import sandbox
 
 from .test_agent_environment import ORDERS, STATE
 
 
-@pytest.fixture(autouse=True)
-def _need_bubblewrap():
-    try:
-        sandbox.check()
-    except sandbox.SandboxUnavailable as e:
-        if os.environ.get("CI"):
-            pytest.fail(str(e))
-        pytest.skip(str(e))
+pytestmark = pytest.mark.usefixtures("need_bubblewrap")
 
 
 class Scripted:

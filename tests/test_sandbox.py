@@ -14,16 +14,7 @@ from weighbridge.scorers import sandbox
 from weighbridge.scorers.sandbox import run_python
 
 
-@pytest.fixture(autouse=True)
-def _need_bubblewrap(request):
-    if "no_bwrap_needed" in request.keywords:
-        return
-    try:
-        sandbox.check()
-    except sandbox.SandboxUnavailable as e:
-        if os.environ.get("CI"):
-            pytest.fail(str(e))
-        pytest.skip(str(e))
+pytestmark = pytest.mark.usefixtures("need_bubblewrap")
 
 
 def test_code_runs_unprivileged_without_capabilities_under_seccomp():
