@@ -42,6 +42,7 @@ bench: setup
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python bench/engine_overhead.py
 	$(BIN)/python bench/sandbox_overhead.py
+	$(BIN)/python bench/agent_loop.py
 	$(BIN)/python bench/llamacpp_throughput.py
 	$(BIN)/python bench/hash_throughput.py
 	$(BIN)/python bench/pii_detectors.py

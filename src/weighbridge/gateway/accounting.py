@@ -44,7 +44,7 @@ def tier(call: Call, up: Upstream, usage: Usage | None, usage_error: MalformedRe
     if usage_error is not None:
         call.events["usage_invalid"] += 1
         pt, ct, source = 0, 0, "invalid"
-    elif usage is not None and usage.complete and usage.prompt_tokens is not None and usage.completion_tokens is not None:
+    elif usage is not None and usage.prompt_tokens is not None and usage.completion_tokens is not None:  # complete
         pt, ct, source = usage.prompt_tokens, usage.completion_tokens, "upstream"
     else:
         pt, ct, source = len(prompt_text(call.body)) // 4 + 1, len(text) // 4 + 1, "estimate"
@@ -83,7 +83,7 @@ class Accounting:
         call.finished = True
         if call.reservation is not None:
             self.guard.settle(call.reservation, tokens, dollars)
-            if not getattr(self.guard, "persists_spend", False):  # a shared guard has written it itself
+            if not self.guard.persists_spend:  # a shared guard has written it itself
                 self.writer.spend(call.reservation.key_id, call.reservation.period, tokens, dollars)
             call.reservation = None
         if self.tracing is not None:

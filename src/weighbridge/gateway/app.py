@@ -93,8 +93,7 @@ class Gateway:
         await self.cache.aclose()
         await self.judges.aclose()
         await asyncio.to_thread(self.writer.close)
-        if hasattr(self.guard, "close"):  # a shared guard flushes the spend it still has queued
-            await asyncio.to_thread(self.guard.close)
+        await asyncio.to_thread(self.guard.close)  # a shared guard flushes the spend it still has queued
         if self.tracing is not None:
             await asyncio.to_thread(self.tracing.shutdown)
 

@@ -69,6 +69,8 @@ class Denied(WeighbridgeError):
 class Guard:
     """Who may call, how often, and how much they may still spend."""
 
+    persists_spend = False  # settled spend is written by the gateway's writer thread (a shared guard writes its own)
+
     def __init__(self, read_db: sqlite3.Connection, *, reload_s: float = 2.0) -> None:
         self.db = read_db
         self.reload_s = reload_s
@@ -146,4 +148,7 @@ class Guard:
         held[1] -= r.usd
         spent[0] += tokens
         spent[1] += usd
+
+    def close(self) -> None:
+        """Nothing to flush: this guard's spend goes through the gateway's writer."""
 

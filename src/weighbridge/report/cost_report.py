@@ -19,7 +19,7 @@ from markupsafe import Markup
 from ..core.files import write_atomic
 from ..core.format import count_label, usd_budget as _usd
 from .svg import cost_chart
-from .templating import macro, render, safe
+from .templating import render, safe
 
 DEFINITIONS = {
     "monthly": "self-hosted: instances × per-instance cost + ops hours × rate + storage + egress; "
@@ -32,11 +32,6 @@ DEFINITIONS = {
     "cost per success": "monthly ÷ (requests × pass rate of the named bakeoff run)",
     "break-even": "the volume from which self-hosting stays cheaper than the API (instances added in steps as volume grows)",
 }
-
-
-def _source_link(source: str) -> str:
-    """A price's source: a link only when it is a web address (a sheet may say "our contract, 2026-11")."""
-    return str(macro("macros.html.j2", "source_link", source))
 
 
 def _capacity(c: OptionCost) -> str:

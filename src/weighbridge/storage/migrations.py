@@ -84,10 +84,16 @@ def _create_table(real: str) -> str:
 
 # -- SQLite --------------------------------------------------------------------------------------
 
+def _recorded(db: sqlite3.Connection, schema: Schema) -> int:
+    """How many of the schema's migrations the record lists (0 where there is no record yet)."""
+    if not db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (TABLE,)).fetchone():
+        return 0
+    return int(db.execute(f"SELECT count(*) FROM {TABLE} WHERE schema = ?", (schema.name,)).fetchone()[0])
+
+
 def _sqlite_current(db: sqlite3.Connection, schema: Schema) -> int | None:
     """The applied number recorded for the schema; None when nothing is recorded for it yet."""
-    has_table = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (TABLE,)).fetchone()
-    if has_table:
+    if _recorded(db, schema):
         row = db.execute(f"SELECT max(number) FROM {TABLE} WHERE schema = ?", (schema.name,)).fetchone()
         if row[0] is not None:
             return int(row[0])
@@ -103,11 +109,8 @@ def migrate_sqlite(db: sqlite3.Connection, schema: Schema, where: str) -> int:
     current = _sqlite_current(db, schema) or 0
     if current > schema.latest:
         raise _too_new(schema, where, current)
-    if current == schema.latest and db.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (TABLE,)).fetchone():
-        row = db.execute(f"SELECT count(*) FROM {TABLE} WHERE schema = ?", (schema.name,)).fetchone()
-        if row[0] == current:
-            return current
+    if current == schema.latest and _recorded(db, schema) == current:  # nothing to write: a read-only file opens
+        return current
     db.execute("BEGIN IMMEDIATE")
     try:
         current = _sqlite_current(db, schema) or 0  # again, under the lock: another process may have migrated
