@@ -72,6 +72,9 @@ class InstantEnv:
         self.n += arguments["k"]
         return ToolResult(True, result=self.n)
 
+    def state(self):
+        return {"n": self.n}
+
 
 def main() -> None:
     ap = argparse.ArgumentParser()

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.config import DEFAULT_MAX_ERROR_RATE, ModelSpec
 from ..core.contention import busy_note
+from .agent import AgentFigures, agent_figures
+from .definitions import DEFINITIONS
 from .cost import CostFigures, compute_cost
 from ..scorers.schema import schema_valid
 from .stats import mean, pass_at_k, percentile, wilson_interval
@@ -21,35 +23,6 @@ from ..storage.store import Store, StoredGeneration
 if TYPE_CHECKING:
     from .compare import Comparison
     from .variants import VariantGroup
-
-DEFINITIONS = {
-    "pass_rate": "share of (case × sample) jobs whose every scorer passed; errors count as failures",
-    "answered_pass_rate": "share of the answered jobs (no error) that passed: the model's quality where it answered",
-    "error_banner": "shown when a model's errored jobs exceed max_error_rate (default 20%): its pass rate then "
-                    "measures the connection or server as much as the model",
-    "ci95": "95% Wilson score interval of the pass rate",
-    "latency": "request sent → last byte, per job (ms); cached answers keep their original latency",
-    "ttft": "request sent → first generated content (text, reasoning or tool call), never a role-only chunk",
-    "output_tok_s": "Σ completion tokens ÷ Σ latency over answered jobs (per-request speed, not server throughput)",
-    "tokens": "from the server's usage when given ('server'), else the model's tokenizer ('tokenizer': in-process, "
-              "or the GGUF a served model's tokenizer: names), else one per streamed chunk ('chunks'); prompt "
-              "tokens then come from the server's tokenize endpoint where it has one (vLLM, llama-server), else "
-              "they are unknown: '?', and a token-priced cost is marked ≈",
-    "cost_per_success": "total cost ÷ passed jobs",
-    "busy": "a model's latency, tok/s and hardware cost are marked † when, while it answered, more threads wanted "
-            "to run than the machine has CPUs (or a hypervisor stole over 10% of the CPU time): they measure the "
-            "contention as much as the model",
-    "pass@k": "unbiased estimate over cases of passing at least once in k samples: 1 − C(n−c, k) / C(n, k)",
-    "file": "size of the weights on disk (GGUF, plus its LoRA adapter)",
-    "resident": "peak resident memory of an in-process model while it ran: pages of its GGUF mapped in memory plus "
-                "the growth of the process's anonymous memory since it began loading (KV cache, compute buffers, "
-                "weights llama.cpp repacked), read from /proc/self after loading and after each answer",
-    "variants": "each variant against its reference on the same (case, sample) pairs: McNemar's test and Tango's 95% "
-                "score interval of Δ pass rate (the interval excludes 0 exactly when p < 0.05); worse = p < α and Δ below −margin; within margin = the "
-                "interval above −margin; not shown = neither",
-    "unstable": "cases where some samples pass and others fail (needs samples > 1 and temperature > 0)",
-}
-
 
 @dataclass
 class ModelSummary:
@@ -99,6 +72,7 @@ class ModelSummary:
     resident_bytes: int | None = None  # peak resident memory while it ran (weights resident + llama.cpp's buffers)
     runtime: dict[str, Any] | None = None
     busy: str | None = None  # "measured on a busy machine: …" when latency and speed were measured under contention
+    agent: AgentFigures | None = None  # the run's agent episodes, when it has agent cases
 
     @property
     def error_rate(self) -> float:
@@ -114,6 +88,7 @@ class ModelSummary:
         d["answered_ci95"] = list(self.answered_ci95) if self.answered_ci95 else None
         d["error_rate"] = self.error_rate
         d["cost"]["estimated"] = self.cost.estimated
+        d["agent"] = self.agent.to_dict() if self.agent else None
         return d
 
 
@@ -164,9 +139,11 @@ def summarise_model(name: str, spec: ModelSpec, rows: list[StoredGeneration], wo
         per_case.setdefault(r.case_id, []).append(r.passed)
     samples = max((len(v) for v in per_case.values()), default=1)
     ks = sorted({1, samples})
-    complete = {c: v for c, v in per_case.items() if len(v) == samples}
-    at_k = {f"pass@{k}": sum(pass_at_k(samples, sum(v), k) for v in complete.values()) / len(complete)
-            for k in ks} if complete else {}
+    at_k = {}
+    for k in ks:  # over the cases tried at least k times (a case's own trials: may differ from the run's samples)
+        tried = [v for v in per_case.values() if len(v) >= k]
+        if tried:
+            at_k[f"pass@{k}"] = sum(pass_at_k(len(v), sum(v), k) for v in tried) / len(tried)
     unstable = sorted(c for c, v in per_case.items() if len(set(v)) > 1)
     errors: dict[str, int] = {}
     examples: dict[str, str] = {}
@@ -319,13 +296,17 @@ def summarise_run(store: Store, run_id: str) -> RunSummary:
     run = store.run(run_id)
     cases = store.run_cases(run_id)
     workloads = {c["id"]: c["workload"] for c in cases}
+    agent_cases = {c["id"] for c in cases if (c.get("case") or {}).get("environment")}
     rows = store.generations(run_id)
     models = []
     licenses = run["manifest"].get("licenses", {})
     for m in store.run_models(run_id):
         spec = ModelSpec.model_validate(m["spec"])
-        ms = summarise_model(m["name"], spec, [r for r in rows if r.model == m["name"]], workloads,
-                             _concurrency_used(run["manifest"], m["name"], m.get("runtime")))
+        used = _concurrency_used(run["manifest"], m["name"], m.get("runtime"))
+        mine = [r for r in rows if r.model == m["name"]]
+        ms = summarise_model(m["name"], spec, mine, workloads, used)
+        ms.agent = agent_figures(mine, agent_cases, spec, *(used or (spec.effective_concurrency,
+                                                                     "configured; this run recorded none")))
         facts = run["manifest"].get("models", {}).get(m["name"]) or {}
         if facts.get("size_bytes") is not None:
             ms.file_bytes = int(facts["size_bytes"]) + int((facts.get("lora") or {}).get("size_bytes") or 0)
@@ -335,6 +316,8 @@ def summarise_run(store: Store, run_id: str) -> RunSummary:
             ms.busy = busy_note(ms.runtime.get("contention"))
             if ms.busy and ms.cost.basis == "gpu_hour":  # hardware cost is latency priced: as busy as it
                 ms.cost.marks.append(ms.busy)
+                if ms.agent and ms.agent.cost:
+                    ms.agent.cost.marks.append(ms.busy)
         lic = licenses.get(m["name"]) or {}
         ms.license, ms.license_verdict = lic.get("license_name") or lic.get("license_key"), lic.get("verdict")
         ms.license_caveats = [str(c) for c in lic.get("caveats") or []]

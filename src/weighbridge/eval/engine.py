@@ -22,6 +22,8 @@ from ..core.contention import LoadSampler
 from ..core.errors import BackendError, BackendUnavailable, ConfigError, WeighbridgeError
 from ..catalog.families import model_family
 from ..core.hashing import stable_hash
+from .agent.job import episode_definition, gold_states, run_agent_job
+from .agent.sandboxed import EnvironmentFailed
 from .jobs import Job, build_request
 from .judging import JudgeCalls, cache_key, score_answer
 from .machine import machine_facts
@@ -54,6 +56,7 @@ def _scored_by(case: Case, kind: str) -> bool:
 
 NO_SANDBOX = ("no sandbox to run model code in: apt-get install bubblewrap python3-seccomp, or set "
               "sandbox: unsafe-local")
+COMPLETION_AGENT = "an agent loop needs chat turns and tools; this model is in completion mode"
 
 # (model, done, total, passed, errored, already_passed: the passes of a resumed run's finished jobs)
 ProgressFn = Callable[[str, int, int, bool, bool, int], None]
@@ -72,6 +75,7 @@ class Bakeoff:
         self.identity_keys: dict[str, str] = {}
         self.manifest: dict[str, Any] = {}
         self._scorers: dict[str, list[Scorer]] = {}
+        self.gold: dict[str, list[Any]] = {}  # agent cases: the state after each turn's gold calls
         self.not_applicable: dict[str, dict[str, Any]] = {}
         self.concurrency: dict[str, int] = {}
         self._in_flight: dict[str, int] = {}
@@ -123,13 +127,25 @@ class Bakeoff:
         self.not_applicable = self._not_applicable()
         for name, na in self.not_applicable.items():
             for reason, ids in na["reasons"].items():
-                kind = "tool " if "tool" in reason else "code " if reason == NO_SANDBOX else ""
+                kind = "tool " if "tool" in reason else "agent " if reason == COMPLETION_AGENT else \
+                    "code or agent " if reason == NO_SANDBOX else ""
                 self.manifest["warnings"].append(f"model '{name}': {len(ids)} {kind}case(s) not run - {reason}")
         self.manifest["not_applicable"] = self.not_applicable
         self.concurrency = {n: self._safe_concurrency(n) for n in self.specs}
         self.manifest["concurrency"] = dict(self.concurrency)
         for case in self.cases:
             self._scorers[case.id] = [build_scorer(sp, sandbox=self.config.sandbox) for sp in case.scorers]
+        await self._replay_gold()
+
+    async def _replay_gold(self) -> None:
+        """Every agent case's gold calls, replayed once in its environment (a broken task is said here,
+        before the run exists); skipped where no model will run the case."""
+        wanted = [c for c in self.cases if c.is_agent and
+                  any(c.id not in self.not_applicable.get(m, {}).get("cases", ()) for m in self.specs)]
+        if any(c.is_agent for c in self.cases) and self.config.sandbox == "unsafe-local":
+            self.manifest["warnings"].append("sandbox: unsafe-local - agent environments run with NO isolation")
+        states = await asyncio.gather(*(gold_states(c, self.config.sandbox) for c in wanted))
+        self.gold = {c.id: s for c, s in zip(wanted, states)}
 
     def _not_applicable(self) -> dict[str, dict[str, Any]]:
         """Cases a model cannot take, with the reason: tool cases for a model without tool support,
@@ -144,8 +160,12 @@ class Bakeoff:
             no_sandbox = self.manifest.get("sandbox", {}).get("available") is False
             for c in self.cases:
                 why = None
-                if no_sandbox and _scored_by(c, "python_tests"):
+                if no_sandbox and (_scored_by(c, "python_tests") or c.is_agent):
                     why = NO_SANDBOX
+                elif c.is_agent and spec.mode == "completion":
+                    why = COMPLETION_AGENT
+                elif c.is_agent and tool_why:
+                    why = tool_why
                 elif c.tools and tool_why:
                     why = tool_why
                 elif c.context_tokens is not None and window:
@@ -218,7 +238,7 @@ class Bakeoff:
     def _jobs(self, run_id: str) -> list[Job]:
         done = self.store.done_jobs(run_id)
         skip = {m: set(na["cases"]) for m, na in self.not_applicable.items()}
-        jobs = [Job(m, c, s) for m in self.specs for c in self.cases for s in range(self.config.samples)
+        jobs = [Job(m, c, s) for m in self.specs for c in self.cases for s in range(c.trials or self.config.samples)
                 if c.id not in skip.get(m, ())]
         self.stats.jobs_total = len(jobs)
         todo = [j for j in jobs if (j.model, j.case.id, j.sample) not in done]
@@ -243,7 +263,9 @@ class Bakeoff:
                        counters: dict[str, int], totals: dict[str, int]) -> None:
         spec, backend = self.specs[job.model], self.backends[job.model]
         request = build_request(spec, job.case, job.sample)
-        key = cache_key(self.identity_keys[job.model], request, job.sample)
+        agent = job.case.is_agent
+        key = cache_key(self.identity_keys[job.model], request, job.sample,
+                        episode_definition(job.case) if agent else None)
         gen = self.store.cached(key) if self.use_cache else None
         cached = gen is not None
         error = None
@@ -255,7 +277,11 @@ class Bakeoff:
                 try:
                     self.stats.model_calls += 1
                     self.stats.per_model_calls[job.model] = self.stats.per_model_calls.get(job.model, 0) + 1
-                    gen = await backend.generate(request)
+                    gen = (await run_agent_job(backend, job.case, request, self.gold[job.case.id], self.config.sandbox)
+                           if agent else await backend.generate(request))
+                except EnvironmentFailed as e:
+                    error = f"environment: {e}"
+                    self.stats.errors += 1
                 except BackendError as e:
                     error = f"{e.kind}: {e}"
                     self.stats.errors += 1
@@ -299,8 +325,8 @@ class Bakeoff:
         self.stats.run_id = run_id
         self.judge_ctx = JudgeCalls(self.judge_specs, self.backends, self.identity_keys, self.store, self.use_cache)
         todo = self._jobs(run_id)
-        totals = {m: (len(self.cases) - len(self.not_applicable.get(m, {}).get("cases", []))) * self.config.samples
-                  for m in self.specs}
+        totals = {m: sum(c.trials or self.config.samples for c in self.cases
+                         if c.id not in self.not_applicable.get(m, {}).get("cases", ())) for m in self.specs}
         counters = {m: totals[m] - sum(1 for j in todo if j.model == m) for m in self.specs}
         if progress:
             resumed_passes: dict[str, int] = {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import AsyncIterator
+from typing import Any, AsyncIterator
 
 from ..backends import Backend, Generation, Request, build_backend
 from ..core.config import Config, ModelSpec
@@ -17,9 +17,11 @@ from ..storage.store import Store
 from ..suites import Case
 
 
-def cache_key(identity_key: str, request: Request, sample: int) -> str:
-    """Model identity + every decoding param + the exact input + the repeat index."""
-    return stable_hash({"model": identity_key, "request": request.cache_fields(), "sample": sample})
+def cache_key(identity_key: str, request: Request, sample: int, episode: dict[str, Any] | None = None) -> str:
+    """Model identity + every decoding param + the exact input + the repeat index (+ for an agent
+    case, the episode's definition: environment code, state, turns, tools, limits)."""
+    fields = {"model": identity_key, "request": request.cache_fields(), "sample": sample}
+    return stable_hash(fields if episode is None else {**fields, "episode": episode})
 
 
 async def score_answer(scorers: list[Scorer], case: Case, gen: Generation, judge_ctx: JudgeContext

@@ -14,14 +14,17 @@ from pathlib import Path
 from typing import Any
 
 from ..core.files import write_atomic
-from ..core.types import ToolCall
+from ..core.types import Generation, ToolCall
 from ..suites.longcontext import parse_length
-from ..analysis.summary import DEFINITIONS, ModelSummary, RunSummary, workload_rows
+from ..analysis.agent import agent_rows
+from ..analysis.definitions import DEFINITIONS
+from ..analysis.summary import ModelSummary, RunSummary, workload_rows
 from ..analysis.variants import RULE, pick_lines
 from ..core.format import ms
 from .svg import latency_distribution, quality_vs_cost
 from .templating import render, safe
 from .terminal import cost_notes, prompt_tokens_cell
+from .trace import TraceView, trace_view
 
 FOLD_AT = 600  # characters: longer answers fold behind a "show all" toggle
 _QUOTE_KIND = {"transcribed": " (as transcribed by others; vendor file not read)",
@@ -53,6 +56,7 @@ class Answer:
     tokens: int | None = None  # unknown: shown as '?', never as 0
     cached: bool = False
     flip: str | None = None  # "fixed" / "broken" against the baseline
+    trace: TraceView | None = None  # an agent episode: its turns, steps, calls and end state
 
 
 @dataclass
@@ -125,7 +129,9 @@ def _turn(m: dict[str, Any]) -> str:
 
 
 def _messages(case: dict[str, Any]) -> list[dict[str, Any]]:
-    msgs: list[dict[str, Any]] = case.get("messages") or [{"role": "user", "content": case.get("prompt") or ""}]
+    msgs: list[dict[str, Any]] = case.get("messages") or [
+        {"role": "user", "content": t} for t in case.get("turns") or []] or [
+        {"role": "user", "content": case.get("prompt") or ""}]
     if case.get("system") and not any(m["role"] == "system" for m in msgs):
         msgs = [{"role": "system", "content": case["system"]}, *msgs]
     return msgs
@@ -135,9 +141,9 @@ def _side_by_side(summary: RunSummary, baseline: dict[str, dict[str, bool]] | No
     names = [m.model for m in summary.models]
     by_key = {(r.model, r.case_id, r.sample): r for r in summary.rows}
     unstable = {cid for m in summary.models for cid in m.unstable_cases}
-    samples = summary.run["samples"]
     out = []
     for c in summary.cases:
+        samples = c["case"].get("trials") or summary.run["samples"]
         for s in range(samples):
             row = CaseRow(label=c["id"] + (f" #{s}" if samples > 1 else ""), workload=c["workload"],
                           prompt="\n".join(_turn(m) for m in _messages(c["case"])), unstable=c["id"] in unstable)
@@ -163,10 +169,19 @@ def _side_by_side(summary: RunSummary, baseline: dict[str, dict[str, bool]] | No
                 row.cells.append(Answer(passed=r.passed, text=g.text if g else "", tool_calls=g.tool_calls if g else None,
                                         why="; ".join(f"{k}: {sc.reason}" for k, sc in r.scores),
                                         latency_ms=g.latency_ms if g else None,
-                                        tokens=g.completion_tokens if g else 0, cached=r.cached, flip=flip))
+                                        tokens=g.completion_tokens if g else 0, cached=r.cached, flip=flip,
+                                        trace=_trace(g, c["case"])))
             row.disagree = len(verdicts) > 1
             out.append(row)
     return out
+
+
+def _trace(g: Generation | None, case: dict[str, Any]) -> TraceView | None:
+    trace = g.raw.get("agent") if g is not None else None
+    if not isinstance(trace, dict):
+        return None
+    turns = [m["content"] for m in _messages(case) if m["role"] == "user"]
+    return trace_view(trace, [str(t) for t in turns])
 
 
 def _long_context(models: list[ModelSummary]) -> dict[str, list[str]] | None:
@@ -190,6 +205,7 @@ def render_html(summary: RunSummary, baseline: dict[str, dict[str, bool]] | None
                      and r.generation.timed] for m in models}
     return render("run.html.j2", summary=summary, run=summary.run, models=models, names=[m.model for m in models],
                   rows=_summary_rows(summary), long_context=_long_context(models),
+                  agent_rows=agent_rows([m.agent for m in models]),
                   charts={"quality": safe(quality_vs_cost(models)), "latency": safe(latency_distribution(lat))},
                   pick_lines=pick_lines, variant_rule=RULE, extra=safe(extra),
                   workloads=sorted({c["workload"] for c in summary.cases}), side_by_side=_side_by_side(summary, baseline),

@@ -10,6 +10,7 @@ from .safe import term
 from .tables import keep_ids_whole
 
 from ..suites.longcontext import parse_length
+from ..analysis.agent import agent_rows
 from ..analysis.summary import ModelSummary, RunSummary, workload_rows
 from ..analysis.variants import VariantGroup, pick_lines
 
@@ -84,6 +85,15 @@ def render(summary: RunSummary, console: Console) -> None:
     for m in models:
         for caveat in m.license_caveats:
             console.print(f"[dim]license of {term(m.model)}: {term(caveat)}[/]", highlight=False, soft_wrap=True)
+    agent = agent_rows([m.agent for m in models])
+    if agent:
+        at = Table(title="Agent episodes", show_lines=False)
+        at.add_column("", style="bold")
+        for m in models:
+            at.add_column(term(m.model), justify="right")
+        for label, cells in agent:
+            at.add_row(label, *[term(c) for c in cells])
+        console.print(keep_ids_whole(at, headers_whole=True))
     if any(m.long_context for m in models):
         console.print(long_context_table(models))
     for g in summary.variants:

@@ -1,157 +1,27 @@
-"""Load cases from YAML, JSONL or CSV into one shape; every error names file, line and field.
-
-A case is chat messages (or a single prompt) with ``{{vars}}``, what is expected, the scorers that
-check it and tags; its workload class (code, math, extraction, ...) groups the report.
-"""
+"""Load cases from YAML, JSONL or CSV into one shape (``case.py``); every error names file, line
+and field. An agent case's environment is found here, relative to its suite file."""
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Iterator
 
-import jsonschema
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import ValidationError
 
 from ..core.errors import ConfigError
 from ..core.hashing import stable_hash
 from ..core.inputs import MAX_DATA_BYTES, loads_json, read_text
 from ..scorers import build_scorer
 from ..core.yamlsource import LocatedYaml, load_yaml, validation_error
+from .agent_case import resolve_environment
+from .case import Case, _missing_vars
 
-_VAR = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 BUILTIN_PREFIX = "builtin:"
-
-
-class ToolCallSpec(BaseModel):
-    """An earlier call in a multi-turn history: ``{id, function: {name, arguments}}`` (arguments as
-    an object or as the JSON text the OpenAI API carries)."""
-
-    model_config = ConfigDict(extra="forbid")
-    id: str
-    type: Literal["function"] = "function"
-    function: dict[str, Any]
-
-    @model_validator(mode="after")
-    def _shape(self) -> "ToolCallSpec":
-        if not isinstance(self.function.get("name"), str):
-            raise ValueError("a tool call's function needs a 'name'")
-        args = self.function.get("arguments", {})
-        if isinstance(args, dict):
-            self.function["arguments"] = json.dumps(args, ensure_ascii=False)
-        elif not isinstance(args, str):
-            raise ValueError("a tool call's 'arguments' is an object or a JSON string")
-        return self
-
-
-class Message(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    role: Literal["system", "user", "assistant", "tool"]
-    content: str | None = None
-    name: str | None = None
-    tool_calls: list[ToolCallSpec] | None = None
-    tool_call_id: str | None = None
-
-    @model_validator(mode="after")
-    def _shape(self) -> "Message":
-        if self.content is None and not self.tool_calls:
-            raise ValueError("a message needs 'content' (or, for an assistant, 'tool_calls')")
-        if self.tool_calls and self.role != "assistant":
-            raise ValueError("only an assistant message can hold 'tool_calls'")
-        if self.role == "tool" and not self.tool_call_id:
-            raise ValueError("a tool message needs 'tool_call_id': the call it answers")
-        return self
-
-
-class FunctionTool(BaseModel):
-    """An OpenAI function tool: ``{type: function, function: {name, description, parameters}}``."""
-
-    model_config = ConfigDict(extra="forbid")
-    type: Literal["function"] = "function"
-    function: dict[str, Any]
-
-    @model_validator(mode="after")
-    def _shape(self) -> "FunctionTool":
-        fn = self.function
-        if not isinstance(fn.get("name"), str) or not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", fn["name"]):
-            raise ValueError("a tool's function needs a 'name' of letters, digits, _ . - (at most 64)")
-        unknown = set(fn) - {"name", "description", "parameters", "strict"}
-        if unknown:
-            raise ValueError(f"unknown key(s) in a tool's function: {', '.join(sorted(unknown))}")
-        params = fn.get("parameters", {"type": "object", "properties": {}})
-        try:
-            jsonschema.validators.validator_for(params).check_schema(params)
-        except jsonschema.SchemaError as e:
-            raise ValueError(f"tool '{fn['name']}': 'parameters' is not a valid JSON schema: {e.message}") from None
-        return self
-
-
-class Case(BaseModel):
-    """One thing to ask every model, and how to tell a good answer."""
-
-    model_config = ConfigDict(extra="forbid")
-    id: str = Field(min_length=1)
-    messages: list[Message] | None = None
-    prompt: str | None = None
-    system: str | None = None
-    vars: dict[str, Any] = Field(default_factory=dict)
-    expected: Any = None
-    scorers: list[str | dict[str, Any]] = Field(default_factory=list)
-    tags: list[str] = Field(default_factory=list)
-    workload: str | None = None
-    context_tokens: int | None = Field(None, ge=0, description="the prompt's length estimate (long-context cases)")
-    tools: list[FunctionTool] | None = None
-    tool_choice: Literal["auto", "none", "required"] | dict[str, Any] | None = None
-    response_format: dict[str, Any] | None = None
-
-    @model_validator(mode="after")
-    def _check(self) -> "Case":
-        if self.response_format is not None and self.response_format.get("type") not in ("json_object", "json_schema",
-                                                                                          "text"):
-            raise ValueError("response_format.type is json_object, json_schema or text")
-        if (self.messages is None) == (self.prompt is None):
-            raise ValueError("a case needs exactly one of 'messages' or 'prompt'")
-        if not self.scorers:
-            if self.expected is None:
-                raise ValueError("a case needs 'scorers' or an 'expected' value (checked with 'exact')")
-            self.scorers = ["exact"]
-        if self.workload is None:
-            self.workload = self.tags[0] if self.tags else "general"
-        return self
-
-    def rendered_messages(self) -> list[dict[str, Any]]:
-        """Chat messages with ``{{vars}}`` filled in (vars were checked at load time); a history's
-        tool calls and tool results kept as the OpenAI API carries them."""
-        msgs: list[dict[str, Any]] = [m.model_dump(exclude_none=True) for m in self.messages] if self.messages else [
-            {"role": "user", "content": self.prompt or ""}]
-        if self.system and not any(m["role"] == "system" for m in msgs):
-            msgs.insert(0, {"role": "system", "content": self.system})
-        out = []
-        for m in msgs:
-            m = dict(m)
-            if isinstance(m.get("content"), str):
-                m["content"] = _render(m["content"], self.vars)
-            elif m.get("tool_calls"):
-                m["content"] = None
-            out.append(m)
-        return out
-
-    def tool_dicts(self) -> list[dict[str, Any]] | None:
-        return [t.model_dump() for t in self.tools] if self.tools else None
-
-
-def _render(text: str, vars: dict[str, Any]) -> str:
-    return _VAR.sub(lambda m: str(vars[m.group(1)]), text)
-
-
-def _missing_vars(case: Case) -> list[str]:
-    texts = [m.content or "" for m in case.messages or []] + [case.prompt or "", case.system or ""]
-    return sorted({v for t in texts for v in _VAR.findall(t) if v not in case.vars})
 
 
 @dataclass
@@ -162,14 +32,17 @@ class Suite:
 
     @property
     def content_hash(self) -> str:
-        return stable_hash([c.model_dump() for c in self.cases])
+        """Cases as written, and for agent cases the environment's code too: a changed environment
+        is a changed suite (a run made with the old one is not resumed with the new)."""
+        return stable_hash([c.model_dump() if c.environment_source is None else
+                            {**c.model_dump(), "environment_sha256": c.environment_source.sha256} for c in self.cases])
 
 
 def _case(raw: Any, *, defaults: dict[str, Any], path: str, line: int | None, src: LocatedYaml | None,
-          prefix: tuple[Any, ...]) -> Case:
+          prefix: tuple[Any, ...], presets: dict[str, dict[str, Any]] | None = None) -> Case:
     if not isinstance(raw, dict):
         raise ConfigError("a case must be a mapping", path=path, line=line)
-    merged = {**defaults, **raw}
+    merged = _with_preset({**defaults, **raw}, presets or {})
     if "tags" in defaults and "tags" in raw:
         merged["tags"] = list(dict.fromkeys([*raw["tags"], *defaults["tags"]]))
     try:
@@ -190,6 +63,14 @@ def _case(raw: Any, *, defaults: dict[str, Any], path: str, line: int | None, sr
                               f"'{case.id}' has none: add an 'expected' field (a CSV column) or give the scorer "
                               "a value:", path=path, line=src.line_of(loc) if src else line,
                               field=".".join(map(str, loc)))
+    if case.environment is not None:
+        suite_dir = None if path.startswith(BUILTIN_PREFIX) else Path(path).parent
+        try:
+            case._environment = resolve_environment(case.environment, suite_dir)
+        except ValueError as e:
+            loc = prefix + ("environment",)
+            raise ConfigError(str(e), path=path, line=src.line_of(loc) if src else line,
+                              field=".".join(map(str, loc))) from None
     missing = _missing_vars(case)
     if missing:
         where = (src.line_of(prefix) if src else line)
@@ -202,14 +83,16 @@ def _from_yaml(path: str, text: str | None = None) -> tuple[str, list[Case]]:
     src = load_yaml(path, text)
     data = src.data
     defaults: dict[str, Any] = {}
+    presets: dict[str, dict[str, Any]] = {}
     name = Path(path).stem
     prefix: tuple[Any, ...] = ()
     if isinstance(data, dict):
-        unknown = set(data) - {"name", "description", "defaults", "cases"}
+        unknown = set(data) - {"name", "description", "defaults", "environments", "cases"}
         if unknown:
             key = sorted(unknown)[0]
-            raise ConfigError("unknown field (a suite has name, description, defaults, cases)",
+            raise ConfigError("unknown field (a suite has name, description, defaults, environments, cases)",
                               path=path, line=src.line_of((key,)), field=key)
+        presets = _presets(data.get("environments"), path, src)
         name = str(data.get("name", name))
         defaults = data.get("defaults") or {}
         if not isinstance(defaults, dict):
@@ -217,9 +100,52 @@ def _from_yaml(path: str, text: str | None = None) -> tuple[str, list[Case]]:
         data, prefix = data.get("cases"), ("cases",)
     if not isinstance(data, list):
         raise ConfigError("expected a list of cases (or a mapping with 'cases:')", path=path, line=1, field="cases")
-    cases = [_case(raw, defaults=defaults, path=path, line=src.line_of(prefix + (i,)), src=src, prefix=prefix + (i,))
-             for i, raw in enumerate(data)]
+    cases = [_case(raw, defaults=defaults, path=path, line=src.line_of(prefix + (i,)), src=src, prefix=prefix + (i,),
+                   presets=presets) for i, raw in enumerate(data)]
     return name, cases
+
+
+_PRESET_KEYS = {"environment", "initial_state", "system", "limits"}
+
+
+def _presets(raw: Any, path: str, src: LocatedYaml) -> dict[str, dict[str, Any]]:
+    """A suite's named environments: ``environments: {shop: {environment: shop.py, initial_state: ...}}``;
+    a case that says ``environment: shop`` starts from it (its own ``initial_state`` merged over)."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError("'environments' maps names to {environment, initial_state, system, limits}", path=path,
+                          line=src.line_of(("environments",)), field="environments")
+    for name, preset in raw.items():
+        loc = ("environments", name)
+        if not isinstance(preset, dict) or not isinstance(preset.get("environment"), str):
+            raise ConfigError("a named environment needs 'environment:' (builtin:NAME, FILE.py or FILE.py:Class)",
+                              path=path, line=src.line_of(loc), field=f"environments.{name}")
+        unknown = sorted(set(preset) - _PRESET_KEYS)
+        if unknown:
+            raise ConfigError(f"unknown field (a named environment has {', '.join(sorted(_PRESET_KEYS))})", path=path,
+                              line=src.line_of(loc + (unknown[0],)), field=f"environments.{name}.{unknown[0]}")
+        if not isinstance(preset.get("initial_state", {}), dict):
+            raise ConfigError("'initial_state' must be a mapping", path=path, line=src.line_of(loc + ("initial_state",)),
+                              field=f"environments.{name}.initial_state")
+    return raw
+
+
+def _merged(base: Any, over: Any) -> Any:
+    """``over`` laid on ``base``: mappings merge key by key, anything else replaces."""
+    if isinstance(base, dict) and isinstance(over, dict):
+        return {**base, **{k: _merged(base.get(k), v) for k, v in over.items()}}
+    return over
+
+
+def _with_preset(merged: dict[str, Any], presets: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    name = merged.get("environment")
+    preset = presets.get(name) if isinstance(name, str) else None
+    if preset is None:
+        return merged
+    out = {**{k: v for k, v in preset.items() if k != "initial_state"}, **merged, "environment": preset["environment"]}
+    out["initial_state"] = _merged(preset.get("initial_state") or {}, merged.get("initial_state") or {})
+    return out
 
 
 def _from_jsonl(path: str) -> tuple[str, list[Case]]:

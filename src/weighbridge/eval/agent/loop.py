@@ -18,13 +18,16 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol
 
+import jsonschema
+
 from ...core.errors import BackendError
-from ...core.types import Generation, Request, ToolCall
+from ...core.types import Generation, Request, TokenSource, ToolCall
 from .sandboxed import EnvironmentFailed, ToolResult
 
 Termination = Literal["answered", "cut_off", "step_limit", "episode_step_limit", "tool_error_budget", "token_limit",
-                      "time_limit", "environment", "error"]
+                      "context_full", "time_limit", "environment", "error"]
 MAX_RESULT_CHARS = 16_000  # a tool result as the model reads it: longer ones are cut, and say so
+MAX_KEPT_CHARS = 4_000  # a tool result as the trace keeps it
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,8 @@ class Environment(Protocol):
 
     def call(self, name: str, arguments: dict[str, Any]) -> ToolResult: ...
 
+    def state(self) -> Any: ...
+
 
 class Model(Protocol):
     async def generate(self, request: Request) -> Generation: ...
@@ -59,6 +64,8 @@ class Step:
     prompt_tokens: int | None
     completion_tokens: int | None
     finish_reason: str | None
+    ttft_ms: float | None = None
+    token_source: TokenSource = "none"
 
 
 @dataclass
@@ -71,6 +78,8 @@ class Episode:
     turns_done: int = 0
     final_text: str = ""
     messages: list[dict[str, Any]] = field(default_factory=list)
+    turn_states: list[Any] = field(default_factory=list)  # the environment's state after each finished turn
+    invalid_calls: int = 0  # calls that never reached a tool: not JSON, an unknown tool, arguments off the schema
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -78,6 +87,41 @@ class Episode:
 
 def _tool_message(call: ToolCall, content: str) -> dict[str, Any]:
     return {"role": "tool", "tool_call_id": call["id"] or call["name"], "name": call["name"], "content": content}
+
+
+def _kept(value: Any) -> Any:
+    """A result as the trace stores it: itself when small, else the start of its JSON."""
+    text = json.dumps(value, ensure_ascii=False, default=repr)
+    return value if len(text) <= MAX_KEPT_CHARS else text[:MAX_KEPT_CHARS] + f"… [cut: {len(text):,} characters]"
+
+
+def _validators(tools: list[dict[str, Any]]) -> dict[str, Any]:
+    """A JSON-schema validator per tool; a tool whose schema is not one is called unchecked."""
+    out = {}
+    for t in tools:
+        params = t["function"].get("parameters") or {"type": "object"}
+        try:
+            cls = jsonschema.validators.validator_for(params)
+            cls.check_schema(params)
+        except jsonschema.SchemaError:
+            continue
+        out[t["function"]["name"]] = cls(params)
+    return out
+
+
+def _refusal(call: ToolCall, names: set[str], validators: dict[str, Any]) -> str | None:
+    """Why a call cannot reach its tool (the model's mistake, shown to it), or None."""
+    if call["error"] or call["arguments"] is None:
+        return call["error"] or "arguments are not a JSON object"
+    if call["name"] not in names:
+        return f"no tool named {call['name']!r} (tools: {', '.join(sorted(names))})"
+    validator = validators.get(call["name"])
+    if validator is not None:
+        error = next(iter(sorted(validator.iter_errors(call["arguments"]), key=lambda e: list(e.path))), None)
+        if error is not None:
+            where = ".".join(map(str, error.path)) or "arguments"
+            return f"{where}: {error.message[:300]} (the tool's schema)"
+    return None
 
 
 def _bounded(value: Any) -> str:
@@ -89,31 +133,35 @@ def _bounded(value: Any) -> str:
 
 async def run_episode(model: Model, env: Environment, turns: list[str], *, system: str | None = None,
                       limits: Limits = Limits(), max_tokens: int = 512, temperature: float = 0.0,
-                      seed: int = 42) -> Episode:
+                      seed: int = 42, top_p: float = 1.0, stop: list[str] | None = None) -> Episode:
     """Run the scripted user ``turns`` against ``env``; never raises for what the model or the
     environment does (a backend that fails is the episode's ``error``)."""
     ep = Episode()
     messages: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
     names = {t["function"]["name"] for t in env.tools}
+    validators = _validators(env.tools)
     started = time.monotonic()
     tokens = 0
     for turn, user in enumerate(turns):
         messages.append({"role": "user", "content": user})
         for step_in_turn in range(limits.steps_per_turn + 1):
-            stop = _limit_reached(ep, step_in_turn, tokens, started, limits)
-            if stop is not None:
-                ep.termination, ep.reason = stop
+            ended = _limit_reached(ep, step_in_turn, tokens, started, limits)
+            if ended is not None:
+                ep.termination, ep.reason = ended
                 ep.messages = messages
                 return ep
             request = Request(messages=[dict(m) for m in messages], tools=env.tools, tool_choice="auto",
-                              max_tokens=max_tokens, temperature=temperature, seed=seed)
+                              max_tokens=max_tokens, temperature=temperature, seed=seed, top_p=top_p,
+                              stop=list(stop or []))
             try:
                 gen = await model.generate(request)
             except BackendError as e:
-                ep.termination, ep.reason, ep.messages = "error", f"{e.kind}: {e}"[:500], messages
+                ep.termination = "context_full" if e.kind == "context_length" else "error"
+                ep.reason, ep.messages = f"{e.kind}: {e}"[:500], messages
                 return ep
             tokens += (gen.prompt_tokens or 0) + (gen.completion_tokens or 0)
-            step = Step(turn, gen.text, [], gen.latency_ms, gen.prompt_tokens, gen.completion_tokens, gen.finish_reason)
+            step = Step(turn, gen.text, [], gen.latency_ms, gen.prompt_tokens, gen.completion_tokens, gen.finish_reason,
+                        gen.ttft_ms, gen.token_source)
             ep.steps.append(step)
             calls = gen.tool_calls or []
             if not calls and gen.finish_reason == "length":  # neither an answer nor a call: never counted as either
@@ -130,26 +178,33 @@ async def run_episode(model: Model, env: Environment, turns: list[str], *, syste
                                              "function": {"name": c["name"], "arguments": c["raw"]}} for c in calls]})
             for call in calls:
                 ep.tool_calls += 1
-                record: dict[str, Any] = {"name": call["name"], "arguments": call["arguments"], "raw": call["raw"]}
-                if call["error"] or call["arguments"] is None:
-                    result = ToolResult(False, error=call["error"] or "arguments are not a JSON object")
-                elif call["name"] not in names:
-                    result = ToolResult(False, error=f"no tool named {call['name']!r} (tools: {', '.join(sorted(names))})")
+                record: dict[str, Any] = {"name": call["name"], "arguments": call["arguments"], "raw": call["raw"][:2000],
+                                          "valid": True}
+                refused = _refusal(call, names, validators)
+                if refused is not None:
+                    result = ToolResult(False, error=refused)
+                    record["valid"] = False
+                    ep.invalid_calls += 1
                 else:
                     try:
-                        result = await asyncio.to_thread(env.call, call["name"], call["arguments"])
+                        result = await asyncio.to_thread(env.call, call["name"], call["arguments"] or {})
                     except EnvironmentFailed as e:
                         record["error"] = str(e)
                         step.calls.append(record)
                         ep.termination, ep.reason, ep.messages = "environment", f"{e.kind}: {e}", messages
                         return ep
-                record.update({"ok": result.ok, "result": result.result, "error": result.error, "ms": result.ms})
+                record.update({"ok": result.ok, "result": _kept(result.result), "error": result.error, "ms": result.ms})
                 step.calls.append(record)
                 if not result.ok:
                     ep.tool_errors += 1
                 messages.append(_tool_message(call, _bounded(result.result) if result.ok
                                               else json.dumps({"error": result.error}, ensure_ascii=False)))
         ep.turns_done = turn + 1
+        try:
+            ep.turn_states.append(await asyncio.to_thread(env.state))
+        except EnvironmentFailed as e:
+            ep.termination, ep.reason, ep.messages = "environment", f"{e.kind}: {e}", messages
+            return ep
     ep.messages = messages
     return ep
 

@@ -227,7 +227,7 @@ class SandboxedEnvironment:
         self._buffer = bytearray(rest)
         try:
             answer = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # nested past what the parser follows: not an answer either
             self.close()
             raise EnvironmentFailed("the environment's answer was not JSON", "exited") from None
         if not isinstance(answer, dict):
