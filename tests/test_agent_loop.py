@@ -64,7 +64,7 @@ def test_scripted_model_mistakes_come_back_as_tool_errors_and_the_turns_go_on():
     assert "no tool named 'no_such_tool'" in errors[0] and "not JSON" in errors[1] and "cannot refund 999" in errors[2]
     # the model saw every result and every error, in order, as tool messages
     tool_msgs = [m for m in model.requests[2].messages if m["role"] == "tool"]
-    assert json.loads(tool_msgs[0]["content"]) == "refunded 5" and "error" in json.loads(tool_msgs[1]["content"])
+    assert tool_msgs[0]["content"] == "refunded 5" and "error" in json.loads(tool_msgs[1]["content"])  # text as text
     assert state["refunds"] == [{"order": "A1", "amount": 5, "reason": None}]
     assert first_difference(replay(ORDERS, "Orders", STATE, [[{"name": "refund", "arguments": {"order_id": "A1",
                                                                                                 "amount": 5}}], []]),
@@ -142,3 +142,12 @@ def test_the_bundled_qwen_runs_an_episode_through_llama_cpp_server(qwen_server):
     assert state["refunds"] == []  # a lookup changes nothing
     print(f"qwen via llama_cpp.server: {ep.termination} ({ep.reason}), finish {[s.finish_reason for s in ep.steps]}, calls "
           f"{[(c['name'], c['arguments']) for c in calls]}, answer {ep.final_text[:80]!r}")
+
+
+def test_scripted_model_sees_held_back_tools_only_from_their_turn_appended_last():
+    model = Scripted(["first answer", "second answer"])
+    ep, _ = episode(model, ["one", "two"], held_back={1: ["get_order"]})
+    first = [t["function"]["name"] for t in model.requests[0].tools]
+    second = [t["function"]["name"] for t in model.requests[1].tools]
+    assert "get_order" not in first and second[-1] == "get_order" and set(second) == set(first) | {"get_order"}
+    assert ep.termination == "answered" and ep.turns_done == 2

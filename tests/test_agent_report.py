@@ -6,7 +6,6 @@ and on `weighbridge view`'s run page, with a hostile model's text shown as text.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import subprocess
 import sys
@@ -145,3 +144,19 @@ def test_weighbridge_view_shows_the_same_traces(agent_run):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_a_model_that_can_take_no_agent_case_is_shown_as_not_run_and_the_report_still_renders(tmp_path):
+    cfg = load_config(write(tmp_path / "weighbridge.yaml", (
+        "models:\n  - {name: gold, backend: openai, base_url: 'http://127.0.0.1:9/v1', model: x}\n"
+        "  - {name: base, backend: openai, base_url: 'http://127.0.0.1:9/v1', model: y, mode: completion}\n"
+        "suites: ['builtin:agent[:2]']\n")))
+    store = Store(tmp_path / "wb.db")
+    base = HostileScripted()
+    base.name = "base"
+    stats = asyncio.run(_bake(cfg, store, {"gold": GoldPlayer(load_suite("builtin:agent")), "base": base}))
+    assert base.n == 0  # never asked
+    summary = summarise_run(store, stats.run_id)
+    assert summary.models[1].not_run == 2 and "completion mode" in summary.models[1].not_run_reason
+    assert summary.paired == [] and summary.models[1].agent is None
+    assert "Agent episodes" in write_html(summary, tmp_path / "r.html").read_text(encoding="utf-8")

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.usefixtures("need_bubblewrap")
 
 def _replays(cases):
     async def go():
-        return await asyncio.gather(*(gold_states(c, "bubblewrap") for c in cases))
+        return [g["states"] for g in await asyncio.gather(*(gold_states(c, "bubblewrap") for c in cases))]
     return asyncio.run(go())
 
 
@@ -166,5 +166,50 @@ def test_a_gold_call_the_environment_refuses_is_a_suite_error_before_the_run(tmp
     cfg = load_config(write(tmp_path / "weighbridge.yaml",
                             "models:\n  - {name: gold, backend: openai, base_url: 'http://127.0.0.1:9/v1', model: x}\n"
                             "suites: [suite.yaml]\n"))
-    with pytest.raises(ConfigError, match="case 'a': gold call cancel_order of turn 1 failed"):
+    with pytest.raises(ConfigError, match="case .a.: gold call cancel_order of turn 1 failed") as e:
         asyncio.run(_bake(cfg, Store(tmp_path / "wb.db"), GoldPlayer(load_suite(tmp_path / "suite.yaml"))))
+    assert e.value.path == str(tmp_path / "suite.yaml") and e.value.line == 1 and e.value.field == "gold"
+    assert not (tmp_path / "wb.db").exists() or not Store(tmp_path / "wb.db").latest_run()  # no run was created
+
+
+def test_an_environment_from_a_plugin_entry_point_is_read_not_imported(tmp_path, monkeypatch):
+    from importlib.metadata import EntryPoint
+
+    from weighbridge.suites import agent_case
+
+    pkg = tmp_path / "shopplugin"
+    write(pkg / "__init__.py", "")
+    write(pkg / "env.py", "raise SystemExit('imported in weighbridge')\n\n\nclass Shop:\n"
+          "    def load_state(self, s):\n        self.n = 0\n\n    def state(self):\n        return {'n': self.n}\n\n"
+          "    def ring(self) -> int:\n        '''Ring the bell.'''\n        self.n += 1\n        return self.n\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(agent_case, "registered", lambda group: {
+        "shop": EntryPoint("shop", "shopplugin.env:Shop", group)} if group == agent_case.ENVIRONMENTS else {})
+    src = agent_case.resolve_environment("plugin:shop", None)
+    assert src.class_name == "Shop" and src.filename == "env.py"
+    with pytest.raises(ValueError, match="no environment plugin 'nope'"):
+        agent_case.resolve_environment("plugin:nope", None)
+
+
+def test_a_case_may_give_a_tools_schema_that_replaces_the_derived_one(tmp_path):
+    write(tmp_path / "suite.yaml", (
+        "- id: a\n  environment: builtin:orders\n"
+        "  initial_state: {today: '2026-01-01', customers: {}, orders: {}}\n  turns: [hi]\n  gold: [[]]\n"
+        "  tools:\n    - {type: function, function: {name: get_policy, description: The refund rules - read first.,"
+        " parameters: {type: object, properties: {}}}}\n"))
+    cfg = load_config(write(tmp_path / "weighbridge.yaml",
+                            "models:\n  - {name: gold, backend: openai, base_url: 'http://127.0.0.1:9/v1', model: x}\n"
+                            "suites: [suite.yaml]\n"))
+    player = GoldPlayer(load_suite(tmp_path / "suite.yaml"))
+    seen = []
+    original = player.generate
+
+    async def spy(request):
+        seen.append(request.tools)
+        return await original(request)
+
+    player.generate = spy
+    asyncio.run(_bake(cfg, Store(tmp_path / "wb.db"), player))
+    offered = {t["function"]["name"]: t["function"] for t in seen[0]}
+    assert offered["get_policy"]["description"] == "The refund rules - read first."
+    assert "refund_order" in offered and "amount" in offered["refund_order"]["parameters"]["properties"]

@@ -9,7 +9,8 @@ def score(spec, text, expected=None):
 
 
 def test_registry_lists_every_builtin_scorer():
-    assert scorer_types() == ["contains", "exact", "json_schema", "judge", "numeric", "python_tests", "refusal", "regex", "tool_call"]
+    assert scorer_types() == ["agent", "contains", "exact", "json_schema", "judge", "numeric", "python_tests", "refusal",
+                              "regex", "tool_call"]
 
 
 def test_exact_normalises_case_space_and_trailing_punctuation():

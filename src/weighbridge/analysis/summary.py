@@ -156,6 +156,11 @@ def summarise_model(name: str, spec: ModelSpec, rows: list[StoredGeneration], wo
     answered_passed = sum(1 for r in answered if r.passed)
     schema_scores = [s.reason for r in answered for kind, s in r.scores or [] if kind == "json_schema"]
     main_kind = max(errors, key=lambda k: errors[k]) if errors else None
+    cost = compute_cost(spec.price, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                        busy_seconds=busy_s, concurrency=used, passed=passed, concurrency_note=how,
+                        prompt_tokens_known=prompt_tokens_known)
+    if not rows:  # nothing ran (every case not applicable): no cost, rather than a cost of $0 with no passes
+        cost.total_usd = cost.per_mtok_output_usd = cost.per_success_usd = None
     return ModelSummary(
         model=name, backend=spec.backend, jobs=len(rows), answered=len(answered), errors=len(rows) - len(answered),
         cached=sum(1 for r in rows if r.cached), passed=passed,
@@ -167,10 +172,7 @@ def summarise_model(name: str, spec: ModelSpec, rows: list[StoredGeneration], wo
         prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
         prompt_tokens_known=prompt_tokens_known,
         token_sources=sorted({g.token_source for g in gens}),
-        cost=compute_cost(spec.price, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-                          busy_seconds=busy_s, concurrency=used, passed=passed, concurrency_note=how,
-                          prompt_tokens_known=prompt_tokens_known),
-        error_kinds=errors, samples=samples, pass_at_k=at_k, unstable_cases=unstable,
+        cost=cost, error_kinds=errors, samples=samples, pass_at_k=at_k, unstable_cases=unstable,
         answered_pass_rate=answered_passed / len(answered) if answered else None,
         answered_ci95=wilson_interval(answered_passed, len(answered)) if answered else None,
         error_example=examples.get(main_kind) if main_kind else None,
@@ -273,8 +275,9 @@ class RunSummary:
         if len(self.models) < 2:
             return []
         ref = self.models[0].model
-        return [compare(m.model, self.outcomes(ref), self.outcomes(m.model), ref, self.scores(ref),
-                        self.scores(m.model)) for m in self.models[1:]]
+        base = self.outcomes(ref)  # a model that ran none of these items (every case not applicable) has no pair
+        return [compare(m.model, base, self.outcomes(m.model), ref, self.scores(ref), self.scores(m.model))
+                for m in self.models[1:] if set(base) & set(self.outcomes(m.model))]
 
     @cached_property
     def variants(self) -> list[VariantGroup]:

@@ -75,7 +75,7 @@ class Bakeoff:
         self.identity_keys: dict[str, str] = {}
         self.manifest: dict[str, Any] = {}
         self._scorers: dict[str, list[Scorer]] = {}
-        self.gold: dict[str, list[Any]] = {}  # agent cases: the state after each turn's gold calls
+        self.gold: dict[str, dict[str, list[Any]]] = {}  # agent cases: state and result digests after each turn
         self.not_applicable: dict[str, dict[str, Any]] = {}
         self.concurrency: dict[str, int] = {}
         self._in_flight: dict[str, int] = {}
@@ -91,6 +91,7 @@ class Bakeoff:
     async def prepare(self, only_models: list[str] | None = None) -> None:
         """Validate suites and reach every model; raises before anything is written."""
         self.suites = load_suites(self.config.suites, self.config.base_dir)
+        await self._replay_gold()
         specs = self.config.models
         if only_models:
             specs = [self.config.model(n) for n in only_models]
@@ -127,25 +128,26 @@ class Bakeoff:
         self.not_applicable = self._not_applicable()
         for name, na in self.not_applicable.items():
             for reason, ids in na["reasons"].items():
-                kind = "tool " if "tool" in reason else "agent " if reason == COMPLETION_AGENT else \
-                    "code or agent " if reason == NO_SANDBOX else ""
+                agent = {c.id for c in self.cases if c.is_agent}
+                kind = "agent " if set(ids) <= agent and reason in (COMPLETION_AGENT, NO_SANDBOX) else \
+                    "code " if reason == NO_SANDBOX and not set(ids) & agent else \
+                    "code and agent " if reason == NO_SANDBOX else "tool " if "tool" in reason else ""
                 self.manifest["warnings"].append(f"model '{name}': {len(ids)} {kind}case(s) not run - {reason}")
         self.manifest["not_applicable"] = self.not_applicable
         self.concurrency = {n: self._safe_concurrency(n) for n in self.specs}
         self.manifest["concurrency"] = dict(self.concurrency)
         for case in self.cases:
             self._scorers[case.id] = [build_scorer(sp, sandbox=self.config.sandbox) for sp in case.scorers]
-        await self._replay_gold()
-
-    async def _replay_gold(self) -> None:
-        """Every agent case's gold calls, replayed once in its environment (a broken task is said here,
-        before the run exists); skipped where no model will run the case."""
-        wanted = [c for c in self.cases if c.is_agent and
-                  any(c.id not in self.not_applicable.get(m, {}).get("cases", ()) for m in self.specs)]
         if any(c.is_agent for c in self.cases) and self.config.sandbox == "unsafe-local":
             self.manifest["warnings"].append("sandbox: unsafe-local - agent environments run with NO isolation")
-        states = await asyncio.gather(*(gold_states(c, self.config.sandbox) for c in wanted))
-        self.gold = {c.id: s for c, s in zip(wanted, states)}
+
+    async def _replay_gold(self) -> None:
+        """Every agent case's gold calls, replayed once in its environment: a broken task is said here,
+        before any model is loaded and before the run exists (none where nothing can run them)."""
+        agent = [c for c in self.cases if c.is_agent]
+        if agent and sandbox.describe(self.config.sandbox).get("available") is not False:
+            states = await asyncio.gather(*(gold_states(c, self.config.sandbox) for c in agent))
+            self.gold = {c.id: s for c, s in zip(agent, states)}
 
     def _not_applicable(self) -> dict[str, dict[str, Any]]:
         """Cases a model cannot take, with the reason: tool cases for a model without tool support,

@@ -84,11 +84,11 @@ def _summary_rows(summary: RunSummary) -> list[tuple[str, list[Cell]]]:
     if any(m.license_verdict for m in models):
         rows.append(("license", [Cell((m.license_verdict or "–").replace("_", " "), why=m.license or "unknown",
                                       lic=m.license_verdict or "") for m in models]))
-    plain("pass rate", [f"{m.pass_rate:.1%} ({m.passed}/{m.jobs})" for m in models])
+    plain("pass rate", [f"{m.pass_rate:.1%} ({m.passed}/{m.jobs})" if m.jobs else "not run" for m in models])
     if any(m.errors for m in models):
         plain("pass rate, answered jobs", [f"{m.answered_pass_rate:.1%} ({m.passed}/{m.answered})"
                                            if m.answered_pass_rate is not None else "none answered" for m in models])
-    plain("95% CI (Wilson)", [f"{m.ci95[0]:.1%} – {m.ci95[1]:.1%}" for m in models])
+    plain("95% CI (Wilson)", [f"{m.ci95[0]:.1%} – {m.ci95[1]:.1%}" if m.jobs else "–" for m in models])
     for w in sorted({w for m in models for w in m.by_workload} | {c["workload"] for c in summary.cases}):
         plain(f"· {w}", [f"{m.by_workload[w]['pass_rate']:.0%} ({m.by_workload[w]['passed']}/{m.by_workload[w]['jobs']})"
                          if w in m.by_workload else ("n/a" if m.not_run else "–") for m in models])

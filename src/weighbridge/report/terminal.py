@@ -41,8 +41,8 @@ def render(summary: RunSummary, console: Console) -> None:
     if any(m.license_verdict for m in models):
         row("license", [flags.get(m.license_verdict or "", "–") for m in models])
     row("pass rate", [f"[{'green' if m.pass_rate == best and best > 0 else 'default'}]{m.pass_rate:.0%}[/]"
-                      f" ({m.passed}/{m.jobs})" for m in models])
-    row("95% CI (Wilson)", [f"{m.ci95[0]:.0%}–{m.ci95[1]:.0%}" for m in models])
+                      f" ({m.passed}/{m.jobs})" if m.jobs else "not run" for m in models])
+    row("95% CI (Wilson)", [f"{m.ci95[0]:.0%}–{m.ci95[1]:.0%}" if m.jobs else "–" for m in models])
     if any(m.errors for m in models):
         row("pass rate, answered", [f"{m.answered_pass_rate:.0%} ({m.passed}/{m.answered})"
                                     if m.answered_pass_rate is not None else "none answered" for m in models])

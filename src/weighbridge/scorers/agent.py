@@ -21,6 +21,7 @@ from .base import JudgeContext, ScorerSpec, Target, build_scorer
 
 
 class AgentSpec(ScorerSpec):
+    rules: Literal["weighbridge", "bfcl"] = "weighbridge"  # bfcl: BFCL's multi-turn checker's verdict
     mode: Literal["exact", "subset"] = "exact"
     state: bool = Field(True, description="compare the end state with the gold replay's")
     per_turn: bool = Field(False, description="compare the state after every turn too")
@@ -45,6 +46,36 @@ def _called(trace: dict[str, Any]) -> list[str]:
     return [c["name"] for s in trace.get("steps", []) for c in s.get("calls", []) if c.get("valid", True)]
 
 
+def bfcl_multi_turn(trace: dict[str, Any]) -> str | None:
+    """Why an episode fails BFCL's multi-turn check (None: it passes). At every turn whose gold makes
+    calls: the episode made a call that turn, each environment's state equals the gold's, and the
+    gold's call results are all among the episode's results so far (as a multiset, any order). A turn
+    whose gold makes no call is not checked itself (BFCL v4's runner does not run its irrelevance
+    check); what the episode did then shows in the next checked state. An episode that stopped early
+    (a step limit: BFCL's force-termination) fails."""
+    if trace.get("termination") != "answered":
+        return f"stopped: {trace.get('termination')} - {trace.get('reason', '')}".rstrip(" -")
+    gold_states, gold_results = trace.get("gold_states") or [], trace.get("gold_results") or []
+    states = trace.get("turn_states") or []
+    seen: list[str] = []
+    for turn, (expected, results) in enumerate(zip(gold_states, gold_results)):
+        made = [c for s in trace["steps"] if s.get("turn") == turn for c in s.get("calls", []) if c.get("valid", True)]
+        seen += [str(c.get("result_sha")) for c in made]
+        if not results:
+            continue
+        if not made:
+            return f"no call in turn {turn + 1}, where the gold makes {len(results)}"
+        diff = first_difference(expected, canonical(states[turn])) if turn < len(states) else "no state"
+        if diff:
+            return f"state after turn {turn + 1} differs at {diff}"
+        pool = list(seen)
+        for digest in results:
+            if digest not in pool:
+                return f"a result of the gold's calls in turn {turn + 1} is not among the episode's results"
+            pool.remove(digest)
+    return None
+
+
 class _Agent:
     kind = "agent"
     Spec = AgentSpec
@@ -57,6 +88,11 @@ class _Agent:
         trace = generation.raw.get("agent")
         if not isinstance(trace, dict) or not isinstance(trace.get("steps"), list):
             return Score(False, 0.0, "no episode recorded: the agent scorer judges agent cases (environment:, turns:)")
+        if self.s.rules == "bfcl":
+            why = bfcl_multi_turn(trace)
+            steps = len(trace["steps"])
+            return Score(why is None, float(why is None),
+                         f"BFCL: {why or 'every turn as the gold'} ({steps} steps, {len(_called(trace))} tool calls)"[:1000])
         failures: list[str] = []
         checks = 0
         termination = trace.get("termination")

@@ -105,6 +105,16 @@ def stage_dir() -> str:
         return _cache["stage"]
 
 
+def library_stage(name: str) -> str:
+    """A world-reachable mount point for one library directory an environment reads (root only)."""
+    base = os.path.join(os.path.dirname(stage_dir()), "lib")
+    with _lock:
+        os.makedirs(base, 0o755, exist_ok=True)
+        point = os.path.join(base, name)
+        os.makedirs(point, 0o755, exist_ok=True)
+    return point
+
+
 def memfd(name: str, data: bytes) -> int:
     fd = os.memfd_create(name, 0)  # close-on-exec here; passed on explicitly with pass_fds
     view = memoryview(data)
@@ -134,13 +144,16 @@ def bind_args(prefix: str, stage: str | None) -> list[str]:
     return args
 
 
-def prepare_root(prefix: str, stage: str, uid: int, limits: list[tuple[int, int]]) -> Callable[[], None]:
+def prepare_root(prefix: str, stage: str, uid: int, limits: list[tuple[int, int]],
+                 libraries: tuple[tuple[str, str], ...] = ()) -> Callable[[], None]:
     """Runs in the child between fork and exec when weighbridge is root. The interpreter may sit
     under a home only root can enter (pyenv in /root): bind it onto a world-reachable mount point
     in a private mount namespace of this child alone, then become a throwaway uid and start
-    bubblewrap as that user. Only C calls here: this runs in a forked copy of a threaded process."""
+    bubblewrap as that user; ``libraries`` (host directory, mount point) the same way. Only C calls
+    here: this runs in a forked copy of a threaded process."""
     libc = ctypes.CDLL(None, use_errno=True)
     src, dst = prefix.encode(), stage.encode()
+    more = [(a.encode(), b.encode()) for a, b in libraries]
 
     def prepare() -> None:
         if libc.unshare(_CLONE_NEWNS) != 0:
@@ -149,6 +162,9 @@ def prepare_root(prefix: str, stage: str, uid: int, limits: list[tuple[int, int]
             raise OSError(ctypes.get_errno(), "mount --make-rprivate /")
         if libc.mount(src, dst, None, _MS_BIND | _MS_REC, None) != 0:
             raise OSError(ctypes.get_errno(), "mount --bind prefix")
+        for lib_src, lib_dst in more:
+            if libc.mount(lib_src, lib_dst, None, _MS_BIND | _MS_REC, None) != 0:
+                raise OSError(ctypes.get_errno(), "mount --bind library")
         for which, value in limits:
             resource.setrlimit(which, (value, value))
         resource.setrlimit(resource.RLIMIT_NPROC, (PROCESSES + 8, PROCESSES + 8))  # counted outside, per uid
@@ -174,11 +190,13 @@ def close_fd(fd: int) -> None:
 
 
 def confined_argv(binary: str, prefix: str, stage: str | None, seccomp_fd: int, files: dict[str, int],
-                  program: list[str]) -> list[str]:
+                  program: list[str], dirs: dict[str, str] | None = None) -> list[str]:
     """bubblewrap's command line for one confined program: every namespace new, no capabilities, the
     sandbox uid, the interpreter read-only, a size-capped tmpfs as the working directory, ``files``
-    (path inside -> a memfd) bound read-only, the seccomp filter, and a clean environment."""
+    (path inside -> a memfd) and ``dirs`` (path inside -> directory outside) bound read-only, the
+    seccomp filter, and a clean environment."""
     bound = [a for path, fd in files.items() for a in ("--ro-bind-data", str(fd), path)]
+    bound += [a for path, outside in (dirs or {}).items() for a in ("--ro-bind", outside, path)]
     return [binary, "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session",
             "--cap-drop", "ALL", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--hostname", "sandbox",
             *bind_args(prefix, stage), "--proc", "/proc", "--dev", "/dev",

@@ -33,6 +33,9 @@ import unicodedata
 from itertools import permutations
 from typing import TYPE_CHECKING, Any, Literal
 
+from pydantic import Field
+
+from . import bfcl_rules
 from .base import JudgeContext, Score, ScorerSpec, Target
 
 if TYPE_CHECKING:
@@ -50,6 +53,9 @@ class ToolCallSpec(ScorerSpec):
     strings: Literal["normalised", "exact"] = "normalised"
     coerce_numbers: bool = False
     tolerance: float = 1e-6  # default for numbers compared without their own tolerance
+    rules: Literal["weighbridge", "bfcl"] = "weighbridge"  # bfcl: BFCL's checker's verdicts (bfcl_rules.py)
+    category: str = ""  # with rules: bfcl - simple, multiple, parallel, parallel_multiple, irrelevance, live_...
+    functions: list[dict[str, Any]] = Field(default_factory=list)  # with rules: bfcl - BFCL's function documents
 
 
 def _is_matcher(v: Any) -> bool:
@@ -65,6 +71,12 @@ class _ToolCall:
 
     async def evaluate(self, case: Target, generation: Generation, ctx: JudgeContext) -> Score:
         """Reads the structured calls the backend parsed, not the text."""
+        if self.s.rules == "bfcl":
+            calls = generation.tool_calls or []
+            decoded = None if any(c.get("arguments") is None for c in calls) else [
+                {c["name"]: c["arguments"]} for c in calls]
+            passed, why = bfcl_rules.check(self.s.category, self.s.functions, decoded, case.expected or [])
+            return Score(passed, float(passed), f"BFCL: {why}"[:500])
         return self.score_calls(generation.tool_calls, case.expected)
 
     # -- values -------------------------------------------------------------------------------

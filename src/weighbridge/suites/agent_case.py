@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import importlib.metadata
 import importlib.util
 from dataclasses import dataclass
 from importlib import resources
@@ -47,20 +48,28 @@ class AgentLimits(BaseModel):
     tokens: int = Field(32_000, ge=1, le=10_000_000)
     wall_s: float = Field(300.0, gt=0, le=86_400)
     call_timeout_s: float = Field(10.0, gt=0, le=600)
+    cut_off_ends_episode: bool = True  # false: a reply cut at max_tokens ends only its turn (as BFCL runs)
 
 
 @dataclass(frozen=True)
 class EnvironmentSource:
-    """An environment's code as the sandbox receives it."""
+    """An environment's code as the sandbox receives it, and the installed packages it imports
+    (its module's ``LIBRARIES = [...]``: name -> directory, bound read-only into the sandbox)."""
 
     ref: str
     source: str
     class_name: str
     filename: str
+    libraries: tuple[tuple[str, str, str], ...] = ()  # (import name, directory, version)
 
     @property
     def sha256(self) -> str:
-        return hashlib.sha256(f"{self.class_name}\0{self.source}".encode()).hexdigest()
+        libs = "".join(f"\0{name}={version}" for name, _, version in self.libraries)
+        return hashlib.sha256(f"{self.class_name}\0{self.source}{libs}".encode()).hexdigest()
+
+    @property
+    def library_dirs(self) -> dict[str, str]:
+        return {name: where for name, where, _ in self.libraries}
 
 
 def builtin_environments() -> list[str]:
@@ -68,11 +77,22 @@ def builtin_environments() -> list[str]:
     return sorted(p.name[:-3] for p in folder.iterdir() if p.name.endswith(".py") and not p.name.startswith("_"))
 
 
-def resolve_environment(ref: str, suite_dir: Path | None) -> EnvironmentSource:
-    """The environment's source and class; ValueError says what is wrong (the loader adds file and line)."""
+def _parts(ref: str) -> tuple[str, str, str]:
+    """``(scheme, module, class)`` of ``builtin:NAME[:Class]``, ``plugin:NAME[:Class]`` or ``FILE.py[:Class]``."""
     ref = ref.strip()
     scheme = next((s for s in ("builtin:", "plugin:") if ref.startswith(s)), "")
     target, _, class_name = ref[len(scheme):].partition(":")
+    return scheme, target, class_name
+
+
+def environment_label(ref: str) -> str:
+    """A short name for reports: ``orders`` for builtin:orders, ``shop`` for envs/shop.py:Shop."""
+    return Path(_parts(ref)[1]).stem
+
+
+def resolve_environment(ref: str, suite_dir: Path | None) -> EnvironmentSource:
+    """The environment's source and class; ValueError says what is wrong (the loader adds file and line)."""
+    scheme, target, class_name = _parts(ref)
     module_ref = scheme + target
     if module_ref.startswith("builtin:"):
         name = module_ref[len("builtin:"):]
@@ -92,7 +112,33 @@ def resolve_environment(ref: str, suite_dir: Path | None) -> EnvironmentSource:
             raise ValueError(f"environment file not found: {path}")
         source = read_text(str(path), max_bytes=MAX_SOURCE, kind="environment")
         filename = path.name
-    return EnvironmentSource(ref, source, class_name or _only_class(source, filename), filename)
+    return EnvironmentSource(ref, source, class_name or _only_class(source, filename), filename,
+                             tuple(installed_library(name, filename) for name in _libraries(source, filename)))
+
+
+def _libraries(source: str, filename: str) -> list[str]:
+    """The module's ``LIBRARIES = ["name", ...]``, read without running it."""
+    for node in ast.parse(source, filename).body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "LIBRARIES" for t in node.targets):
+            value = ast.literal_eval(node.value)
+            if not isinstance(value, list) or not all(isinstance(v, str) and v.isidentifier() for v in value):
+                raise ValueError(f"{filename}: LIBRARIES is a list of importable package names")
+            return list(value)
+    return []
+
+
+def installed_library(name: str, filename: str) -> tuple[str, str, str]:
+    """An installed package's directory (found, not imported) and version."""
+    spec = importlib.util.find_spec(name)
+    places = list(spec.submodule_search_locations or []) if spec is not None else []
+    if not places:
+        raise ValueError(f"{filename} needs the installed package '{name}' (pip install it; a package "
+                         "directory, not a single module)")
+    try:
+        version = importlib.metadata.version(name.replace("_", "-"))
+    except importlib.metadata.PackageNotFoundError:
+        version = "?"
+    return name, places[0], version
 
 
 def _plugin(name: str, class_name: str) -> tuple[str, str, str]:

@@ -11,7 +11,7 @@ from typing import Any, Literal
 import jsonschema
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
-from .agent_case import AgentLimits, EnvironmentSource, GoldCall
+from .agent_case import AgentLimits, EnvironmentSource, GoldCall, environment_label
 
 _VAR = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 
@@ -102,14 +102,16 @@ class Case(BaseModel):
     turns: list[str] | None = None
     gold: list[list[GoldCall]] | None = None
     limits: AgentLimits | None = None
+    held_back: dict[int, list[str]] = Field(default_factory=dict)  # turn -> tools first offered at that turn
     _environment: EnvironmentSource | None = PrivateAttr(None)
+    _where: tuple[str, int | None] = PrivateAttr(("<suite>", None))  # the file and line it was read from
 
     @model_validator(mode="after")
     def _check(self) -> "Case":
         if self.environment is not None or self.turns is not None or self.gold is not None:
             return self._check_agent()
-        if self.initial_state or self.limits is not None:
-            raise ValueError("'initial_state' and 'limits' belong to an agent case: give it an 'environment'")
+        if self.initial_state or self.limits is not None or self.held_back:
+            raise ValueError("'initial_state', 'limits' and 'held_back' belong to an agent case: give it an 'environment'")
         if self.response_format is not None and self.response_format.get("type") not in ("json_object", "json_schema",
                                                                                           "text"):
             raise ValueError("response_format.type is json_object, json_schema or text")
@@ -135,10 +137,14 @@ class Case(BaseModel):
         if len(self.gold) > len(self.turns):
             raise ValueError(f"'gold' has {len(self.gold)} turns of calls but the case has {len(self.turns)} turns")
         self.gold = [*self.gold, *([[]] * (len(self.turns) - len(self.gold)))]
+        late = [t for t in self.held_back if not 0 < t < len(self.turns)]
+        if late:
+            raise ValueError(f"'held_back' names turn {late[0]}: tools can be held back until turn 1 to "
+                             f"{len(self.turns) - 1} (0 is the first)")
         if not self.scorers:
             self.scorers = ["agent"]
-        if self.workload is None:
-            self.workload = self.tags[0] if self.tags else "agent"
+        if self.workload is None:  # by environment: agent-orders, agent-shop (from shop.py:Shop)
+            self.workload = self.tags[0] if self.tags else f"agent-{environment_label(self.environment)}"
         return self
 
     @property
@@ -156,6 +162,11 @@ class Case(BaseModel):
 
     def rendered_system(self) -> str | None:
         return _render(self.system, self.vars) if self.system else None
+
+    @property
+    def where(self) -> tuple[str, int | None]:
+        """The suite file and line this case was read from (for errors found after loading)."""
+        return self._where
 
     def episode_limits(self) -> AgentLimits:
         return self.limits or AgentLimits()

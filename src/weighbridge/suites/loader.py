@@ -19,6 +19,7 @@ from ..core.inputs import MAX_DATA_BYTES, loads_json, read_text
 from ..scorers import build_scorer
 from ..core.yamlsource import LocatedYaml, load_yaml, validation_error
 from .agent_case import resolve_environment
+from . import bfcl, humaneval
 from .case import Case, _missing_vars
 
 BUILTIN_PREFIX = "builtin:"
@@ -63,6 +64,7 @@ def _case(raw: Any, *, defaults: dict[str, Any], path: str, line: int | None, sr
                               f"'{case.id}' has none: add an 'expected' field (a CSV column) or give the scorer "
                               "a value:", path=path, line=src.line_of(loc) if src else line,
                               field=".".join(map(str, loc)))
+    case._where = (path, line)
     if case.environment is not None:
         suite_dir = None if path.startswith(BUILTIN_PREFIX) else Path(path).parent
         try:
@@ -235,6 +237,16 @@ def load_suite(ref: str | Path, base_dir: str | Path = ".") -> Suite:
         return Suite(name=f"{whole.name}{ref[sliced.end('ref'):]}", path=ref, cases=cases)
     if ref.startswith(BUILTIN_PREFIX + "long-context"):
         return _long_context(ref)
+    if ref.startswith(bfcl.PREFIX):
+        category = ref[len(bfcl.PREFIX):]
+        return Suite(name=ref, path=ref, cases=[_case(raw, defaults={}, path=ref, line=None, src=None, prefix=(i,))
+                                                for i, raw in enumerate(bfcl.cases(category))])
+    if ref.startswith(humaneval.PREFIX):
+        if ref != humaneval.PREFIX:
+            raise ConfigError(f"{ref!r}: humaneval: takes no name; select problems with a slice, humaneval:[:20]",
+                              field="suites")
+        return Suite(name="humaneval", path=ref, cases=[_case(raw, defaults={}, path=ref, line=None, src=None,
+                                                              prefix=(i,)) for i, raw in enumerate(humaneval.cases())])
     if ref.startswith(BUILTIN_PREFIX):
         name = ref[len(BUILTIN_PREFIX):]
         res = resources.files("weighbridge.suites") / "builtin" / f"{name}.yaml"

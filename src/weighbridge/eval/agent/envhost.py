@@ -9,10 +9,12 @@ the answer descriptor: ``{"ok": true, "result": ...}`` or ``{"ok": false, "error
 to a descriptor of their own so that whatever the environment prints (stdout, stderr) cannot forge or
 garble one; the parent reads those streams apart and keeps only their tail.
 
-A tool is a public method of the class (no leading underscore; ``load_state`` and ``state`` are the
-environment's own hooks, not tools). Its JSON schema comes from the method's type hints and its
-docstring: the first paragraph describes the tool, an ``Args:`` section (``name: text`` or
-``name (type): text``) describes the parameters.
+A tool is a public method of the class (no leading underscore; ``load_state``, ``state`` and
+``tools`` are the environment's own hooks, not tools). Its JSON schema comes from the method's type
+hints and its docstring: the first paragraph describes the tool, an ``Args:`` section (``name: text``
+or ``name (type): text``) describes the parameters. An environment that defines ``tools()`` gives
+its schemas itself (and may answer calls through ``__getattr__``). ``sys_path`` in the job names
+directories of installed libraries the environment imports, bound read-only.
 """
 
 import inspect
@@ -22,7 +24,7 @@ import sys
 import types
 import typing
 
-_HOOKS = ("load_state", "state")
+_HOOKS = ("load_state", "state", "tools")
 _SIMPLE = {str: "string", int: "integer", float: "number", bool: "boolean", dict: "object", list: "array"}
 
 
@@ -114,6 +116,7 @@ def main():
         out.write(json.dumps(obj, default=repr) + "\n")
         out.flush()
 
+    sys.path[:0] = job.get("sys_path") or []  # the libraries the environment names, bound read-only
     try:
         module = types.ModuleType("environment")
         exec(compile(job["source"], job["filename"], "exec"), module.__dict__)
@@ -124,7 +127,9 @@ def main():
         else:
             for key, value in job["initial_state"].items():
                 setattr(env, key, value)
-        answer({"ok": True, "result": {"tools": _tools(env), "state": _state(env)}})
+        offered = getattr(env, "tools", None)  # the environment's own schemas, else derived from its methods
+        answer({"ok": True, "result": {"tools": list(offered()) if callable(offered) else _tools(env),
+                                       "state": _state(env)}})
     except BaseException as e:  # the environment could not start: said once, then the host ends
         answer({"ok": False, "error": "the environment did not start: " + _describe(e)})
         return

@@ -18,7 +18,7 @@ from ...core.errors import ConfigError
 from ...core.hashing import stable_hash
 from ...core.types import Generation, Request, TokenSource
 from ...suites import Case
-from .loop import Limits, Model, run_episode
+from .loop import Limits, Model, result_digest, run_episode
 from .outcome import canonical, replay_turns
 from .sandboxed import EnvironmentFailed, SandboxedEnvironment
 
@@ -29,26 +29,31 @@ def episode_definition(case: Case) -> dict[str, Any]:
     env = case.environment_source
     return {"environment": env.sha256 if env else case.environment, "initial_state": case.initial_state,
             "turns": case.rendered_turns(), "system": case.rendered_system(), "tools": case.tool_dicts(),
-            "limits": case.episode_limits().model_dump()}
+            "limits": case.episode_limits().model_dump(),
+            **({"held_back": {str(k): v for k, v in case.held_back.items()}} if case.held_back else {})}
 
 
 def gold_key(case: Case) -> str:
     return stable_hash({"definition": episode_definition(case), "gold": [[c.model_dump() for c in t] for t in case.gold or []]})
 
 
-async def gold_states(case: Case, mode: str) -> list[Any]:
-    """The state after each turn's gold calls; ConfigError naming the case when a gold call fails."""
+async def gold_states(case: Case, mode: str) -> dict[str, list[Any]]:
+    """The state after each turn's gold calls, and a digest of each gold call's result (BFCL checks
+    that the episode's results hold the gold's); ConfigError naming the case when a gold call fails."""
     env = case.environment_source
     assert env is not None, "agent cases are loaded with their environment"
     gold = [[c.model_dump() for c in turn] for turn in case.gold or []]
+    results: list[list[Any]] = []
     try:
-        return await asyncio.to_thread(replay_turns, env.source, env.class_name, case.initial_state, gold, mode=mode)
+        states = await asyncio.to_thread(replay_turns, env.source, env.class_name, case.initial_state, gold, mode=mode,
+                                         libraries=env.library_dirs, results=results)
     except ValueError as e:
         raise ConfigError(f"case '{case.id}': {e} (the gold calls must reach a state the environment accepts)",
-                          field="gold") from None
+                          path=case.where[0], line=case.where[1], field="gold") from None
     except EnvironmentFailed as e:
         raise ConfigError(f"case '{case.id}': the environment {env.ref} failed on the gold calls: {e}",
-                          field="environment") from None
+                          path=case.where[0], line=case.where[1], field="environment") from None
+    return {"states": states, "results": [[result_digest(r) for r in turn] for turn in results]}
 
 
 def _offered(case: Case, derived: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -58,22 +63,22 @@ def _offered(case: Case, derived: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [given.get(t["function"]["name"], t) for t in derived]
 
 
-async def run_agent_job(model: Model, case: Case, base: Request, gold: list[Any], mode: str) -> Generation:
+async def run_agent_job(model: Model, case: Case, base: Request, gold: dict[str, list[Any]], mode: str) -> Generation:
     """One episode of ``case``; raises EnvironmentFailed only when the environment does not start."""
     src = case.environment_source
     assert src is not None, "agent cases are loaded with their environment"
     lim = case.episode_limits()
     env = SandboxedEnvironment(src.source, src.class_name, case.initial_state, filename=src.filename, mode=mode,
-                               call_timeout_s=lim.call_timeout_s)
+                               call_timeout_s=lim.call_timeout_s, libraries=src.library_dirs)
     t0 = time.perf_counter()
     try:
         derived = await asyncio.to_thread(env.start)
         env.tools = _offered(case, derived)
         ep = await run_episode(model, env, case.rendered_turns(), system=case.rendered_system(),
                                limits=Limits(lim.steps_per_turn, lim.steps_per_episode, lim.tool_errors, lim.tokens,
-                                             lim.wall_s),
+                                             lim.wall_s, lim.cut_off_ends_episode),
                                max_tokens=base.max_tokens, temperature=base.temperature, seed=base.seed,
-                               top_p=base.top_p, stop=base.stop)
+                               top_p=base.top_p, stop=base.stop, held_back=case.held_back)
         try:
             end_state = canonical(await asyncio.to_thread(env.state))
         except EnvironmentFailed:
@@ -93,6 +98,7 @@ async def run_agent_job(model: Model, case: Case, base: Request, gold: list[Any]
         completion_tokens=sum(c for c in completion if c is not None) if all(c is not None for c in completion)
         else None,
         token_source=source, latency_ms=wall_ms, ttft_ms=ep.steps[0].ttft_ms if ep.steps else None, decode_ms=None,
-        raw={"agent": {**trace, "end_state": end_state, "gold_states": gold, "gold_key": gold_key(case),
+        raw={"agent": {**trace, "end_state": end_state, "gold_states": gold["states"],
+                       "gold_results": gold["results"], "gold_key": gold_key(case),
                        "environment": {"ref": src.ref, "sha256": src.sha256},
                        "model_ms": sum(s.latency_ms for s in ep.steps)}})

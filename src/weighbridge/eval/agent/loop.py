@@ -13,6 +13,7 @@ Every step is recorded: the model's text, its calls, their results, timings and 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -39,6 +40,7 @@ class Limits:
     tool_errors: int = 10
     tokens: int = 32_000  # prompt + completion tokens over the episode
     wall_s: float = 300.0
+    cut_off_ends_episode: bool = True  # False: a reply cut at max_tokens ends only its turn (BFCL's way)
 
 
 class Environment(Protocol):
@@ -89,6 +91,12 @@ def _tool_message(call: ToolCall, content: str) -> dict[str, Any]:
     return {"role": "tool", "tool_call_id": call["id"] or call["name"], "name": call["name"], "content": content}
 
 
+def result_digest(value: Any) -> str:
+    """A result's identity however long it is (the trace keeps only its start)."""
+    text = json.dumps(value, sort_keys=True, ensure_ascii=False, default=repr)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:20]
+
+
 def _kept(value: Any) -> Any:
     """A result as the trace stores it: itself when small, else the start of its JSON."""
     text = json.dumps(value, ensure_ascii=False, default=repr)
@@ -109,6 +117,15 @@ def _validators(tools: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _offered(tools: list[dict[str, Any]], held_back: dict[int, list[str]], turn: int) -> list[dict[str, Any]]:
+    """The tools of a turn: those never held back, then those released by this turn, in the order
+    they arrived (as BFCL appends a missing function to the list when it comes)."""
+    held = {n for ns in held_back.values() for n in ns}
+    by_name = {t["function"]["name"]: t for t in tools}
+    released = [by_name[n] for t in sorted(held_back) if t <= turn for n in held_back[t] if n in by_name]
+    return [t for t in tools if t["function"]["name"] not in held] + released
+
+
 def _refusal(call: ToolCall, names: set[str], validators: dict[str, Any]) -> str | None:
     """Why a call cannot reach its tool (the model's mistake, shown to it), or None."""
     if call["error"] or call["arguments"] is None:
@@ -125,7 +142,8 @@ def _refusal(call: ToolCall, names: set[str], validators: dict[str, Any]) -> str
 
 
 def _bounded(value: Any) -> str:
-    text = json.dumps(value, ensure_ascii=False, default=repr)
+    """A result as the model reads it: a string as it is, anything else as JSON; cut when long."""
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=repr)
     if len(text) > MAX_RESULT_CHARS:
         return text[:MAX_RESULT_CHARS] + f"… [cut: the result is {len(text):,} characters]"
     return text
@@ -133,16 +151,19 @@ def _bounded(value: Any) -> str:
 
 async def run_episode(model: Model, env: Environment, turns: list[str], *, system: str | None = None,
                       limits: Limits = Limits(), max_tokens: int = 512, temperature: float = 0.0,
-                      seed: int = 42, top_p: float = 1.0, stop: list[str] | None = None) -> Episode:
+                      seed: int = 42, top_p: float = 1.0, stop: list[str] | None = None,
+                      held_back: dict[int, list[str]] | None = None) -> Episode:
     """Run the scripted user ``turns`` against ``env``; never raises for what the model or the
-    environment does (a backend that fails is the episode's ``error``)."""
+    environment does (a backend that fails is the episode's ``error``). ``held_back`` names tools
+    first offered at a later turn (BFCL's missing-function tasks)."""
     ep = Episode()
     messages: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
-    names = {t["function"]["name"] for t in env.tools}
     validators = _validators(env.tools)
     started = time.monotonic()
     tokens = 0
     for turn, user in enumerate(turns):
+        offered = _offered(env.tools, held_back or {}, turn)
+        names = {t["function"]["name"] for t in offered}
         messages.append({"role": "user", "content": user})
         for step_in_turn in range(limits.steps_per_turn + 1):
             ended = _limit_reached(ep, step_in_turn, tokens, started, limits)
@@ -150,7 +171,7 @@ async def run_episode(model: Model, env: Environment, turns: list[str], *, syste
                 ep.termination, ep.reason = ended
                 ep.messages = messages
                 return ep
-            request = Request(messages=[dict(m) for m in messages], tools=env.tools, tool_choice="auto",
+            request = Request(messages=[dict(m) for m in messages], tools=offered, tool_choice="auto",
                               max_tokens=max_tokens, temperature=temperature, seed=seed, top_p=top_p,
                               stop=list(stop or []))
             try:
@@ -164,8 +185,8 @@ async def run_episode(model: Model, env: Environment, turns: list[str], *, syste
                         gen.ttft_ms, gen.token_source)
             ep.steps.append(step)
             calls = gen.tool_calls or []
-            if not calls and gen.finish_reason == "length":  # neither an answer nor a call: never counted as either
-                messages.append({"role": "assistant", "content": gen.text})
+            if not calls and gen.finish_reason == "length" and limits.cut_off_ends_episode:
+                messages.append({"role": "assistant", "content": gen.text})  # neither an answer nor a call
                 ep.termination, ep.final_text, ep.messages = "cut_off", gen.text, messages
                 ep.reason = f"the reply reached max_tokens ({max_tokens}) before it ended"
                 return ep
@@ -193,12 +214,13 @@ async def run_episode(model: Model, env: Environment, turns: list[str], *, syste
                         step.calls.append(record)
                         ep.termination, ep.reason, ep.messages = "environment", f"{e.kind}: {e}", messages
                         return ep
-                record.update({"ok": result.ok, "result": _kept(result.result), "error": result.error, "ms": result.ms})
+                record.update({"ok": result.ok, "result": _kept(result.result), "error": result.error, "ms": result.ms,
+                               "result_sha": result_digest(result.result) if result.ok else None})
                 step.calls.append(record)
                 if not result.ok:
                     ep.tool_errors += 1
                 messages.append(_tool_message(call, _bounded(result.result) if result.ok
-                                              else json.dumps({"error": result.error}, ensure_ascii=False)))
+                                              else _bounded({"error": result.error})))
         ep.turns_done = turn + 1
         try:
             ep.turn_states.append(await asyncio.to_thread(env.state))

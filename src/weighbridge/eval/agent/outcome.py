@@ -23,15 +23,20 @@ def replay(source: str, class_name: str, initial_state: dict[str, Any], gold: li
 
 
 def replay_turns(source: str, class_name: str, initial_state: dict[str, Any], gold: list[list[dict[str, Any]]],
-                 *, mode: str = "bubblewrap") -> list[Any]:
+                 *, mode: str = "bubblewrap", libraries: dict[str, str] | None = None,
+                 results: list[list[Any]] | None = None) -> list[Any]:
     """The state after each turn's gold calls, replayed in a fresh sandboxed environment. A gold call
     that fails (unless marked ``fails``) is a broken task, not a model's failure: it raises ValueError
-    naming the call."""
+    naming the call. ``results``, when given, receives each turn's call results."""
     states = []
-    with SandboxedEnvironment(source, class_name, initial_state, mode=mode) as env:
+    with SandboxedEnvironment(source, class_name, initial_state, mode=mode, libraries=libraries) as env:
         for turn, calls in enumerate(gold):
+            if results is not None:
+                results.append([])
             for call in calls:
                 result = env.call(call["name"], call.get("arguments") or {})
+                if results is not None:
+                    results[-1].append(result.result if result.ok else {"error": result.error})
                 if not result.ok and not call.get("fails"):
                     raise ValueError(f"gold call {call['name']} of turn {turn + 1} failed: {result.error}")
                 if result.ok and call.get("fails"):

@@ -33,9 +33,11 @@ from typing import Any
 
 from ...core.errors import WeighbridgeError
 from ...scorers.confine import (OUTSIDE_UID_BASE, SandboxUnavailable, bwrap, close_fd, confined_argv,
-                                interpreter, memfd, prepare_root, prepare_user, rlimits, seccomp_program, stage_dir)
+                                interpreter, library_stage, memfd, prepare_root, prepare_user, rlimits, seccomp_program,
+                                stage_dir)
 
 _KEEP = 4000  # characters of the environment's own output kept (its tail)
+LIB = "/.wb/lib"  # where an environment's libraries appear inside the sandbox (read-only)
 
 
 class EnvironmentFailed(WeighbridgeError):
@@ -63,8 +65,10 @@ def _host_source() -> bytes:
 class SandboxedEnvironment:
     def __init__(self, source: str, class_name: str, initial_state: dict[str, Any], *, filename: str = "environment.py",
                  mode: str = "bubblewrap", call_timeout_s: float = 10.0, start_timeout_s: float = 30.0,
-                 max_args_bytes: int = 1 << 20, max_result_bytes: int = 1 << 18, memory_mb: int = 512) -> None:
+                 max_args_bytes: int = 1 << 20, max_result_bytes: int = 1 << 18, memory_mb: int = 512,
+                 libraries: dict[str, str] | None = None) -> None:
         self.source, self.class_name, self.initial_state, self.filename = source, class_name, initial_state, filename
+        self.libraries = dict(libraries or {})  # import name -> installed package directory, bound read-only
         self.mode, self.call_timeout_s, self.start_timeout_s = mode, call_timeout_s, start_timeout_s
         self.max_args_bytes, self.max_result_bytes, self.memory_mb = max_args_bytes, max_result_bytes, memory_mb
         self.proc: subprocess.Popen[bytes] | None = None
@@ -79,7 +83,7 @@ class SandboxedEnvironment:
         """Start the host; the tools it offers (OpenAI function tools). Raises EnvironmentFailed."""
         answer_r, answer_w = os.pipe()
         job = {"source": self.source, "filename": self.filename, "class": self.class_name,
-               "initial_state": self.initial_state, "answer_fd": answer_w}
+               "initial_state": self.initial_state, "answer_fd": answer_w, "sys_path": [LIB] if self.libraries else []}
         fds = [answer_w]
         limits = rlimits(self.memory_mb, 3600)  # CPU seconds: the wall-clock bounds are per call, below
         try:
@@ -87,6 +91,11 @@ class SandboxedEnvironment:
             if self.mode == "unsafe-local":
                 tmp = self._tmp = tempfile.mkdtemp(prefix="wb-env-")
                 Path(tmp, "envhost.py").write_bytes(_host_source())
+                if self.libraries:
+                    os.mkdir(os.path.join(tmp, "lib"))
+                    for name, where in self.libraries.items():
+                        os.symlink(where, os.path.join(tmp, "lib", name))
+                    job["sys_path"] = [os.path.join(tmp, "lib")]
                 Path(tmp, "job.json").write_text(json.dumps(job), encoding="utf-8")
                 argv = [exe, "-I", "-S", os.path.join(tmp, "envhost.py"), os.path.join(tmp, "job.json")]
                 prepare, env, cwd = prepare_user(limits), {"PATH": "/usr/bin:/bin", "HOME": tmp, "TMPDIR": tmp}, tmp
@@ -100,10 +109,14 @@ class SandboxedEnvironment:
                 fds.append(job_fd)
                 seccomp_fd = memfd("wb-seccomp", bpf)
                 fds.append(seccomp_fd)
+                points = {name: library_stage(name) for name in self.libraries} if as_root else dict(self.libraries)
                 argv = confined_argv(binary, prefix, stage, seccomp_fd, {"/.wb/envhost.py": host_fd, "/.wb/job.json": job_fd},
-                                     [exe, "-I", "-S", "/.wb/envhost.py", "/.wb/job.json"])
+                                     [exe, "-I", "-S", "/.wb/envhost.py", "/.wb/job.json"],
+                                     {f"{LIB}/{name}": point for name, point in points.items()})
                 uid = OUTSIDE_UID_BASE + secrets.randbelow(1 << 24)
-                prepare = prepare_root(prefix, stage, uid, limits) if as_root and stage else prepare_user(limits)
+                prepare = prepare_root(prefix, stage, uid, limits,
+                                       tuple((self.libraries[n], points[n]) for n in self.libraries)) \
+                    if as_root and stage else prepare_user(limits)
                 env, cwd = {}, None
             self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                          pass_fds=tuple(fds), preexec_fn=prepare, start_new_session=True, env=env,
