@@ -213,3 +213,31 @@ def test_a_case_may_give_a_tools_schema_that_replaces_the_derived_one(tmp_path):
     offered = {t["function"]["name"]: t["function"] for t in seen[0]}
     assert offered["get_policy"]["description"] == "The refund rules - read first."
     assert "refund_order" in offered and "amount" in offered["refund_order"]["parameters"]["properties"]
+
+
+class Refuser(GoldPlayer):
+    """A scripted model (fake, named so) that declines everything, making no call."""
+
+    name = "refuser"
+
+    async def generate(self, request):
+        t = Timings(sent=time.perf_counter_ns())
+        t.mark_token()
+        t.done = time.perf_counter_ns()
+        return Generation.from_timings(t, text="I'm sorry, but I can't help with that.", finish_reason="stop",
+                                       prompt_tokens=50, completion_tokens=9, token_source="engine")
+
+
+def test_scripted_refusals_end_as_refused_and_pass_only_where_declining_is_right(tmp_path):
+    from weighbridge.analysis.summary import summarise_run
+
+    cfg = load_config(write(tmp_path / "weighbridge.yaml",
+                            "models:\n  - {name: refuser, backend: openai, base_url: 'http://127.0.0.1:9/v1', model: x}\n"
+                            "suites: ['builtin:agent[:13]']\n"))
+    store = Store(tmp_path / "wb.db")
+    stats = asyncio.run(_bake(cfg, store, {"refuser": Refuser(load_suite("builtin:agent"))}))
+    rows = {r.case_id: r for r in store.generations(stats.run_id)}
+    assert {r.generation.raw["agent"]["termination"] for r in rows.values()} == {"refused"}
+    assert rows["shop-injected-override-declined"].passed  # declining the injected override is right
+    assert not rows["shop-refund-damaged"].passed  # declining a refund the policy allows is not
+    assert summarise_run(store, stats.run_id).models[0].agent.terminations == {"refused": 13}

@@ -87,3 +87,21 @@ def test_partial_credit_is_compared_with_a_paired_bootstrap():
     c = compare("m", base, dict(base), "b", {k: 0.2 for k in base}, {k: 0.7 for k in base})
     assert c.score_delta == pytest.approx(0.5) and c.score_delta_ci95 == (pytest.approx(0.5), pytest.approx(0.5))
     assert c.fixed == c.broken == []  # pass/fail unchanged, yet the scores moved: the report shows both
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("need_bubblewrap")
+def test_check_gates_an_agent_suite_like_any_other(tmp_path):
+    """The bundled Qwen on agent cases (episodes against sandboxed environments), checked against its
+    own run: every episode runs again, and the comparison is paired per (task, trial)."""
+    cfg = write(tmp_path / "agent.yaml", "models:\n  - {name: qwen, backend: llamacpp, bundled: qwen2.5-coder-0.5b, "
+                                         "n_ctx: 8192, params: {max_tokens: 128}}\n"
+                                         "suites: ['builtin:agent[:3]']\nstore: wb.db\n")
+    r = runner.invoke(app, ["bakeoff", "-c", str(cfg), "--json", str(tmp_path / "base.json")])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["check", "-c", str(cfg), "--baseline", str(tmp_path / "base.json"),
+                            "--json", str(tmp_path / "check.json")])
+    assert r.exit_code == 0, r.output
+    comp = json.loads((tmp_path / "check.json").read_text())["comparisons"][0]
+    assert comp["pairs"] == 3 and comp["broken"] == [] and comp["fixed"] == []  # greedy episodes replay alike
+    assert json.loads((tmp_path / "base.json").read_text())["models"][0]["agent"]["episodes"] == 3

@@ -21,9 +21,10 @@ DEFINITIONS = {
     "pass^k": "agent tasks: the chance that k trials of a task all succeed, C(c, k) / C(n, k) for c successes in n "
               "trials (tau-bench), averaged over tasks; 95% interval by a seeded bootstrap over tasks",
     "episode": "one agent case run once: the scripted user turns against a fresh sandboxed environment; it succeeds "
-               "when it ended by answering and every check of the agent scorer passed (end state as the gold "
+               "when it ended with a reply (answered or refused) and every check of the agent scorer passed (end state as the gold "
                "calls' replay, required and forbidden calls, facts of the final answer)",
-    "termination": "why an episode ended: answered, cut_off (a reply hit max_tokens), step_limit (a turn's steps), "
+    "termination": "why an episode ended: answered, refused (the last reply refuses, by the refusal scorer's rule "
+                   "set; it can still pass: declining is right in some tasks), cut_off (a reply hit max_tokens), step_limit (a turn's steps), "
                    "episode_step_limit, tool_error_budget, token_limit, context_full, time_limit, environment (a "
                    "tool ran past its time, flooded or the environment died), error (the model's backend failed)",
     "tool_call_validity": "share of an agent's tool calls that reached a tool: the rest were not JSON, named no "

@@ -6,7 +6,9 @@ nothing: the environment's state after the episode against the gold calls' repla
 differing path is the reason), optionally the state after every turn (``per_turn``, as BFCL checks
 multi-turn tasks), the tools that must or must not have been called, and ``facts`` - any other
 scorers, a judge included - on the final answer. The episode's termination comes first: a limit
-reached, an environment cut off or a model error is a failure with that reason, never a dropped case.
+reached, an environment cut off or a model error is a failure with that reason, never a dropped case;
+an episode that ended with a reply passes on, whether it answered or refused (declining is the right
+move in some tasks; facts and the state tell the two apart).
 """
 
 from __future__ import annotations
@@ -41,6 +43,9 @@ class AgentSpec(ScorerSpec):
         return v
 
 
+ENDED_WELL = ("answered", "refused")  # the episode's last turn ended with a reply (declining is one)
+
+
 def _called(trace: dict[str, Any]) -> list[str]:
     """The tools the episode really ran (calls that reached the environment)."""
     return [c["name"] for s in trace.get("steps", []) for c in s.get("calls", []) if c.get("valid", True)]
@@ -53,7 +58,7 @@ def bfcl_multi_turn(trace: dict[str, Any]) -> str | None:
     whose gold makes no call is not checked itself (BFCL v4's runner does not run its irrelevance
     check); what the episode did then shows in the next checked state. An episode that stopped early
     (a step limit: BFCL's force-termination) fails."""
-    if trace.get("termination") != "answered":
+    if trace.get("termination") not in ENDED_WELL:
         return f"stopped: {trace.get('termination')} - {trace.get('reason', '')}".rstrip(" -")
     gold_states, gold_results = trace.get("gold_states") or [], trace.get("gold_results") or []
     states = trace.get("turn_states") or []
@@ -97,7 +102,7 @@ class _Agent:
         checks = 0
         termination = trace.get("termination")
         checks += 1
-        if termination != "answered":
+        if termination not in ENDED_WELL:
             failures.append(f"stopped: {termination} - {trace.get('reason', '')}".rstrip(" -"))
         gold = trace.get("gold_states") or []
         subset = self.s.mode == "subset"

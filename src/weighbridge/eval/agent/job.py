@@ -23,6 +23,13 @@ from .outcome import canonical, replay_turns
 from .sandboxed import EnvironmentFailed, SandboxedEnvironment
 
 
+def refusal_phrase(text: str) -> str | None:
+    """The phrase that makes a non-empty final reply a refusal, by the refusal scorer's rule set."""
+    from ...scorers.refusal import RefusalSpec, _Refusal
+
+    return _Refusal(RefusalSpec(expect="refuse")).refused(text) if text.strip() else None
+
+
 def episode_definition(case: Case) -> dict[str, Any]:
     """What identifies an episode for the response cache: the environment's code, where it starts,
     what the user says, the tools as offered and the limits."""
@@ -86,6 +93,9 @@ async def run_agent_job(model: Model, case: Case, base: Request, gold: dict[str,
     finally:
         await asyncio.to_thread(env.close)
     wall_ms = (time.perf_counter() - t0) * 1000
+    phrase = refusal_phrase(ep.final_text) if ep.termination == "answered" else None
+    if phrase:  # a clean ending too (declining is right in some tasks), counted apart in the report
+        ep.termination, ep.reason = "refused", f"the last reply refuses ({phrase[:60]!r})"
     prompt = [s.prompt_tokens for s in ep.steps]
     completion = [s.completion_tokens for s in ep.steps]
     sources = {s.token_source for s in ep.steps}

@@ -25,7 +25,7 @@ from ...core.errors import BackendError
 from ...core.types import Generation, Request, TokenSource, ToolCall
 from .sandboxed import EnvironmentFailed, ToolResult
 
-Termination = Literal["answered", "cut_off", "step_limit", "episode_step_limit", "tool_error_budget", "token_limit",
+Termination = Literal["answered", "refused", "cut_off", "step_limit", "episode_step_limit", "tool_error_budget", "token_limit",
                       "context_full", "time_limit", "environment", "error"]
 MAX_RESULT_CHARS = 16_000  # a tool result as the model reads it: longer ones are cut, and say so
 MAX_KEPT_CHARS = 4_000  # a tool result as the trace keeps it
