@@ -5,6 +5,8 @@ errors naming file, line and field."""
 
 import asyncio
 import json
+import os
+import signal
 import time
 
 import pytest
@@ -241,3 +243,40 @@ def test_scripted_refusals_end_as_refused_and_pass_only_where_declining_is_right
     assert rows["shop-injected-override-declined"].passed  # declining the injected override is right
     assert not rows["shop-refund-damaged"].passed  # declining a refund the policy allows is not
     assert summarise_run(store, stats.run_id).models[0].agent.terminations == {"refused": 13}
+
+
+class Interrupting(GoldPlayer):
+    """The gold player (fake, named so) that presses Ctrl-C (SIGINT to its own process) at its third episode."""
+
+    def __init__(self, suite, at: int):
+        super().__init__(suite)
+        self.episodes, self.at = 0, at
+
+    async def generate(self, request):
+        if len(request.messages) <= 2:  # the first step of an episode: system and first user turn
+            self.episodes += 1
+            if self.episodes == self.at:
+                os.kill(os.getpid(), signal.SIGINT)  # asyncio.run cancels the run, as at a terminal
+                await asyncio.sleep(30)
+        return await super().generate(request)
+
+
+def test_an_interrupted_agent_run_resumes_at_the_episode(tmp_path):
+    from weighbridge.eval.engine import Bakeoff
+
+    cfg = load_config(write(tmp_path / "weighbridge.yaml",
+                            "models:\n  - {name: gold, backend: openai, base_url: 'http://127.0.0.1:9/v1', model: x,\n"
+                            "     concurrency: 1}\nsuites: ['builtin:agent[:5]']\n"))
+    suite = load_suite("builtin:agent")
+    store = Store(tmp_path / "wb.db")
+    bake = Bakeoff(cfg, store, backends={"gold": Interrupting(suite, at=3)})
+    asyncio.run(bake.prepare())
+    run_id = bake.create_run()
+    with pytest.raises(KeyboardInterrupt):
+        asyncio.run(bake.run(run_id))
+    assert store.run(run_id)["status"] == "interrupted" and len(store.generations(run_id)) == 2
+    again = Bakeoff(cfg, store, backends={"gold": GoldPlayer(suite)})
+    asyncio.run(again.prepare())
+    stats = asyncio.run(again.run(again.reopen_run(run_id)))
+    assert stats.skipped_resumed == 2 and stats.model_calls == 3  # only the three episodes not yet stored ran
+    assert store.run(run_id)["status"] == "finished" and len(store.generations(run_id)) == 5
