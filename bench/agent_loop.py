@@ -83,7 +83,7 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=500)
     args = ap.parse_args()
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
-    limits = Limits(steps_per_turn=args.steps + 1, steps_per_episode=args.steps + 1, tokens=10 ** 9, wall_s=3600)
+    limits = Limits(steps_per_turn=args.steps + 1, steps_per_episode=args.steps + 1, tokens=10_000_000, wall_s=3600)
     steps, took = 0, 0.0
     for _ in range(args.episodes):
         t = time.perf_counter()

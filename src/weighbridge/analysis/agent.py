@@ -131,12 +131,6 @@ def agent_figures(rows: list[StoredGeneration], agent_cases: set[str], spec: Mod
                           prompt_tokens_known=all(g.prompt_tokens is not None for g in gens)))
 
 
-def _usd(cost: CostFigures | None, value: float | None) -> str:
-    from ..core.format import usd
-
-    return ("≈" if cost and cost.estimated and value is not None else "") + usd(value)
-
-
 def agent_rows(figures: list[AgentFigures | None]) -> list[tuple[str, list[str]]]:
     """The agent table (label, one plain-text cell per model), the same for every renderer."""
     if not any(figures):
@@ -161,8 +155,9 @@ def agent_rows(figures: list[AgentFigures | None]) -> list[tuple[str, list[str]]
                                                f"{f.tool_calls})" if f.validity_rate is not None else "no calls")),
         ("tool errors", cells(lambda f: str(f.tool_errors))),
         ("tokens / episode", cells(lambda f: f"{f.tokens_mean:,.0f}" if f.tokens_mean is not None else "–")),
-        ("$ / successful episode", cells(lambda f: "no successes" if f.passed == 0 and f.cost and f.cost.total_usd
-                                         is not None else _usd(f.cost, f.cost.per_success_usd if f.cost else None))),
+        ("$ / successful episode", cells(lambda f: "–" if f.cost is None else "no successes"
+                                         if f.passed == 0 and f.cost.total_usd is not None
+                                         else f.cost.shown(f.cost.per_success_usd))),
         ("ended by", cells(lambda f: ", ".join(f"{k} {v}" for k, v in f.terminations.items()))),
         ("state left gold at turn", cells(lambda f: ", ".join(f"{k}: {v}" for k, v in f.diverged_at_turn.items())
                                           or "never")),

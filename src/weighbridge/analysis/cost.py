@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..core.config import Price
+from ..core.format import usd
 
 
 @dataclass
@@ -30,6 +31,10 @@ class CostFigures:
     @property
     def estimated(self) -> bool:
         return bool(self.marks)
+
+    def shown(self, value: float | None) -> str:
+        """One of these figures as a table shows it: dollars, with "≈" when it is an estimate."""
+        return ("≈" if self.estimated and value is not None else "") + usd(value)
 
 
 def compute_cost(price: Price | None, *, prompt_tokens: int, completion_tokens: int, busy_seconds: float,

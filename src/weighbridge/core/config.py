@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -56,6 +57,16 @@ class Price(Strict):
 
 
 _NAME = r"^[A-Za-z0-9_.:@/+-]+$"
+
+
+def _repeated(names: Iterable[str]) -> str | None:
+    """The first name that comes again, or None."""
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            return name
+        seen.add(name)
+    return None
 
 
 class VariantSpec(Strict):
@@ -238,22 +249,18 @@ class Config(Strict):
     @field_validator("models")
     @classmethod
     def _unique_names(cls, models: list[ModelSpec]) -> list[ModelSpec]:
-        seen: set[str] = set()
-        for m in models:
-            if m.name in seen:
-                raise ValueError(f"two models are named '{m.name}'; names must be unique")
-            seen.add(m.name)
+        twice = _repeated(m.name for m in models)
+        if twice:
+            raise ValueError(f"two models are named '{twice}'; names must be unique")
         return models
 
     @model_validator(mode="after")
     def _expand_variants(self) -> "Config":
         if any(m.variants for m in self.models):
             self.models = [v for m in self.models for v in m.expanded()]
-            seen: set[str] = set()
-            for m in self.models:
-                if m.name in seen:
-                    raise ValueError(f"two models are named '{m.name}' once variants are expanded; names must be unique")
-                seen.add(m.name)
+            twice = _repeated(m.name for m in self.models)
+            if twice:
+                raise ValueError(f"two models are named '{twice}' once variants are expanded; names must be unique")
         return self
 
     @model_validator(mode="after")

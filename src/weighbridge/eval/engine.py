@@ -126,9 +126,9 @@ class Bakeoff:
             self.manifest["warnings"].append(f"python_tests cases are not run: {sb['problem']}" if "problem" in sb
                                              else "sandbox: unsafe-local - model code runs with NO isolation")
         self.not_applicable = self._not_applicable()
+        agent = {c.id for c in self.cases if c.is_agent}
         for name, na in self.not_applicable.items():
             for reason, ids in na["reasons"].items():
-                agent = {c.id for c in self.cases if c.is_agent}
                 kind = "agent " if set(ids) <= agent and reason in (COMPLETION_AGENT, NO_SANDBOX) else \
                     "code " if reason == NO_SANDBOX and not set(ids) & agent else \
                     "code and agent " if reason == NO_SANDBOX else "tool " if "tool" in reason else ""

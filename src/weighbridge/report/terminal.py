@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from ..core.format import ms as _ms, usd as _usd
+from ..core.format import ms as _ms
 from .safe import term
 from .tables import keep_ids_whole
 
@@ -68,12 +68,10 @@ def render(summary: RunSummary, console: Console) -> None:
     row("token count from", [", ".join(m.token_sources) or "–" for m in models])
     row("cost basis", [m.cost.label for m in models])
 
-    def usd(m: ModelSummary, v: float | None) -> str:
-        return ("≈" if m.cost.estimated and v is not None else "") + _usd(v)
-    row("$ / 1M output tok", [usd(m, m.cost.per_mtok_output_usd) for m in models])
-    row("$ total", [usd(m, m.cost.total_usd) for m in models])
+    row("$ / 1M output tok", [m.cost.shown(m.cost.per_mtok_output_usd) for m in models])
+    row("$ total", [m.cost.shown(m.cost.total_usd) for m in models])
     row("$ / successful case", ["no passes" if m.passed == 0 and m.cost.total_usd is not None
-                                else usd(m, m.cost.per_success_usd) for m in models])
+                                else m.cost.shown(m.cost.per_success_usd) for m in models])
     row("errors", [term(", ".join(f"{k}×{v}" for k, v in m.error_kinds.items())) or "0" for m in models])
     row("from cache", [f"{m.cached}/{m.jobs}" for m in models])
     console.print(keep_ids_whole(t, headers_whole=True))

@@ -39,9 +39,10 @@ class GoldCall(BaseModel):
 
 
 class AgentLimits(BaseModel):
-    """When an episode stops whatever the model does (BFCL stops a turn at 20 steps)."""
+    """When an episode stops whatever the model does (BFCL stops a turn at 20 steps): a case's
+    ``limits:``, and what the loop itself reads."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
     steps_per_turn: int = Field(20, ge=1, le=200)
     steps_per_episode: int = Field(60, ge=1, le=1000)
     tool_errors: int = Field(10, ge=1, le=1000)

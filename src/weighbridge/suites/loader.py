@@ -238,15 +238,12 @@ def load_suite(ref: str | Path, base_dir: str | Path = ".") -> Suite:
     if ref.startswith(BUILTIN_PREFIX + "long-context"):
         return _long_context(ref)
     if ref.startswith(bfcl.PREFIX):
-        category = ref[len(bfcl.PREFIX):]
-        return Suite(name=ref, path=ref, cases=[_case(raw, defaults={}, path=ref, line=None, src=None, prefix=(i,))
-                                                for i, raw in enumerate(bfcl.cases(category))])
+        return _generated(ref, ref, bfcl.cases(ref[len(bfcl.PREFIX):]))
     if ref.startswith(humaneval.PREFIX):
         if ref != humaneval.PREFIX:
             raise ConfigError(f"{ref!r}: humaneval: takes no name; select problems with a slice, humaneval:[:20]",
                               field="suites")
-        return Suite(name="humaneval", path=ref, cases=[_case(raw, defaults={}, path=ref, line=None, src=None,
-                                                              prefix=(i,)) for i, raw in enumerate(humaneval.cases())])
+        return _generated("humaneval", ref, humaneval.cases())
     if ref.startswith(BUILTIN_PREFIX):
         name = ref[len(BUILTIN_PREFIX):]
         res = resources.files("weighbridge.suites") / "builtin" / f"{name}.yaml"
@@ -290,8 +287,13 @@ def _long_context(ref: str) -> Suite:
         opts = parse_options(query)
     except ValueError as e:
         raise ConfigError(f"{ref}: {e}", field="suites") from None
-    cases = [_case(raw, defaults={}, path=ref, line=None, src=None, prefix=(i,)) for i, raw in enumerate(generate(opts))]
-    return Suite(name="long-context", path=ref, cases=cases)
+    return _generated("long-context", ref, generate(opts))
+
+
+def _generated(name: str, ref: str, raws: list[dict[str, Any]]) -> Suite:
+    """A suite built in code (long context, the public benchmarks): each case checked as a file's is."""
+    return Suite(name=name, path=ref, cases=[_case(raw, defaults={}, path=ref, line=None, src=None, prefix=(i,))
+                                             for i, raw in enumerate(raws)])
 
 
 def load_suites(refs: list[str], base_dir: str | Path = ".") -> list[Suite]:

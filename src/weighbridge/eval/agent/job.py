@@ -15,19 +15,12 @@ import time
 from typing import Any
 
 from ...core.errors import ConfigError
-from ...core.hashing import stable_hash
 from ...core.types import Generation, Request, TokenSource
+from ...scorers.refusal import refusal_phrase
 from ...suites import Case
-from .loop import Limits, Model, result_digest, run_episode
+from .loop import Model, result_digest, run_episode
 from .outcome import canonical, replay_turns
 from .sandboxed import EnvironmentFailed, SandboxedEnvironment
-
-
-def refusal_phrase(text: str) -> str | None:
-    """The phrase that makes a non-empty final reply a refusal, by the refusal scorer's rule set."""
-    from ...scorers.refusal import RefusalSpec, _Refusal
-
-    return _Refusal(RefusalSpec(expect="refuse")).refused(text) if text.strip() else None
 
 
 def episode_definition(case: Case) -> dict[str, Any]:
@@ -38,10 +31,6 @@ def episode_definition(case: Case) -> dict[str, Any]:
             "turns": case.rendered_turns(), "system": case.rendered_system(), "tools": case.tool_dicts(),
             "limits": case.episode_limits().model_dump(),
             **({"held_back": {str(k): v for k, v in case.held_back.items()}} if case.held_back else {})}
-
-
-def gold_key(case: Case) -> str:
-    return stable_hash({"definition": episode_definition(case), "gold": [[c.model_dump() for c in t] for t in case.gold or []]})
 
 
 async def gold_states(case: Case, mode: str) -> dict[str, list[Any]]:
@@ -82,8 +71,7 @@ async def run_agent_job(model: Model, case: Case, base: Request, gold: dict[str,
         derived = await asyncio.to_thread(env.start)
         env.tools = _offered(case, derived)
         ep = await run_episode(model, env, case.rendered_turns(), system=case.rendered_system(),
-                               limits=Limits(lim.steps_per_turn, lim.steps_per_episode, lim.tool_errors, lim.tokens,
-                                             lim.wall_s, lim.cut_off_ends_episode),
+                               limits=lim,
                                max_tokens=base.max_tokens, temperature=base.temperature, seed=base.seed,
                                top_p=base.top_p, stop=base.stop, held_back=case.held_back)
         try:
@@ -93,7 +81,7 @@ async def run_agent_job(model: Model, case: Case, base: Request, gold: dict[str,
     finally:
         await asyncio.to_thread(env.close)
     wall_ms = (time.perf_counter() - t0) * 1000
-    phrase = refusal_phrase(ep.final_text) if ep.termination == "answered" else None
+    phrase = refusal_phrase(ep.final_text) if ep.termination == "answered" else None  # empty: not a refusal
     if phrase:  # a clean ending too (declining is right in some tasks), counted apart in the report
         ep.termination, ep.reason = "refused", f"the last reply refuses ({phrase[:60]!r})"
     prompt = [s.prompt_tokens for s in ep.steps]
@@ -109,6 +97,6 @@ async def run_agent_job(model: Model, case: Case, base: Request, gold: dict[str,
         else None,
         token_source=source, latency_ms=wall_ms, ttft_ms=ep.steps[0].ttft_ms if ep.steps else None, decode_ms=None,
         raw={"agent": {**trace, "end_state": end_state, "gold_states": gold["states"],
-                       "gold_results": gold["results"], "gold_key": gold_key(case),
+                       "gold_results": gold["results"],
                        "environment": {"ref": src.ref, "sha256": src.sha256},
                        "model_ms": sum(s.latency_ms for s in ep.steps)}})

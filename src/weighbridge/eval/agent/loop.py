@@ -23,6 +23,7 @@ import jsonschema
 
 from ...core.errors import BackendError
 from ...core.types import Generation, Request, TokenSource, ToolCall
+from ...suites.agent_case import AgentLimits
 from .sandboxed import EnvironmentFailed, ToolResult
 
 Termination = Literal["answered", "refused", "cut_off", "step_limit", "episode_step_limit", "tool_error_budget", "token_limit",
@@ -31,16 +32,7 @@ MAX_RESULT_CHARS = 16_000  # a tool result as the model reads it: longer ones ar
 MAX_KEPT_CHARS = 4_000  # a tool result as the trace keeps it
 
 
-@dataclass(frozen=True)
-class Limits:
-    """When an episode stops, whatever the model does (BFCL stops a turn at 20 steps)."""
-
-    steps_per_turn: int = 20
-    steps_per_episode: int = 60
-    tool_errors: int = 10
-    tokens: int = 32_000  # prompt + completion tokens over the episode
-    wall_s: float = 300.0
-    cut_off_ends_episode: bool = True  # False: a reply cut at max_tokens ends only its turn (BFCL's way)
+Limits = AgentLimits  # when an episode stops, whatever the model does: the case's ``limits:``
 
 
 class Environment(Protocol):
