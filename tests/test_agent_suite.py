@@ -137,9 +137,15 @@ async def _bake(cfg, store, player):
     ("- id: a\n  prompt: hi\n  turns: [hi]\n  gold: []\n", "give it an 'environment'", 1),
     ("- id: a\n  environment: builtin:orders\n  prompt: hi\n  gold: []\n", "not 'messages' or 'prompt'", 1),
     ("- id: a\n  environment: two.py\n  turns: [hi]\n  gold: []\n", "defines 2 classes", 2),
+    ("- id: a\n  environment: broken.py:A\n  turns: [hi]\n  gold: []\n", "broken.py line 2:", 2),
+    ("- id: a\n  environment: badlibs.py:A\n  turns: [hi]\n  gold: []\n", "LIBRARIES is a list", 2),
+    ("- id: a\n  environment: deep.py:A\n  turns: [hi]\n  gold: []\n", "nested too deeply", 2),
 ])
 def test_agent_case_mistakes_name_the_file_line_and_field(tmp_path, case, message, line):
     write(tmp_path / "two.py", "class A:\n    pass\n\n\nclass B:\n    pass\n")
+    write(tmp_path / "broken.py", "class A:\n    def f(self:\n")
+    write(tmp_path / "badlibs.py", "LIBRARIES = [n for n in 'ab']\n\n\nclass A:\n    pass\n")
+    write(tmp_path / "deep.py", "x = " + "-" * 300_000 + "1\n\n\nclass A:\n    pass\n")  # the parser runs out
     path = write(tmp_path / "suite.yaml", case)
     with pytest.raises(ConfigError) as e:
         load_suite(path)

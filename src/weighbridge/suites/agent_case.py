@@ -113,17 +113,27 @@ def resolve_environment(ref: str, suite_dir: Path | None) -> EnvironmentSource:
             raise ValueError(f"environment file not found: {path}")
         source = read_text(str(path), max_bytes=MAX_SOURCE, kind="environment")
         filename = path.name
-    return EnvironmentSource(ref, source, class_name or _only_class(source, filename), filename,
-                             tuple(installed_library(name, filename) for name in _libraries(source, filename)))
+    try:  # parsed once, never run here: it names its class and its libraries
+        tree = ast.parse(source, filename)
+    except SyntaxError as e:
+        raise ValueError(f"{filename} line {e.lineno}: {e.msg}") from None
+    except (RecursionError, MemoryError):  # nested past what the parser follows: not an environment either
+        raise ValueError(f"{filename}: nested too deeply to read") from None
+    return EnvironmentSource(ref, source, class_name or _only_class(tree, filename), filename,
+                             tuple(installed_library(name, filename) for name in _libraries(tree, filename)))
 
 
-def _libraries(source: str, filename: str) -> list[str]:
-    """The module's ``LIBRARIES = ["name", ...]``, read without running it."""
-    for node in ast.parse(source, filename).body:
+def _libraries(tree: ast.Module, filename: str) -> list[str]:
+    """The module's ``LIBRARIES = ["name", ...]``."""
+    for node in tree.body:
         if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "LIBRARIES" for t in node.targets):
-            value = ast.literal_eval(node.value)
+            try:
+                value = ast.literal_eval(node.value)
+            except ValueError:
+                value = None
             if not isinstance(value, list) or not all(isinstance(v, str) and v.isidentifier() for v in value):
-                raise ValueError(f"{filename}: LIBRARIES is a list of importable package names")
+                raise ValueError(f"{filename} line {node.lineno}: LIBRARIES is a list of importable package names, "
+                                 "written out")
             return list(value)
     return []
 
@@ -154,11 +164,7 @@ def _plugin(name: str, class_name: str) -> tuple[str, str, str]:
     return source, Path(spec.origin).name, class_name or attr
 
 
-def _only_class(source: str, filename: str) -> str:
-    try:
-        tree = ast.parse(source, filename)
-    except SyntaxError as e:
-        raise ValueError(f"{filename} line {e.lineno}: {e.msg}") from None
+def _only_class(tree: ast.Module, filename: str) -> str:
     classes = [n.name for n in tree.body if isinstance(n, ast.ClassDef)]
     if len(classes) != 1:
         raise ValueError(f"{filename} defines {len(classes)} classes ({', '.join(classes) or 'none'}): name one as "
