@@ -45,12 +45,13 @@ def gemma_path() -> Path:
     return resolve_bundled("gemma3-270m", "gemma3-270m")
 
 
-def _start_llama_server(model: Path, alias: str, log: Path, port: int | None = None) -> tuple[str, subprocess.Popen]:
+def _start_llama_server(model: Path, alias: str, log: Path, port: int | None = None,
+                        extra: tuple[str, ...] = ()) -> tuple[str, subprocess.Popen]:
     port = port or free_port()
     with open(log, "w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(model),
                                  "--model_alias", alias, "--host", "127.0.0.1", "--port", str(port),
-                                 "--n_ctx", "2048", "--n_threads", "2", "--interrupt_requests", "False"], stdout=out, stderr=subprocess.STDOUT)
+                                 "--n_ctx", "2048", "--n_threads", "2", "--interrupt_requests", "False", *extra], stdout=out, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}/v1"
     deadline = time.time() + 60
     while time.time() < deadline:

@@ -198,3 +198,16 @@ def test_manifest_records_what_the_server_says_about_itself(llama_server):
     m = b.manifest()
     assert m["server_header"] and "uvicorn" in m["server_header"].lower()
     assert m["base_url"] == llama_server and m["server_models"] == ["smollm2"]
+
+
+def test_extra_body_is_part_of_a_served_models_identity_so_answers_are_not_shared_across_it():
+    from weighbridge.backends.openai import OpenAIBackend
+    from weighbridge.core.config import ModelSpec
+
+    def ident(**extra):
+        return OpenAIBackend(ModelSpec(name="m", backend="openai", base_url="http://127.0.0.1:1/v1", model="q",
+                                       **extra)).identity()
+
+    plain, penalised = ident(), ident(extra_body={"repeat_penalty": 1.0})
+    assert "extra_body" not in plain  # a model without one keeps the identity (and the cache) it had
+    assert penalised != plain and penalised["extra_body"] == {"repeat_penalty": 1.0}

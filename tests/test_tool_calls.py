@@ -143,6 +143,17 @@ def test_stream_deltas_are_assembled_by_index():
         ("c0", "get_weather", {"city": "Berlin"}), ("c1", "get_time", {"city": "Tokyo"})]
 
 
+def test_a_name_repeated_in_every_delta_names_the_call_once_and_a_split_name_is_joined():
+    a = Accumulator()  # llama-cpp-python (chatml-function-calling, or a named tool_choice) resends the name
+    for piece in ('{"ci', 'ty": "Pa', 'ris"}'):
+        a.add(_chunk([{"index": 0, "id": "c0", "function": {"name": "get_weather", "arguments": piece}}]))
+    b = Accumulator()  # a name that arrives in pieces is still put together
+    b.add(_chunk([{"index": 0, "id": "c0", "function": {"name": "get_", "arguments": ""}}]))
+    b.add(_chunk([{"index": 0, "function": {"name": "weather", "arguments": '{"city": "Paris"}'}}]))
+    for acc in (a, b):
+        assert [(c["name"], c["arguments"]) for c in calls_from_slots(acc.slots)] == [("get_weather", {"city": "Paris"})]
+
+
 def test_fake_upstream_openai_backend_sends_tools_and_streams_calls(tmp_path):
     from weighbridge.backends.openai import OpenAIBackend
     from weighbridge.core.config import ModelSpec

@@ -22,6 +22,7 @@ from ..storage.store import Store, StoredGeneration
 
 if TYPE_CHECKING:
     from .compare import Comparison
+    from .fidelity import FidelityGroup
     from .variants import VariantGroup
 
 @dataclass
@@ -264,6 +265,7 @@ class RunSummary:
                            for m in self.models],
                 "paired": [c.to_dict() for c in self.paired],
                 "variants": [g.to_dict() for g in self.variants],
+                "fidelity": [g.to_dict() for g in self.fidelity],
                 "manifest": self.run["manifest"]}
 
     @cached_property
@@ -285,6 +287,13 @@ class RunSummary:
         from .variants import variant_groups
 
         return variant_groups(self)
+
+    @cached_property
+    def fidelity(self) -> list[FidelityGroup]:
+        """Each variant against its reference answer by answer (deployment fidelity; see ``fidelity``)."""
+        from .fidelity import fidelity_groups
+
+        return fidelity_groups(self)
 
     def scores(self, model: str) -> dict[str, float]:
         """Per (case, sample) mean scorer value (partial credit)."""

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..core.errors import BackendError, BackendUnavailable
 from ..core.gguf import GGUFError, read_metadata
-from ..core.hashing import cached_sha256, sha256_file, sha256_text
+from ..core.hashing import cached_sha256, sha256_file, sha256_text, stable_hash
 from . import toolcalls
 from .base import BackendBase, Generation, Request, Timings
 from .bundled import resolve_bundled
@@ -27,6 +27,21 @@ from .llama_runtime import LLAMA_THREAD, llama_cpp_build, quiet_stderr
 
 _META_KEYS = ("general.name", "general.basename", "general.size_label", "general.license", "general.architecture",
               "general.file_type", "general.quantization_version", "general.finetune", "general.type")
+
+
+_SPECIAL_IDS = ("bos_token_id", "eos_token_id", "eot_token_id", "padding_token_id", "unknown_token_id",
+                "add_bos_token", "add_eos_token")
+
+
+def tokenizer_facts(meta: dict[str, Any]) -> dict[str, Any]:
+    """What decides how text becomes tokens, from the GGUF's header: the tokenizer kind, one hash
+    over its vocabulary, merges and token types, and the special token ids. Two deployments of one
+    model that differ here tokenise differently, whatever their weights."""
+    parts = {k: meta[k].get("sha256") if isinstance(meta.get(k), dict) else meta.get(k)
+             for k in ("tokenizer.ggml.tokens", "tokenizer.ggml.merges", "tokenizer.ggml.token_type")}
+    return {"model": meta.get("tokenizer.ggml.model"), "pre": meta.get("tokenizer.ggml.pre"),
+            "sha256": stable_hash(parts) if any(parts.values()) else None,
+            "special": {k: meta[f"tokenizer.ggml.{k}"] for k in _SPECIAL_IDS if f"tokenizer.ggml.{k}" in meta}}
 
 
 class LlamaCppBackend(BackendBase):
@@ -142,6 +157,7 @@ class LlamaCppBackend(BackendBase):
             "sha256": self.sha256, "size_bytes": self.path.stat().st_size,
             "gguf": {k: self.metadata[k] for k in _META_KEYS if k in self.metadata},
             "chat_template_sha256": sha256_text(tmpl) if tmpl else None,
+            "tokenizer": tokenizer_facts(self.metadata),
             "mode": self.spec.mode,
             "prompt_template": self.spec.prompt_template if self.spec.mode == "completion" else None,
             "llama_cpp_python": pkg_version("llama-cpp-python"), **llama_cpp_build(),

@@ -81,6 +81,8 @@ class OpenAIBackend(BackendBase):
         ident = {"backend": "openai", "base_url": self.base_url, "model": self.spec.model, "mode": self.spec.mode}
         if self.fingerprint is not None and self.fingerprint.sha256:
             ident["fingerprint"] = self.fingerprint.sha256
+        if self.spec.extra_body:  # it goes into every request body: another value is another answer
+            ident["extra_body"] = self.spec.extra_body
         return ident
 
     def manifest(self) -> dict[str, Any]:
@@ -89,7 +91,8 @@ class OpenAIBackend(BackendBase):
                 "server_models": self.server_models, "server_header": self.server_header,
                 "server_info": self.server_info, "server_kind": self.server_kind,
                 "fingerprint": self.fingerprint.to_dict() if self.fingerprint else None,
-                "tokenizer": str(self.counter.path) if self.counter else None, "params": self.spec.params.model_dump()}
+                "tokenizer": str(self.counter.path) if self.counter else None, "params": self.spec.params.model_dump(),
+                "extra_body_keys": sorted(map(str, self.spec.extra_body))}
 
     def tool_support(self) -> str | None:
         """A chat server may take tools (whether it answers with calls is what the cases measure)."""
@@ -302,12 +305,15 @@ class OpenAIBackend(BackendBase):
             completion_tokens, source = await asyncio.to_thread(self.counter.text_tokens, out_text), "tokenizer"
         else:
             prompt_tokens, completion_tokens, source = None, chunks, "chunks"
+        calls_from = "server" if tool_calls else None
         if request.tools and not tool_calls:  # a server without a tool parser hands the calls over as text
             answer, tool_calls = toolcalls.from_text(answer, request.tools)
+            calls_from = "text" if tool_calls else None  # recovered here; a client reading tool_calls gets none
         return Generation.from_timings(timings, text=answer, finish_reason=acc.finish_reason, prompt_tokens=prompt_tokens,
                                        completion_tokens=completion_tokens, token_source=source,
                                        reasoning=reasoning or None,
                                        raw={"usage": None if usage is None else {
                                            "prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
-                                           "reasoning_tokens": usage.reasoning_tokens}, "chunks": chunks},
+                                           "reasoning_tokens": usage.reasoning_tokens}, "chunks": chunks,
+                                           **({"tool_calls_from": calls_from} if calls_from else {})},
                                        tool_calls=tool_calls if request.tools or tool_calls else None)

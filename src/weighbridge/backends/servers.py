@@ -17,13 +17,17 @@ class ServerKind:
     label: str
     safe_concurrency: int | None = None  # used when the config sets none
     note: str = ""
+    # what its defaults decode differently from the same engine in-process: (request field, its default
+    # there, the in-process value, where that default is set); a fidelity check says so when answers drift
+    decoding_defaults: tuple[tuple[str, float, float, str], ...] = ()
 
 
 KNOWN = {
     "llama-cpp-python": ServerKind(
         "llama-cpp-python", "llama-cpp-python's server (python -m llama_cpp.server)", 1,
         "if it was started without --interrupt_requests False, it cuts off a running request when the next one "
-        "arrives, so weighbridge sends it one request at a time (set concurrency: on the model to choose)"),
+        "arrives, so weighbridge sends it one request at a time (set concurrency: on the model to choose)",
+        (("repeat_penalty", 1.1, 1.0, "llama_cpp/server/types.py repeat_penalty_field"),)),
     "llama.cpp": ServerKind("llama.cpp", "llama.cpp's llama-server"),
     "vllm": ServerKind("vllm", "vLLM"),
     "sglang": ServerKind("sglang", "SGLang"),

@@ -7,6 +7,7 @@ skipped, only their length kept.
 
 from __future__ import annotations
 
+import hashlib
 import mmap
 import struct
 from pathlib import Path
@@ -78,7 +79,10 @@ class _Reader:
             raise self._fail(at, f"an array of {n:,} items; the file has {self.size - self.pos:,} bytes left")
         return n
 
-    def value(self, vtype: int, depth: int = 0) -> Any:
+    def value(self, vtype: int, depth: int = 0, digest: bool = False) -> Any:
+        """A value; an array too long to keep is summarised by its type and length and, when asked
+        (the tokenizer's vocabulary and merges), the sha256 of its bytes: two files tokenise alike
+        only if those agree."""
         if vtype in _SCALARS:
             return self.take(_SCALARS[vtype])
         if vtype == _STRING:
@@ -90,6 +94,7 @@ class _Reader:
             if itype not in _SCALARS and itype not in (_STRING, _ARRAY):
                 raise self._fail(self.pos - 4, f"unknown GGUF value type {itype}")
             count = self.count(itype)
+            start = self.pos
             if count <= _KEEP_ARRAY_UP_TO:
                 return [self.value(itype, depth + 1) for _ in range(count)]
             if itype == _STRING:
@@ -101,7 +106,10 @@ class _Reader:
             else:
                 for _ in range(count):
                     self.value(itype, depth + 1)
-            return {"array_of": itype, "length": count}
+            summary: dict[str, Any] = {"array_of": itype, "length": count}
+            if digest:
+                summary["sha256"] = hashlib.sha256(self.buf[start:self.pos]).hexdigest()
+            return summary
         raise self._fail(self.pos - 4, f"unknown GGUF value type {vtype}")
 
 
@@ -125,5 +133,5 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
             meta: dict[str, Any] = {"gguf.version": version}
             for _ in range(n_kv):
                 key = r.string(_MAX_KEY)
-                meta[key] = r.value(r.take("<I"))
+                meta[key] = r.value(r.take("<I"), digest=key.startswith("tokenizer."))
             return meta

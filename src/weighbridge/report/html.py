@@ -19,6 +19,8 @@ from ..suites.longcontext import parse_length
 from ..analysis.agent import agent_rows
 from ..analysis.definitions import DEFINITIONS
 from ..analysis.summary import ModelSummary, RunSummary, workload_rows
+from ..analysis.fidelity import RULES as FIDELITY_RULES
+from ..analysis.fidelity import fidelity_rows, shown_items, stack_lines
 from ..analysis.variants import RULE, pick_lines
 from ..core.format import ms
 from .svg import latency_distribution, quality_vs_cost
@@ -207,7 +209,8 @@ def render_html(summary: RunSummary, baseline: dict[str, dict[str, bool]] | None
                   rows=_summary_rows(summary), long_context=_long_context(models),
                   agent_rows=agent_rows([m.agent for m in models]),
                   charts={"quality": safe(quality_vs_cost(models)), "latency": safe(latency_distribution(lat))},
-                  pick_lines=pick_lines, variant_rule=RULE, extra=safe(extra),
+                  pick_lines=pick_lines, variant_rule=RULE, extra=safe(extra), fidelity_rows=fidelity_rows,
+                  stack_lines=stack_lines, shown_items=shown_items, fidelity_rule=FIDELITY_RULES,
                   workloads=sorted({c["workload"] for c in summary.cases}), side_by_side=_side_by_side(summary, baseline),
                   baseline=baseline, baseline_label=baseline_label, definitions=DEFINITIONS,
                   cost_notes=cost_notes(models), licenses=summary.run["manifest"].get("licenses") or {},

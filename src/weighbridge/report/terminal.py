@@ -12,6 +12,7 @@ from .tables import keep_ids_whole
 from ..suites.longcontext import parse_length
 from ..analysis.agent import agent_rows
 from ..analysis.summary import ModelSummary, RunSummary, workload_rows
+from ..analysis.fidelity import RULES, FidelityGroup, fidelity_rows, shown_items, stack_lines
 from ..analysis.variants import VariantGroup, pick_lines
 
 
@@ -100,6 +101,8 @@ def render(summary: RunSummary, console: Console) -> None:
             console.print(f"[bold]{term(line)}[/]", highlight=False, soft_wrap=True)
         for note in g.notes:
             console.print(f"[dim]{term(note)}[/]", highlight=False, soft_wrap=True)
+    for fg in summary.fidelity:
+        render_fidelity(fg, console)
 
 
 def prompt_tokens_cell(m: ModelSummary) -> str:
@@ -164,3 +167,36 @@ def long_context_table(models: list[ModelSummary]) -> Table:
                                      else "not run")
                                     for d in depths])
     return keep_ids_whole(t, headers_whole=True)
+
+
+_FIDELITY_STYLE = {"faithful": "green", "drifts": "yellow", "broken": "bold red"}
+
+
+def render_fidelity(g: FidelityGroup, console: Console) -> None:
+    """Each candidate deployment against the reference, answer by answer: the table, then per
+    candidate its verdict with the reasons, the stack facts that differ and the disagreeing items."""
+    t = Table(title=f"fidelity of {g.name}: each deployment against {g.reference}, answer by answer",
+              title_justify="left")
+    t.add_column("", style="bold")
+    for r in g.rows:
+        t.add_column(term(r.candidate), justify="right")
+    for label, cells in fidelity_rows(g):
+        if label == "verdict":
+            cells = [f"[{_FIDELITY_STYLE.get(c, 'default')}]{c}[/]" for c in cells]
+        else:
+            cells = [term(c) for c in cells]
+        t.add_row(label, *cells)
+    console.print(keep_ids_whole(t, headers_whole=True))
+    for r in g.rows:
+        head = f"[{_FIDELITY_STYLE.get(r.verdict, 'default')}]{r.verdict}[/]"
+        console.print(f"{term(r.candidate)}: {head}" + (f": {term('; '.join(r.reasons))}" if r.reasons else ""),
+                      highlight=False, soft_wrap=True)
+        for line in stack_lines(r):
+            console.print(f"  [dim]stack: {term(line)}[/]", highlight=False, soft_wrap=True)
+        for hint in r.hints:
+            console.print(f"  [yellow]hint: {term(hint)}[/]", highlight=False, soft_wrap=True)
+        if r.disagreeing:
+            console.print(f"  [dim]disagree: {term(shown_items(r))}[/]", highlight=False, soft_wrap=True)
+    for note in g.notes:
+        console.print(f"[dim]{term(note)}[/]", highlight=False, soft_wrap=True)
+    console.print(f"[dim]{term(RULES.format(**g.thresholds.to_dict()))}[/]", highlight=False, soft_wrap=True)

@@ -267,7 +267,8 @@ class Accumulator:
     """The one reader of a checked stream: what its chunks carry, accumulated the same way for every
     consumer (the openai backend, the gateway's stream account, the load generator). Tool-call deltas
     are put together by index – the first names a call, later ones append argument text; a server that
-    resends a whole call in one delta gives it whole – and the text, reasoning, usage (or why it was
+    resends a whole call in one delta gives it whole, one that repeats the name in every delta
+    (llama-cpp-python) names it once – and the text, reasoning, usage (or why it was
     refused), finish reason and first metadata are kept. ``add`` says how many generated pieces a
     chunk held, so each consumer keeps its own clock (time to first token, inter-token gaps)."""
 
@@ -313,7 +314,8 @@ class Accumulator:
             for piece in ch.tool_calls:
                 slot = self.slots.setdefault(piece.index, {"id": "", "name": "", "arguments": ""})
                 slot["id"] = piece.id or slot["id"]
-                slot["name"] += piece.name
+                if piece.name != slot["name"]:  # llama-cpp-python resends the whole name with every delta
+                    slot["name"] += piece.name
                 slot["arguments"] += piece.arguments
             if ch.finish_reason:
                 self.finish_reason = ch.finish_reason
