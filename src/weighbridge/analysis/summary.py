@@ -16,6 +16,7 @@ from ..core.contention import busy_note
 from .agent import AgentFigures, agent_figures
 from .definitions import DEFINITIONS
 from .cost import CostFigures, compute_cost
+from .thinking import ThinkingFigures, thinking_figures, thinking_rows
 from ..scorers.schema import schema_valid
 from .stats import mean, pass_at_k, percentile, wilson_interval
 from ..storage.store import Store, StoredGeneration
@@ -74,6 +75,7 @@ class ModelSummary:
     runtime: dict[str, Any] | None = None
     busy: str | None = None  # "measured on a busy machine: …" when latency and speed were measured under contention
     agent: AgentFigures | None = None  # the run's agent episodes, when it has agent cases
+    thinking: ThinkingFigures | None = None  # thinking apart from answers, censored answers
 
     @property
     def error_rate(self) -> float:
@@ -90,6 +92,7 @@ class ModelSummary:
         d["error_rate"] = self.error_rate
         d["cost"]["estimated"] = self.cost.estimated
         d["agent"] = self.agent.to_dict() if self.agent else None
+        d["thinking"] = self.thinking.to_dict() if self.thinking else None
         return d
 
 
@@ -180,7 +183,9 @@ def summarise_model(name: str, spec: ModelSpec, rows: list[StoredGeneration], wo
         schema_valid=sum(1 for reason in schema_scores if schema_valid(reason)), schema_checked=len(schema_scores),
         structured_output=spec.structured_output, long_context=_long_context_grid(rows),
         refusals=_refusal_rates(answered, workloads), variant_of=spec.variant_of, variant=spec.variant,
-        reference=spec.reference, variant_margin=spec.variant_margin)
+        reference=spec.reference, variant_margin=spec.variant_margin,
+        thinking=thinking_figures(rows, cost, completion_tokens, passed,
+                                  spec.price.output_per_mtok if spec.price is not None else None))
 
 
 def _refusal_rates(rows: list[StoredGeneration], workloads: dict[str, str]) -> dict[str, dict[str, int]]:
@@ -376,4 +381,5 @@ def workload_rows(models: list[ModelSummary]) -> list[tuple[str, list[str]]]:
                                            f"{m.schema_checked})" if m.schema_checked else "–" for m in models]))
     if any(m.structured_output != "off" for m in models):
         rows.append(("structured output", [m.structured_output for m in models]))
+    rows += thinking_rows([m.thinking for m in models], [m.cost for m in models])
     return rows

@@ -60,9 +60,13 @@ class TemplateRenderer:
         self._ensure()
 
     def __call__(self, *, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None,
-                 tool_choice: Any = None) -> Formatted:
+                 tool_choice: Any = None, enable_thinking: bool | None = None) -> Formatted:
+        """``enable_thinking``: the variable reasoning models' templates read (Qwen3's) - passed only when set."""
         self._ensure()
-        reply = self._ask({"messages": messages, "tools": tools, "tool_choice": tool_choice})
+        ask: dict[str, Any] = {"messages": messages, "tools": tools, "tool_choice": tool_choice}
+        if enable_thinking is not None:
+            ask["enable_thinking"] = bool(enable_thinking)
+        reply = self._ask(ask)
         if "error" in reply:
             raise TemplateError(f"the chat template failed: {reply['error']}")
         return Formatted(prompt=reply["prompt"], stop=[self.eos])
@@ -180,10 +184,11 @@ def _child() -> None:
         req = json.loads(line)
         try:
             parts, size = [], 0
+            switches = {"enable_thinking": req["enable_thinking"]} if isinstance(req.get("enable_thinking"), bool) else {}
             for piece in tmpl.generate(messages=req["messages"], tools=req["tools"], tool_choice=req["tool_choice"],
                                        functions=None, function_call=None, add_generation_prompt=True,
                                        bos_token=setup["bos_token"], eos_token=setup["eos_token"],
-                                       raise_exception=_raise_exception):
+                                       raise_exception=_raise_exception, **switches):
                 size += len(piece)
                 if size > max_bytes:
                     raise ValueError(f"it produced more than {max_bytes:,} characters")

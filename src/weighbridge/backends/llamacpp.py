@@ -142,6 +142,11 @@ class LlamaCppBackend(BackendBase):
 
     max_parallel = 1  # one llama.cpp thread: requests queue, whatever concurrency says
 
+    @property
+    def thinking_switch(self) -> bool:
+        """Does the GGUF's chat template read ``enable_thinking`` (Qwen3's switch)?"""
+        return "enable_thinking" in (self.chat_template or "")
+
     def identity(self) -> dict[str, Any]:
         ident = {"backend": "llamacpp", "sha256": self.sha256, "mode": self.spec.mode, "n_ctx": self.spec.n_ctx}
         if self.lora is not None:
@@ -266,12 +271,22 @@ class LlamaCppBackend(BackendBase):
                 raise BackendError(f"model '{self.name}' has no tool support: its chat template "
                                    "(tokenizer.chat_template) never renders 'tools', so the offered functions would "
                                    "not reach it", kind="no_tool_support")
+            switch = self.thinking_switch
             try:
                 formatted = self._formatter(messages=template_messages(messages), tools=request.tools or None,
-                                            tool_choice=request.tool_choice)
+                                            tool_choice=request.tool_choice,
+                                            enable_thinking=(request.thinking == "on") if request.thinking and switch
+                                            else None)
             except TemplateError as e:
                 raise BackendError(f"model '{self.name}': {e}", kind="template") from None
-            tokens = llm.tokenize(formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True)
+            prompt = formatted.prompt
+            if request.thinking and not switch:
+                # no switch in the template: off writes an empty thinking block after the generation prompt
+                # (what Qwen3's template writes for enable_thinking=false), on opens the thinking there
+                # (what DeepSeek-R1's template does)
+                start, end = self.spec.reasoning_tags
+                prompt += f"{start}\n\n{end}\n\n" if request.thinking == "off" else f"{start}\n"
+            tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True)
             if formatted.stop:
                 stops += [formatted.stop] if isinstance(formatted.stop, str) else list(formatted.stop)
         else:
@@ -283,6 +298,67 @@ class LlamaCppBackend(BackendBase):
             tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
         return tokens, stops
 
+    def _stream(self, llm: Any, tokens: list[int], request: Request, max_tokens: int, stops: list[str],
+                grammar: Any, timings: Timings, pieces: list[str], until: Any = None) -> str | None:
+        """Decode into ``pieces``; stop early when ``until(pieces)`` says so. The finish reason, or
+        "until" when it stopped early."""
+        finish = None
+        try:
+            for chunk in llm.create_completion(prompt=tokens, max_tokens=max_tokens, temperature=request.temperature,
+                                               top_p=request.top_p, seed=request.seed, stop=stops or None,
+                                               stream=True, grammar=grammar):
+                choice = chunk["choices"][0]
+                if choice.get("text"):
+                    timings.mark_token()
+                    pieces.append(choice["text"])
+                if choice.get("finish_reason"):
+                    finish = choice["finish_reason"]
+                if until is not None and until(pieces):
+                    return "until"
+        except (ValueError, RuntimeError) as e:
+            raise BackendError(f"llama.cpp failed: {e}", kind="engine") from None
+        return finish
+
+    def _decode(self, llm: Any, tokens: list[int], request: Request, stops: list[str], grammar: Any,
+                timings: Timings, budget: int | None) -> tuple[list[str], str | None, bool]:
+        """The answer's pieces and finish reason; with a thinking budget, thinking that reaches it is
+        closed here (the closing tag appended, as Qwen's guidance for budgets does) and the answer
+        decoded after it within what is left of max_tokens. Whether that happened is the third value."""
+        pieces: list[str] = []
+        if budget is None or budget >= request.max_tokens:
+            return pieces, self._stream(llm, tokens, request, request.max_tokens, stops, grammar, timings, pieces), False
+        start, end = self.spec.reasoning_tags
+        # a template that opens the thinking in the prompt (pre-filled tag): the answer starts inside it
+        prefilled = llm.detokenize(tokens[-8:]).decode("utf-8", "ignore").rstrip().lower().endswith(start.lower())
+
+        def thinking(text: str) -> bool | None:
+            """Is this output thinking? None while it could still become the opening tag."""
+            if prefilled:
+                return True
+            head = text.lstrip().lower()
+            if len(head) < len(start):
+                return None if start.lower().startswith(head) else False
+            return head.startswith(start.lower())
+
+        def thinking_over(ps: list[str]) -> bool:
+            text = "".join(ps)
+            state = thinking(text)
+            return state is False or (state is True and end.lower() in text.lower()) or len(ps) >= budget
+
+        finish = self._stream(llm, tokens, request, request.max_tokens, stops, grammar, timings, pieces, thinking_over)
+        text = "".join(pieces)
+        if finish != "until" or not thinking(text) or end.lower() in text.lower():
+            if finish == "until":  # not thinking, or the thinking closed in time: go on as one answer
+                finish = self._stream(llm, tokens + llm.tokenize(text.encode("utf-8"), add_bos=False, special=True),
+                                      request, max(request.max_tokens - len(pieces), 1), stops, grammar, timings, pieces)
+            return pieces, finish, False
+        pieces.append(f"\n{end}\n\n")  # the budget is spent: close the thinking, then the answer
+        rest = request.max_tokens - len(pieces) + 1
+        if rest <= 0:
+            return pieces, "length", True
+        prompt = tokens + llm.tokenize("".join(pieces).encode("utf-8"), add_bos=False, special=True)
+        return pieces, self._stream(llm, prompt, request, rest, stops, grammar, timings, pieces), True
+
     def _generate_sync(self, request: Request) -> Generation:
         with self._lock, quiet_stderr(self.calls == 0):
             llm = self._load()
@@ -292,25 +368,12 @@ class LlamaCppBackend(BackendBase):
                 raise BackendError(f"prompt ({len(tokens)} tokens) + max_tokens ({request.max_tokens}) exceeds n_ctx "
                                    f"({self.spec.n_ctx}); raise n_ctx for model '{self.name}'", kind="context_length")
             timings = Timings(sent=time.perf_counter_ns())
-            pieces: list[str] = []
-            finish = None
             grammar, grammar_note = None, None
             schema = request.schema()
             if schema is not None or (request.response_format or {}).get("type") == "json_object":
                 grammar, grammar_note = json_grammar(llm, schema, self.name)  # the reply cannot be anything but this JSON
-            try:
-                for chunk in llm.create_completion(prompt=tokens, max_tokens=request.max_tokens,
-                                                   temperature=request.temperature, top_p=request.top_p,
-                                                   seed=request.seed, stop=stops or None, stream=True,
-                                                   grammar=grammar):
-                    choice = chunk["choices"][0]
-                    if choice.get("text"):
-                        timings.mark_token()
-                        pieces.append(choice["text"])
-                    if choice.get("finish_reason"):
-                        finish = choice["finish_reason"]
-            except (ValueError, RuntimeError) as e:
-                raise BackendError(f"llama.cpp failed: {e}", kind="engine") from None
+            budget = request.thinking_budget if request.thinking != "off" else None
+            pieces, finish, forced = self._decode(llm, tokens, request, stops, grammar, timings, budget)
             timings.done = time.perf_counter_ns()
             if self.memory is not None:
                 self.memory.sample()
@@ -322,8 +385,12 @@ class LlamaCppBackend(BackendBase):
             if calls and finish == "stop":
                 finish = "tool_calls"
         raw: dict[str, Any] = {"stop": stops}
+        if request.thinking == "on" and not self.thinking_switch:
+            raw["thinking_opened"] = True  # the prompt opened the thinking: the text starts inside it
         if grammar_note:
             raw["grammar_note"] = grammar_note
+        if budget is not None:
+            raw["thinking_budget"] = {"budget": budget, "closed_by_weighbridge": forced}
         return Generation.from_timings(timings, text=text, finish_reason=finish, prompt_tokens=len(tokens),
                                        completion_tokens=completion_tokens, token_source="tokenizer",
                                        raw=raw, tool_calls=calls)

@@ -216,6 +216,12 @@ class OpenAIBackend(BackendBase):
             body["tools"] = request.tools
             if request.tool_choice is not None:
                 body["tool_choice"] = request.tool_choice
+        if request.thinking is not None and self.spec.thinking_control != "none":
+            on = request.thinking == "on"
+            if self.spec.thinking_control == "reasoning_effort":  # OpenAI-style APIs (gpt-oss): no "off", the least
+                body["reasoning_effort"] = "high" if on else "low"
+            else:  # vLLM, SGLang and llama.cpp's server hand these to the chat template (Qwen3's switch)
+                body["chat_template_kwargs"] = {"enable_thinking": on}
         if request.messages is not None:
             body["messages"] = request.messages
             path = "/chat/completions"

@@ -93,6 +93,14 @@ class VariantSpec(Strict):
     catalog_id: str | None = None
     license: str | None = None
     structured_output: Literal["off", "json_schema", "json_object"] | None = None
+    thinking: Literal["on", "off"] | None = None
+    thinking_budget: int | None = Field(None, ge=1, le=131072)
+    thinking_control: Literal["auto", "chat_template_kwargs", "reasoning_effort", "none"] | None = None
+    reasoning_tags: tuple[str, str] | None = None
+    thinking_prefilled: bool | None = None
+
+    _on_off = field_validator("thinking", mode="before")(lambda cls, v: {True: "on", False: "off"}.get(v, v)
+                                                          if isinstance(v, bool) else v)
 
 
 # a variant that names a file (or an endpoint) replaces the entry's whole location, not half of it
@@ -124,6 +132,34 @@ class ModelSpec(Strict):
     structured_output: Literal["off", "json_schema", "json_object"] = Field(
         "off", description="for cases checked by json_schema: constrain the reply (a grammar in llama.cpp, "
                            "response_format on servers) to the scorer's schema, or to any JSON object")
+    # reasoning models
+    thinking: Literal["on", "off"] | None = Field(None, description=(
+        "ask a reasoning model to think (on) or not (off); unset: the model's own default"))
+    thinking_budget: int | None = Field(None, ge=1, le=131072, description=(
+        "the most tokens of thinking before the answer (in-process: enforced by closing the thinking; "
+        "served: sent where the server takes a budget)"))
+    thinking_control: Literal["auto", "chat_template_kwargs", "reasoning_effort", "none"] = Field(
+        "auto", description="how thinking on/off reaches a served model: auto (chat_template_kwargs.enable_thinking), "
+                            "reasoning_effort (OpenAI-style APIs), or none")
+    reasoning_tags: tuple[str, str] = Field(("<think>", "</think>"), description=(
+        "the tags the model family writes its thinking between (an unpaired closing tag: a pre-filled template)"))
+    thinking_prefilled: bool = Field(False, description=(
+        "the model's template opens the thinking in the prompt (DeepSeek-R1's): an answer with no closing tag is "
+        "all thinking"))
+
+    @field_validator("thinking", mode="before")
+    @classmethod
+    def _on_off(cls, v: Any) -> Any:
+        """YAML 1.1 reads a bare on/off as a boolean: take it as meant."""
+        return {True: "on", False: "off"}.get(v, v) if isinstance(v, bool) else v
+
+    @field_validator("reasoning_tags")
+    @classmethod
+    def _tags(cls, tags: tuple[str, str]) -> tuple[str, str]:
+        if not all(0 < len(t) <= 64 and t.strip() for t in tags) or tags[0] == tags[1]:
+            raise ValueError("reasoning_tags are two different, non-blank tags of at most 64 characters, e.g. "
+                             "['<think>', '</think>']")
+        return tags
     # openai
     api_key_env: str | None = None
     timeout_s: float = Field(300.0, gt=0, description="the longest wait for the next byte of an answer")

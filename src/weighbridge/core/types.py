@@ -43,12 +43,15 @@ class Request:
     tools: list[dict[str, Any]] | None = None  # OpenAI function tools offered to the model
     tool_choice: str | dict[str, Any] | None = None
     response_format: dict[str, Any] | None = None  # {"type": "json_object"} or {"type": "json_schema", ...}
+    thinking: Literal["on", "off"] | None = None  # a reasoning model asked to think or not; None: its default
+    thinking_budget: int | None = None  # the most tokens of thinking before the answer
 
     def cache_fields(self) -> dict[str, Any]:
         """What identifies the request for the response cache; new fields count only when set, so
         requests made before they existed keep their keys."""
         return {k: v for k, v in self.__dict__.items()
-                if v is not None or k not in ("tools", "tool_choice", "response_format")}
+                if v is not None or k not in ("tools", "tool_choice", "response_format", "thinking",
+                                              "thinking_budget")}
 
     def schema(self) -> dict[str, Any] | None:
         """The JSON schema the reply must follow, from ``json_schema`` or a json_schema ``response_format``."""

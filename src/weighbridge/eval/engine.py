@@ -26,6 +26,7 @@ from .agent.job import episode_definition, gold_states, run_agent_job
 from .agent.sandboxed import EnvironmentFailed
 from .jobs import Job, build_request
 from .judging import JudgeCalls, cache_key, score_answer
+from .thinking import separate_thinking
 from .machine import machine_facts
 from .schedule import lanes
 from ..scorers import Score, Scorer, build_scorer, sandbox
@@ -125,6 +126,12 @@ class Bakeoff:
             sb = self.manifest["sandbox"]
             self.manifest["warnings"].append(f"python_tests cases are not run: {sb['problem']}" if "problem" in sb
                                              else "sandbox: unsafe-local - model code runs with NO isolation")
+        for name, spec in self.specs.items():
+            if spec.thinking_budget is not None and spec.backend != "llamacpp" and spec.thinking != "off":
+                self.manifest["warnings"].append(
+                    f"model '{name}': thinking_budget is enforced in-process (llamacpp) only; this served model's "
+                    f"max_tokens ({spec.params.max_tokens}) caps thinking and answer together - set the server's own "
+                    "budget through extra_body where it has one")
         self.not_applicable = self._not_applicable()
         agent = {c.id for c in self.cases if c.is_agent}
         for name, na in self.not_applicable.items():
@@ -296,6 +303,9 @@ class Bakeoff:
                     span[1] = time.monotonic()
         else:
             self.stats.cache_hits += 1
+        if gen is not None and not agent:
+            gen = separate_thinking(gen, max_tokens=request.max_tokens, tags=spec.reasoning_tags,
+                                    count=backend.count_tokens, prefilled=spec.thinking_prefilled)
         scores = await self._score(job.case, gen) if gen is not None else []
         self.store.record(run_id, job.model, job.case.id, job.sample, key, self.identity_keys[job.model], gen, scores,
                           cached=cached, error=error)
@@ -344,6 +354,11 @@ class Bakeoff:
             for m in models:  # one model after another within a lane
                 await asyncio.gather(*(self._run_job(run_id, j, sems[m], progress, counters, totals)
                                        for j in todo if j.model == m))
+                if self.backends[m].n_threads is not None:
+                    # an in-process model is done: free its weights and buffers before the next one loads, so
+                    # a run holds one at a time and each model's resident memory is its own (variants of one
+                    # file would otherwise count each other's mapped pages)
+                    await self.backends[m].aclose()
 
         self.sampler = LoadSampler()
         self.sampler.start()

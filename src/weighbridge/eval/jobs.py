@@ -32,7 +32,8 @@ def build_request(spec: ModelSpec, case: Case, sample: int = 0) -> Request:
                        response_format=case.response_format)
     return Request(messages=messages, temperature=p.temperature, top_p=p.top_p, max_tokens=p.max_tokens,
                    seed=seed, stop=list(p.stop), tools=case.tool_dicts(), tool_choice=case.tool_choice,
-                   response_format=case.response_format or structured_format(spec, case))
+                   response_format=case.response_format or structured_format(spec, case), thinking=spec.thinking,
+                   thinking_budget=spec.thinking_budget if spec.thinking != "off" else None)
 
 
 def structured_format(spec: ModelSpec, case: Case) -> dict[str, Any] | None:

@@ -26,7 +26,10 @@ def cache_key(identity_key: str, request: Request, sample: int, episode: dict[st
 
 async def score_answer(scorers: list[Scorer], case: Case, gen: Generation, judge_ctx: JudgeContext
                        ) -> list[tuple[str, Score]]:
-    """Every scorer of a case on one answer, through the one interface all scorers share."""
+    """Every scorer of a case on one answer, through the one interface all scorers share; none for an
+    answer whose thinking was cut off (censored: there is no answer to judge)."""
+    if gen.raw.get("censored"):
+        return []
     return [(s.kind, await s.evaluate(case, gen, judge_ctx)) for s in scorers]
 
 

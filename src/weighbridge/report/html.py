@@ -19,6 +19,8 @@ from ..suites.longcontext import parse_length
 from ..analysis.agent import agent_rows
 from ..analysis.definitions import DEFINITIONS
 from ..analysis.summary import ModelSummary, RunSummary, workload_rows
+from ..analysis.thinking import censored_lines
+from ..eval.thinking import censored
 from ..analysis.fidelity import RULES as FIDELITY_RULES
 from ..analysis.fidelity import fidelity_rows, shown_items, stack_lines
 from ..analysis.variants import RULE, pick_lines
@@ -59,6 +61,8 @@ class Answer:
     cached: bool = False
     flip: str | None = None  # "fixed" / "broken" against the baseline
     trace: TraceView | None = None  # an agent episode: its turns, steps, calls and end state
+    reasoning: str | None = None  # the thinking, kept apart from the answer
+    censored: str | None = None  # why it was not scored: the thinking was cut off
 
 
 @dataclass
@@ -172,7 +176,8 @@ def _side_by_side(summary: RunSummary, baseline: dict[str, dict[str, bool]] | No
                                         why="; ".join(f"{k}: {sc.reason}" for k, sc in r.scores),
                                         latency_ms=g.latency_ms if g else None,
                                         tokens=g.completion_tokens if g else 0, cached=r.cached, flip=flip,
-                                        trace=_trace(g, c["case"])))
+                                        trace=_trace(g, c["case"]), reasoning=g.reasoning if g else None,
+                                        censored=censored(g)))
             row.disagree = len(verdicts) > 1
             out.append(row)
     return out
@@ -213,7 +218,7 @@ def render_html(summary: RunSummary, baseline: dict[str, dict[str, bool]] | None
                   stack_lines=stack_lines, shown_items=shown_items, fidelity_rule=FIDELITY_RULES,
                   workloads=sorted({c["workload"] for c in summary.cases}), side_by_side=_side_by_side(summary, baseline),
                   baseline=baseline, baseline_label=baseline_label, definitions=DEFINITIONS,
-                  cost_notes=cost_notes(models), licenses=summary.run["manifest"].get("licenses") or {},
+                  cost_notes=cost_notes(models), censored_lines=censored_lines([(m.model, m.thinking) for m in models]), licenses=summary.run["manifest"].get("licenses") or {},
                   quote_kinds=_QUOTE_KIND, manifest_json=json.dumps(summary.run["manifest"], indent=2, ensure_ascii=False),
                   css=safe(_asset("report.css")), js=safe(_asset("report.js")), fold_at=FOLD_AT)
 

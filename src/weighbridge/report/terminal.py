@@ -12,6 +12,7 @@ from .tables import keep_ids_whole
 from ..suites.longcontext import parse_length
 from ..analysis.agent import agent_rows
 from ..analysis.summary import ModelSummary, RunSummary, workload_rows
+from ..analysis.thinking import censored_lines
 from ..analysis.fidelity import RULES, FidelityGroup, fidelity_rows, shown_items, stack_lines
 from ..analysis.variants import VariantGroup, pick_lines
 
@@ -79,6 +80,8 @@ def render(summary: RunSummary, console: Console) -> None:
     for m in models:
         if m.busy:
             console.print(f"[yellow]† {term(m.model)}: {term(m.busy)}[/]", highlight=False, soft_wrap=True)
+    for line in censored_lines([(m.model, m.thinking) for m in models]):
+        console.print(f"[yellow]{term(line)}[/]", highlight=False, soft_wrap=True)
     for line in cost_notes(models):
         console.print(f"[dim]{term(line)}[/]", highlight=False, soft_wrap=True)
     for m in models:
@@ -120,6 +123,8 @@ def cost_notes(models: list[ModelSummary]) -> list[str]:
             continue
         lines.append(f"cost of {m.model}: {m.cost.formula}")
         lines += [f"  ≈ {mark}" for mark in m.cost.marks]
+        if m.thinking is not None and m.thinking.reasoning_usd_note:
+            lines.append(f"  $ on thinking: {m.thinking.reasoning_usd_note}")
     return lines
 
 
