@@ -183,3 +183,52 @@ def test_fake_upstream_timeout_and_error_allowance_are_options_the_output_report
     data = json.loads(out.read_text())
     assert data["settings"]["timeout_s"] == 0.6 and data["settings"]["max_error_rate"] == 1.0
     assert data["levels"][0]["errors"]["timeout"] >= 1
+
+
+def _batching_server(capacity: int, step_s: float, tokens: int):
+    """A test double of a batching server whose capacity is known: at most ``capacity`` sequences
+    decode at once, each token takes ``step_s``; a request beyond them waits in a queue for a slot."""
+    import threading
+
+    slots = threading.BoundedSemaphore(capacity)
+
+    def script(h, body, n):
+        with slots:
+            h.start_stream()
+            for _ in range(tokens):
+                h.event(chunk("tok"), delay=step_s)
+            h.event({"choices": [], "usage": {"prompt_tokens": 8, "completion_tokens": tokens}})
+            h.event("[DONE]")
+    return script
+
+
+def test_fake_batching_server_auto_finds_the_knee_of_its_capacity_within_one_step(tmp_path):
+    from weighbridge.pricing.deploy_cost import check_levels
+    from weighbridge.pricing.scenario import LatencySLO
+
+    with FakeUpstream(_batching_server(capacity=4, step_s=0.01, tokens=8)) as up:
+        out = tmp_path / "b.json"
+        r = runner.invoke(app, ["bench", up.base_url, "--model", "m", "--auto", "--slo", "ttft=45ms", "--requests",
+                                "40", "--warmup", "0", "--output-tokens", "8", "--json", str(out),
+                                "--store", str(tmp_path / "wb.db"), "--report", str(tmp_path / "bench.html")])
+    print(r.output)
+    assert r.exit_code == 0, r.output
+    data = json.loads(out.read_text())
+    auto = data["settings"]["auto"]
+    probes = [(p["level"], p["meets"]) for p in auto["probes"]]
+    assert auto["found"] == 4, probes  # its capacity: one more request in flight waits a whole answer for a slot
+    assert probes[:4] == [(1, True), (2, True), (4, True), (8, False)]  # doubled, then bisected
+    assert (5, False) in probes and len(probes) <= 6
+    text = " ".join(r.output.split())
+    assert "auto: the highest concurrency meeting the SLO (ttft p95 ≤ 45 ms, errors ≤ 1%) is 4" in text
+    # the level `weighbridge cost` picks from this bench for the same SLO is the knee
+    checks = check_levels(data["levels"], LatencySLO(ttft="45ms"))
+    assert max((c for c in checks if c.meets), key=lambda c: c.rps).level == 4
+
+
+def test_auto_needs_an_slo_and_one_starting_level():
+    r = runner.invoke(app, ["bench", "http://127.0.0.1:9/v1", "--model", "m", "--auto"])
+    assert r.exit_code == 2 and "give --slo" in r.output
+    r = runner.invoke(app, ["bench", "http://127.0.0.1:9/v1", "--model", "m", "--auto", "--slo", "ttft=1s",
+                            "--concurrency", "1,2"])
+    assert r.exit_code == 2 and "starts from one level" in r.output

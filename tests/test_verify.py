@@ -146,3 +146,37 @@ def test_verdict_rules_broken_before_drift_and_each_reason_named():
                         stack={"chat template": {"reference": "aaaa", "candidate": "bbbb"},
                                "tokenizer": {"reference": "x", "candidate": "the server's own (not exposed)"}})
     assert judge(template, th) == ("drifts", ["another chat template: bbbb (reference aaaa)"])  # unknown is not a drift
+
+
+def test_fake_upstream_llama_server_template_is_recorded_and_another_one_is_drift(tmp_path):
+    """llama.cpp's llama-server names the template it renders in /props (a fake one here: the real
+    binary is not on PyPI); one that is not the GGUF's is named as drift."""
+    import asyncio
+
+    from weighbridge.analysis.fidelity import stack_facts
+    from weighbridge.backends.openai import OpenAIBackend
+    from weighbridge.core.config import ModelSpec
+    from weighbridge.core.hashing import sha256_text
+
+    from .fake_upstream import FakeUpstream
+
+    template = "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}{% endfor %}"
+    props = {"default_generation_settings": {"n_ctx": 2048}, "chat_template": template, "model_path": "/m/q.gguf"}
+    with FakeUpstream(lambda h, body, n: None, gets={"/props": props}) as up:
+        up.httpd.models = ["q"]
+        backend = OpenAIBackend(ModelSpec(name="q", backend="openai", base_url=up.base_url, model="q"))
+
+        async def go():
+            try:
+                await backend.preflight()
+                return backend.manifest()
+            finally:
+                await backend.aclose()
+
+        manifest = asyncio.run(go())
+    assert manifest["server_kind"] == "llama.cpp" and manifest["chat_template_sha256"] == sha256_text(template)
+    facts = stack_facts(manifest, __import__("collections").Counter())
+    assert facts["chat template"] == sha256_text(template)[:16]
+    f = Fidelity(candidate="c", reference="r", items=1, answered=1, exact=1, normalised=1,
+                 stack={"chat template": {"reference": "cd8e9439f0570856", "candidate": facts["chat template"]}})
+    assert judge(f, Thresholds())[0] == "drifts"

@@ -220,8 +220,7 @@ def stack_facts(entry: dict[str, Any] | None, calls_from: Counter[str]) -> dict[
         version = info.get("version") if isinstance(info, dict) else None
         parser = ("yes (calls arrive as tool_calls)" if calls_from.get("server") and not calls_from.get("text") else
                   "no (calls arrive as text)" if calls_from.get("text") else "not seen (no calls made)")
-        facts: dict[str, Any] = fp["facts"] if isinstance(fp, dict) and isinstance(fp.get("facts"), dict) else {}
-        template = facts.get("chat_template_sha256") or facts.get("chat_template")
+        template = e.get("chat_template_sha256")  # llama-server says which template it renders; others do not
         return {"engine": f"{e.get('server_kind') or 'unknown server'}" + (f" {version}" if version else ""),
                 "weights": (f"the server's {fp.get('source')} fingerprint {str(fp.get('sha256'))[:12]}"
                             if isinstance(fp, dict) and fp.get("sha256") else "unknown (the server does not say)"),

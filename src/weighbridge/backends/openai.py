@@ -16,6 +16,7 @@ import httpx
 
 from .. import __version__
 from ..core.errors import BackendError, BackendUnavailable
+from ..core.hashing import sha256_text
 from ..core.scrub import scrub, secret_env
 from . import servers, toolcalls
 from .fingerprint import Fingerprint, read_fingerprint
@@ -64,6 +65,7 @@ class OpenAIBackend(BackendBase):
         self.server_info: dict[str, Any] | None = None
         self.server_kind: str | None = None
         self.fingerprint: Fingerprint | None = None
+        self.server_template_sha256: str | None = None  # the chat template the server says it renders
         self.counter: GGUFTokenCounter | None = None
         self.server_counter: ServerTokenCounter | None = None
         if spec.tokenizer:
@@ -92,7 +94,8 @@ class OpenAIBackend(BackendBase):
                 "server_info": self.server_info, "server_kind": self.server_kind,
                 "fingerprint": self.fingerprint.to_dict() if self.fingerprint else None,
                 "tokenizer": str(self.counter.path) if self.counter else None, "params": self.spec.params.model_dump(),
-                "extra_body_keys": sorted(map(str, self.spec.extra_body))}
+                "extra_body_keys": sorted(map(str, self.spec.extra_body)),
+                "chat_template_sha256": self.server_template_sha256}
 
     def tool_support(self) -> str | None:
         """A chat server may take tools (whether it answers with calls is what the cases measure)."""
@@ -153,6 +156,11 @@ class OpenAIBackend(BackendBase):
                                                      self.spec.model, self._probe_post)
         self.fingerprint = await read_fingerprint(self.server_kind, self.spec.model, self.base_url.removesuffix("/v1"),
                                                   self.base_url, listing, self._probe_get, self._probe_post)
+        if self.server_kind == "llama.cpp":  # llama-server says which chat template it renders: kept for fidelity
+            props = await self._probe_get(self.base_url.removesuffix("/v1") + "/props")
+            template = props.get("chat_template") if isinstance(props, dict) else None
+            if isinstance(template, str) and template and len(template) <= 1 << 20:
+                self.server_template_sha256 = sha256_text(template)
 
     async def _probe_get(self, url: str) -> Any:
         """A metadata GET for the fingerprint: its JSON, or None for any failure (best effort)."""

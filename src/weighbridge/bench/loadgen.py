@@ -13,7 +13,7 @@ import json
 import random
 import resource
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ..core.errors import BackendError
@@ -185,19 +185,64 @@ def saturated(result: LevelResult, max_error_rate: float, max_p50_ms: float | No
     return None
 
 
+@dataclass
+class AutoTune:
+    """Search for the highest level that meets an SLO, instead of a fixed list (EvalScope's SLA
+    auto-tune is the anchor): double from ``start`` while levels meet it, then bisect between the
+    last level that met it and the first that did not, down to ``step`` (1 for concurrency; for a
+    rate, 5% of the level). ``meets`` is the rule ``weighbridge cost`` applies to a stored level, so
+    the level found is the one cost will use."""
+
+    meets: Callable[[LevelResult], tuple[bool, str]]
+    rule: str = ""  # the SLO in words
+    ceiling: float = 256
+    start: float = 1
+    found: float | None = None
+    why: str = ""
+    trail: list[tuple[float, bool, str]] = field(default_factory=list)
+
+    def step(self, mode: str, level: float) -> float:
+        return 1.0 if mode == "closed" else max(0.05 * level, 0.01)
+
+    def next(self, mode: str) -> float | None:
+        """The next level to probe, or None when the search is over (``found`` and ``why`` set)."""
+        if not self.trail:
+            return self.start
+        good = [lv for lv, ok, _ in self.trail if ok]
+        bad = [lv for lv, ok, _ in self.trail if not ok]
+        low, high = (max(good) if good else None), (min(bad) if bad else None)
+        if low is None:
+            self.found, self.why = None, f"the first level ({self.trail[0][0]:g}) does not meet it: {self.trail[0][2]}"
+            return None
+        if high is None:
+            if low >= self.ceiling:
+                self.found, self.why = low, f"the ceiling ({self.ceiling:g}) meets it: the knee is at or above it"
+                return None
+            return min(low * 2, self.ceiling)
+        if high - low <= self.step(mode, low) + 1e-9:
+            self.found = low
+            self.why = f"{high:g} does not meet it ({next(w for lv, ok, w in self.trail if lv == high)})"
+            return None
+        mid = (low + high) / 2
+        return float(int(mid)) if mode == "closed" else round(mid, 3)
+
+
 async def sweep(target: Target, *, mode: str, levels: list[float], input_tokens: int, output_tokens: int,
                 requests: int | None, duration_s: float | None, warmup: int, slo: SLO, poisson: bool = False,
                 gpu_hour_usd: float | None = None, max_error_rate: float = 0.1, max_p50_ms: float | None = None,
                 timeout_s: float = 120.0, on_level: Callable[[LevelResult], None] | None = None,
                 on_request: Callable[[float, RequestRecord], None] | None = None,
-                prompts: list[str] | None = None, count_tokens: Callable[[str], int] | None = None
-                ) -> tuple[list[LevelResult], str | None]:
+                prompts: list[str] | None = None, count_tokens: Callable[[str], int] | None = None,
+                auto: AutoTune | None = None) -> tuple[list[LevelResult], str | None]:
+    """A fixed list of levels (stopping at saturation), or with ``auto`` the levels its search asks
+    for; results in the order they ran."""
     headers = {"Authorization": f"Bearer {target.api_key}"} if target.api_key else {}
     n_prompts = (requests or 200) + warmup
+    n_levels = 24 if auto is not None else max(1, len(levels))  # a search probes at most ~2·log2(ceiling) levels
     if prompts:  # from a suite: cycled, each made unique so a prefix cache cannot serve it
-        pool = [f"[{i}] {prompts[i % len(prompts)]}" for i in range(n_prompts * max(1, len(levels)))]
+        pool = [f"[{i}] {prompts[i % len(prompts)]}" for i in range(n_prompts * n_levels)]
     else:
-        pool = synthetic_prompts(n_prompts * max(1, len(levels)), input_tokens)
+        pool = synthetic_prompts(n_prompts * n_levels, input_tokens)
     prompts = pool
     results: list[LevelResult] = []
     stop = None
@@ -206,8 +251,13 @@ async def sweep(target: Target, *, mode: str, levels: list[float], input_tokens:
     sampler = LoadSampler()
     sampler.start()
     try:
-        for i, level in enumerate(levels):
-            chunk = prompts[i * n_prompts:(i + 1) * n_prompts]  # fresh prompts per level
+        i = 0
+        planned = iter(levels)
+        while True:
+            level = auto.next(mode) if auto is not None else next(planned, None)
+            if level is None:
+                break
+            chunk = [prompts[(i * n_prompts + k) % len(prompts)] for k in range(n_prompts)]  # fresh per level
             t0 = time.monotonic()
             r = await run_level(client, target, mode=mode, level=level, prompts=chunk, max_tokens=output_tokens,
                                 requests=requests, duration_s=duration_s, warmup=warmup, slo=slo, poisson=poisson,
@@ -215,12 +265,20 @@ async def sweep(target: Target, *, mode: str, levels: list[float], input_tokens:
                                 on_request=(lambda rec, lv=level: on_request(lv, rec)) if on_request else None)
             r.contention = sampler.window(t0, time.monotonic())  # the server's threads and ours count alike
             results.append(r)
+            i += 1
             if on_level:
                 on_level(r)
+            if auto is not None:
+                ok, why = auto.meets(r)
+                auto.trail.append((level, ok, why))
+                continue  # a level past the knee is what the search is looking for, not a reason to stop
             stop = saturated(r, max_error_rate, max_p50_ms)
             if stop:
                 break
     finally:
         sampler.stop()
         await client.aclose()
+    if auto is not None:
+        stop = (f"auto: highest level meeting the SLO {auto.found:g}: {auto.why}" if auto.found is not None
+                else f"auto: no level meets the SLO: {auto.why}")
     return results, stop

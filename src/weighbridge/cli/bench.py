@@ -37,6 +37,10 @@ def bench_cmd(
     slo: Optional[str] = typer.Option(None, "--slo", help="Goodput SLOs, e.g. ttft=500ms,tpot=50ms,e2e=5s."),
     gpu_hour_usd: Optional[float] = typer.Option(None, "--gpu-hour-usd", min=0, help="Hardware price for cost figures."),
     max_p50: Optional[float] = typer.Option(None, "--stop-p50-ms", help="Stop the sweep when p50 latency passes this."),
+    auto: bool = typer.Option(False, "--auto", help="Search for the highest concurrency (or, with --rate, rate) that "
+                              "meets --slo (its p95s, errors ≤ 1%: the rule `weighbridge cost` applies) instead of "
+                              "a fixed list; --concurrency/--rate give the level it starts from."),
+    auto_max: float = typer.Option(256, "--auto-max", min=1, help="With --auto: the highest level it may try."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for a server weighbridge starts."),
     suite: Optional[str] = typer.Option(None, "--suite", help="Take prompts from a suite (e.g. builtin:starter) "
                                                              "instead of synthetic ones."),
@@ -68,6 +72,14 @@ def bench_cmd(
         slo_spec = parse_slo(slo)
     except ValueError as e:
         raise _fail(WeighbridgeError(str(e))) from None
+    tune = None
+    if auto:
+        if not slo_spec.given:
+            raise _fail(WeighbridgeError("--auto searches for the highest level that meets an SLO: give --slo, e.g. "
+                                         "--slo ttft=500ms,e2e=5s"))
+        if len(levels) != 1 or levels[0] <= 0:
+            raise _fail(WeighbridgeError("--auto starts from one level: give at most one --concurrency or --rate"))
+        tune = auto_tune(slo_spec, start=levels[0], ceiling=auto_max)
     if requests is None and duration is None:
         requests = 20
     try:
@@ -83,7 +95,9 @@ def bench_cmd(
 
             gguf = tokenizer_gguf or tgt.gguf
             counter = gguf_token_counter(Path(gguf)) if gguf else None
-            console.print(f"[dim]target: {where} · {mode} loop · levels {', '.join(f'{x:g}' for x in levels)} · "
+            shown = (f"auto from {levels[0]:g} up to {auto_max:g}" if tune is not None
+                     else f"levels {', '.join(f'{x:g}' for x in levels)}")
+            console.print(f"[dim]target: {where} · {mode} loop · {shown} · "
                           f"{requests or f'{duration:g}s'} per level · prompts ≈{input_tokens} tokens, "
                           f"max_tokens {output_tokens} · timeout {timeout_s:g}s · a level stops past "
                           f"{max_error_rate:.0%} errors[/]")
@@ -110,7 +124,7 @@ def bench_cmd(
                                                   gpu_hour_usd=gpu_hour_usd, max_p50_ms=max_p50, on_request=on_request,
                                                   prompts=suite_prompts, count_tokens=counter,
                                                   timeout_s=timeout_s, max_error_rate=max_error_rate,
-                                                  on_level=None if console.is_terminal else on_level))
+                                                  on_level=None if console.is_terminal else on_level, auto=tune))
     except WeighbridgeError as e:
         raise _fail(e) from None
     except KeyboardInterrupt:
@@ -122,12 +136,15 @@ def bench_cmd(
         v = d.get(key)
         return "–" if v is None else (f"{v / 1000:.2f}s" if v >= 1000 else f"{v:.0f}ms")
 
+    if tune is not None:  # the levels in order, the one found marked
+        results = sorted(results, key=lambda r: r.level)
     t = Table("concurrency" if mode == "closed" else "rate/s", "ok/err", "req/s", "out tok/s", "TTFT p50/p99",
               "ITL p50/p99", "TPOT p50", "E2E p50/p99", "goodput/s", "client CPU",
               title=f"bench · {mode} loop", title_justify="left")
     for r in results:
         errs = sum(r.errors.values())
-        t.add_row(f"{r.level:g}" + (" [yellow]†[/]" if r.busy else ""), f"{r.ok}/{errs}", f"{r.rps:.2f}", f"{r.output_tps:.1f}",
+        mark = (" [bold green]← knee[/]" if tune is not None and r.level == tune.found else "")
+        t.add_row(f"{r.level:g}" + (" [yellow]†[/]" if r.busy else "") + mark, f"{r.ok}/{errs}", f"{r.rps:.2f}", f"{r.output_tps:.1f}",
                   f"{ms(r.ttft_ms, 'p50')} / {ms(r.ttft_ms, 'p99')}", f"{ms(r.itl_ms, 'p50')} / {ms(r.itl_ms, 'p99')}",
                   ms(r.tpot_ms, "p50"), f"{ms(r.e2e_ms, 'p50')} / {ms(r.e2e_ms, 'p99')}",
                   "–" if r.goodput_rps is None else f"{r.goodput_rps:.2f}",
@@ -158,7 +175,10 @@ def bench_cmd(
                           f"E2E from intended send p50/p99 {ms(r.e2e_intended_ms or {}, 'p50')} / "
                           f"{ms(r.e2e_intended_ms or {}, 'p99')}")
     console.print(f"[dim]tokens from: {', '.join(sorted({s for r in results for s in r.token_sources})) or '–'}"
-                  + (f" · stopped: {stop}" if stop else "") + "[/]")
+                  + (f" · stopped: {stop}" if stop and tune is None else "") + "[/]")
+    if tune is not None:
+        for line in tune_lines(tune, mode):
+            console.print(line, highlight=False, soft_wrap=True)
     from ..report.bench_html import write_bench_html
     from ..storage.store import Store
 
@@ -166,6 +186,9 @@ def bench_cmd(
                 "timeout_s": timeout_s, "max_error_rate": max_error_rate,
                 "input_tokens": None if suite else input_tokens, "prompts": suite or "synthetic",
                 "output_tokens": output_tokens, "slo": slo, "gpu_hour_usd": gpu_hour_usd,
+                "auto": None if tune is None else {"found": tune.found, "why": tune.why, "ceiling": tune.ceiling,
+                                                   "probes": [{"level": lv, "meets": ok, "why": w}
+                                                              for lv, ok, w in tune.trail]},
                 # what `weighbridge cost` matches an option's model against: the name it was benched by
                 "model": name or (tgt.model if target.startswith(("http://", "https://")) else target)}
     st = Store(store or (cfg.resolve(cfg.store) if cfg else Path("weighbridge.db")))
@@ -177,6 +200,33 @@ def bench_cmd(
                                             "settings": settings, "stopped": stop,
                                             "levels": [r.to_dict() for r in results]}) + "\n")
         console.print(f"json: {json_out}")
+
+
+def auto_tune(slo: Any, start: float, ceiling: float) -> Any:
+    """The search ``--auto`` runs: a level meets the SLO by the rule `weighbridge cost` applies to a
+    stored level (the SLO's p95s, errors ≤ 1%), so the knee found is the level cost will use."""
+    from ..bench.loadgen import AutoTune
+    from ..pricing.deploy_cost import check_levels
+    from ..pricing.scenario import LatencySLO
+
+    rule = LatencySLO(ttft=slo.ttft_ms, e2e=slo.e2e_ms, tpot=slo.tpot_ms)
+
+    def meets(r: Any) -> tuple[bool, str]:
+        check = check_levels([r.to_dict()], rule)[0]
+        return check.meets, check.why
+
+    return AutoTune(meets=meets, ceiling=ceiling, start=start, rule=rule.describe())
+
+
+def tune_lines(tune: Any, mode: str) -> list[str]:
+    what = "concurrency" if mode == "closed" else "rate"
+    probes = " → ".join(f"{lv:g} {'✓' if ok else '✗'}" for lv, ok, _ in tune.trail)
+    if tune.found is None:
+        return [f"auto: no {what} meets the SLO ({tune.rule}): {tune.why}", f"  probed: {probes}"]
+    return [f"auto: the highest {what} meeting the SLO ({tune.rule}, errors ≤ 1%) is [bold]{tune.found:g}[/]; "
+            f"{tune.why}", f"  probed: {probes} ({len(tune.trail)} levels)",
+            "  stored with every probe: `weighbridge cost` takes a bench's fastest level that meets the scenario's "
+            "SLO - for this SLO, this one"]
 
 
 def operating_point(results: list[Any], slo: Any, gpu_hour_usd: float) -> list[str]:

@@ -38,18 +38,24 @@ class Totals:
 
 
 def tier(call: Call, up: Upstream, usage: Usage | None, usage_error: MalformedResponse | None,
-         text: str, t: float) -> dict[str, Any]:
+         text: str, t: float, reasoning: str = "") -> dict[str, Any]:
     """One upstream's part of the call: tokens (the upstream's checked usage, else an estimate that
-    says so, else - usage outside the bounds - the call's bound) and their price."""
+    says so, else - usage outside the bounds - the call's bound) and their price. Thinking is output
+    too: estimated with the answer, and counted apart as ``reasoning_tokens`` (the upstream's count,
+    else an estimate)."""
     if usage_error is not None:
         call.events["usage_invalid"] += 1
         pt, ct, source = 0, 0, "invalid"
     elif usage is not None and usage.prompt_tokens is not None and usage.completion_tokens is not None:  # complete
         pt, ct, source = usage.prompt_tokens, usage.completion_tokens, "upstream"
     else:
-        pt, ct, source = len(prompt_text(call.body)) // 4 + 1, len(text) // 4 + 1, "estimate"
+        pt, ct, source = len(prompt_text(call.body)) // 4 + 1, len(text + reasoning) // 4 + 1, "estimate"
     info: dict[str, Any] = {"upstream": up.name, "prompt_tokens": pt, "completion_tokens": ct, "usage_source": source,
                             "cost_usd": round(up.price.cost(pt, ct), 10), "ms": round((time.perf_counter() - t) * 1000, 2)}
+    if source == "upstream" and usage is not None and usage.reasoning_tokens is not None:
+        info["reasoning_tokens"] = min(usage.reasoning_tokens, ct)  # part of the output, never more than it
+    elif reasoning:
+        info["reasoning_tokens"], info["reasoning_source"] = min(len(reasoning) // 4 + 1, ct), "estimate"
     if usage_error is not None:
         info["usage_error"] = (scrub(str(usage_error)) or "")[:200]
     call.tiers.append(info)
@@ -99,6 +105,9 @@ class Accounting:
             m.inc("weighbridge_tokens_total", t["completion_tokens"], route=call.route_name, upstream=t["upstream"],
                   kind="completion")
             m.inc("weighbridge_cost_usd_total", t["cost_usd"], route=call.route_name, upstream=t["upstream"])
+            if t.get("reasoning_tokens"):  # a part of the completion tokens above, counted apart
+                m.inc("weighbridge_reasoning_tokens_total", t["reasoning_tokens"], route=call.route_name,
+                      upstream=t["upstream"])
         for k, n in call.events.items():
             m.inc("weighbridge_safety_events_total", n, kind=k)
         m.writer_failures = self.writer.failures

@@ -63,6 +63,8 @@ class Call:
     param: str | None = None  # the field a malformed request got wrong
     size: int = 0  # bytes of the request body
     redacted_answer: str | None = None
+    reasoning: str = ""  # a reasoning model's thinking, kept apart from the answer
+    redacted_reasoning: str | None = None
     answer_pii: bool = False
     bound_tokens: int | None = None  # the most a legitimate answer can use: prompt bytes + overhead + max_tokens
     bound_usd: float | None = None

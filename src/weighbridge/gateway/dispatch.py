@@ -17,7 +17,7 @@ from .metrics import Metrics
 from .redact import prompt_text
 from .relay import StreamRelay
 from .respond import Responder
-from .stream import answer_text
+from .stream import answer_text, reasoning_text
 from .accounting import tier
 from .upstreams import Upstreams
 
@@ -51,7 +51,7 @@ class Dispatch:
             return await self.respond.all_failed(call)
         up, data, parsed, t = got
         call.upstream = up.name
-        tier(call, up, parsed.usage, parsed.usage_error, answer_text(data), t)
+        tier(call, up, parsed.usage, parsed.usage_error, answer_text(data), t, reasoning_text(data))
         return await self.respond.answer(call, _with_checked_usage(data, parsed), ckey)
 
     async def _cascade(self, call: Call, ckey: str | None) -> Response:
@@ -65,7 +65,7 @@ class Dispatch:
                 up, data, parsed, t = got
                 data = _with_checked_usage(data, parsed)
                 call.upstream = up.name
-                info = tier(call, up, parsed.usage, parsed.usage_error, answer_text(data), t)
+                info = tier(call, up, parsed.usage, parsed.usage_error, answer_text(data), t, reasoning_text(data))
                 result = await checker.check(call.body.get("messages") or [{"role": "user", "content":
                                                                              prompt_text(call.body)}], answer_text(data))
                 info["check"] = "pass" if result.passed else "fail"

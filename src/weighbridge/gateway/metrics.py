@@ -26,6 +26,8 @@ _HELP = {
     "weighbridge_request_duration_seconds": ("histogram", "Time from request read to last byte sent, by route."),
     "weighbridge_first_token_seconds": ("histogram", "Time to the first content event of streamed answers, by route."),
     "weighbridge_tokens_total": ("counter", "Tokens by route, upstream and kind (prompt/completion)."),
+    "weighbridge_reasoning_tokens_total": ("counter", "Reasoning (thinking) tokens by route and upstream: a part of "
+                                                      "the completion tokens, counted apart."),
     "weighbridge_cost_usd_total": ("counter", "Cost at the plan's prices, by route and upstream."),
     "weighbridge_cache_total": ("counter", "Cache lookups by route and result (hit/miss)."),
     "weighbridge_escalations_total": ("counter", "Cascade escalations by route and the tier escalated from."),

@@ -80,6 +80,9 @@ class Route(Strict):
     cache: RouteCache | None = Field(None, description="response cache for this route (off when absent)")
     redact_upstream: Literal["auto", "always", "never"] = Field(
         "auto", description="mask PII before the request leaves: auto = only for non-loopback upstreams")
+    reasoning: Literal["pass", "drop"] = Field(
+        "pass", description="a reasoning model's thinking (reasoning_content): pass it to the client, or drop it; "
+                            "either way it is metered, audited redacted as its own field, and never cached")
 
     @field_validator("check")
     @classmethod

@@ -30,7 +30,7 @@ def _sha(text: str) -> str:
 
 
 def audit_record(call: Call, totals: Totals, redacted_prompt: str, redacted_answer: str,
-                 store_text: bool) -> dict[str, Any]:
+                 store_text: bool, redacted_reasoning: str = "") -> dict[str, Any]:
     record: dict[str, Any] = {
         "ts": time.time(), "key": call.key_id, "route": call.route_name, "endpoint": call.path,
         "status": call.status, "code": call.code, "upstream": call.upstream, "escalated": call.escalated,
@@ -43,8 +43,14 @@ def audit_record(call: Call, totals: Totals, redacted_prompt: str, redacted_answ
         "prompt_sha256": _sha(redacted_prompt), "response_sha256": _sha(redacted_answer)}
     if call.param:
         record["param"] = call.param
+    reasoning_tokens = [t["reasoning_tokens"] for t in call.tiers if isinstance(t.get("reasoning_tokens"), int)]
+    if reasoning_tokens or redacted_reasoning:
+        record["reasoning_tokens"] = sum(reasoning_tokens) if reasoning_tokens else None
+        record["reasoning_sha256"] = _sha(redacted_reasoning)
     if store_text:
         record["prompt"], record["response"] = redacted_prompt, redacted_answer
+        if redacted_reasoning:
+            record["reasoning"] = redacted_reasoning
     return record
 
 
@@ -55,9 +61,11 @@ class Recorder:
     def make(self, call: Call) -> dict[str, Any]:
         """Close the call (settle, count) and build its audit record."""
         redacted_answer = self.screen.redacted_answer(call)  # first: the answer's PII counts among its events
+        redacted_reasoning = self.screen.redacted_reasoning(call)  # and the thinking's, as its own
         totals = self.accounting.close(call)
         redacted_prompt = (scrub(prompt_text(call.audit_body)) or "") if call.audit_body else ""
-        return audit_record(call, totals, redacted_prompt, redacted_answer, self.plan.audit.store_text)
+        return audit_record(call, totals, redacted_prompt, redacted_answer, self.plan.audit.store_text,
+                            redacted_reasoning)
 
     def abandon(self, call: Call) -> None:
         """Record a call from a callback that cannot await (a client that went away)."""

@@ -77,6 +77,7 @@ class StreamRelay:
         for ev in opened.held:
             yield ev
         screening = self.screen.screens_answers()  # read once: the plan does not change mid-stream
+        passes_thinking = call.routed.reasoning == "pass"  # what the client sees is what the block list checks
         try:
             silence = call.routed.first_token_timeout_s
             while not acct.stopped:
@@ -92,7 +93,8 @@ class StreamRelay:
                     raise
                 for ev in acct.feed(chunk):
                     yield ev
-                if screening and self.screen.answer_blocked(acct.text):
+                if screening and self.screen.answer_blocked(acct.text if not passes_thinking else
+                                                            acct.text + "\n" + acct.reasoning):
                     call.events["block.response"] += 1
                     acct.finish_reason = "content_filter"
                     yield event({"choices": [{"index": 0, "delta": {}, "finish_reason": "content_filter"}]})
@@ -119,7 +121,8 @@ class StreamRelay:
             problem = "upstream stream broke: it ended before [DONE]"
         data = scrub_obj(acct.response())  # what the cache may keep: our secrets masked, as the client got it
         call.answer = answer_text(data)  # text and tool calls: both are audited and checked
-        tier(call, up, acct.usage, acct.usage_error, call.answer, t)
+        call.reasoning = acct.reasoning  # apart: audited redacted as its own field, never cached
+        tier(call, up, acct.usage, acct.usage_error, call.answer, t, call.reasoning)
         if problem:  # never let a cut-off answer pass for a whole one
             call.status, call.code = 502, "upstream_stream_broken"
             self.upstreams.fail(call, up, "broke mid-stream")
@@ -140,6 +143,7 @@ class StreamRelay:
             return
         data = opened.acct.response()
         call.status, call.code, call.answer = 499, "client_closed", answer_text(data)
+        call.reasoning = opened.acct.reasoning
         if not any(t_["upstream"] == up.name for t_ in call.tiers):
-            tier(call, up, opened.acct.usage, opened.acct.usage_error, call.answer, t)
+            tier(call, up, opened.acct.usage, opened.acct.usage_error, call.answer, t, call.reasoning)
         self.recorder.abandon(call)

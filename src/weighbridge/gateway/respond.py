@@ -19,7 +19,7 @@ from .metrics import Metrics
 from .record import AUDIT_UNAVAILABLE, Recorder
 from .relay import Relay
 from .screen import Screen, withheld
-from .stream import DONE, answer_text, replay
+from .stream import DONE, answer_text, reasoning_text, replay, without_reasoning
 
 
 class Responder:
@@ -29,12 +29,16 @@ class Responder:
     async def answer(self, call: Call, data: dict[str, Any], ckey: str | None) -> Response:
         """A whole answer (plain call, cascade, cache hit), as JSON or as a replayed stream."""
         call.answer = answer_text(data)
-        if self.screen.answer_blocked(call.answer):
+        call.reasoning = reasoning_text(data)  # apart: audited redacted as its own field, never cached
+        passes = call.routed.reasoning == "pass"
+        if self.screen.answer_blocked(call.answer + ("\n" + call.reasoning if passes and call.reasoning else "")):
             call.events["block.response"] += 1
             data = withheld(data)
             ckey = None
         elif ckey is not None:
-            await self.caching.store(call, ckey, data)
+            await self.caching.store(call, ckey, without_reasoning(data))
+        if not passes:
+            data = without_reasoning(data)
         headers = response_headers(call)
         if call.stream:
             async def gen() -> AsyncIterator[bytes]:

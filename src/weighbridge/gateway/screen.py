@@ -64,6 +64,16 @@ class Screen:
         return call.redacted_answer
 
 
+    def redacted_reasoning(self, call: Call) -> str:
+        """The thinking as the audit log may keep it (its PII counted as reasoning.pii.*)."""
+        if call.redacted_reasoning is None:
+            found: Counter[str] = Counter()
+            call.redacted_reasoning = self.redactor.text(scrub(call.reasoning) or "", found) if call.reasoning else ""
+            for k, n in found.items():
+                call.events["reasoning." + k] += n
+        return call.redacted_reasoning
+
+
 def withheld(data: dict[str, Any]) -> dict[str, Any]:
     """The answer withheld the way OpenAI reports it: empty content, finish_reason content_filter."""
     out: dict[str, Any] = json.loads(json.dumps(data))

@@ -23,8 +23,10 @@ class StreamAccount:
     decoder's bound stops the account (``malformed``); usage that is not a bounded whole count is
     refused (``usage_error``) and never passed on to the client."""
 
-    def __init__(self, chat: bool, forward_usage_only: bool, max_line_bytes: int = MAX_LINE_BYTES) -> None:
+    def __init__(self, chat: bool, forward_usage_only: bool, max_line_bytes: int = MAX_LINE_BYTES,
+                 drop_reasoning: bool = False) -> None:
         self.chat = chat
+        self.drop_reasoning = drop_reasoning  # the plan keeps thinking from the client: events are rewritten
         self.forward_usage_only = forward_usage_only
         self._sse = SSEDecoder(max_line_bytes)
         self.answer = Accumulator()  # the one stream reader: text, tool calls, usage, finish reason
@@ -36,6 +38,10 @@ class StreamAccount:
     @property
     def text(self) -> str:
         return self.answer.text
+
+    @property
+    def reasoning(self) -> str:
+        return self.answer.reasoning
 
     @property
     def finish_reason(self) -> str | None:
@@ -100,6 +106,8 @@ class StreamAccount:
         if chunk.usage_error is not None:  # the client never sees a count we refused
             obj.pop("usage", None)
             return event(scrub_obj(obj)) if chunk.choices else None
+        if self.drop_reasoning and isinstance(obj, dict) and drop_reasoning_delta(obj):
+            return event(scrub_obj(obj))
         return scrub_secrets(ev.encode())
 
     def _first(self) -> None:
@@ -151,6 +159,48 @@ def answer_text(response: dict[str, Any]) -> str:
     return ch.get("text") or ""
 
 
+_REASONING_FIELDS = ("reasoning_content", "reasoning")
+
+
+def reasoning_text(response: dict[str, Any]) -> str:
+    """The thinking of a plain response (a reasoning model's own field), or ""."""
+    try:
+        msg = response["choices"][0].get("message") or {}
+    except (KeyError, IndexError, TypeError, AttributeError):
+        return ""
+    for f in _REASONING_FIELDS:
+        if isinstance(msg.get(f), str):
+            return str(msg[f])
+    return ""
+
+
+def without_reasoning(response: dict[str, Any]) -> dict[str, Any]:
+    """A plain response without its thinking: what the cache keeps, and what a plan that drops it sends."""
+    choices = response.get("choices")
+    if not isinstance(choices, list) or not any(isinstance(c, dict) and isinstance(c.get("message"), dict) and
+                                                any(f in c["message"] for f in _REASONING_FIELDS) for c in choices):
+        return response
+    out = []
+    for c in choices:
+        if isinstance(c, dict) and isinstance(c.get("message"), dict):
+            c = {**c, "message": {k: v for k, v in c["message"].items() if k not in _REASONING_FIELDS}}
+        out.append(c)
+    return {**response, "choices": out}
+
+
+def drop_reasoning_delta(obj: dict[str, Any]) -> bool:
+    """Remove the thinking from a stream chunk in place; True when something was removed."""
+    dropped = False
+    for c in obj.get("choices") or []:
+        delta = c.get("delta") if isinstance(c, dict) else None
+        if isinstance(delta, dict):
+            for f in _REASONING_FIELDS:
+                if f in delta:
+                    del delta[f]
+                    dropped = True
+    return dropped
+
+
 def event(obj: dict[str, Any]) -> bytes:
     return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
 
@@ -165,6 +215,8 @@ def replay(response: dict[str, Any], include_usage: bool) -> Iterator[bytes]:
     if "message" in ch:
         msg = ch.get("message") or {}
         delta: dict[str, Any] = {"role": "assistant", "content": msg.get("content") or ""}
+        if isinstance(msg.get("reasoning_content"), str):  # only when the plan passes thinking on
+            delta["reasoning_content"] = msg["reasoning_content"]
         if msg.get("tool_calls"):
             delta["tool_calls"] = [{**tc, "index": i} for i, tc in enumerate(msg["tool_calls"])]
         obj = "chat.completion.chunk"

@@ -128,7 +128,7 @@ class Upstreams:
         """A stream from ``up`` up to its first content event (or its end, for an empty answer)."""
         r = call.routed
         body = self.body(call, up, stream=True)
-        acct = StreamAccount(call.chat, forward_usage_only=call.include_usage,
+        acct = StreamAccount(call.chat, forward_usage_only=call.include_usage, drop_reasoning=r.reasoning == "drop",
                              max_line_bytes=self.plan.http.upstream_line_bytes)
         held: list[bytes] = []
         resp: UpstreamResponse | None = None
