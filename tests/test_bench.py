@@ -221,6 +221,7 @@ def test_fake_batching_server_auto_finds_the_knee_of_its_capacity_within_one_ste
     assert (5, False) in probes and len(probes) <= 6
     text = " ".join(r.output.split())
     assert "auto: the highest concurrency meeting the SLO (ttft p95 ≤ 45 ms, errors ≤ 1%) is 4" in text
+    assert "`weighbridge cost` prices this bench at 4 for this SLO" in text
     # the level `weighbridge cost` picks from this bench for the same SLO is the knee
     checks = check_levels(data["levels"], LatencySLO(ttft="45ms"))
     assert max((c for c in checks if c.meets), key=lambda c: c.rps).level == 4

@@ -153,7 +153,7 @@ def test_fake_upstream_llama_server_template_is_recorded_and_another_one_is_drif
     binary is not on PyPI); one that is not the GGUF's is named as drift."""
     import asyncio
 
-    from weighbridge.analysis.fidelity import stack_facts
+    from weighbridge.analysis.stack import stack_facts
     from weighbridge.backends.openai import OpenAIBackend
     from weighbridge.core.config import ModelSpec
     from weighbridge.core.hashing import sha256_text

@@ -195,6 +195,7 @@ class AutoTune:
 
     meets: Callable[[LevelResult], tuple[bool, str]]
     rule: str = ""  # the SLO in words
+    slo: Any = None  # the SLO itself, for what is said about the result
     ceiling: float = 256
     start: float = 1
     found: float | None = None

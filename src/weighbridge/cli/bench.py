@@ -177,7 +177,7 @@ def bench_cmd(
     console.print(f"[dim]tokens from: {', '.join(sorted({s for r in results for s in r.token_sources})) or '–'}"
                   + (f" · stopped: {stop}" if stop and tune is None else "") + "[/]")
     if tune is not None:
-        for line in tune_lines(tune, mode):
+        for line in tune_lines(tune, mode, results):
             console.print(line, highlight=False, soft_wrap=True)
     from ..report.bench_html import write_bench_html
     from ..storage.store import Store
@@ -215,18 +215,32 @@ def auto_tune(slo: Any, start: float, ceiling: float) -> Any:
         check = check_levels([r.to_dict()], rule)[0]
         return check.meets, check.why
 
-    return AutoTune(meets=meets, ceiling=ceiling, start=start, rule=rule.describe())
+    return AutoTune(meets=meets, ceiling=ceiling, start=start, rule=rule.describe(), slo=rule)
 
 
-def tune_lines(tune: Any, mode: str) -> list[str]:
+def tune_lines(tune: Any, mode: str, results: list[Any]) -> list[str]:
+    """The search in words, and the level `weighbridge cost` will price this bench at for the same SLO
+    (computed by cost's own rule, not assumed to be the knee)."""
+    from ..pricing.deploy_cost import best_level, check_levels
+    from ..pricing.scenario import LatencySLO
+
     what = "concurrency" if mode == "closed" else "rate"
     probes = " → ".join(f"{lv:g} {'✓' if ok else '✗'}" for lv, ok, _ in tune.trail)
     if tune.found is None:
         return [f"auto: no {what} meets the SLO ({tune.rule}): {tune.why}", f"  probed: {probes}"]
-    return [f"auto: the highest {what} meeting the SLO ({tune.rule}, errors ≤ 1%) is [bold]{tune.found:g}[/]; "
-            f"{tune.why}", f"  probed: {probes} ({len(tune.trail)} levels)",
-            "  stored with every probe: `weighbridge cost` takes a bench's fastest level that meets the scenario's "
-            "SLO - for this SLO, this one"]
+    lines = [f"auto: the highest {what} meeting the SLO ({tune.rule}, errors ≤ 1%) is [bold]{tune.found:g}[/]; "
+             f"{tune.why}", f"  probed: {probes} ({len(tune.trail)} levels)"]
+    best = best_level(check_levels([r.to_dict() for r in results], tune.slo or LatencySLO()))
+    if best is not None and best.level == tune.found:
+        lines.append(f"  `weighbridge cost` prices this bench at {best.level:g} for this SLO (the most req/s among "
+                     f"the levels that meet it: {best.rps:.2f})")
+    elif best is not None:
+        knee = next(r for r in results if r.level == tune.found)
+        lines.append(f"  `weighbridge cost` prices this bench at {best.level:g} for this SLO, not {tune.found:g}: "
+                     f"{best.level:g} served the most req/s of the levels that meet it ({best.rps:.2f} against "
+                     f"{knee.rps:.2f}) - more in flight did not add throughput here, only waiting; "
+                     f"`bench_level: {tune.found:g}` on a scenario option prices it at the knee instead")
+    return lines
 
 
 def operating_point(results: list[Any], slo: Any, gpu_hour_usd: float) -> list[str]:

@@ -24,6 +24,7 @@ from ..catalog.families import model_family
 from ..core.hashing import stable_hash
 from .agent.job import episode_definition, gold_states, run_agent_job
 from .agent.sandboxed import EnvironmentFailed
+from .applicable import COMPLETION_AGENT, NO_SANDBOX, not_applicable, scored_by
 from .jobs import Job, build_request
 from .judging import JudgeCalls, cache_key, score_answer
 from .thinking import separate_thinking
@@ -49,15 +50,6 @@ class EngineStats:
     seconds: float = 0.0
     per_model_calls: dict[str, int] = field(default_factory=dict)
 
-
-def _scored_by(case: Case, kind: str) -> bool:
-    """Does one of the case's scorers have this type (a scorer is a name or a mapping with type:)?"""
-    return any((sp if isinstance(sp, str) else sp.get("type")) == kind for sp in case.scorers)
-
-
-NO_SANDBOX = ("no sandbox to run model code in: apt-get install bubblewrap python3-seccomp, or set "
-              "sandbox: unsafe-local")
-COMPLETION_AGENT = "an agent loop needs chat turns and tools; this model is in completion mode"
 
 # (model, done, total, passed, errored, already_passed: the passes of a resumed run's finished jobs)
 ProgressFn = Callable[[str, int, int, bool, bool, int], None]
@@ -132,7 +124,8 @@ class Bakeoff:
                     f"model '{name}': thinking_budget is enforced in-process (llamacpp) only; this served model's "
                     f"max_tokens ({spec.params.max_tokens}) caps thinking and answer together - set the server's own "
                     "budget through extra_body where it has one")
-        self.not_applicable = self._not_applicable()
+        self.not_applicable = not_applicable(self.cases, self.specs, self.backends,
+                                             no_sandbox=self.manifest.get("sandbox", {}).get("available") is False)
         agent = {c.id for c in self.cases if c.is_agent}
         for name, na in self.not_applicable.items():
             for reason, ids in na["reasons"].items():
@@ -156,42 +149,9 @@ class Bakeoff:
             states = await asyncio.gather(*(gold_states(c, self.config.sandbox) for c in agent))
             self.gold = {c.id: s for c, s in zip(agent, states)}
 
-    def _not_applicable(self) -> dict[str, dict[str, Any]]:
-        """Cases a model cannot take, with the reason: tool cases for a model without tool support,
-        and prompts longer than its context window leaves room for (counted with its own tokenizer
-        where it is a local GGUF). Not run, and shown as such, rather than failed, errored or truncated."""
-        out: dict[str, dict[str, Any]] = {}
-        for name, spec in self.specs.items():
-            backend = self.backends[name]
-            reasons: dict[str, list[str]] = {}
-            tool_why = backend.tool_support()
-            window = backend.context_window()
-            no_sandbox = self.manifest.get("sandbox", {}).get("available") is False
-            for c in self.cases:
-                why = None
-                if no_sandbox and (_scored_by(c, "python_tests") or c.is_agent):
-                    why = NO_SANDBOX
-                elif c.is_agent and spec.mode == "completion":
-                    why = COMPLETION_AGENT
-                elif c.is_agent and tool_why:
-                    why = tool_why
-                elif c.tools and tool_why:
-                    why = tool_why
-                elif c.context_tokens is not None and window:
-                    counted = backend.count_tokens(c.rendered_messages()[0]["content"])
-                    tokens = counted if counted is not None else c.context_tokens
-                    if tokens + spec.params.max_tokens > window:
-                        why = f"the prompt and reply do not fit its context window {window:,} (n_ctx)"
-                if why:
-                    reasons.setdefault(why, []).append(c.id)
-            if reasons:
-                cases = [i for ids in reasons.values() for i in ids]
-                out[name] = {"reason": "; ".join(reasons), "cases": cases, "reasons": reasons}
-        return out
-
     def _cases_use(self, kind: str) -> bool:
         """Does any case have a scorer of this type?"""
-        return any(_scored_by(c, kind) for c in self.cases)
+        return any(scored_by(c, kind) for c in self.cases)
 
     def _safe_concurrency(self, name: str) -> int:
         """The config's concurrency, else the server's safe default (with the reason in the warnings)."""

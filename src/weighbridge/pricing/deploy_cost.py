@@ -143,6 +143,13 @@ def check_levels(levels: list[dict[str, Any]], slo: LatencySLO) -> list[LevelChe
     return out
 
 
+def best_level(checks: list[LevelCheck]) -> LevelCheck | None:
+    """The level a scenario is priced at when its option names none: the most requests per second
+    among the levels that meet the SLO."""
+    meeting = [c for c in checks if c.meets]
+    return max(meeting, key=lambda c: c.rps) if meeting else None
+
+
 def bench_model(bench: dict[str, Any]) -> str:
     """The model a stored bench tested: its own record, or (older benches) read from the target line."""
     model = (bench.get("settings") or {}).get("model")
@@ -342,8 +349,7 @@ class ScenarioPricer:
                                f"{', '.join(f'{c.level:g}' for c in checks)})"
                 return None
         else:
-            meeting = [c for c in checks if c.meets]
-            chosen = max(meeting, key=lambda c: c.rps) if meeting else None
+            chosen = best_level(checks)
         cap = Capacity(bench_id=bench["id"], target=bench["target"], mode=bench["mode"],
                        level=chosen.level if chosen else None, measured_rps=chosen.rps if chosen else None,
                        capacity_rps=None, bench_output_tokens=None, bench_input_tokens=settings.get("input_tokens"),
