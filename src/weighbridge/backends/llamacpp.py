@@ -313,7 +313,7 @@ class LlamaCppBackend(BackendBase):
                     pieces.append(choice["text"])
                 if choice.get("finish_reason"):
                     finish = choice["finish_reason"]
-                if until is not None and until(pieces):
+                elif until is not None and until(pieces):  # an answer that ended here keeps its own ending
                     return "until"
         except (ValueError, RuntimeError) as e:
             raise BackendError(f"llama.cpp failed: {e}", kind="engine") from None
