@@ -5,10 +5,13 @@ Prints three figures:
    'exact', the cache lookup and the SQLite commit of every job: everything except the model);
 2. the same through the openai backend against an instant streaming HTTP server on loopback
    (adds httpx, SSE parsing and the loopback round trip);
-3. wall time of `weighbridge bakeoff` re-running an unchanged starter-suite × 2-bundled-model
-   bakeoff from cache (a whole process: start-up, config, preflight, manifest, report).
+3. wall time of `weighbridge bakeoff` re-running the unchanged embedded default (the three bundled
+   models on the starter suite and every fourth tools case: 156 jobs) from cache, a whole process
+   (start-up, config, preflight, manifest, report): the first re-run scores the cached answers
+   (model code in the sandbox, two of Qwen's answers into its 10 s limit) and caches the scores, the
+   second takes the scores from the cache too.
 
-Goals (issue 2): (1) under 2 ms per job; (3) under 3 s.
+Goals: (1) under 2 ms per job (issue 2); (3) under 1 s once the scores are cached (issue 27).
 Usage: python bench/engine_overhead.py [--jobs 2000] [--store PATH-of-a-warm-store] [--no-rerun]
 """
 
@@ -120,12 +123,14 @@ def main() -> None:
             t0 = time.perf_counter()
             subprocess.run(cmd, cwd=tmp, env=env, check=True, capture_output=True)
             print(f"   (cold starter-suite bakeoff of both bundled models: {time.perf_counter() - t0:.1f} s)")
-        t0 = time.perf_counter()
-        out = subprocess.run(cmd, cwd=tmp, env=env, check=True, capture_output=True, text=True).stdout
-        wall = time.perf_counter() - t0
-        line = next((ln for ln in out.splitlines() if "model calls" in ln), "").strip()
-        print(f"3. re-run of the unchanged starter-suite × 2-model bakeoff from cache: {wall:.2f} s wall "
-              f"(whole process; goal < 3 s) — {line}")
+        for which in ("first", "second"):
+            t0 = time.perf_counter()
+            out = subprocess.run(cmd, cwd=tmp, env={**env, "COLUMNS": "400"}, check=True, capture_output=True,
+                                 text=True).stdout
+            wall = time.perf_counter() - t0
+            line = next((ln for ln in out.splitlines() if "model calls" in ln), "").strip()
+            print(f"3. {which} re-run of the unchanged embedded default from cache: {wall:.2f} s wall (whole process; "
+                  f"goal < 1 s with cached scores) — {line}")
 
 
 if __name__ == "__main__":

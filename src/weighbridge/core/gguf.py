@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import mmap
+import os
 import struct
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from .errors import WeighbridgeError
 
 _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
 _STRING, _ARRAY = 8, 9
+_U64 = struct.Struct("<Q")
 _KEEP_ARRAY_UP_TO = 64
 _MAX_DEPTH = 4  # arrays of arrays of ...: no real model nests deeper than two
 _MAX_KEY = 64 * 1024  # bytes of one key name
@@ -72,6 +74,19 @@ class _Reader:
         self.need(n, "a string")
         self.pos += n
 
+    def skip_strings(self, count: int) -> None:
+        """Skip ``count`` strings (a vocabulary: 150,000 of them) in one tight loop, each length still
+        held against the end of the file."""
+        buf, pos, size, unpack = self.buf, self.pos, self.size, _U64.unpack_from
+        for _ in range(count):
+            if pos + 8 > size:
+                self.pos = pos
+                self.need(8, "a value")
+            pos += 8 + unpack(buf, pos)[0]
+            if pos > size:
+                raise self._fail(pos, "a string runs past the end of the file")
+        self.pos = pos
+
     def count(self, itype: int) -> int:
         at = self.pos
         n = int(self.take("<Q"))
@@ -98,8 +113,7 @@ class _Reader:
             if count <= _KEEP_ARRAY_UP_TO:
                 return [self.value(itype, depth + 1) for _ in range(count)]
             if itype == _STRING:
-                for _ in range(count):
-                    self.skip_string()
+                self.skip_strings(count)
             elif itype in _SCALARS:
                 self.need(struct.calcsize(_SCALARS[itype]) * count, "an array")
                 self.pos += struct.calcsize(_SCALARS[itype]) * count
@@ -113,9 +127,29 @@ class _Reader:
         raise self._fail(self.pos - 4, f"unknown GGUF value type {vtype}")
 
 
+_READ: dict[tuple[str, int, int, int], dict[str, Any]] = {}  # one process reads a file's header once
+
+
 def read_metadata(path: str | Path) -> dict[str, Any]:
-    """Return the metadata key/values of a GGUF file (arrays longer than 64 items summarised)."""
-    path = str(path)
+    """Return the metadata key/values of a GGUF file (arrays longer than 64 items summarised). A
+    file read before in this process, unchanged since (size, modification time, inode), is not read
+    again: a run reads each model's header several times (license, preflight, manifest)."""
+    try:
+        st = os.stat(path)
+        stamp = (os.path.realpath(path), st.st_size, st.st_mtime_ns, st.st_ino)
+    except OSError:
+        stamp = None
+    if stamp is not None and stamp in _READ:
+        return dict(_READ[stamp])
+    meta = _read_metadata(str(path))
+    if stamp is not None:
+        if len(_READ) >= 32:
+            _READ.clear()
+        _READ[stamp] = meta
+    return dict(meta)
+
+
+def _read_metadata(path: str) -> dict[str, Any]:
     with open(path, "rb") as f:
         if f.read(4) != b"GGUF":
             raise GGUFError(f"{path}: not a GGUF file (bad magic bytes)")

@@ -27,6 +27,7 @@ from .agent.sandboxed import EnvironmentFailed
 from .applicable import COMPLETION_AGENT, NO_SANDBOX, not_applicable, scored_by
 from .jobs import Job, build_request
 from .judging import JudgeCalls, cache_key, score_answer
+from .score_cache import cacheable, score_key, timed_out
 from .thinking import separate_thinking
 from .machine import machine_facts
 from .schedule import lanes
@@ -46,6 +47,8 @@ class EngineStats:
     skipped_resumed: int = 0
     model_calls: int = 0
     cache_hits: int = 0
+    score_cache_hits: int = 0  # answers whose scores came from the score cache (same answer, case and scorer code)
+    score_cache_timeouts: int = 0  # of those, verdicts a sandbox time limit decided
     errors: int = 0
     seconds: float = 0.0
     per_model_calls: dict[str, int] = field(default_factory=dict)
@@ -263,12 +266,24 @@ class Bakeoff:
                     span[1] = time.monotonic()
         else:
             self.stats.cache_hits += 1
-        if gen is not None and not agent:
-            gen = separate_thinking(gen, max_tokens=request.max_tokens, tags=spec.reasoning_tags,
-                                    count=backend.count_tokens, prefilled=spec.thinking_prefilled)
-        scores = await self._score(job.case, gen) if gen is not None else []
+        scores: list[tuple[str, Score]] = []
+        skey = None
+        if gen is not None:
+            if not agent:
+                gen = separate_thinking(gen, max_tokens=request.max_tokens, tags=spec.reasoning_tags,
+                                        count=backend.count_tokens, prefilled=spec.thinking_prefilled)
+            skey = score_key(job.case, gen, sandbox=self.config.sandbox,
+                             judges={n: self.identity_keys[n] for n in self.judge_specs})
+            hit = self.store.cached_scores(skey) if self.use_cache else None
+            if hit is not None:
+                scores, skey = hit, None
+                self.stats.score_cache_hits += 1
+                self.stats.score_cache_timeouts += timed_out(hit)
+            else:
+                scores = await self._score(job.case, gen)
+                skey = skey if cacheable(scores) else None
         self.store.record(run_id, job.model, job.case.id, job.sample, key, self.identity_keys[job.model], gen, scores,
-                          cached=cached, error=error)
+                          cached=cached, error=error, score_key=skey)
         counters[job.model] += 1
         if progress:
             progress(job.model, counters[job.model], totals[job.model], Score.all_passed(scores),

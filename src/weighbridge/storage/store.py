@@ -246,8 +246,9 @@ class Store:
 
     def record(self, run_id: str, model: str, case_id: str, sample: int, cache_key: str, identity_key: str,
                generation: Generation | None, scores: list[tuple[str, Score]], *, cached: bool,
-               error: str | None = None) -> None:
-        """Store one finished job, its scores and (for fresh answers) its cache entry, atomically."""
+               error: str | None = None, score_key: str | None = None) -> None:
+        """Store one finished job, its scores and (for fresh answers) its cache entry, atomically;
+        with ``score_key``, its scores are cached under it too."""
         g = generation
         passed = None if g is None else int(Score.all_passed(scores))
         gen_dict = None if g is None else finite(scrub_obj(g.to_dict()))
@@ -271,6 +272,20 @@ class Store:
             if g is not None and not cached:
                 db.execute("INSERT OR REPLACE INTO response_cache VALUES (?,?,?,?)",
                            (cache_key, identity_key, gen_json, time.time()))
+            if score_key is not None:
+                db.execute("INSERT OR REPLACE INTO score_cache VALUES (?,?,?)",
+                           (score_key, json.dumps([[n, sc.passed, sc.value, scrub(sc.reason)] for n, sc in scores],
+                                                  ensure_ascii=False, allow_nan=False), time.time()))
+
+    def cached_scores(self, key: str) -> list[tuple[str, Score]] | None:
+        """Scores cached under ``key``, or None (a row that does not read as scores is a miss)."""
+        row = self.db.execute("SELECT scores_json FROM score_cache WHERE key=?", (key,)).fetchone()
+        if row is None:
+            return None
+        try:
+            return [(str(n), Score(bool(p), float(v), str(r))) for n, p, v, r in json.loads(row[0])]
+        except (ValueError, TypeError):
+            return None
 
     def cache_put(self, key: str, identity_key: str, generation: Generation) -> None:
         """Cache a call that is not a job of the run (a judge's verdict)."""

@@ -118,6 +118,13 @@ MIGRATIONS: tuple[Migration, ...] = (
         PRIMARY KEY (generation_id, version, position)
     );
     """),
+    Migration("scores cached with the answers they judge (see eval/score_cache.py)", """
+    CREATE TABLE score_cache (
+        key TEXT PRIMARY KEY,
+        scores_json TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    """),
 )
 SCHEMA = Schema("store", MIGRATIONS, newer_hint="upgrade weighbridge, or give --store another file",
                 legacy_user_version=True)
