@@ -27,9 +27,15 @@ import time
 from pathlib import Path
 
 from weighbridge.backends.base import Generation, Request, Timings
-from weighbridge.core.config import Config, ModelSpec
-from weighbridge.eval.engine import Bakeoff
-from weighbridge.storage.store import Store
+
+try:
+    from weighbridge.core.config import Config, ModelSpec
+    from weighbridge.eval.engine import Bakeoff
+    from weighbridge.storage.store import Store
+except ImportError:  # the layout before 2026-12-03, so bench/compare_commits.py can run this at older commits
+    from weighbridge.config import Config, ModelSpec  # type: ignore[no-redef]
+    from weighbridge.engine import Bakeoff  # type: ignore[no-redef]
+    from weighbridge.store import Store  # type: ignore[no-redef]
 
 from instant_server import instant_server  # bench/ sibling module
 
