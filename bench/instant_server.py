@@ -16,7 +16,10 @@ import sys
 import textwrap
 from typing import Iterator
 
-from weighbridge.core.procs import stop
+try:
+    from weighbridge.core.procs import stop
+except ImportError:  # the layout before 2026-12-03 (bench/compare_commits.py runs older commits)
+    from weighbridge.procs import stop  # type: ignore[no-redef]
 
 SERVER = textwrap.dedent(r'''
     import asyncio, json, re, sys, time
