@@ -27,7 +27,7 @@ from .agent.sandboxed import EnvironmentFailed
 from .applicable import COMPLETION_AGENT, NO_SANDBOX, not_applicable, scored_by
 from .jobs import Job, build_request
 from .judging import JudgeCalls, cache_key, score_answer
-from .score_cache import cacheable, score_key, timed_out
+from .score_cache import cacheable, case_fingerprint, score_key, timed_out
 from .thinking import separate_thinking
 from .machine import machine_facts
 from .schedule import lanes
@@ -71,6 +71,7 @@ class Bakeoff:
         self.identity_keys: dict[str, str] = {}
         self.manifest: dict[str, Any] = {}
         self._scorers: dict[str, list[Scorer]] = {}
+        self._case_prints: dict[str, str] = {}  # per case: its part of a score's cache key
         self.gold: dict[str, dict[str, list[Any]]] = {}  # agent cases: state and result digests after each turn
         self.not_applicable: dict[str, dict[str, Any]] = {}
         self.concurrency: dict[str, int] = {}
@@ -272,8 +273,11 @@ class Bakeoff:
             if not agent:
                 gen = separate_thinking(gen, max_tokens=request.max_tokens, tags=spec.reasoning_tags,
                                         count=backend.count_tokens, prefilled=spec.thinking_prefilled)
-            skey = score_key(job.case, gen, sandbox=self.config.sandbox,
-                             judges={n: self.identity_keys[n] for n in self.judge_specs})
+            printed = self._case_prints.get(job.case.id)
+            if printed is None:
+                printed = self._case_prints[job.case.id] = case_fingerprint(
+                    job.case, sandbox=self.config.sandbox, judges={n: self.identity_keys[n] for n in self.judge_specs})
+            skey = score_key(printed, gen)
             hit = self.store.cached_scores(skey) if self.use_cache else None
             if hit is not None:
                 scores, skey = hit, None

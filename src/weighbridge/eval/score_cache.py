@@ -61,11 +61,17 @@ def _answer(gen: Generation) -> dict[str, Any]:
             "agent": stable_hash(raw["agent"]) if raw.get("agent") is not None else None}
 
 
-def score_key(case: Case, gen: Generation, *, sandbox: str, judges: dict[str, str]) -> str:
-    """The cache key of this answer's scores for this case."""
+def case_fingerprint(case: Case, *, sandbox: str, judges: dict[str, str]) -> str:
+    """Everything of a score's key that is not the answer: the case, the scorers' code, the sandbox
+    and (for a judged case) the judges - computed once per case, not once per answer."""
     uses_judge = any((sp if isinstance(sp, str) else sp.get("type")) == "judge" for sp in case.scorers)
-    return stable_hash({"answer": _answer(gen), "case": case.model_dump(mode="json"), "code": scorer_code_version(),
-                        "sandbox": sandbox, "judges": judges if uses_judge else None})
+    return stable_hash({"case": case.model_dump(mode="json"), "code": scorer_code_version(), "sandbox": sandbox,
+                        "judges": judges if uses_judge else None})
+
+
+def score_key(case_print: str, gen: Generation) -> str:
+    """The cache key of this answer's scores for the case ``case_print`` stands for."""
+    return stable_hash({"answer": _answer(gen), "case": case_print})
 
 
 def cacheable(scores: list[tuple[str, Score]]) -> bool:
