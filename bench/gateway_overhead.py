@@ -7,10 +7,14 @@ database, its master key set because it refuses to start without one), LiteLLM's
 the same upstream. Each runs in its own process.
 
 Method: open loop at a fixed rate (constant arrivals), for streamed and plain requests; every
-request's latency is taken by the client from send to last byte. "Added" is the gateway's
-percentile minus the direct path's percentile at the same rate, measured in the same run,
-interleaved by target. The highest sustained rate is the largest offered rate at which the
-achieved rate stays within 5% and p99 under 50 ms.
+request's latency is taken by the client from send to last byte, and the target's CPU (its process
+tree's user + system time from /proc/PID/stat) is read before and after each cell. Each target runs
+alone: it is started for its own cells and stopped after them, and before every cell the machine is
+let go idle (under 15% of its CPUs busy, said beside the cell): a saturated peer burning CPU on its
+backlog can no longer slow the next target's cells. Ours run first, a peer's (LiteLLM) last.
+"Added" is the gateway's percentile minus the direct path's at the same rate and mode, in the same
+run. The highest sustained rate is the largest offered rate at which the achieved rate stays within
+5% and p99 under 50 ms.
 
 Usage: python bench/gateway_overhead.py [--seconds 10] [--rates 100,500] [--litellm PATH]
        python bench/gateway_overhead.py --baseline-src ../old/src   (another checkout's gateway as a
@@ -34,7 +38,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import httpx
 
@@ -182,6 +186,27 @@ def _fmt(lat: list[float]) -> tuple[float, float]:
     return percentile(lat, 50), percentile(lat, 99)
 
 
+def _busy_share(window_s: float = 0.5) -> float:
+    """The share of all CPUs busy over a short window (/proc/stat: everything but idle and iowait)."""
+    def sample() -> tuple[int, int]:
+        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        idle = fields[3] + fields[4]
+        return sum(fields) - idle, sum(fields)
+    b0, t0 = sample()
+    time.sleep(window_s)
+    b1, t1 = sample()
+    return (b1 - b0) / max(1, t1 - t0)
+
+
+def wait_idle(limit: float = 0.15, timeout_s: float = 60.0) -> str:
+    """Wait until the machine is quiet (under ``limit`` of its CPUs busy); what it found, in words."""
+    deadline = time.time() + timeout_s
+    share = _busy_share()
+    while share > limit and time.time() < deadline:
+        share = _busy_share()
+    return f"{share:.0%} busy" + ("" if share <= limit else f" after waiting {timeout_s:.0f} s: NOT idle")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=10.0)
@@ -192,69 +217,85 @@ def main() -> None:
     ap.add_argument("--workers", default="1", help="serve --workers N, comma-separated to compare, e.g. 1,2")
     ap.add_argument("--shared", action="store_true", help="rate windows and budgets in a redis-server this starts")
     ap.add_argument("--cpu-reps", type=int, default=0, help="also: CPU ms per request over 500 sequential requests, "
-                                                             "this many times per gateway and mode, interleaved")
+                                                             "this many times per gateway and mode")
     ap.add_argument("--baseline-src", default=None, help="another checkout's src/ folder: its gateway is measured "
-                                                         "too, interleaved with this one (before/after a change)")
+                                                         "too, after this one (before/after a change)")
     args = ap.parse_args()
     rates = [float(r) for r in args.rates.split(",")]
     cpus = os.cpu_count()
     print(f"machine: {cpus} CPUs, Python {sys.version.split()[0]}; every process (load generator, upstream, "
-          f"gateway) shares them")
+          f"gateway) shares them. Each target runs alone: started for its own cells, stopped after them, and the "
+          f"machine let go idle before every cell; weighbridge's cells first, a peer's (LiteLLM) last")
     with tempfile.TemporaryDirectory() as tmp, instant_server() as upstream, contextlib.ExitStack() as stack:
-        targets: dict[str, tuple[str, int | None, dict[str, str]]] = {"direct": (upstream, None, {})}
         redis = stack.enter_context(redis_server()) if args.shared else None
         counts = [int(w) for w in args.workers.split(",")]
         if any(w > 1 for w in counts) and not redis:
             raise SystemExit("--workers above 1 needs --shared (several workers share budgets through Redis)")
+        makers: dict[str, Any] = {"direct": lambda: contextlib.nullcontext((upstream, None, {}))}
         for w in counts:
             name = "weighbridge" if counts == [1] and not redis else f"wb×{w}{'+redis' if redis else ''}"
-            targets[name] = stack.enter_context(weighbridge_gateway(upstream, Path(tmp), w, redis))
+            makers[name] = lambda w=w: weighbridge_gateway(upstream, Path(tmp), w, redis)
             if args.baseline_src:
-                targets[name + "@base"] = stack.enter_context(
-                    weighbridge_gateway(upstream, Path(tmp), w, redis, src=args.baseline_src))
+                makers[name + "@base"] = lambda w=w: weighbridge_gateway(upstream, Path(tmp), w, redis,
+                                                                         src=args.baseline_src)
         if args.litellm:
-            targets["litellm"] = stack.enter_context(litellm_proxy(args.litellm, upstream, Path(tmp)))
-        for base, _, h in targets.values():  # warm connections and code paths
-            asyncio.run(open_loop(base, 50, 1, True, h))
-            asyncio.run(open_loop(base, 50, 1, False, h))
+            makers["litellm"] = lambda: litellm_proxy(args.litellm, upstream, Path(tmp))
         if args.soak_minutes:
-            soak(targets["weighbridge"], rates[0], args.soak_minutes)
+            with makers["weighbridge"]() as target:
+                soak(target, rates[0], args.soak_minutes)
             return
-        if args.cpu_reps:
-            cpu_per_request({k: v for k, v in targets.items() if k != "direct"}, args.cpu_reps)
-        print(f"\nopen loop, {args.seconds:.0f} s per cell; latency = client send → last byte (ms)")
+        cells: dict[tuple[float, bool, str], tuple[list[float], int, float, float, str]] = {}
+        cpu_rows: list[str] = []
+        sustained: list[str] = []
+        for name, make in makers.items():
+            wait_idle()
+            with make() as (base, pid, h):
+                asyncio.run(open_loop(base, 50, 1, True, h))  # warm connections and code paths
+                asyncio.run(open_loop(base, 50, 1, False, h))
+                if args.cpu_reps and name != "direct":
+                    cpu_rows += cpu_per_request(name, base, pid, h, args.cpu_reps)
+                for rate in rates:
+                    for stream in (False, True):
+                        quiet = wait_idle()
+                        cpu0 = _cpu_s(pid)
+                        lat, fail, achieved = asyncio.run(open_loop(base, rate, args.seconds, stream, h))
+                        cpu = (_cpu_s(pid) - cpu0) * 1000 / max(1, len(lat) + fail)
+                        cells[(rate, stream, name)] = (lat, fail, achieved, cpu, quiet)
+                if args.max_rate and name != "direct":
+                    sustained.append(max_rate(name, base, h))
+            print(f"  {name}: done and stopped", flush=True)
+        if cpu_rows:
+            print("\nCPU ms per request of the target's process tree, 500 sequential requests (median, min–max)")
+            print("\n".join(cpu_rows))
+        print(f"\nopen loop, {args.seconds:.0f} s per cell; latency = client send → last byte (ms); added = the "
+              "target's percentile minus the direct path's at the same rate and mode")
         print(f"{'rate':>6} {'mode':>6} {'target':>16} {'ok req/s':>9} {'fail':>5} {'p50':>7} {'p99':>7} "
-              f"{'added p50':>10} {'added p99':>10} {'CPU ms/req':>11}")
+              f"{'added p50':>10} {'added p99':>10} {'CPU ms/req':>11}  machine before the cell")
         for rate in rates:
             for stream in (False, True):
-                base_p = None
-                for name, (base, pid, h) in targets.items():
-                    cpu0 = _cpu_s(pid)
-                    lat, fail, achieved = asyncio.run(open_loop(base, rate, args.seconds, stream, h))
-                    cpu = (_cpu_s(pid) - cpu0) * 1000 / max(1, len(lat) + fail)
+                direct = cells[(rate, stream, "direct")][0]
+                d50, d99 = _fmt(direct) if direct else (float("nan"), float("nan"))
+                for name in makers:
+                    lat, fail, achieved, cpu, quiet = cells[(rate, stream, name)]
                     p50, p99 = _fmt(lat) if lat else (float("nan"), float("nan"))
-                    if name == "direct":
-                        base_p = (p50, p99)
-                        added = ("", "")
-                    else:
-                        added = (f"{p50 - base_p[0]:+.2f}", f"{p99 - base_p[1]:+.2f}")
+                    added = ("", "") if name == "direct" else (f"{p50 - d50:+.2f}", f"{p99 - d99:+.2f}")
                     print(f"{rate:>6.0f} {'stream' if stream else 'plain':>6} {name:>16} {achieved:>9.1f} {fail:>5} "
-                          f"{p50:>7.2f} {p99:>7.2f} {added[0]:>10} {added[1]:>10} {cpu:>11.3f}", flush=True)
-        if args.max_rate:
+                          f"{p50:>7.2f} {p99:>7.2f} {added[0]:>10} {added[1]:>10} "
+                          f"{'–' if name == 'direct' else f'{cpu:.3f}':>11}  {quiet}", flush=True)
+        if sustained:
             print("\nhighest sustained rate (achieved ≥ 95% of offered, p99 < 50 ms), streamed requests, 5 s per step")
-            for name, (base, _, h) in targets.items():
-                if name == "direct":
-                    continue
-                best = 0.0
-                for rate in (250, 500, 750, 1000, 1250, 1500, 2000):
-                    lat, fail, achieved = asyncio.run(open_loop(base, rate, 5, True, h))
-                    good = not fail and achieved >= 0.95 * rate and lat and percentile(lat, 99) < 50
-                    print(f"  {name:>12} offered {rate:>5} → {achieved:7.1f} req/s, p99 "
-                          f"{percentile(lat, 99) if lat else float('nan'):7.2f} ms, {fail} failed", flush=True)
-                    if not good:
-                        break
-                    best = rate
-                print(f"  {name}: {best:.0f} req/s sustained")
+            print("\n".join(sustained))
+
+
+def max_rate(name: str, base: str, h: dict[str, str]) -> str:
+    best = 0.0
+    for rate in (250, 500, 750, 1000, 1250, 1500, 2000):
+        wait_idle()
+        lat, fail, achieved = asyncio.run(open_loop(base, rate, 5, True, h))
+        if fail or achieved < 0.95 * rate or not lat or percentile(lat, 99) >= 50:
+            break
+        best = rate
+    return f"  {name}: {best:.0f} req/s sustained"
 
 
 async def _sequential(base: str, headers: dict[str, str], n: int, stream: bool) -> None:
@@ -267,20 +308,22 @@ async def _sequential(base: str, headers: dict[str, str], n: int, stream: bool) 
     await client.aclose()
 
 
-def cpu_per_request(targets: dict[str, tuple[str, int | None, dict[str, str]]], reps: int, n: int = 500) -> None:
-    """CPU of each gateway's process tree per request, one request at a time: the figure a busy
-    machine moves least (wall-clock percentiles on two shared cores swing by milliseconds)."""
-    print(f"\nCPU ms per request, {n} sequential requests × {reps}, interleaved (median, min–max)")
-    got: dict[tuple[str, bool], list[float]] = {(k, s): [] for k in targets for s in (False, True)}
-    for _ in range(reps):
-        for stream in (False, True):
-            for name, (base, pid, h) in targets.items():
-                before = _cpu_s(pid)
-                asyncio.run(_sequential(base, h, n, stream))
-                got[(name, stream)].append((_cpu_s(pid) - before) * 1000 / n)
-    for (name, stream), values in got.items():
-        print(f"  {name:>16} {'stream' if stream else 'plain':>6} {statistics.median(values):.3f} "
-              f"({min(values):.3f}–{max(values):.3f})")
+def cpu_per_request(name: str, base: str, pid: int | None, headers: dict[str, str], reps: int,
+                    n: int = 500) -> list[str]:
+    """CPU of one gateway's process tree per request, one request at a time, on a quiet machine: the
+    figure another busy process moves least (wall-clock percentiles on two shared cores swing by
+    milliseconds)."""
+    rows = []
+    for stream in (False, True):
+        values = []
+        for _ in range(reps):
+            wait_idle()
+            before = _cpu_s(pid)
+            asyncio.run(_sequential(base, headers, n, stream))
+            values.append((_cpu_s(pid) - before) * 1000 / n)
+        rows.append(f"  {name:>16} {'stream' if stream else 'plain':>6} {statistics.median(values):.3f} "
+                    f"({min(values):.3f}–{max(values):.3f})")
+    return rows
 
 
 def soak(target: tuple[str, int | None, dict[str, str]], rate: float, minutes: float) -> None:
