@@ -54,7 +54,8 @@ bench: setup
 	$(BIN)/python bench/long_context_build.py
 	$(BIN)/python bench/quantize_time.py
 	$(BIN)/python bench/loadgen_capacity.py
-	$(BIN)/python bench/gateway_overhead.py
+	$(BIN)/python bench/gateway_overhead.py --cpu-reps 3
+	$(BIN)/python bench/compare_commits.py 7845d19 HEAD --rounds 3 --script-from B -- engine_overhead.py --no-rerun
 
 clean:
 	rm -rf $(VENV) weighbridge.db weighbridge.db-wal weighbridge.db-shm weighbridge-report.html weighbridge-results.json
