@@ -79,7 +79,7 @@ def trace_of(row: StoredGeneration) -> dict[str, Any] | None:
     return raw if isinstance(raw, dict) else None
 
 
-def agent_figures(rows: list[StoredGeneration], agent_cases: set[str], spec: ModelSpec, concurrency: int,
+def agent_figures(rows: list[StoredGeneration], agent_cases: set[str], spec: ModelSpec, concurrency: float,
                   concurrency_note: str) -> AgentFigures | None:
     """The figures over this model's jobs on agent cases (None when the run has none)."""
     mine = [r for r in rows if r.case_id in agent_cases]

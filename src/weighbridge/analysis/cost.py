@@ -38,7 +38,7 @@ class CostFigures:
 
 
 def compute_cost(price: Price | None, *, prompt_tokens: int, completion_tokens: int, busy_seconds: float,
-                 concurrency: int, passed: int, prompt_tokens_known: bool = True,
+                 concurrency: float, passed: int, prompt_tokens_known: bool = True,
                  concurrency_note: str = "the most requests in flight at once") -> CostFigures:
     """``concurrency`` is what the engine actually ran the model at (not the configured default):
     requests in flight together share the hardware's hour."""
@@ -49,7 +49,7 @@ def compute_cost(price: Price | None, *, prompt_tokens: int, completion_tokens: 
         hours = busy_seconds / max(concurrency, 1) / 3600
         total = price.gpu_hour_usd * hours
         per_mtok = total / completion_tokens * 1e6 if completion_tokens else None
-        formula = f"${price.gpu_hour_usd:g}/h × Σlatency ÷ concurrency {concurrency} ({concurrency_note})"
+        formula = f"${price.gpu_hour_usd:g}/h × Σlatency ÷ concurrency {concurrency:g} ({concurrency_note})"
         basis, label = "gpu_hour", f"hardware ${price.gpu_hour_usd:g}/h"
     else:
         tokens = price.tokens()

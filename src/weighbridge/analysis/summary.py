@@ -122,7 +122,7 @@ def advice_for(kind: str | None) -> str | None:
 
 
 def summarise_model(name: str, spec: ModelSpec, rows: list[StoredGeneration], workloads: dict[str, str],
-                    concurrency: tuple[int, str] | None = None) -> ModelSummary:
+                    concurrency: tuple[float, str] | None = None) -> ModelSummary:
     """``concurrency``: what the engine ran the model at, and how that is known (old runs recorded
     nothing: the configured value, said so in the formula)."""
     used, how = concurrency or (spec.effective_concurrency, "configured; this run recorded none")
@@ -163,6 +163,8 @@ def summarise_model(name: str, spec: ModelSpec, rows: list[StoredGeneration], wo
     cost = compute_cost(spec.price, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
                         busy_seconds=busy_s, concurrency=used, passed=passed, concurrency_note=how,
                         prompt_tokens_known=prompt_tokens_known)
+    if how.endswith("an upper bound") and cost.basis == "gpu_hour":
+        cost.marks.append(how)  # the denominator is not known: the hardware cost is an upper bound, marked ≈
     if not rows:  # nothing ran (every case not applicable): no cost, rather than a cost of $0 with no passes
         cost.total_usd = cost.per_mtok_output_usd = cost.per_success_usd = None
     return ModelSummary(
@@ -349,10 +351,21 @@ def summarise_run(store: Store, run_id: str) -> RunSummary:
     return RunSummary(run=run, models=models, cases=cases, rows=rows)
 
 
-def _concurrency_used(manifest: dict[str, Any], name: str, runtime: dict[str, Any] | None) -> tuple[int, str] | None:
+def _concurrency_used(manifest: dict[str, Any], name: str, runtime: dict[str, Any] | None
+                      ) -> tuple[float, str] | None:
     """The requests a model really had in flight together: the engine's limit for it (a server's safe
-    default, one for in-process llama.cpp), lowered to the peak it measured when fewer ran at once."""
+    default, one for in-process llama.cpp), lowered to the peak it measured when fewer ran at once; for
+    concurrency found as the run went (auto), the time-weighted mean of the requests in flight."""
+    adaptive = (runtime or {}).get("adaptive")
+    if isinstance(adaptive, dict):
+        mean = adaptive.get("mean_in_flight")
+        if isinstance(mean, (int, float)) and not isinstance(mean, bool) and 0 < mean < 1e6:
+            return float(mean), (f"the mean requests in flight over the run (concurrency auto: found between 1 and "
+                                 f"{adaptive.get('ceiling')}, {adaptive.get('final')} at the end)")
     limit = (manifest.get("concurrency") or {}).get(name)
+    if limit == "auto":  # every answer came from the cache: the concurrency they were made at is not known here
+        return 1.0, ("concurrency auto, answers from the cache: the concurrency they were made at is not known "
+                     "here; priced at 1 in flight, an upper bound")
     peak = (runtime or {}).get("peak_in_flight")
     if isinstance(peak, int) and peak > 0:
         cap = limit if isinstance(limit, int) and limit > 0 else peak

@@ -60,6 +60,7 @@ class OpenAIBackend(BackendBase):
         self._response_format = True  # dropped for servers that reject it; the caller's parser then checks
         self._client: httpx.AsyncClient | None = None
         self.calls = 0
+        self.pushbacks = 0  # retried 429s, 5xx, connection failures and timeouts, over the run
         self.server_models: list[str] | None = None
         self.server_header: str | None = None
         self.server_info: dict[str, Any] | None = None
@@ -254,6 +255,8 @@ class OpenAIBackend(BackendBase):
             except BackendError as e:
                 if not e.retryable or attempt >= self.spec.max_retries:
                     raise
+                if e.kind == "http_429" or e.kind.startswith("http_5") or e.kind in ("connection", "timeout"):
+                    self.pushbacks += 1  # the server pushed back: auto concurrency backs off
                 delay = e.retry_after if e.retry_after is not None else backoff(attempt)
                 attempt += 1
                 await asyncio.sleep(delay)

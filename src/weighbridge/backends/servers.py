@@ -20,6 +20,7 @@ class ServerKind:
     # what its defaults decode differently from the same engine in-process: (request field, its default
     # there, the in-process value, where that default is set); a fidelity check says so when answers drift
     decoding_defaults: tuple[tuple[str, float, float, str], ...] = ()
+    batches: bool = False  # serves many requests at once (continuous batching): concurrency auto by default
 
 
 KNOWN = {
@@ -29,10 +30,10 @@ KNOWN = {
         "arrives, so weighbridge sends it one request at a time (set concurrency: on the model to choose)",
         (("repeat_penalty", 1.1, 1.0, "llama_cpp/server/types.py repeat_penalty_field"),)),
     "llama.cpp": ServerKind("llama.cpp", "llama.cpp's llama-server"),
-    "vllm": ServerKind("vllm", "vLLM"),
-    "sglang": ServerKind("sglang", "SGLang"),
-    "ollama": ServerKind("ollama", "Ollama"),
-    "tgi": ServerKind("tgi", "Text Generation Inference"),
+    "vllm": ServerKind("vllm", "vLLM", batches=True),
+    "sglang": ServerKind("sglang", "SGLang", batches=True),
+    "ollama": ServerKind("ollama", "Ollama", batches=True),  # as many as OLLAMA_NUM_PARALLEL allows
+    "tgi": ServerKind("tgi", "Text Generation Inference", batches=True),
 }
 _OWNED_BY = {"me": "llama-cpp-python", "llamacpp": "llama.cpp", "vllm": "vllm", "sglang": "sglang",
              "library": "ollama", "ollama": "ollama"}

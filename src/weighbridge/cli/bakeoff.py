@@ -76,7 +76,7 @@ def _run_and_report(cfg: Config, *, store: Optional[Path], report: Optional[Path
     reused = (f" ({stats.score_cache_timeouts} of them sandbox time-outs: `weighbridge rescore` runs them again)"
               if stats.score_cache_timeouts else "")
     console.print(f"[dim]{stats.jobs_total} jobs: {stats.model_calls} model calls, {stats.cache_hits} from cache, "
-                  f"{stats.skipped_resumed} already done, {stats.errors} errors, {stats.score_cache_hits} scores from "
+                  f"{stats.skipped_resumed} already done, {stats.errors} errors · {stats.score_cache_hits} scores from "
                   f"cache{reused} · {time.perf_counter() - t0:.1f}s · "
                   f"store {st.path}[/]")
     for w in summary.run["manifest"].get("warnings", []):

@@ -59,6 +59,12 @@ class Price(Strict):
 _NAME = r"^[A-Za-z0-9_.:@/+-]+$"
 
 
+def check_concurrency(v: int | str | None) -> int | str | None:
+    if isinstance(v, int) and not 1 <= v <= 4096:
+        raise ValueError("concurrency is a number from 1 to 4096, or auto")
+    return v
+
+
 def _repeated(names: Iterable[str]) -> str | None:
     """The first name that comes again, or None."""
     seen: set[str] = set()
@@ -85,7 +91,8 @@ class VariantSpec(Strict):
     params: SamplingParams | None = None
     n_ctx: int | None = Field(None, ge=128)
     n_threads: int | None = Field(None, ge=1, le=512)
-    concurrency: int | None = Field(None, ge=1, le=1024)
+    concurrency: int | Literal["auto"] | None = None
+    max_concurrency: int | None = Field(None, ge=1, le=4096)
     extra_body: dict[str, Any] | None = None
     api_key_env: str | None = None
     price: Price | None = None
@@ -101,6 +108,7 @@ class VariantSpec(Strict):
 
     _on_off = field_validator("thinking", mode="before")(lambda cls, v: {True: "on", False: "off"}.get(v, v)
                                                           if isinstance(v, bool) else v)
+    _concurrency = field_validator("concurrency")(lambda cls, v: check_concurrency(v))
 
 
 # a variant that names a file (or an endpoint) replaces the entry's whole location, not half of it
@@ -122,7 +130,10 @@ class ModelSpec(Strict):
     mode: Literal["chat", "completion"] = "chat"
     prompt_template: str = DEFAULT_COMPLETION_TEMPLATE
     params: SamplingParams = Field(default_factory=SamplingParams)
-    concurrency: int | None = Field(None, ge=1, le=1024)
+    concurrency: int | Literal["auto"] | None = Field(None, description=(
+        "requests in flight at once: a number, or auto (found while the run goes, the default for servers that "
+        "batch: vLLM, SGLang, TGI, Ollama)"))
+    max_concurrency: int = Field(256, ge=1, le=4096, description="the ceiling concurrency: auto never passes")
     # llamacpp
     n_threads: int | None = Field(None, ge=1, le=512)
     n_ctx: int = Field(4096, ge=128)
@@ -146,6 +157,11 @@ class ModelSpec(Strict):
     thinking_prefilled: bool = Field(False, description=(
         "the model's template opens the thinking in the prompt (DeepSeek-R1's): an answer with no closing tag is "
         "all thinking"))
+
+    @field_validator("concurrency")
+    @classmethod
+    def _concurrency(cls, v: int | str | None) -> int | str | None:
+        return check_concurrency(v)
 
     @field_validator("thinking", mode="before")
     @classmethod
@@ -261,8 +277,13 @@ class ModelSpec(Strict):
 
     @property
     def effective_concurrency(self) -> int:
-        """One in-process llama.cpp context serves one request at a time; servers batch."""
-        return self.concurrency or (1 if self.backend == "llamacpp" else 4)
+        """One in-process llama.cpp context serves one request at a time; servers batch. For auto, the
+        most it may reach (the connection pool is sized for it)."""
+        if self.backend == "llamacpp":
+            return self.concurrency if isinstance(self.concurrency, int) else 1
+        if self.concurrency == "auto":
+            return self.max_concurrency
+        return self.concurrency or 4
 
 
 class Config(Strict):

@@ -8,6 +8,7 @@ Each finished job is committed with its scores at once; ``--resume`` skips what 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import time
@@ -24,6 +25,7 @@ from ..catalog.families import model_family
 from ..core.hashing import stable_hash
 from .agent.job import episode_definition, gold_states, run_agent_job
 from .agent.sandboxed import EnvironmentFailed
+from .adaptive import AdaptiveLimit
 from .applicable import COMPLETION_AGENT, NO_SANDBOX, not_applicable, scored_by
 from .jobs import Job, build_request
 from .judging import JudgeCalls, cache_key, score_answer
@@ -54,6 +56,11 @@ class EngineStats:
     per_model_calls: dict[str, int] = field(default_factory=dict)
 
 
+def _pushbacks(backend: Backend) -> int:
+    """How often a backend's server pushed back so far (429, 5xx, dropped connections; retried or not)."""
+    return int(getattr(backend, "pushbacks", 0))
+
+
 # (model, done, total, passed, errored, already_passed: the passes of a resumed run's finished jobs)
 ProgressFn = Callable[[str, int, int, bool, bool, int], None]
 
@@ -78,6 +85,8 @@ class Bakeoff:
         self._in_flight: dict[str, int] = {}
         self._peak: dict[str, int] = {}  # the most requests a model had in flight at once in this invocation
         self._span: dict[str, list[float]] = {}  # monotonic first start and last end of each model's calls
+        self._busy: dict[str, float] = {}  # Σ seconds of each model's calls: ÷ span = the mean in flight
+        self.adaptive: dict[str, AdaptiveLimit] = {}  # models whose concurrency is found as the run goes (auto)
         self.sampler: LoadSampler | None = None
         self.stats = EngineStats()
 
@@ -139,7 +148,7 @@ class Bakeoff:
                 self.manifest["warnings"].append(f"model '{name}': {len(ids)} {kind}case(s) not run - {reason}")
         self.manifest["not_applicable"] = self.not_applicable
         self.concurrency = {n: self._safe_concurrency(n) for n in self.specs}
-        self.manifest["concurrency"] = dict(self.concurrency)
+        self.manifest["concurrency"] = {n: "auto" if n in self.adaptive else c for n, c in self.concurrency.items()}
         for case in self.cases:
             self._scorers[case.id] = [build_scorer(sp, sandbox=self.config.sandbox) for sp in case.scorers]
         if any(c.is_agent for c in self.cases) and self.config.sandbox == "unsafe-local":
@@ -158,11 +167,18 @@ class Bakeoff:
         return any(scored_by(c, kind) for c in self.cases)
 
     def _safe_concurrency(self, name: str) -> int:
-        """The config's concurrency, else the server's safe default (with the reason in the warnings)."""
+        """The config's concurrency, else the server's safe default (with the reason in the warnings);
+        for auto (asked for, or the default of a server that batches), the ceiling it may reach."""
         from ..backends.servers import KNOWN
 
         spec = self.specs[name]
         kind = KNOWN.get(self.backends[name].server_kind or "")
+        backend = self.backends[name]
+        if backend.max_parallel is None and (spec.concurrency == "auto" or (
+                spec.concurrency is None and kind is not None and kind.batches)):
+            self.adaptive[name] = AdaptiveLimit(start=4, ceiling=spec.max_concurrency,
+                                                pressure=functools.partial(_pushbacks, backend))
+            return spec.max_concurrency
         if spec.concurrency is None and kind is not None and kind.safe_concurrency is not None:
             self.manifest["warnings"].append(f"model '{name}' is served by {kind.label}: {kind.note}")
             return kind.safe_concurrency
@@ -232,7 +248,7 @@ class Bakeoff:
                                "the judge may favour its own family")
         return out
 
-    async def _run_job(self, run_id: str, job: Job, sem: asyncio.Semaphore, progress: ProgressFn | None,
+    async def _run_job(self, run_id: str, job: Job, sem: Any, progress: ProgressFn | None,
                        counters: dict[str, int], totals: dict[str, int]) -> None:
         spec, backend = self.specs[job.model], self.backends[job.model]
         request = build_request(spec, job.case, job.sample)
@@ -244,7 +260,8 @@ class Bakeoff:
         error = None
         if gen is None:
             async with sem:
-                span = self._span.setdefault(job.model, [time.monotonic(), 0.0])
+                started = time.monotonic()
+                span = self._span.setdefault(job.model, [started, 0.0])
                 self._in_flight[job.model] = self._in_flight.get(job.model, 0) + 1
                 self._peak[job.model] = max(self._peak.get(job.model, 0), self._in_flight[job.model])
                 try:
@@ -265,6 +282,9 @@ class Bakeoff:
                 finally:
                     self._in_flight[job.model] -= 1
                     span[1] = time.monotonic()
+                    self._busy[job.model] = self._busy.get(job.model, 0.0) + span[1] - started
+                    if job.model in self.adaptive:
+                        self.adaptive[job.model].done(error is None, span[1] - started)
         else:
             self.stats.cache_hits += 1
         scores: list[tuple[str, Score]] = []
@@ -305,6 +325,13 @@ class Bakeoff:
             if self._peak.get(name):  # what cost is priced with: requests that really shared the hardware
                 facts["concurrency_limit"] = self.concurrency.get(name, self.specs[name].effective_concurrency)
                 facts["peak_in_flight"] = self._peak[name]
+            limiter = self.adaptive.get(name)
+            if limiter is not None and name in self._span:
+                t0, t1 = self._span[name]
+                facts["adaptive"] = {"start": limiter.start, "ceiling": limiter.ceiling, "final": limiter.limit,
+                                     "trace": limiter.trace[-500:],
+                                     "mean_in_flight": round(self._busy.get(name, 0.0) / (t1 - t0), 3)
+                                     if t1 > t0 else None}
             if name in self._span and self.sampler is not None:  # was the machine busy while it answered?
                 facts["contention"] = self._contention(name)
             if facts:
@@ -327,7 +354,8 @@ class Bakeoff:
                         resumed_passes[r.model] = resumed_passes.get(r.model, 0) + 1
             for m in self.specs:
                 progress(m, counters[m], totals[m], False, False, resumed_passes.get(m, 0))
-        sems = {m: asyncio.Semaphore(self.concurrency.get(m, self.specs[m].effective_concurrency)) for m in self.specs}
+        sems: dict[str, Any] = {m: self.adaptive.get(m) or asyncio.Semaphore(
+            self.concurrency.get(m, self.specs[m].effective_concurrency)) for m in self.specs}
 
         async def run_lane(models: list[str]) -> None:
             for m in models:  # one model after another within a lane

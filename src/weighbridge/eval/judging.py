@@ -42,7 +42,8 @@ class JudgeCalls:
         self.store, self.use_cache = store, use_cache
         self.calls = 0
         self.cache_hits = 0
-        self._sems = {n: asyncio.Semaphore(j.effective_concurrency) for n, j in judge_specs.items()}
+        self._sems = {n: asyncio.Semaphore(j.effective_concurrency if j.concurrency != "auto" else 4)
+                      for n, j in judge_specs.items()}  # a judge's calls are few: auto stays at its start
 
     async def call(self, judge: str | None, request: Request) -> Generation:
         names = list(self.judge_specs)

@@ -1,0 +1,80 @@
+"""Does ``concurrency: auto`` saturate a server that batches without overloading it, from any start?
+
+A 1,000-case bakeoff against bench/batching_server.py - a test double with a known capacity: 16
+sequences at once, 8 tokens each at 10 ms a token (200 requests/s), 16 more may wait for a slot, 503
+beyond - once per starting concurrency, and once at a fixed concurrency of 4 (the old default) for
+comparison. Prints the answers per second achieved against the capacity, the errors, the 503s the
+server sent (the backend retries them), the limit the run ended at and the mean requests in flight.
+
+Goal (issue 27): ≥ 95% of the server's capacity with < 1% errors, from any starting concurrency.
+Usage: python bench/adaptive_concurrency.py [--cases 1000] [--starts 1,16,128]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from batching_server import BatchingServer  # bench/ sibling module
+
+from weighbridge.core.config import Config, ModelSpec
+from weighbridge.eval.adaptive import AdaptiveLimit
+from weighbridge.eval.engine import Bakeoff
+from weighbridge.storage.store import Store
+
+
+def _run(base: str, cases: int, concurrency: int | str, start: int, folder: Path) -> tuple[float, object, Bakeoff]:
+    suite = folder / "cases.jsonl"
+    suite.write_text("".join(f'{{"id": "c{i}", "prompt": "case {i}", "expected": "tok"}}\n' for i in range(cases)))
+    spec = ModelSpec(name="batching", backend="openai", base_url=base, model="batching", concurrency=concurrency,
+                     max_concurrency=256, max_retries=6, params={"max_tokens": 8})
+    cfg = Config(models=[spec], suites=[str(suite)])
+    cfg.base_dir = str(folder)
+    bake = Bakeoff(cfg, Store(folder / f"b-{concurrency}-{start}.db"), use_cache=False)
+
+    async def go():
+        await bake.prepare()
+        if concurrency == "auto":  # the starting point under test (the engine starts at 4)
+            backend = bake.backends["batching"]
+            bake.adaptive["batching"] = AdaptiveLimit(start=start, ceiling=256,
+                                                      pressure=lambda: int(getattr(backend, "pushbacks", 0)))
+        run_id = bake.create_run()
+        t0 = time.perf_counter()
+        stats = await bake.run(run_id)
+        return time.perf_counter() - t0, stats
+
+    seconds, stats = asyncio.run(go())
+    return seconds, stats, bake
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cases", type=int, default=1000)
+    ap.add_argument("--starts", default="1,16,128")
+    args = ap.parse_args()
+    print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
+    runs: list[tuple[str, int | str, int]] = [("fixed 4", 4, 4)] + [
+        (f"auto from {s}", "auto", int(s)) for s in args.starts.split(",")]
+    for label, concurrency, start in runs:
+        server = BatchingServer(capacity=16, step_s=0.01, tokens=8, queue=16)
+        with tempfile.TemporaryDirectory() as tmp, server.running() as base:
+            seconds, stats, bake = _run(base, args.cases, concurrency, start, Path(tmp))
+        rps = args.cases / seconds
+        limiter = bake.adaptive.get("batching")
+        tail = ""
+        if limiter is not None:
+            ups = sum(1 for _, _, why in limiter.trace if why.startswith("throughput"))
+            downs = sum(1 for _, _, why in limiter.trace if why.startswith("pressure"))
+            tail = f" · limit at the end {limiter.limit} ({ups} rises, {downs} back-offs)"
+        print(f"{label:>14}: {rps:6.1f} answers/s = {rps / server.capacity_rps:4.0%} of the server's "
+              f"{server.capacity_rps:.0f}/s · errors {stats.errors}/{args.cases} ({stats.errors / args.cases:.1%}) · "
+              f"503s sent {server.refused} · most decoding at once {server.peak_active}{tail}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

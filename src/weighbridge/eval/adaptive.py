@@ -1,0 +1,137 @@
+"""How many requests to keep in flight to a server that batches, found while the bakeoff runs.
+
+vLLM, SGLang and TGI reach their throughput at tens to hundreds of concurrent requests; a fixed 4
+leaves them mostly idle, and too high a number overloads a small server into 503s and timeouts.
+``concurrency: auto`` adapts instead, the way TCP finds a path's capacity:
+
+- **start**: double the limit every window (a window = twice as many answers as the limit, at least
+  16) while the window's throughput rises by at least 5% and nothing pushed back;
+- **then probe**: once throughput stops rising, try one more in flight and keep it only if it paid,
+  then try 15% fewer and keep that while it is within 2% of the best throughput seen (a full server answers as fast with less
+  queued: the latencies a bakeoff reports are then not inflated by its own queue), alternating;
+- **back off** on pressure - a 429 or 503 the backend saw (even one it retried), a connection
+  failure, a timeout, an errored job - by halving (multiplicative decrease); and when the window's
+  median latency passed twice the best seen without any throughput gained (requests queue in the
+  server), by the ratio of the two, which is about the queue's share of the limit;
+- never above ``ceiling`` nor below 1.
+
+Every change is kept with its time (``trace``): the concurrency actually used over time, stored with
+the run; the hardware cost is priced with the time-weighted mean of the requests actually in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import TracebackType
+
+GROWTH = 1.05  # a window must beat the best throughput by this much for a larger limit to count as paying
+
+
+@dataclass
+class AdaptiveLimit:
+    start: int = 4
+    ceiling: int = 256
+    pressure: Callable[[], int] = lambda: 0  # the backend's count of push-backs seen so far (monotonic)
+    limit: int = 0
+    slow_start: bool = True
+    in_flight: int = 0
+    trace: list[tuple[float, int, str]] = field(default_factory=list)  # (seconds since start, limit, why)
+
+    def __post_init__(self) -> None:
+        self.limit = max(1, min(self.start, self.ceiling))
+        self._cond = asyncio.Condition()
+        self._t0 = time.monotonic()
+        self._window_start = self._t0
+        self._window: list[tuple[bool, float]] = []  # (ok, latency s) of the answers since the last decision
+        self._pressure_at_start = self.pressure()
+        self._best_tput = 0.0
+        self._best_latency: float | None = None
+        self._probe: tuple[int, float, str] | None = None  # (the limit before a probe, its throughput, up/down)
+        self._next = "up"  # the direction of the next probe
+        self.trace.append((0.0, self.limit, "start"))
+
+    async def __aenter__(self) -> "AdaptiveLimit":
+        async with self._cond:
+            await self._cond.wait_for(lambda: self.in_flight < self.limit)
+            self.in_flight += 1
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        async with self._cond:
+            self.in_flight -= 1
+            self._cond.notify_all()
+
+    def done(self, ok: bool, latency_s: float) -> None:
+        """One answer came back (or failed): decide once a window is complete."""
+        self._window.append((ok, latency_s))
+        if len(self._window) >= max(2 * self.limit, 16):  # two rounds of the limit: one is too noisy to judge
+            self._decide()
+
+    def _set(self, limit: int, why: str) -> None:
+        limit = max(1, min(self.ceiling, limit))
+        if limit != self.limit:
+            self.limit = limit
+            self.trace.append((round(time.monotonic() - self._t0, 3), limit, why))
+            if len(self.trace) > 10_000:
+                del self.trace[1:5_000]  # keep the start and the recent half: a run of millions stays bounded
+
+    def _decide(self) -> None:
+        now = time.monotonic()
+        window, self._window = self._window, []
+        elapsed = max(now - self._window_start, 1e-6)
+        self._window_start = now
+        pushed = self.pressure() - self._pressure_at_start
+        self._pressure_at_start = self.pressure()
+        failed = sum(1 for ok, _ in window if not ok)
+        tput = len(window) / elapsed
+        latency = statistics.median(lat for _, lat in window)
+        if pushed or failed:
+            self.slow_start, self._probe, self._next = False, None, "down"
+            self._best_tput = 0.0  # what the server can carry is to be measured again below the new limit
+            self._set(self.limit // 2, f"pressure: {pushed} push-back(s), {failed} failed")
+            return
+        rising = tput >= self._best_tput * GROWTH
+        if self._best_latency is None or latency < self._best_latency:
+            self._best_latency = latency
+        probe, self._probe = self._probe, None
+        if rising and (probe is None or probe[2] == "up"):
+            self._best_tput = tput
+            self._set(self.limit * 2 if self.slow_start else self.limit + 1, f"throughput rose to {tput:.1f}/s")
+            return
+        self.slow_start = False
+        if probe is not None and probe[2] == "up":  # one more in flight did not pay: back, then try fewer
+            self._set(probe[0], f"no gain at {self.limit} ({tput:.1f}/s)")
+            self._next = "down"
+            return
+        if probe is not None and probe[2] == "down":
+            if tput >= self._best_tput / 1.02:  # as fast as the best seen with fewer in flight: keep it, try fewer
+                # (held against the best, not the last window: noise cannot ratchet the limit down)
+                self._best_tput = max(self._best_tput, tput)
+                self._down()
+            else:  # fewer lost throughput: back to where it was, and try more next time
+                self._set(probe[0], f"slower at {self.limit} ({tput:.1f}/s against {probe[1]:.1f}/s)")
+                self._next = "up"
+            return
+        if latency > 2 * self._best_latency:  # requests queue in the server: shrink by the queue measured
+            self._set(int(self.limit * self._best_latency / latency),
+                      f"latency {latency * 1000:.0f} ms, over twice the best without more throughput")
+            return
+        if self._next == "down":
+            self._down(tput)
+        else:
+            self._probe = (self.limit, tput, "up")
+            self._set(self.limit + 1, "probing one more")
+
+    def _down(self, tput: float | None = None) -> None:
+        """Try fewer in flight: a server that is full answers as fast with less queued."""
+        fewer = max(1, min(self.limit - 1, int(self.limit * 0.85)))
+        if fewer == self.limit:
+            self._next = "up"
+            return
+        self._probe = (self.limit, tput if tput is not None else self._best_tput, "down")
+        self._set(fewer, "probing fewer")

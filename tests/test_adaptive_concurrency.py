@@ -1,0 +1,112 @@
+"""``concurrency: auto``: the requests in flight to a server that batches, found as the run goes -
+the controller on a simulated server first (its clock driven by the test, so every decision is
+exact), then the engine against a test double of a batching server with a known capacity."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from weighbridge.core.config import load_config
+from weighbridge.eval import adaptive
+from weighbridge.eval.adaptive import AdaptiveLimit
+
+from .conftest import write
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+from batching_server import BatchingServer  # noqa: E402  (the test double lives beside the bench that uses it)
+
+
+def _simulate(limiter: AdaptiveLimit, clock: list[float], *, slots: int, queue: int, service_s: float,
+              windows: int, pressure: list[int]) -> list[int]:
+    """A server with ``slots`` at once, ``service_s`` each; more than slots + queue in flight is
+    pushed back. Feeds the controller window by window; returns the limit after each."""
+    seen = []
+    for _ in range(windows):
+        n = max(2 * limiter.limit, 16)
+        if limiter.limit > slots + queue:
+            pressure[0] += limiter.limit - slots - queue
+        clock[0] += n * service_s / min(limiter.limit, slots)  # throughput = min(limit, slots) / service_s
+        for _ in range(n):  # beyond its slots, requests wait their turn: latency grows with the queue
+            limiter.done(True, service_s * max(1.0, limiter.limit / slots))
+        seen.append(limiter.limit)
+    return seen
+
+
+@pytest.mark.parametrize("start, queue", [(1, 16), (16, 16), (256, 16), (1, 1000), (256, 1000)])
+def test_the_controller_settles_at_the_servers_capacity_from_any_start(monkeypatch, start, queue):
+    """With a bounded queue the server pushes back past it; with an unbounded one (vLLM queues every
+    request) only the latency says so: from any start the limit settles at the slots."""
+    clock = [0.0]
+    monkeypatch.setattr(adaptive.time, "monotonic", lambda: clock[0])
+    pressure = [0]
+    limiter = AdaptiveLimit(start=start, ceiling=256, pressure=lambda: pressure[0])
+    seen = _simulate(limiter, clock, slots=32, queue=queue, service_s=0.1, windows=80, pressure=pressure)
+    settled = seen[-20:]  # around the server's 32 slots: probing one more and 15% fewer, never past what it queues
+    assert all(27 <= x <= 48 for x in settled) and 32 <= sorted(settled)[10] <= 34, seen
+    assert limiter.trace[0] == (0.0, min(start, 256), "start")
+    if start == 256 and queue == 16:
+        assert any(why.startswith("pressure") for _, _, why in limiter.trace)  # it backed off
+
+
+def test_the_controller_never_passes_its_ceiling_and_halves_on_push_back(monkeypatch):
+    clock = [0.0]
+    monkeypatch.setattr(adaptive.time, "monotonic", lambda: clock[0])
+    pressure = [0]
+    limiter = AdaptiveLimit(start=1, ceiling=12, pressure=lambda: pressure[0])
+    seen = _simulate(limiter, clock, slots=1000, queue=0, service_s=0.1, windows=20, pressure=pressure)
+    assert max(seen) == 12
+    before = limiter.limit
+    pressure[0] += 1
+    for _ in range(max(2 * limiter.limit, 16)):
+        limiter.done(True, 0.1)
+    assert limiter.limit == before // 2 and limiter.trace[-1][2].startswith("pressure: 1 push-back")
+
+
+def test_concurrency_auto_is_a_setting_and_a_bad_number_is_named(tmp_path):
+    from weighbridge.core.errors import ConfigError
+
+    write(tmp_path / "a.yaml", "models:\n  - {name: m, base_url: 'http://127.0.0.1:9/v1', model: m, concurrency: auto}\n")
+    spec = load_config(tmp_path / "a.yaml").models[0]
+    assert spec.concurrency == "auto" and spec.effective_concurrency == spec.max_concurrency == 256
+    write(tmp_path / "b.yaml", "models:\n  - {name: m, base_url: 'http://127.0.0.1:9/v1', model: m, concurrency: 0}\n")
+    with pytest.raises(ConfigError, match=r"b.yaml.*concurrency is a number from 1 to 4096, or auto"):
+        load_config(tmp_path / "b.yaml")
+
+
+def test_fake_batching_server_the_engine_fills_it_without_errors_and_prices_the_mean_in_flight(tmp_path):
+    from weighbridge.analysis.summary import summarise_run
+    from weighbridge.eval.engine import run_bakeoff
+    from weighbridge.storage.store import Store
+
+    server = BatchingServer(capacity=8, step_s=0.01, tokens=8, queue=8)  # 100 answers/s at most
+    cases = 300
+    write(tmp_path / "cases.jsonl", "".join(json.dumps({"id": f"c{i}", "prompt": f"case {i}", "expected": "tok"}) + "\n"
+                                           for i in range(cases)))
+    with server.running() as base:
+        write(tmp_path / "weighbridge.yaml", f"""\
+models:
+  - {{name: b, base_url: '{base}', model: batching, concurrency: auto, max_retries: 6,
+     params: {{max_tokens: 8}}, price: {{gpu_hour_usd: 3.6}}}}
+suites: [cases.jsonl]
+""")
+        cfg = load_config(tmp_path / "weighbridge.yaml")
+        store = Store(tmp_path / "wb.db")
+        stats = asyncio.run(run_bakeoff(cfg, store, use_cache=False))
+    assert stats.errors == 0 and stats.model_calls == cases
+    rate = cases / stats.seconds
+    print(f"auto: {rate:.1f} answers/s of the server's {server.capacity_rps:.0f}; 503s sent {server.refused}; "
+          f"peak decoding {server.peak_active}")
+    assert server.peak_active == 8  # it filled every slot
+    summary = summarise_run(store, stats.run_id)
+    m = summary.models[0]
+    facts = m.runtime["adaptive"]
+    assert facts["trace"][0][2] == "start" and len(facts["trace"]) >= 2 and facts["ceiling"] == 256
+    assert 1 < facts["mean_in_flight"] <= 16  # never more than the server holds (8 decoding + 8 waiting)
+    assert "mean requests in flight over the run (concurrency auto" in m.cost.formula
+    assert m.cost.total_usd == pytest.approx(3.6 * (sum(r.generation.latency_ms for r in summary.rows) / 1000)
+                                             / facts["mean_in_flight"] / 3600, rel=0.05)
