@@ -1,6 +1,7 @@
 import pytest
 
-from weighbridge.core.config import EXAMPLE_CONFIG, default_config, load_config
+from weighbridge.core.config import default_config, load_config
+from weighbridge.core.example_config import EXAMPLE_CONFIG
 from weighbridge.core.errors import ConfigError
 
 from .conftest import write

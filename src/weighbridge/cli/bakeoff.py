@@ -14,7 +14,8 @@ from rich.table import Table
 
 from ..report.jsonreport import dumps as dumps_json
 from ..report.safe import term
-from ..core.config import EXAMPLE_CONFIG, Config
+from ..core.config import Config
+from ..core.example_config import EXAMPLE_CONFIG
 from ..core.errors import WeighbridgeError
 
 from ..report.tables import keep_ids_whole

@@ -22,11 +22,16 @@ the run; the hardware cost is priced with the time-weighted mean of the requests
 from __future__ import annotations
 
 import asyncio
+import functools
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..core.config import ModelSpec
 
 GROWTH = 1.05  # a window must beat the best throughput by this much for a larger limit to count as paying
 
@@ -135,3 +140,25 @@ class AdaptiveLimit:
             return
         self._probe = (self.limit, tput if tput is not None else self._best_tput, "down")
         self._set(fewer, "probing fewer")
+
+
+def _pushbacks(backend: Any) -> int:
+    """How often a backend's server pushed back so far (429, 5xx, dropped connections; retried or not)."""
+    return int(getattr(backend, "pushbacks", 0))
+
+
+def choose_concurrency(name: str, spec: "ModelSpec", backend: Any) -> tuple[int, AdaptiveLimit | None, str | None]:
+    """How many requests the engine keeps in flight to a model: the config's number, else the safe
+    default of the server's kind (with the warning that says why), else auto - asked for, or the
+    default of a server that batches - whose limiter is returned with the ceiling it may reach."""
+    from ..backends.servers import KNOWN
+
+    kind = KNOWN.get(backend.server_kind or "")
+    if backend.max_parallel is None and (spec.concurrency == "auto" or (
+            spec.concurrency is None and kind is not None and kind.batches)):
+        limiter = AdaptiveLimit(start=4, ceiling=spec.max_concurrency, pressure=functools.partial(_pushbacks, backend))
+        return spec.max_concurrency, limiter, None
+    if spec.concurrency is None and kind is not None and kind.safe_concurrency is not None:
+        return kind.safe_concurrency, None, f"model '{name}' is served by {kind.label}: {kind.note}"
+    serial = backend.max_parallel  # in-process llama.cpp: one at a time
+    return (min(spec.effective_concurrency, serial) if serial else spec.effective_concurrency), None, None

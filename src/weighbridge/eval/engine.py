@@ -8,7 +8,6 @@ Each finished job is committed with its scores at once; ``--resume`` skips what 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import os
 import time
@@ -25,7 +24,7 @@ from ..catalog.families import model_family
 from ..core.hashing import stable_hash
 from .agent.job import episode_definition, gold_states, run_agent_job
 from .agent.sandboxed import EnvironmentFailed
-from .adaptive import AdaptiveLimit
+from .adaptive import AdaptiveLimit, choose_concurrency
 from .applicable import COMPLETION_AGENT, NO_SANDBOX, not_applicable, scored_by
 from .jobs import Job, build_request
 from .judging import JudgeCalls, cache_key, score_answer
@@ -54,11 +53,6 @@ class EngineStats:
     errors: int = 0
     seconds: float = 0.0
     per_model_calls: dict[str, int] = field(default_factory=dict)
-
-
-def _pushbacks(backend: Backend) -> int:
-    """How often a backend's server pushed back so far (429, 5xx, dropped connections; retried or not)."""
-    return int(getattr(backend, "pushbacks", 0))
 
 
 # (model, done, total, passed, errored, already_passed: the passes of a resumed run's finished jobs)
@@ -167,23 +161,12 @@ class Bakeoff:
         return any(scored_by(c, kind) for c in self.cases)
 
     def _safe_concurrency(self, name: str) -> int:
-        """The config's concurrency, else the server's safe default (with the reason in the warnings);
-        for auto (asked for, or the default of a server that batches), the ceiling it may reach."""
-        from ..backends.servers import KNOWN
-
-        spec = self.specs[name]
-        kind = KNOWN.get(self.backends[name].server_kind or "")
-        backend = self.backends[name]
-        if backend.max_parallel is None and (spec.concurrency == "auto" or (
-                spec.concurrency is None and kind is not None and kind.batches)):
-            self.adaptive[name] = AdaptiveLimit(start=4, ceiling=spec.max_concurrency,
-                                                pressure=functools.partial(_pushbacks, backend))
-            return spec.max_concurrency
-        if spec.concurrency is None and kind is not None and kind.safe_concurrency is not None:
-            self.manifest["warnings"].append(f"model '{name}' is served by {kind.label}: {kind.note}")
-            return kind.safe_concurrency
-        serial = self.backends[name].max_parallel  # in-process llama.cpp: one at a time
-        return min(spec.effective_concurrency, serial) if serial else spec.effective_concurrency
+        limit, limiter, warning = choose_concurrency(name, self.specs[name], self.backends[name])
+        if limiter is not None:
+            self.adaptive[name] = limiter
+        if warning:
+            self.manifest["warnings"].append(warning)
+        return limit
 
     def _license_verdicts(self) -> dict[str, Any]:
         """The license check that precedes every bakeoff; the report shows it beside the figures."""
