@@ -27,7 +27,7 @@ def _simulate(limiter: AdaptiveLimit, clock: list[float], *, slots: int, queue: 
     pushed back. Feeds the controller window by window; returns the limit after each."""
     seen = []
     for _ in range(windows):
-        n = max(2 * limiter.limit, 16)
+        n = max(limiter.limit, 4) if limiter.slow_start else max(2 * limiter.limit, 16)
         if limiter.limit > slots + queue:
             pressure[0] += limiter.limit - slots - queue
         clock[0] += n * service_s / min(limiter.limit, slots)  # throughput = min(limit, slots) / service_s
@@ -62,7 +62,7 @@ def test_the_controller_never_passes_its_ceiling_and_halves_on_push_back(monkeyp
     assert max(seen) == 12
     before = limiter.limit
     pressure[0] += 1
-    for _ in range(max(2 * limiter.limit, 16)):
+    for _ in range(max(limiter.limit, 4) if limiter.slow_start else max(2 * limiter.limit, 16)):
         limiter.done(True, 0.1)
     assert limiter.limit == before // 2 and limiter.trace[-1][2].startswith("pressure: 1 push-back")
 

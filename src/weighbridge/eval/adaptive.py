@@ -4,8 +4,9 @@ vLLM, SGLang and TGI reach their throughput at tens to hundreds of concurrent re
 leaves them mostly idle, and too high a number overloads a small server into 503s and timeouts.
 ``concurrency: auto`` adapts instead, the way TCP finds a path's capacity:
 
-- **start**: double the limit every window (a window = twice as many answers as the limit, at least
-  16) while the window's throughput rises by at least 5% and nothing pushed back;
+- **start**: double the limit every window (as many answers as the limit, at least 4) while the
+  window's throughput rises by at least 5% and nothing pushed back; after that a window is twice the
+  limit, at least 16 answers;
 - **then probe**: once throughput stops rising, try one more in flight and keep it only if it paid,
   then try 15% fewer and keep that while it is within 2% of the best throughput seen (a full server answers as fast with less
   queued: the latencies a bakeoff reports are then not inflated by its own queue), alternating;
@@ -74,7 +75,9 @@ class AdaptiveLimit:
     def done(self, ok: bool, latency_s: float) -> None:
         """One answer came back (or failed): decide once a window is complete."""
         self._window.append((ok, latency_s))
-        if len(self._window) >= max(2 * self.limit, 16):  # two rounds of the limit: one is too noisy to judge
+        # while starting, one round of the limit decides (a round at 1 in flight is slow: the ramp must be
+        # quick); after, two rounds and at least 16 answers (one round is too noisy to judge a probe)
+        if len(self._window) >= (max(self.limit, 4) if self.slow_start else max(2 * self.limit, 16)):
             self._decide()
 
     def _set(self, limit: int, why: str) -> None:
