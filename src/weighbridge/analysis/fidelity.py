@@ -29,8 +29,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import jsonschema
-
+from ..backends.toolcalls import tool_validators
 from ..scorers.base import final_answer
 from ..scorers.schema import schema_valid
 from .stack import decoding_hints, differs, stack_facts
@@ -147,9 +146,7 @@ def _norm_text(text: str) -> str:
     return " ".join(unicodedata.normalize("NFKC", final_answer(text)).casefold().split())
 
 
-def _call_key(call: "ToolCall", names_only: bool = False) -> str:
-    if names_only:
-        return call["name"]
+def _call_key(call: "ToolCall") -> str:
     args = call["arguments"]
     body = json.dumps(args, sort_keys=True, ensure_ascii=False) if args is not None else f"<unparsed {call['raw']!r}>"
     return f"{call['name']}({body})"
@@ -174,22 +171,23 @@ def _f1(tp: int, predicted: int, gold: int) -> float | None:
     return 2 * tp / (predicted + gold)
 
 
-def _schema_ok(call: "ToolCall", tools: dict[str, Any]) -> bool:
-    schema = tools.get(call["name"])
-    if schema is None or call["arguments"] is None:
+def _schema_ok(call: "ToolCall", validators: dict[str, Any]) -> bool:
+    """Do the call's arguments validate against the offered tool's schema (an unknown tool: no)?"""
+    validator = validators.get(call["name"])
+    if validator is None or call["arguments"] is None:
         return False
     try:
-        return not any(True for _ in jsonschema.validators.validator_for(schema)(schema).iter_errors(call["arguments"]))
-    except (jsonschema.SchemaError, RecursionError):
+        return not any(True for _ in validator.iter_errors(call["arguments"]))
+    except RecursionError:
         return False
 
 
-def _tools_of(case: dict[str, Any]) -> dict[str, Any] | None:
+def _validators_of(case: dict[str, Any]) -> dict[str, Any] | None:
+    """The case's offered tools as validators, once per case; None for a case that offers none."""
     tools = (case.get("case") or {}).get("tools")
     if not tools:
         return None
-    return {t["function"]["name"]: t["function"].get("parameters") or {"type": "object"} for t in tools
-            if isinstance(t, dict) and isinstance(t.get("function"), dict)}
+    return tool_validators([t for t in tools if isinstance(t, dict) and isinstance(t.get("function"), dict)])
 
 
 def _json_valid(row: "StoredGeneration") -> bool | None:
@@ -201,11 +199,11 @@ def _json_valid(row: "StoredGeneration") -> bool | None:
 def compare_deployments(summary: "RunSummary", reference: str, candidate: str,
                         thresholds: Thresholds | None = None) -> Fidelity:
     th = thresholds or Thresholds()
-    tools_by_case = {c["id"]: _tools_of(c) for c in summary.cases}
+    tools_by_case = {c["id"]: _validators_of(c) for c in summary.cases}
     ref_rows = {r.key: r for r in summary.rows if r.model == reference}
     cand_rows = {r.key: r for r in summary.rows if r.model == candidate}
     f = Fidelity(candidate=candidate, reference=reference)
-    tp = tp_names = 0
+    tp = tp_names = ref_tokens = cand_tokens = 0
     for key in sorted(set(ref_rows) & set(cand_rows)):
         a, b = ref_rows[key], cand_rows[key]
         if a.generation is not None and a.generation.raw.get("agent"):
@@ -227,6 +225,8 @@ def compare_deployments(summary: "RunSummary", reference: str, candidate: str,
             f.finish_differs.append({"item": key, "reference": ga.finish_reason, "candidate": gb.finish_reason})
         if ga.completion_tokens is not None and gb.completion_tokens is not None:
             f.tokens_compared += 1
+            ref_tokens += ga.completion_tokens
+            cand_tokens += gb.completion_tokens
         tools = tools_by_case.get(a.case_id)
         if tools is not None:
             f.tool_items += 1
@@ -250,13 +250,8 @@ def compare_deployments(summary: "RunSummary", reference: str, candidate: str,
     if f.tool_items:
         f.tool_f1 = _f1(tp, f.candidate_calls, f.reference_calls)
         f.name_f1 = _f1(tp_names, f.candidate_calls, f.reference_calls)
-    both = [(ref_rows[k].generation, cand_rows[k].generation) for k in set(ref_rows) & set(cand_rows)]
-    counted = [(ga.completion_tokens, gb.completion_tokens) for ga, gb in both
-               if ga is not None and gb is not None and ga.completion_tokens is not None
-               and gb.completion_tokens is not None]
-    ref_tokens = sum(a for a, _ in counted)
-    if ref_tokens:
-        f.token_drift = sum(b for _, b in counted) / ref_tokens - 1
+    if ref_tokens:  # over the items both answered and counted, agent episodes left out as everywhere above
+        f.token_drift = cand_tokens / ref_tokens - 1
     models = summary.run["manifest"].get("models") or {}
     ref_from = Counter(str(r.generation.raw.get("tool_calls_from")) for r in ref_rows.values() if r.generation)
     cand_from = Counter(str(r.generation.raw.get("tool_calls_from")) for r in cand_rows.values() if r.generation)

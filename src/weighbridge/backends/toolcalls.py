@@ -19,6 +19,8 @@ import json
 import re
 from typing import Any
 
+import jsonschema
+
 from ..core.types import ToolCall
 
 _HERMES = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|\Z)", re.DOTALL)
@@ -89,3 +91,18 @@ def from_text(text: str, offered: list[dict[str, Any]] | None) -> tuple[str, lis
 def has_tool_template(template: str | None) -> bool:
     """Whether a GGUF chat template renders a ``tools`` list at all (Qwen2.5's, Llama 3.1's, Hermes')."""
     return bool(template) and re.search(r"\btools\b", template or "") is not None
+
+
+def tool_validators(tools: list[dict[str, Any]]) -> dict[str, Any]:
+    """A JSON-schema validator per offered tool, by name; a tool whose parameters are not a schema
+    gets none (the agent loop then calls it unchecked, deployment fidelity counts its calls invalid)."""
+    out = {}
+    for t in tools:
+        params = t["function"].get("parameters") or {"type": "object"}
+        try:
+            cls = jsonschema.validators.validator_for(params)
+            cls.check_schema(params)
+        except jsonschema.SchemaError:
+            continue
+        out[t["function"]["name"]] = cls(params)
+    return out

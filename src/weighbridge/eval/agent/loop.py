@@ -19,8 +19,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol
 
-import jsonschema
-
+from ...backends.toolcalls import tool_validators
 from ...core.errors import BackendError
 from ...core.types import Generation, Request, TokenSource, ToolCall
 from ...suites.agent_case import AgentLimits
@@ -95,20 +94,6 @@ def _kept(value: Any) -> Any:
     return value if len(text) <= MAX_KEPT_CHARS else text[:MAX_KEPT_CHARS] + f"… [cut: {len(text):,} characters]"
 
 
-def _validators(tools: list[dict[str, Any]]) -> dict[str, Any]:
-    """A JSON-schema validator per tool; a tool whose schema is not one is called unchecked."""
-    out = {}
-    for t in tools:
-        params = t["function"].get("parameters") or {"type": "object"}
-        try:
-            cls = jsonschema.validators.validator_for(params)
-            cls.check_schema(params)
-        except jsonschema.SchemaError:
-            continue
-        out[t["function"]["name"]] = cls(params)
-    return out
-
-
 def _offered(tools: list[dict[str, Any]], held_back: dict[int, list[str]], turn: int) -> list[dict[str, Any]]:
     """The tools of a turn: those never held back, then those released by this turn, in the order
     they arrived (as BFCL appends a missing function to the list when it comes)."""
@@ -150,7 +135,7 @@ async def run_episode(model: Model, env: Environment, turns: list[str], *, syste
     first offered at a later turn (BFCL's missing-function tasks)."""
     ep = Episode()
     messages: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
-    validators = _validators(env.tools)
+    validators = tool_validators(env.tools)
     started = time.monotonic()
     tokens = 0
     for turn, user in enumerate(turns):
