@@ -59,6 +59,11 @@ class Price(Strict):
 _NAME = r"^[A-Za-z0-9_.:@/+-]+$"
 
 
+def on_off(v: Any) -> Any:
+    """YAML 1.1 reads a bare on/off as a boolean: take it as meant."""
+    return ("on" if v else "off") if isinstance(v, bool) else v
+
+
 def check_concurrency(v: int | str | None) -> int | str | None:
     if isinstance(v, int) and not 1 <= v <= 4096:
         raise ValueError("concurrency is a number from 1 to 4096, or auto")
@@ -106,8 +111,7 @@ class VariantSpec(Strict):
     reasoning_tags: tuple[str, str] | None = None
     thinking_prefilled: bool | None = None
 
-    _on_off = field_validator("thinking", mode="before")(lambda cls, v: {True: "on", False: "off"}.get(v, v)
-                                                          if isinstance(v, bool) else v)
+    _on_off = field_validator("thinking", mode="before")(lambda cls, v: on_off(v))
     _concurrency = field_validator("concurrency")(lambda cls, v: check_concurrency(v))
 
 
@@ -166,8 +170,7 @@ class ModelSpec(Strict):
     @field_validator("thinking", mode="before")
     @classmethod
     def _on_off(cls, v: Any) -> Any:
-        """YAML 1.1 reads a bare on/off as a boolean: take it as meant."""
-        return {True: "on", False: "off"}.get(v, v) if isinstance(v, bool) else v
+        return on_off(v)
 
     @field_validator("reasoning_tags")
     @classmethod

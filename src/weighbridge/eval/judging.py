@@ -15,6 +15,7 @@ from ..scorers import Score, Scorer
 from ..scorers.base import JudgeContext
 from ..storage.store import Store
 from ..suites import Case
+from .thinking import censored
 
 
 def cache_key(identity_key: str, request: Request, sample: int, episode: dict[str, Any] | None = None) -> str:
@@ -28,7 +29,7 @@ async def score_answer(scorers: list[Scorer], case: Case, gen: Generation, judge
                        ) -> list[tuple[str, Score]]:
     """Every scorer of a case on one answer, through the one interface all scorers share; none for an
     answer whose thinking was cut off (censored: there is no answer to judge)."""
-    if gen.raw.get("censored"):
+    if censored(gen):
         return []
     return [(s.kind, await s.evaluate(case, gen, judge_ctx)) for s in scorers]
 

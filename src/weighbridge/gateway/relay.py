@@ -93,8 +93,7 @@ class StreamRelay:
                     raise
                 for ev in acct.feed(chunk):
                     yield ev
-                if screening and self.screen.answer_blocked(acct.text if not passes_thinking else
-                                                            acct.text + "\n" + acct.reasoning):
+                if screening and self.screen.answer_blocked(acct.text, acct.reasoning if passes_thinking else ""):
                     call.events["block.response"] += 1
                     acct.finish_reason = "content_filter"
                     yield event({"choices": [{"index": 0, "delta": {}, "finish_reason": "content_filter"}]})

@@ -31,7 +31,7 @@ class Responder:
         call.answer = answer_text(data)
         call.reasoning = reasoning_text(data)  # apart: audited redacted as its own field, never cached
         passes = call.routed.reasoning == "pass"
-        if self.screen.answer_blocked(call.answer + ("\n" + call.reasoning if passes and call.reasoning else "")):
+        if self.screen.answer_blocked(call.answer, call.reasoning if passes else ""):
             call.events["block.response"] += 1
             data = withheld(data)
             ckey = None

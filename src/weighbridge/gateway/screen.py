@@ -46,8 +46,9 @@ class Screen:
         """The block list's hit in the prompt's text, and the body with every PII value masked."""
         return self.prompt_block.hit(prompt_text(body)), self.redactor.body(body, events)
 
-    def answer_blocked(self, text: str) -> bool:
-        return self.response_block.hit(text) is not None
+    def answer_blocked(self, text: str, reasoning: str = "") -> bool:
+        """Does the response block list hit the answer - with the thinking, when the client sees that too?"""
+        return self.response_block.hit(text + "\n" + reasoning if reasoning else text) is not None
 
     def screens_answers(self) -> bool:
         """Whether a streamed answer must be checked as it grows."""

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..core.scrub import scrub_obj, scrub_secrets
-from ..wire.openai import Accumulator, MalformedResponse, Usage, loads, parse_chunk
+from ..wire.openai import REASONING_FIELDS, Accumulator, MalformedResponse, Usage, loads, parse_chunk
 from ..wire.sse import MAX_LINE_BYTES, Event, SSEDecoder, SSEError
 
 
@@ -159,16 +159,13 @@ def answer_text(response: dict[str, Any]) -> str:
     return ch.get("text") or ""
 
 
-_REASONING_FIELDS = ("reasoning_content", "reasoning")
-
-
 def reasoning_text(response: dict[str, Any]) -> str:
     """The thinking of a plain response (a reasoning model's own field), or ""."""
     try:
         msg = response["choices"][0].get("message") or {}
     except (KeyError, IndexError, TypeError, AttributeError):
         return ""
-    for f in _REASONING_FIELDS:
+    for f in REASONING_FIELDS:
         if isinstance(msg.get(f), str):
             return str(msg[f])
     return ""
@@ -178,12 +175,12 @@ def without_reasoning(response: dict[str, Any]) -> dict[str, Any]:
     """A plain response without its thinking: what the cache keeps, and what a plan that drops it sends."""
     choices = response.get("choices")
     if not isinstance(choices, list) or not any(isinstance(c, dict) and isinstance(c.get("message"), dict) and
-                                                any(f in c["message"] for f in _REASONING_FIELDS) for c in choices):
+                                                any(f in c["message"] for f in REASONING_FIELDS) for c in choices):
         return response
     out = []
     for c in choices:
         if isinstance(c, dict) and isinstance(c.get("message"), dict):
-            c = {**c, "message": {k: v for k, v in c["message"].items() if k not in _REASONING_FIELDS}}
+            c = {**c, "message": {k: v for k, v in c["message"].items() if k not in REASONING_FIELDS}}
         out.append(c)
     return {**response, "choices": out}
 
@@ -194,7 +191,7 @@ def drop_reasoning_delta(obj: dict[str, Any]) -> bool:
     for c in obj.get("choices") or []:
         delta = c.get("delta") if isinstance(c, dict) else None
         if isinstance(delta, dict):
-            for f in _REASONING_FIELDS:
+            for f in REASONING_FIELDS:
                 if f in delta:
                     del delta[f]
                     dropped = True

@@ -112,6 +112,10 @@ def parse_usage(obj: Any, where: str = "usage") -> Usage | None:
     return Usage(pt, ct, rt)
 
 
+# the fields a server may carry a reasoning model's thinking in, apart from its content; the first one set wins
+REASONING_FIELDS = ("reasoning_content", "reasoning")
+
+
 @dataclass(slots=True)
 class ToolCallPiece:
     """One tool call, or one streamed piece of one (the first names it, later ones add arguments)."""
@@ -191,8 +195,7 @@ def _choice(obj: Any, where: str, key: str) -> Choice:
     if not isinstance(body, dict):
         raise MalformedResponse(f"{where}.{key}", f"expected an object, got {_type(body)}")
     w = f"{where}.{key}"
-    reasoning = _str(body.get("reasoning_content"), f"{w}.reasoning_content") or _str(
-        body.get("reasoning"), f"{w}.reasoning") or ""
+    reasoning = next((r for f in REASONING_FIELDS if (r := _str(body.get(f), f"{w}.{f}"))), "")
     return Choice(index, _str(body.get("content"), f"{w}.content") or "", reasoning,
                   _tool_calls(body.get("tool_calls"), f"{w}.tool_calls"), finish)
 
