@@ -46,14 +46,22 @@ def test_hardware_cost_on_a_throttled_server_is_price_times_summed_latency(llama
     assert data["manifest"]["concurrency"] == {"s": 1}
 
 
-def test_in_process_llama_cpp_is_priced_at_one_request_at_a_time(tmp_path):
+@pytest.mark.parametrize("batch", [1, "auto"])
+def test_in_process_llama_cpp_is_priced_at_the_answers_it_really_decoded_together(tmp_path, batch):
     cfg = smol_project(tmp_path, TWO, max_tokens=4, price="{gpu_hour_usd: 1}")
-    text = cfg.read_text().replace("n_threads: 2\n", "n_threads: 2\n    concurrency: 4\n")
+    text = cfg.read_text().replace("n_threads: 2\n", f"n_threads: 2\n    concurrency: 4\n    batch: {batch}\n")
     cfg.write_text(text)
     r = runner.invoke(app, ["bakeoff", "-c", str(cfg), "--json", str(tmp_path / "r.json")])
     assert r.exit_code == 0, r.output
     m = json.loads((tmp_path / "r.json").read_text())["models"][0]
-    assert "÷ concurrency 1 " in m["cost"]["formula"]  # one llama.cpp thread serves one request at a time
+    if batch == 1:  # llama-cpp-python's own loop: one answer at a time, whatever concurrency says
+        assert "÷ concurrency 1 " in m["cost"]["formula"]
+        return
+    facts = m["runtime"]["batch"]
+    assert facts["size"] <= 4  # never more slots than the engine sends answers (concurrency 4)
+    mean = facts["mean_sequences"]
+    assert 1 <= mean <= 2  # two cases: never more than two decoded together
+    assert f"÷ concurrency {mean:g} (the mean answers decoded together" in m["cost"]["formula"]
 
 
 def test_unknown_prompt_tokens_mark_every_dollar_figure(llama_server, tmp_path):

@@ -11,6 +11,7 @@ Cost per success = total cost ÷ passed cases: a cheap model that fails most cas
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..core.config import Price
 from ..core.format import usd
@@ -63,3 +64,37 @@ def compute_cost(price: Price | None, *, prompt_tokens: int, completion_tokens: 
             marks.append("the server reported no prompt tokens and none were counted: the input cost is missing "
                          "from the total (it is a lower bound); set tokenizer: on the model to count them")
     return CostFigures(basis, label, total, per_mtok, total / passed if passed else None, formula, marks)
+
+
+def concurrency_used(manifest: dict[str, Any], name: str, runtime: dict[str, Any] | None
+                      ) -> tuple[float, str] | None:
+    """The requests a model really had in flight together: the engine's limit for it (a server's safe
+    default, one for in-process llama.cpp), lowered to the peak it measured when fewer ran at once; for
+    concurrency found as the run went (auto), the time-weighted mean of the requests in flight; for
+    in-process llama.cpp decoding answers together, the time-weighted mean of the answers in its batch
+    (requests waiting in its queue share nothing)."""
+    batch = (runtime or {}).get("batch")
+    if isinstance(batch, dict):
+        mean = batch.get("mean_sequences")
+        if isinstance(mean, (int, float)) and not isinstance(mean, bool) and 1 <= mean <= 4096:
+            return float(mean), f"the mean answers decoded together (llama.cpp batch of {batch.get('size')})"
+    adaptive = (runtime or {}).get("adaptive")
+    if isinstance(adaptive, dict):
+        mean = adaptive.get("mean_in_flight")
+        if isinstance(mean, (int, float)) and not isinstance(mean, bool) and 0 < mean < 1e6:
+            return float(mean), (f"the mean requests in flight over the run (concurrency auto: found between 1 and "
+                                 f"{adaptive.get('ceiling')}, {adaptive.get('final')} at the end)")
+    limit = (manifest.get("concurrency") or {}).get(name)
+    if limit == "batch":  # in-process batches, every answer from the cache
+        return 1.0, ("answers from the cache: the llama.cpp batch they were decoded in is not known here; priced "
+                     "at 1 at a time, an upper bound")
+    if limit == "auto":  # every answer came from the cache: the concurrency they were made at is not known here
+        return 1.0, ("concurrency auto, answers from the cache: the concurrency they were made at is not known "
+                     "here; priced at 1 in flight, an upper bound")
+    peak = (runtime or {}).get("peak_in_flight")
+    if isinstance(peak, int) and peak > 0:
+        cap = limit if isinstance(limit, int) and limit > 0 else peak
+        return min(cap, peak), "the most requests in flight at once"
+    if isinstance(limit, int) and limit > 0:
+        return limit, "the limit the engine used"
+    return None

@@ -15,7 +15,7 @@ from ..core.config import DEFAULT_MAX_ERROR_RATE, ModelSpec
 from ..core.contention import busy_note
 from .agent import AgentFigures, agent_figures
 from .definitions import DEFINITIONS
-from .cost import CostFigures, compute_cost
+from .cost import CostFigures, compute_cost, concurrency_used
 from .thinking import ThinkingFigures, thinking_figures, thinking_rows
 from ..scorers.schema import schema_valid
 from .stats import mean, pass_at_k, percentile, wilson_interval
@@ -321,7 +321,7 @@ def summarise_run(store: Store, run_id: str) -> RunSummary:
     licenses = run["manifest"].get("licenses", {})
     for m in store.run_models(run_id):
         spec = ModelSpec.model_validate(m["spec"])
-        used = _concurrency_used(run["manifest"], m["name"], m.get("runtime"))
+        used = concurrency_used(run["manifest"], m["name"], m.get("runtime"))
         mine = [r for r in rows if r.model == m["name"]]
         ms = summarise_model(m["name"], spec, mine, workloads, used)
         ms.agent = agent_figures(mine, agent_cases, spec, *(used or (spec.effective_concurrency,
@@ -349,30 +349,6 @@ def summarise_run(store: Store, run_id: str) -> RunSummary:
                     ms.long_context.setdefault(lc["len"], {}).setdefault(lc["depth"], {"passed": 0, "jobs": 0})
         models.append(ms)
     return RunSummary(run=run, models=models, cases=cases, rows=rows)
-
-
-def _concurrency_used(manifest: dict[str, Any], name: str, runtime: dict[str, Any] | None
-                      ) -> tuple[float, str] | None:
-    """The requests a model really had in flight together: the engine's limit for it (a server's safe
-    default, one for in-process llama.cpp), lowered to the peak it measured when fewer ran at once; for
-    concurrency found as the run went (auto), the time-weighted mean of the requests in flight."""
-    adaptive = (runtime or {}).get("adaptive")
-    if isinstance(adaptive, dict):
-        mean = adaptive.get("mean_in_flight")
-        if isinstance(mean, (int, float)) and not isinstance(mean, bool) and 0 < mean < 1e6:
-            return float(mean), (f"the mean requests in flight over the run (concurrency auto: found between 1 and "
-                                 f"{adaptive.get('ceiling')}, {adaptive.get('final')} at the end)")
-    limit = (manifest.get("concurrency") or {}).get(name)
-    if limit == "auto":  # every answer came from the cache: the concurrency they were made at is not known here
-        return 1.0, ("concurrency auto, answers from the cache: the concurrency they were made at is not known "
-                     "here; priced at 1 in flight, an upper bound")
-    peak = (runtime or {}).get("peak_in_flight")
-    if isinstance(peak, int) and peak > 0:
-        cap = limit if isinstance(limit, int) and limit > 0 else peak
-        return min(cap, peak), "the most requests in flight at once"
-    if isinstance(limit, int) and limit > 0:
-        return limit, "the limit the engine used"
-    return None
 
 
 REFUSAL_ROWS = [("refused: harmful", "harmful", "refused"), ("refused: benign (over-refusal)", "benign", "refused"),

@@ -29,7 +29,7 @@ class Backend(Protocol):
     backend that knows nothing special about itself); the engine reads these, never probes."""
 
     name: str
-    max_parallel: int | None  # the most requests it can work on at once (in-process llama.cpp: 1); None: any
+    max_parallel: int | None  # the most requests it can work on at once (in-process llama.cpp: its batch); None: any
     server_kind: str | None  # what serves the model (vllm, llama-server, ...), known after preflight
     n_threads: int | None  # CPU threads it decodes with inside this process (for the busy-machine check)
 

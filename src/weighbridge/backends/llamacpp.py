@@ -12,36 +12,32 @@ import threading
 import time
 from importlib.metadata import version as pkg_version
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+from ..core.config import BATCH_AUTO_MAX
 from ..core.errors import BackendError, BackendUnavailable
-from ..core.gguf import GGUFError, read_metadata
+from ..core.gguf import GGUFError, read_metadata, tokenizer_facts
 from ..core.hashing import cached_sha256, sha256_file, sha256_text, stable_hash
-from . import toolcalls
+from . import llama_budget, toolcalls
 from .base import BackendBase, Generation, Request, Timings
 from .bundled import resolve_bundled
 from .chat_template import (TemplateError, TemplateRenderer, compile_template, render_completion_prompt,
                             template_messages)
 from .grammar import json_grammar
 from .llama_runtime import LLAMA_THREAD, llama_cpp_build, quiet_stderr
+from .llama_sched import BatchScheduler
 
 _META_KEYS = ("general.name", "general.basename", "general.size_label", "general.license", "general.architecture",
               "general.file_type", "general.quantization_version", "general.finetune", "general.type")
 
 
-_SPECIAL_IDS = ("bos_token_id", "eos_token_id", "eot_token_id", "padding_token_id", "unknown_token_id",
-                "add_bos_token", "add_eos_token")
+class Prepared(NamedTuple):
+    """One request made ready to decode: its prompt tokens, stop strings and grammar."""
 
-
-def tokenizer_facts(meta: dict[str, Any]) -> dict[str, Any]:
-    """What decides how text becomes tokens, from the GGUF's header: the tokenizer kind, one hash
-    over its vocabulary, merges and token types, and the special token ids. Two deployments of one
-    model that differ here tokenise differently, whatever their weights."""
-    parts = {k: meta[k].get("sha256") if isinstance(meta.get(k), dict) else meta.get(k)
-             for k in ("tokenizer.ggml.tokens", "tokenizer.ggml.merges", "tokenizer.ggml.token_type")}
-    return {"model": meta.get("tokenizer.ggml.model"), "pre": meta.get("tokenizer.ggml.pre"),
-            "sha256": stable_hash(parts) if any(parts.values()) else None,
-            "special": {k: meta[f"tokenizer.ggml.{k}"] for k in _SPECIAL_IDS if f"tokenizer.ggml.{k}" in meta}}
+    tokens: list[int]
+    stops: list[str]
+    grammar: Any
+    grammar_note: str | None
 
 
 class LlamaCppBackend(BackendBase):
@@ -63,6 +59,10 @@ class LlamaCppBackend(BackendBase):
         from ..core.contention import default_threads
 
         self.n_threads: int = spec.n_threads or default_threads()
+        # answers decoded together (llama_sched); the engine may keep this many in flight, the rest queue
+        self.max_parallel = min(spec.batch if isinstance(spec.batch, int) else BATCH_AUTO_MAX,
+                                spec.concurrency if isinstance(spec.concurrency, int) else 1 << 16)
+        self._batcher = BatchScheduler(self, spec.batch, self.max_parallel) if self.max_parallel > 1 else None
 
     # -- where the file is and what it is -----------------------------------------------------
     @property
@@ -140,7 +140,10 @@ class LlamaCppBackend(BackendBase):
             return "its chat template renders no tools"
         return None
 
-    max_parallel = 1  # one llama.cpp thread: requests queue, whatever concurrency says
+    @property
+    def batches(self) -> bool:
+        """Does this model decode several answers together (``batch`` other than 1)?"""
+        return self._batcher is not None
 
     @property
     def thinking_switch(self) -> bool:
@@ -239,6 +242,8 @@ class LlamaCppBackend(BackendBase):
 
     def _close(self) -> None:
         with self._lock:
+            if self._batcher is not None:
+                self._batcher.close()
             if self._vocab is not None:
                 self._vocab.close()
                 self._vocab = None
@@ -254,13 +259,16 @@ class LlamaCppBackend(BackendBase):
         mem = self.memory.facts() if self.memory is not None else None
         if mem is None:
             return None
-        return {**mem, "load_seconds": round(self.load_seconds or 0.0, 3)}
+        batch = self._batcher.facts() if self._batcher is not None else None
+        return {**mem, "load_seconds": round(self.load_seconds or 0.0, 3), **({"batch": batch} if batch else {})}
 
     async def aclose(self) -> None:
         await asyncio.get_running_loop().run_in_executor(LLAMA_THREAD, self._close)
 
     # -- generation ---------------------------------------------------------------------------
     async def generate(self, request: Request) -> Generation:
+        if self._batcher is not None and not (request.thinking_budget and request.thinking != "off"):
+            return await self._batcher.submit(request)  # a thinking budget watches one answer: it decodes alone
         return await asyncio.get_running_loop().run_in_executor(LLAMA_THREAD, self._generate_sync, request)
 
     def _prompt_tokens(self, llm: Any, request: Request) -> tuple[list[int], list[str]]:
@@ -298,99 +306,49 @@ class LlamaCppBackend(BackendBase):
             tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
         return tokens, stops
 
-    def _stream(self, llm: Any, tokens: list[int], request: Request, max_tokens: int, stops: list[str],
-                grammar: Any, timings: Timings, pieces: list[str], until: Any = None) -> str | None:
-        """Decode into ``pieces``; stop early when ``until(pieces)`` says so. The finish reason, or
-        "until" when it stopped early."""
-        finish = None
-        try:
-            for chunk in llm.create_completion(prompt=tokens, max_tokens=max_tokens, temperature=request.temperature,
-                                               top_p=request.top_p, seed=request.seed, stop=stops or None,
-                                               stream=True, grammar=grammar):
-                choice = chunk["choices"][0]
-                if choice.get("text"):
-                    timings.mark_token()
-                    pieces.append(choice["text"])
-                if choice.get("finish_reason"):
-                    finish = choice["finish_reason"]
-                elif until is not None and until(pieces):  # an answer that ended here keeps its own ending
-                    return "until"
-        except (ValueError, RuntimeError) as e:
-            raise BackendError(f"llama.cpp failed: {e}", kind="engine") from None
-        return finish
-
-    def _decode(self, llm: Any, tokens: list[int], request: Request, stops: list[str], grammar: Any,
-                timings: Timings, budget: int | None) -> tuple[list[str], str | None, bool]:
-        """The answer's pieces and finish reason; with a thinking budget, thinking that reaches it is
-        closed here (the closing tag appended, as Qwen's guidance for budgets does) and the answer
-        decoded after it within what is left of max_tokens. Whether that happened is the third value."""
-        pieces: list[str] = []
-        if budget is None or budget >= request.max_tokens:
-            return pieces, self._stream(llm, tokens, request, request.max_tokens, stops, grammar, timings, pieces), False
-        start, end = self.spec.reasoning_tags
-        # a template that opens the thinking in the prompt (pre-filled tag): the answer starts inside it
-        prefilled = llm.detokenize(tokens[-8:]).decode("utf-8", "ignore").rstrip().lower().endswith(start.lower())
-
-        def thinking(text: str) -> bool | None:
-            """Is this output thinking? None while it could still become the opening tag."""
-            if prefilled:
-                return True
-            head = text.lstrip().lower()
-            if len(head) < len(start):
-                return None if start.lower().startswith(head) else False
-            return head.startswith(start.lower())
-
-        def thinking_over(ps: list[str]) -> bool:
-            text = "".join(ps)
-            state = thinking(text)
-            return state is False or (state is True and end.lower() in text.lower()) or len(ps) >= budget
-
-        finish = self._stream(llm, tokens, request, request.max_tokens, stops, grammar, timings, pieces, thinking_over)
-        text = "".join(pieces)
-        if finish != "until" or not thinking(text) or end.lower() in text.lower():
-            if finish == "until":  # not thinking, or the thinking closed in time: go on as one answer
-                finish = self._stream(llm, tokens + llm.tokenize(text.encode("utf-8"), add_bos=False, special=True),
-                                      request, max(request.max_tokens - len(pieces), 1), stops, grammar, timings, pieces)
-            return pieces, finish, False
-        pieces.append(f"\n{end}\n\n")  # the budget is spent: close the thinking, then the answer
-        rest = request.max_tokens - len(pieces) + 1
-        if rest <= 0:
-            return pieces, "length", True
-        prompt = tokens + llm.tokenize("".join(pieces).encode("utf-8"), add_bos=False, special=True)
-        return pieces, self._stream(llm, prompt, request, rest, stops, grammar, timings, pieces), True
+    def _prepare(self, llm: Any, request: Request) -> Prepared:
+        """The prompt's tokens, the stops, the grammar: what decoding one answer needs, checked."""
+        tokens, stops = self._prompt_tokens(llm, request)
+        if len(tokens) + request.max_tokens > self.spec.n_ctx:
+            raise BackendError(f"prompt ({len(tokens)} tokens) + max_tokens ({request.max_tokens}) exceeds n_ctx "
+                               f"({self.spec.n_ctx}); raise n_ctx for model '{self.name}'", kind="context_length")
+        grammar, grammar_note = None, None
+        schema = request.schema()
+        if schema is not None or (request.response_format or {}).get("type") == "json_object":
+            grammar, grammar_note = json_grammar(llm, schema, self.name)  # the reply cannot be anything but this JSON
+        return Prepared(tokens, stops, grammar, grammar_note)
 
     def _generate_sync(self, request: Request) -> Generation:
         with self._lock, quiet_stderr(self.calls == 0):
             llm = self._load()
             self.calls += 1
-            tokens, stops = self._prompt_tokens(llm, request)
-            if len(tokens) + request.max_tokens > self.spec.n_ctx:
-                raise BackendError(f"prompt ({len(tokens)} tokens) + max_tokens ({request.max_tokens}) exceeds n_ctx "
-                                   f"({self.spec.n_ctx}); raise n_ctx for model '{self.name}'", kind="context_length")
+            prep = self._prepare(llm, request)
             timings = Timings(sent=time.perf_counter_ns())
-            grammar, grammar_note = None, None
-            schema = request.schema()
-            if schema is not None or (request.response_format or {}).get("type") == "json_object":
-                grammar, grammar_note = json_grammar(llm, schema, self.name)  # the reply cannot be anything but this JSON
             budget = request.thinking_budget if request.thinking != "off" else None
-            pieces, finish, forced = self._decode(llm, tokens, request, stops, grammar, timings, budget)
-            timings.done = time.perf_counter_ns()
-            if self.memory is not None:
-                self.memory.sample()
-            text = "".join(pieces)
-            completion_tokens = len(llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)) if text else 0
+            pieces, finish, forced = llama_budget.decode(llm, prep.tokens, request, prep.stops, prep.grammar, timings,
+                                                         budget, self.spec.reasoning_tags)
+            return self._result(llm, request, prep, "".join(pieces), finish, timings, forced)
+
+    def _result(self, llm: Any, request: Request, prep: Prepared, text: str, finish: str | None, timings: Timings,
+                forced: bool = False) -> Generation:
+        """One decoded answer as a Generation (tool calls taken out of its text), however it was decoded."""
+        timings.done = time.perf_counter_ns()
+        if self.memory is not None:
+            self.memory.sample()
+        completion_tokens = len(llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)) if text else 0
         calls = None
         if request.tools:  # the template asked for calls in text: take them out as data
             text, calls = toolcalls.from_text(text, request.tools)
             if calls and finish == "stop":
                 finish = "tool_calls"
-        raw: dict[str, Any] = {"stop": stops}
+        raw: dict[str, Any] = {"stop": prep.stops}
         if request.thinking == "on" and not self.thinking_switch:
             raw["thinking_opened"] = True  # the prompt opened the thinking: the text starts inside it
-        if grammar_note:
-            raw["grammar_note"] = grammar_note
+        if prep.grammar_note:
+            raw["grammar_note"] = prep.grammar_note
+        budget = request.thinking_budget if request.thinking != "off" else None
         if budget is not None:
             raw["thinking_budget"] = {"budget": budget, "closed_by_weighbridge": forced}
-        return Generation.from_timings(timings, text=text, finish_reason=finish, prompt_tokens=len(tokens),
+        return Generation.from_timings(timings, text=text, finish_reason=finish, prompt_tokens=len(prep.tokens),
                                        completion_tokens=completion_tokens, token_source="tokenizer",
                                        raw=raw, tool_calls=calls)

@@ -20,6 +20,7 @@ DEMO_HARDWARE_USD_PER_HOUR = 0.10
 BASE_MODEL_STOPS = ["\nQuestion:", "\nAnswer:", "\n\n\n"]
 DEFAULT_REPORT = "weighbridge-report.html"
 DEFAULT_MAX_ERROR_RATE = 0.2
+BATCH_AUTO_MAX = 16  # the largest batch `batch: auto` tries for an in-process model
 DEFAULT_COMPLETION_TEMPLATE = "{system}{user}\nAnswer:"
 
 
@@ -141,6 +142,9 @@ class ModelSpec(Strict):
     # llamacpp
     n_threads: int | None = Field(None, ge=1, le=512)
     n_ctx: int = Field(4096, ge=128)
+    batch: int | Literal["auto"] = Field("auto", description=(
+        "answers decoded together in one llama.cpp batch: a number (1: one at a time), or auto (measured when the "
+        f"model loads: the largest of 1, 2, 4 … {BATCH_AUTO_MAX} that still raises tokens/s)"))
     lora_path: str | None = Field(None, description="a LoRA adapter GGUF applied on top of the model (llama.cpp)")
     template_timeout_s: float = Field(10.0, gt=0, le=600, description="the longest the GGUF's chat template may take "
                                                                  "to render one prompt (it comes from the file)")
@@ -228,6 +232,10 @@ class ModelSpec(Strict):
         known = backend_types()
         if self.backend not in known:
             raise ValueError(f"unknown backend '{self.backend}' (installed: {', '.join(known)})")
+        if isinstance(self.batch, int) and not 1 <= self.batch <= 256:
+            raise ValueError(f"'batch' must be auto or 1 to 256, not {self.batch}")
+        if self.batch != "auto" and self.backend != "llamacpp":  # (stored specs carry the default)
+            raise ValueError("'batch' belongs to llamacpp models (a server batches by its own settings)")
         if self.lora_path and self.backend != "llamacpp":
             raise ValueError("'lora_path' belongs to llamacpp models (a server applies its own adapters)")
         if self.backend not in ("llamacpp", "openai"):
@@ -280,10 +288,12 @@ class ModelSpec(Strict):
 
     @property
     def effective_concurrency(self) -> int:
-        """One in-process llama.cpp context serves one request at a time; servers batch. For auto, the
-        most it may reach (the connection pool is sized for it)."""
+        """In-process llama.cpp decodes up to its batch together (the rest wait in its queue); servers
+        batch. For auto, the most it may reach (the connection pool is sized for it)."""
         if self.backend == "llamacpp":
-            return self.concurrency if isinstance(self.concurrency, int) else 1
+            if isinstance(self.concurrency, int):
+                return self.concurrency
+            return self.batch if isinstance(self.batch, int) else BATCH_AUTO_MAX
         if self.concurrency == "auto":
             return self.max_concurrency
         return self.concurrency or 4

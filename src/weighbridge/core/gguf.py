@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import WeighbridgeError
+from .hashing import stable_hash
 
 _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
 _STRING, _ARRAY = 8, 9
@@ -169,3 +170,18 @@ def _read_metadata(path: str) -> dict[str, Any]:
                 key = r.string(_MAX_KEY)
                 meta[key] = r.value(r.take("<I"), digest=key.startswith("tokenizer."))
             return meta
+
+
+_SPECIAL_IDS = ("bos_token_id", "eos_token_id", "eot_token_id", "padding_token_id", "unknown_token_id",
+                "add_bos_token", "add_eos_token")
+
+
+def tokenizer_facts(meta: dict[str, Any]) -> dict[str, Any]:
+    """What decides how text becomes tokens, from the GGUF's header: the tokenizer kind, one hash
+    over its vocabulary, merges and token types, and the special token ids. Two deployments of one
+    model that differ here tokenise differently, whatever their weights."""
+    parts = {k: meta[k].get("sha256") if isinstance(meta.get(k), dict) else meta.get(k)
+             for k in ("tokenizer.ggml.tokens", "tokenizer.ggml.merges", "tokenizer.ggml.token_type")}
+    return {"model": meta.get("tokenizer.ggml.model"), "pre": meta.get("tokenizer.ggml.pre"),
+            "sha256": stable_hash(parts) if any(parts.values()) else None,
+            "special": {k: meta[f"tokenizer.ggml.{k}"] for k in _SPECIAL_IDS if f"tokenizer.ggml.{k}" in meta}}

@@ -163,5 +163,5 @@ def choose_concurrency(name: str, spec: "ModelSpec", backend: Any) -> tuple[int,
         return spec.max_concurrency, limiter, None
     if spec.concurrency is None and kind is not None and kind.safe_concurrency is not None:
         return kind.safe_concurrency, None, f"model '{name}' is served by {kind.label}: {kind.note}"
-    serial = backend.max_parallel  # in-process llama.cpp: one at a time
+    serial = backend.max_parallel  # in-process llama.cpp: its batch (auto: the most it may choose)
     return (min(spec.effective_concurrency, serial) if serial else spec.effective_concurrency), None, None
