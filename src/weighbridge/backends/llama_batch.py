@@ -101,7 +101,9 @@ class BatchContext:
                 n += 1
             return n
 
-        slot = max(self.free, key=shared)
+        # among equals the lowest slot: running answers then sit in consecutive slots, which llama.cpp
+        # decodes in one pass (a gap splits the step into one pass per run of slots)
+        slot = max(self.free, key=lambda q: (shared(q), -q))
         self.free.remove(slot)
         keep = min(shared(slot), len(seq.prompt) - 1)  # at least one token is decoded: its logits pick the first
         if keep <= 0 or not self._llama_cpp.llama_memory_seq_rm(self.ctx.memory, slot, keep, -1):
