@@ -48,6 +48,7 @@ bench: setup
 	$(BIN)/python bench/sandbox_overhead.py
 	$(BIN)/python bench/agent_loop.py
 	$(BIN)/python bench/llamacpp_throughput.py
+	$(BIN)/python bench/batched_decode.py
 	$(BIN)/python bench/hash_throughput.py
 	$(BIN)/python bench/pii_detectors.py
 	$(BIN)/python bench/tool_call_scorer.py

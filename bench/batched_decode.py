@@ -4,7 +4,9 @@ Prints two things:
 1. aggregate decode tokens/s of the bundled models at batch 1, 2, 4, 8, 16 (greedy, a ~70-token
    prompt, 32 timed steps; each sequence with its own KV cells, as the backend decodes them), beside
    one answer decoded by llama-cpp-python's own loop (what `batch: 1` runs);
-2. the embedded default (`make demo`'s bakeoff: three bundled models, 156 jobs, fresh stores, no
+2. where batched greedy decoding parts from one answer alone: the same prompt decoded alone and as
+   every row of a batch of 16 (96 greedy tokens), the first token where each row differs;
+3. the embedded default (`make demo`'s bakeoff: three bundled models, 156 jobs, fresh stores, no
    cache) run with `batch: 1` and with `batch: auto` in the same run, alternating: wall time of each,
    the ratio, the batch each model chose, and the temperature-0 answers compared - batched numerics
    can change a greedy choice, so how many answers differ is printed, per model.
@@ -25,7 +27,7 @@ from typing import Any
 from llama_cpp import Llama
 
 from weighbridge.backends.bundled import resolve_bundled
-from weighbridge.backends.llama_batch import BatchContext, measure
+from weighbridge.backends.llama_batch import BatchContext, Sequence, measure
 from weighbridge.backends.llama_runtime import quiet_stderr
 from weighbridge.core.config import default_config
 from weighbridge.core.contention import default_threads
@@ -63,6 +65,41 @@ def throughput(steps: int) -> None:
         llm.close()
         print(f"{alias:<22}{own:>10.1f}" + "".join(f"{rates[s]:>10.1f}" for s in SIZES)
               + f"{rates[16] / rates[1]:>9.2f}x", flush=True)
+
+
+def divergence(tokens: int = 96) -> None:
+    from llama_cpp import _internals
+
+    print(f"\nthe same prompt alone and in every row of a batch of 16, {tokens} greedy tokens: "
+          "the first token where a row differs from the answer alone (– none)")
+    for alias in ("qwen2.5-coder-0.5b", "smollm2-135m", "gemma3-270m"):
+        with quiet_stderr(True):
+            llm = Llama(model_path=str(resolve_bundled(alias, alias)), n_ctx=4096, n_threads=default_threads(),
+                        n_threads_batch=default_threads(), verbose=False)
+        prompt = llm.tokenize(b"Write a Python function is_palindrome(s: str) -> bool that ignores case.\nAnswer:",
+                              add_bos=True)
+
+        def decode(size: int) -> list[list[int]]:
+            with quiet_stderr(True):
+                ctx = BatchContext(llm, size, len(prompt) + tokens + 16)
+            seqs = []
+            for _ in range(size):
+                sampler = _internals.LlamaSampler()
+                sampler.add_greedy()
+                seqs.append(Sequence(prompt=list(prompt), max_tokens=tokens, stops=[], sampler=sampler,
+                                     ignore_eog=True))
+                ctx.admit(seqs[-1])
+            while ctx.active:
+                ctx.step()
+            ctx.close()
+            return [s.out for s in seqs]
+
+        alone = decode(1)[0]
+        rows = decode(16)
+        first = [next((i for i, (a, b) in enumerate(zip(alone, r)) if a != b), None) for r in rows]
+        shown = sorted({"–" if f is None else str(f) for f in first})
+        print(f"{alias:<22}rows differing: {sum(f is not None for f in first)}/16, first at token {', '.join(shown)}")
+        llm.close()
 
 
 async def bakeoff(batch: int | str, path: str) -> tuple[float, dict[str, Any], dict[str, Any]]:
@@ -115,6 +152,7 @@ def main() -> None:
     ap.add_argument("--no-demo", action="store_true", help="the tokens/s table only")
     args = ap.parse_args()
     throughput(args.steps)
+    divergence()
     if not args.no_demo:
         print()
         demo(args.rounds)

@@ -242,14 +242,17 @@ class BatchScheduler:
             self.rates, self.measured_at, self.reused = stored[0], stored[1], True
             return choose_size(self.rates)
         self.measured_at = time.time()
-        size = 1
-        while size <= ceiling:
+        sizes = [1 << i for i in range(ceiling.bit_length()) if 1 << i <= ceiling]
+        # one answer at a time is measured again at the end, the best of the two kept: it is the baseline
+        # every size is judged against, and the first figure meets whatever the machine was still doing
+        # (the previous model's last answers being scored)
+        for size in sizes + [1] * (len(sizes) > 1):
             ctx = BatchContext(llm, size, len(prompt) + CALIBRATION_STEPS + 8)
             try:
-                self.rates[size] = round(measure(llm, ctx, size, prompt, CALIBRATION_STEPS), 1)
+                rate = round(measure(llm, ctx, size, prompt, CALIBRATION_STEPS), 1)
             finally:
                 ctx.close()
-            size *= 2
+            self.rates[size] = max(rate, self.rates.get(size, 0.0))
         self.calibration_seconds = time.perf_counter() - t0
         _store_rates(key, self.rates, self.measured_at)
         return choose_size(self.rates)
@@ -330,6 +333,8 @@ class BatchScheduler:
         """What the run keeps about batching: the size, how it was chosen, and how full it ran."""
         if self.chosen is None:
             return None
+        if self._ctx is not None:  # the loop may still be winding down after the last answer was delivered
+            self._keep_figures(self._ctx)
         return {"size": self.chosen, "chosen_by": "measured" if self.rates else "config",
                 **({"tokens_per_s": {str(k): v for k, v in self.rates.items()},
                     "measured_at": datetime.fromtimestamp(self.measured_at or 0, timezone.utc).isoformat(
