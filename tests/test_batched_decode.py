@@ -175,3 +175,27 @@ def test_batch_belongs_to_llamacpp_models():
     assert ModelSpec(name="s", backend="llamacpp", bundled="smollm2-135m", batch=4).effective_concurrency == 4
     assert ModelSpec(name="s", backend="llamacpp", bundled="smollm2-135m", batch=4,
                      concurrency=2).effective_concurrency == 2
+
+
+def test_slots_hold_what_the_answers_need_and_grow_when_a_longer_one_comes():
+    """Cells per answer are the next power of two of prompt + max_tokens (512 at least), not n_ctx:
+    the batch's memory is slots × cells. A longer answer waits for the batch to finish, then a larger
+    one is made."""
+    spec = ModelSpec(name="smol", backend="llamacpp", bundled="smollm2-135m", n_threads=2, batch=2)
+    b = build_backend(spec)
+
+    async def go():
+        await b.preflight()
+        short = await b.generate(_chat("Name a colour.", max_tokens=8))
+        small = b.runtime_facts()["batch"]
+        both = await asyncio.gather(b.generate(_chat("Name a colour.", max_tokens=8)),
+                                    b.generate(_chat("Tell a long story.", max_tokens=900)))
+        grown = b.runtime_facts()["batch"]
+        await b.aclose()
+        return short, small, both, grown
+
+    short, small, both, grown = asyncio.run(go())
+    per_cell = kv_bytes_per_cell(b.metadata)
+    assert small["cells_per_answer"] == 512 and small["kv_cache_bytes_estimate"] == per_cell * 512 * 2
+    assert grown["cells_per_answer"] == 1024 and grown["answers"] == 3
+    assert short.text and all(g.text for g in both) and both[1].completion_tokens > 8

@@ -55,6 +55,7 @@ class BatchContext:
         params = type(llm.context_params).from_buffer_copy(llm.context_params)
         params.n_seq_max = slots
         n_ctx_seq = -(-n_ctx_seq // 256) * 256  # llama.cpp pads contexts to 256 cells: split evenly
+        self.cells_per_seq = n_ctx_seq
         params.n_ctx = n_ctx_seq if unified else slots * n_ctx_seq
         params.kv_unified = unified
         params.n_batch = n_batch

@@ -149,15 +149,13 @@ class BatchScheduler:
         self.reused = False  # the rates were measured by an earlier run on this machine
         self.measured_at: float | None = None
         self.sequences = 0
-        self.busy_seconds = 0.0
-        self.sequence_seconds = 0.0
-        self.reused_tokens = 0
+        self._spent = [0.0, 0.0, 0]  # decode seconds, sequence-seconds, prompt tokens reused: of closed contexts
         self._queue: deque[_Job] = deque()
         self._guard = threading.Lock()  # the queue and the serving flag: touched from the event loop too
         self._serving = False
         self._ctx: BatchContext | None = None
         self._running: dict[int, _Job] = {}
-        self.kv_bytes: int | None = None  # the batch's KV cache, estimated from the GGUF header
+        self.cells_seen = 0  # the most KV cells a slot has had (the batch grows them as answers need)
         self.memory_cap: int | None = None  # the largest batch the memory allowed (auto)
 
     async def submit(self, request: Request) -> Generation:
@@ -182,11 +180,14 @@ class BatchScheduler:
         try:
             with b._lock, quiet_stderr(b.calls == 0):
                 llm = b._load()
-                ctx = self._context(llm)
+                if self.chosen is None:
+                    self._choose(llm)
                 while True:
-                    self._admit(llm, ctx)
-                    self._drop_cancelled(ctx)
-                    if not ctx.active:
+                    self._admit(llm)
+                    ctx = self._ctx
+                    if ctx is not None:
+                        self._drop_cancelled(ctx)
+                    if ctx is None or not ctx.active:
                         with self._guard:
                             if not self._queue:
                                 self._serving = False
@@ -206,23 +207,29 @@ class BatchScheduler:
                 waiting, self._serving = list(self._queue) + list(self._running.values()), False
                 self._queue.clear()
             self._running.clear()
-            if self._ctx is not None:  # its sequences were this failure's: a later request starts afresh
-                self._keep_figures(self._ctx)
-                self._ctx.close()
-                self._ctx = None
+            self.close()  # its sequences were this failure's: a later request starts afresh
             for job in waiting:
                 self._deliver(job, err)
-        finally:
-            if self._ctx is not None:
-                self._keep_figures(self._ctx)
 
-    def _context(self, llm: Any) -> BatchContext:
-        if self._ctx is None:
-            n_ctx = self.backend.spec.n_ctx
-            per_seq = kv_bytes_per_cell(self.backend.metadata) * n_ctx
-            size = self.size if isinstance(self.size, int) else self._calibrate(llm, per_seq)
-            self.chosen, self.kv_bytes = size, per_seq * size if per_seq else None
-            self._ctx = BatchContext(llm, size, n_ctx)
+    def _choose(self, llm: Any) -> None:
+        per_seq = kv_bytes_per_cell(self.backend.metadata) * self.backend.spec.n_ctx
+        self.chosen = self.size if isinstance(self.size, int) else self._calibrate(llm, per_seq)
+
+    def _fit(self, llm: Any, need: int) -> BatchContext | None:
+        """A context whose slots hold ``need`` cells: the one there is, or - once its answers are done -
+        a new one of the next power of two (512 at least, ``n_ctx`` at most). Cells are sized by what the
+        answers need, not by ``n_ctx``: each slot's cache is its own, so the batch's memory is slots ×
+        cells. None while the running batch is too small and still busy (the request waits its turn)."""
+        ctx = self._ctx
+        if ctx is not None and need <= ctx.cells_per_seq:
+            return ctx
+        if ctx is not None and ctx.active:
+            return None
+        self.close()
+        cells = min(self.backend.spec.n_ctx, max(512, 1 << max(need - 1, 1).bit_length()))
+        assert self.chosen is not None
+        self._ctx = BatchContext(llm, self.chosen, cells)
+        self.cells_seen = max(self.cells_seen, self._ctx.cells_per_seq)
         return self._ctx
 
     def _calibrate(self, llm: Any, per_seq: int) -> int:
@@ -257,9 +264,9 @@ class BatchScheduler:
         _store_rates(key, self.rates, self.measured_at)
         return choose_size(self.rates)
 
-    def _admit(self, llm: Any, ctx: BatchContext) -> None:
+    def _admit(self, llm: Any) -> None:
         """Fill free slots from the queue, in order."""
-        while ctx.has_room:
+        while True:
             with self._guard:
                 if not self._queue:
                     return
@@ -274,6 +281,9 @@ class BatchScheduler:
                     self._pop()
                     self._deliver(job, e)
                     continue
+            ctx = self._fit(llm, len(job.prep.tokens) + job.request.max_tokens)
+            if ctx is None or not ctx.has_room:
+                return
             self._pop()
             self._start(llm, ctx, job)
 
@@ -319,22 +329,25 @@ class BatchScheduler:
             if self._running[id(seq)].future.cancelled():
                 self._release(ctx, seq, _Cancelled("cancelled", kind="engine"))
 
-    def _keep_figures(self, ctx: BatchContext) -> None:
-        self.busy_seconds, self.sequence_seconds = ctx.busy_seconds, ctx.sequence_seconds
-        self.reused_tokens = ctx.reused_tokens
-
     def close(self) -> None:
         if self._ctx is not None:
-            self._keep_figures(self._ctx)
+            for i, v in enumerate(self._figures(self._ctx)):
+                self._spent[i] += v
             self._ctx.close()
             self._ctx = None
+
+    @staticmethod
+    def _figures(ctx: BatchContext) -> tuple[float, float, int]:
+        return ctx.busy_seconds, ctx.sequence_seconds, ctx.reused_tokens
 
     def facts(self) -> dict[str, Any] | None:
         """What the run keeps about batching: the size, how it was chosen, and how full it ran."""
         if self.chosen is None:
             return None
-        if self._ctx is not None:  # the loop may still be winding down after the last answer was delivered
-            self._keep_figures(self._ctx)
+        live = self._figures(self._ctx) if self._ctx is not None else (0.0, 0.0, 0)
+        busy, sequence_seconds, reused = (a + b for a, b in zip(self._spent, live))
+        cells = self._ctx.cells_per_seq if self._ctx is not None else self.cells_seen
+        per_cell = kv_bytes_per_cell(self.backend.metadata)
         return {"size": self.chosen, "chosen_by": "measured" if self.rates else "config",
                 **({"tokens_per_s": {str(k): v for k, v in self.rates.items()},
                     "measured_at": datetime.fromtimestamp(self.measured_at or 0, timezone.utc).isoformat(
@@ -342,6 +355,7 @@ class BatchScheduler:
                     "measurement_reused": self.reused,
                     "calibration_seconds": round(self.calibration_seconds, 3)} if self.rates else {}),
                 **({"memory_cap": self.memory_cap} if self.memory_cap is not None else {}),
-                "kv_cache_bytes_estimate": self.kv_bytes, "answers": self.sequences,
-                "prompt_tokens_reused": self.reused_tokens, "decode_seconds": round(self.busy_seconds, 3),
-                "mean_sequences": round(self.sequence_seconds / self.busy_seconds, 3) if self.busy_seconds else None}
+                "cells_per_answer": cells,
+                "kv_cache_bytes_estimate": per_cell * cells * self.chosen if per_cell and cells else None,
+                "answers": self.sequences, "prompt_tokens_reused": reused, "decode_seconds": round(busy, 3),
+                "mean_sequences": round(sequence_seconds / busy, 3) if busy else None}
