@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 from ..core.config import BATCH_AUTO_MAX
 from ..core.errors import BackendError, WeighbridgeError
+from ..core.files import write_atomic
 from ..core.hashing import cached_sha256
 from ..core.types import Generation, Request, Timings
 from .llama_batch import BatchContext, Sequence, choose_size, measure
@@ -76,10 +77,7 @@ def _store_rates(key: str, rates: dict[int, float], at: float) -> None:
     data = {k: v for k, v in data.items() if isinstance(v, dict) and time.time() - float(v.get("at", 0)) < CALIBRATION_TTL_S}
     data[key] = {"at": at, "rates": {str(k): v for k, v in rates.items()}}
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data))
-        os.replace(tmp, path)
+        write_atomic(path, json.dumps(data))
     except OSError:
         pass  # a read-only home only costs a measurement next time
 
