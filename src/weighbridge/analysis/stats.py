@@ -35,7 +35,9 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 
 
 def mean(values: Sequence[float]) -> float | None:
-    return sum(values) / len(values) if values else None
+    """Exactly rounded (fsum), so the same figures in another order - answers stored as they finish
+    in one run, in case order in its cached re-run - give the same mean to the last digit."""
+    return math.fsum(values) / len(values) if values else None
 
 
 def paired_bootstrap(first: Sequence[float], second: Sequence[float], *, resamples: int = 10_000,

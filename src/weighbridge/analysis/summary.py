@@ -6,6 +6,7 @@ without calling a model. Cached answers keep the latency measured when they were
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
@@ -134,7 +135,7 @@ def summarise_model(name: str, spec: ModelSpec, rows: list[StoredGeneration], wo
     prompt_tokens = sum(g.prompt_tokens or 0 for g in gens)
     prompt_tokens_known = all(g.prompt_tokens is not None for g in gens)
     completion_tokens = sum(g.completion_tokens or 0 for g in gens)
-    busy_s = sum(latencies) / 1000
+    busy_s = math.fsum(latencies) / 1000  # exactly rounded: the same whatever order the rows were stored in
     by_wl: dict[str, list[bool]] = {}
     for r in rows:
         by_wl.setdefault(workloads.get(r.case_id, "general"), []).append(r.passed)
