@@ -46,7 +46,7 @@ class BatchContext:
     """A llama.cpp context with ``slots`` sequences of ``n_ctx_seq`` tokens each, next to the model's
     own context (which keeps serving single answers: grammars with budgets, calibration's reference)."""
 
-    def __init__(self, llm: Any, slots: int, n_ctx_seq: int, n_batch: int = 512, unified: bool = False) -> None:
+    def __init__(self, llm: Any, slots: int, n_ctx_seq: int, n_batch: int = 512) -> None:
         import llama_cpp
         from llama_cpp import _internals
 
@@ -56,12 +56,11 @@ class BatchContext:
         params.n_seq_max = slots
         n_ctx_seq = -(-n_ctx_seq // 256) * 256  # llama.cpp pads contexts to 256 cells: split evenly
         self.cells_per_seq = n_ctx_seq
-        params.n_ctx = n_ctx_seq if unified else slots * n_ctx_seq
-        params.kv_unified = unified
+        params.n_ctx = slots * n_ctx_seq
+        params.kv_unified = False
         params.n_batch = n_batch
         params.n_ubatch = min(int(params.n_ubatch) or n_batch, n_batch)
         self.n_batch = n_batch
-        self.slots = slots
         self.ctx = _internals.LlamaContext(model=llm._model, params=params, verbose=False)
         adapter = getattr(llm, "_lora_adapter", None)
         if adapter is not None:  # the same LoRA as the model's own context
@@ -94,19 +93,12 @@ class BatchContext:
         """Give ``seq`` the free slot whose cells already hold the longest start of its prompt (the
         last answer there: cases of one suite share system prompts and tool definitions), and clear
         the rest of them. As llama-server's prompt cache, per slot."""
-        def shared(slot: int) -> int:
-            n = 0
-            for a, b in zip(self.held[slot], seq.prompt):
-                if a != b:
-                    break
-                n += 1
-            return n
-
+        shared = {q: self.llm.longest_token_prefix(self.held[q], seq.prompt) for q in self.free}
         # among equals the lowest slot: running answers then sit in consecutive slots, which llama.cpp
         # decodes in one pass (a gap splits the step into one pass per run of slots)
-        slot = max(self.free, key=lambda q: (shared(q), -q))
+        slot = max(self.free, key=lambda q: (shared[q], -q))
         self.free.remove(slot)
-        keep = min(shared(slot), len(seq.prompt) - 1)  # at least one token is decoded: its logits pick the first
+        keep = min(shared[slot], len(seq.prompt) - 1)  # at least one token is decoded: its logits pick the first
         if keep <= 0 or not self._llama_cpp.llama_memory_seq_rm(self.ctx.memory, slot, keep, -1):
             keep = 0
             self._llama_cpp.llama_memory_seq_rm(self.ctx.memory, slot, -1, -1)

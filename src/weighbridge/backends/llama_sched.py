@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..core.config import BATCH_AUTO_MAX
+from ..core.contention import available_memory, cpu_model
 from ..core.errors import BackendError, WeighbridgeError
 from ..core.files import write_atomic
 from ..core.hashing import cached_sha256
@@ -42,17 +43,6 @@ CALIBRATION_TTL_S = 7 * 86400
 
 def _rates_file() -> Path:
     return Path(os.environ.get("WEIGHBRIDGE_CACHE_DIR", Path.home() / ".cache" / "weighbridge")) / "batch-rates.json"
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _stored_rates(key: str) -> tuple[dict[int, float], float] | None:
@@ -110,18 +100,6 @@ def kv_bytes_per_cell(meta: dict[str, Any]) -> int:
     head_dim = num("embedding_length") // heads if heads else 0
     k_len, v_len = num("attention.key_length") or head_dim, num("attention.value_length") or head_dim
     return layers * (kv_heads or heads) * (k_len + v_len) * 2
-
-
-def available_memory() -> int | None:
-    """MemAvailable from /proc/meminfo (bytes), or None off Linux."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError):
-        return None
-    return None
 
 
 def _settle(future: asyncio.Future[Generation], outcome: Generation | BaseException) -> None:
@@ -241,7 +219,7 @@ class BatchScheduler:
             self.memory_cap = ceiling = max(1, min(ceiling, available // 4 // per_seq))
         b = self.backend
         key = "|".join(map(str, (b.sha256, b.n_threads, cached_sha256(b.lora) if b.lora else "", ceiling,
-                                 llama_cpp_build().get("llama_cpp"), _cpu_model())))
+                                 llama_cpp_build().get("llama_cpp"), cpu_model() or platform.machine())))
         stored = _stored_rates(key)
         if stored is not None:
             self.rates, self.measured_at, self.reused = stored[0], stored[1], True

@@ -56,6 +56,30 @@ def physical_cores(cpus: set[int] | None = None) -> int | None:
     return len(cores) or None
 
 
+def cpu_model() -> str | None:
+    """The CPU's model name as the kernel gives it (/proc/cpuinfo), or None where it does not say."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
+def available_memory() -> int | None:
+    """MemAvailable from /proc/meminfo (bytes), or None off Linux."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        return None
+    return None
+
+
 def default_threads() -> int:
     """llama.cpp's thread count when the config sets none: one per physical core the process may use,
     never more than the CPUs in its affinity mask (hyper-threads and CPUs it may not use only make its

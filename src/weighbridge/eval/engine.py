@@ -142,8 +142,8 @@ class Bakeoff:
                 self.manifest["warnings"].append(f"model '{name}': {len(ids)} {kind}case(s) not run - {reason}")
         self.manifest["not_applicable"] = self.not_applicable
         self.concurrency = {n: self._safe_concurrency(n) for n in self.specs}
-        self.manifest["concurrency"] = {n: "auto" if n in self.adaptive else "batch" if getattr(
-            self.backends[n], "batches", False) else c for n, c in self.concurrency.items()}
+        self.manifest["concurrency"] = {n: "auto" if n in self.adaptive else "batch" if self.backends[n].batches
+                                        else c for n, c in self.concurrency.items()}
         for case in self.cases:
             self._scorers[case.id] = [build_scorer(sp, sandbox=self.config.sandbox) for sp in case.scorers]
         if any(c.is_agent for c in self.cases) and self.config.sandbox == "unsafe-local":
