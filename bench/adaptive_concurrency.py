@@ -4,7 +4,9 @@ A 1,000-case bakeoff against bench/batching_server.py - a test double with a kno
 sequences at once, 8 tokens each at 10 ms a token (200 requests/s), 16 more may wait for a slot, 503
 beyond - once per starting concurrency, and once at a fixed concurrency of 4 (the old default) for
 comparison. Prints the answers per second achieved against the capacity, the errors, the 503s the
-server sent (the backend retries them), the limit the run ended at and the mean requests in flight.
+server sent (the backend retries them), the limit the run ended at, the share of the server's
+slot-steps that decoded something while it had work, and, for a start below the server's slots,
+the most a start that doubles every round could reach (the goal's ceiling from there).
 
 Goal (issue 27): ≥ 95% of the server's capacity with < 1% errors, from any starting concurrency.
 Usage: python bench/adaptive_concurrency.py [--cases 1000] [--starts 1,16,128]
@@ -52,6 +54,18 @@ def _run(base: str, cases: int, concurrency: int | str, start: int, folder: Path
     return seconds, stats, bake
 
 
+def _ramp_bound(cases: int, start: int, server: BatchingServer) -> float:
+    """Answers per second of a perfect start from ``start`` in flight, doubling every round (one
+    answer's time) until the slots are full, then full to the end: the goal's ceiling from that start."""
+    round_s = server.tokens * server.step_s
+    left, seconds, limit = cases, 0.0, start
+    while limit < server.capacity and left > 0:
+        left -= min(limit, left)
+        seconds += round_s
+        limit *= 2
+    return cases / (seconds + left / server.capacity_rps)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cases", type=int, default=1000)
@@ -71,9 +85,15 @@ def main() -> None:
             ups = sum(1 for _, _, why in limiter.trace if why.startswith("throughput"))
             downs = sum(1 for _, _, why in limiter.trace if why.startswith("pressure"))
             tail = f" · limit at the end {limiter.limit} ({ups} rises, {downs} back-offs)"
+        used = server.slot_steps / max(1, server.capacity * server.steps)
         print(f"{label:>14}: {rps:6.1f} answers/s = {rps / server.capacity_rps:4.0%} of the server's "
-              f"{server.capacity_rps:.0f}/s · errors {stats.errors}/{args.cases} ({stats.errors / args.cases:.1%}) · "
-              f"503s sent {server.refused} · most decoding at once {server.peak_active}{tail}", flush=True)
+              f"{server.capacity_rps:.0f}/s (slots busy {used:.0%} of its steps) · errors {stats.errors}/{args.cases} "
+              f"({stats.errors / args.cases:.1%}) · 503s sent {server.refused} · most decoding at once "
+              f"{server.peak_active}{tail}", flush=True)
+        if concurrency == "auto" and start < server.capacity:
+            best = _ramp_bound(args.cases, start, server)
+            print(f"{'':>16}the most any start from {start} that doubles every round can reach: "
+                  f"{best:.1f}/s = {best / server.capacity_rps:.0%} (its first rounds leave slots empty)")
 
 
 if __name__ == "__main__":

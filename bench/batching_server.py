@@ -1,7 +1,10 @@
 """A test double of a server that batches, whose capacity is known exactly: at most ``capacity``
-sequences decode at once, each writes one token every ``step_s`` (continuous batching at a fixed step
-time), up to ``queue`` more requests wait for a slot, and a request beyond them gets 503 at once.
-Its capacity is ``capacity / (tokens × step_s)`` requests per second. OpenAI-style streaming on
+sequences decode at once, all of them writing one token at every step of one clock (continuous
+batching at a fixed step time ``step_s``, kept on an absolute schedule so that late wake-ups do not
+add up), a waiting request takes a free slot at the next step, up to ``queue`` more wait, and a
+request beyond them gets 503 at once. Its capacity is ``capacity / (tokens × step_s)`` requests per
+second, exactly: ``slot_steps / (capacity × steps)`` in its stats is the share of it that was used
+while it had work. OpenAI-style streaming on
 loopback, asyncio in a process of its own (a thread of the caller's would share its interpreter lock
 and cap both), one connection per request; ``GET /stats`` says what it did.
 
@@ -13,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -20,8 +24,8 @@ from contextlib import contextmanager
 class BatchingServer:
     def __init__(self, capacity: int, step_s: float, tokens: int, queue: int) -> None:
         self.capacity, self.step_s, self.tokens, self.queue = capacity, step_s, tokens, queue
-        self.active = self.waiting = self.peak_active = 0
-        self.served = self.refused = 0
+        self.peak_active = self.served = self.refused = 0
+        self.steps = self.busy_steps = self.slot_steps = 0  # steps taken, steps with a sequence, sequence-steps
 
     @property
     def capacity_rps(self) -> float:
@@ -36,37 +40,55 @@ class BatchingServer:
             if length:
                 await reader.readexactly(length)
             if method == "GET" and path.endswith("/stats"):
-                self._json(writer, 200, {"served": self.served, "refused": self.refused, "peak_active": self.peak_active})
+                self._json(writer, 200, {"served": self.served, "refused": self.refused, "peak_active": self.peak_active,
+                                         "steps": self.steps, "busy_steps": self.busy_steps,
+                                         "slot_steps": self.slot_steps})
             elif method == "GET":
                 self._json(writer, 200, {"object": "list", "data": [{"id": "batching", "object": "model"}]})
-            elif self.active >= self.capacity and self.waiting >= self.queue:
+            elif len(self._active) + len(self._waiting) >= self.capacity + self.queue:
                 self.refused += 1
                 self._json(writer, 503, {"error": {"message": "overloaded", "type": "server_error"}})
             else:
-                await self._stream(writer)
+                done = asyncio.get_running_loop().create_future()
+                self._waiting.append((writer, done))
+                self._work.set()
+                await done
             await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError, ValueError):
             pass
         finally:
             writer.close()
 
-    async def _stream(self, writer: asyncio.StreamWriter) -> None:
-        self.waiting += 1
-        async with self._slots:
-            self.waiting -= 1
-            self.active += 1
-            self.peak_active = max(self.peak_active, self.active)
-            try:
+    async def _steps(self) -> None:
+        """The decoding loop: every ``step_s`` (on an absolute schedule, so late wake-ups do not add
+        up), waiting requests take the free slots and every sequence in a slot writes one token."""
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._active and not self._waiting:
+                self._work.clear()
+                await self._work.wait()
+                start, k = loop.time(), 0
+            while self._waiting and len(self._active) < self.capacity:
+                writer, done = self._waiting.popleft()
                 writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n")
-                for _ in range(self.tokens):
-                    await asyncio.sleep(self.step_s)
-                    writer.write(b'data: {"choices":[{"index":0,"delta":{"content":"tok "},"finish_reason":null}]}\n\n')
-                writer.write(b'data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n'
+                self._active.append([writer, done, 0])
+            self.peak_active = max(self.peak_active, len(self._active))
+            self.steps += 1
+            self.busy_steps += bool(self._active)
+            self.slot_steps += len(self._active)
+            for seq in self._active:
+                seq[0].write(b'data: {"choices":[{"index":0,"delta":{"content":"tok "},"finish_reason":null}]}\n\n')
+                seq[2] += 1
+            for seq in [s for s in self._active if s[2] >= self.tokens]:
+                seq[0].write(b'data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n'
                              b'data: {"choices":[],"usage":{"prompt_tokens":8,"completion_tokens":%d}}\n\n'
                              b"data: [DONE]\n\n" % self.tokens)
                 self.served += 1
-            finally:
-                self.active -= 1
+                self._active.remove(seq)
+                if not seq[1].done():
+                    seq[1].set_result(None)
+            k += 1
+            await asyncio.sleep(max(0.0, start + k * self.step_s - loop.time()))
 
     @staticmethod
     def _json(writer: asyncio.StreamWriter, status: int, obj: dict) -> None:
@@ -75,7 +97,10 @@ class BatchingServer:
                      f"connection: close\r\n\r\n".encode() + body)
 
     async def serve(self, port: int) -> None:
-        self._slots = asyncio.Semaphore(self.capacity)
+        self._active: list[list] = []  # [writer, its done future, tokens written]
+        self._waiting: deque = deque()  # (writer, done future) waiting for a slot
+        self._work = asyncio.Event()
+        stepping = asyncio.create_task(self._steps())  # noqa: F841  (runs as long as the server)
         server = await asyncio.start_server(self._handle, "127.0.0.1", port, backlog=1024)
         async with server:
             await server.serve_forever()
@@ -105,6 +130,7 @@ class BatchingServer:
             yield base
             got = json.loads(urllib.request.urlopen(base + "/stats", timeout=5).read())
             self.served, self.refused, self.peak_active = got["served"], got["refused"], got["peak_active"]
+            self.steps, self.busy_steps, self.slot_steps = got["steps"], got["busy_steps"], got["slot_steps"]
         finally:
             proc.kill()
             proc.wait()

@@ -4,16 +4,25 @@ vLLM, SGLang and TGI reach their throughput at tens to hundreds of concurrent re
 leaves them mostly idle, and too high a number overloads a small server into 503s and timeouts.
 ``concurrency: auto`` adapts instead, the way TCP finds a path's capacity:
 
-- **start**: double the limit every window (as many answers as the limit, at least 4) while the
-  window's throughput rises by at least 5% and nothing pushed back; after that a window is twice the
-  limit, at least 16 answers;
-- **then probe**: once throughput stops rising, try one more in flight and keep it only if it paid,
-  then try 15% fewer and keep that while it is within 2% of the best throughput seen (a full server answers as fast with less
-  queued: the latencies a bakeoff reports are then not inflated by its own queue), alternating;
+- **start**: double the limit every round (a window of as many answers as the limit) while the
+  window's throughput rises by at least 5%, nothing pushed back, and unless the window's median
+  latency passed 1.5 times the best seen while the doubled limit did not raise throughput by half
+  (requests have begun to queue in the server: its slots are full - the way HyStart leaves TCP's
+  slow start on delay before a loss - and the limit goes back to the server's share with a quarter
+  queued); after that a window is twice the limit, at least 16 answers, and half a second;
+- **then probe**: once throughput stops rising, try an eighth more in flight (one at least, never up
+  to a limit the server pushed back at in the last eight windows) and keep it only if it paid; when
+  the median latency is 1.5 times the best (requests queue in the server), try 15% fewer next and
+  keep that while it is within 2% of the best throughput seen (a full server answers as fast with
+  less queued: the latencies a bakeoff reports are then not inflated by its own queue); each failed
+  try of fewer doubles the windows held before the next;
 - **back off** on pressure - a 429 or 503 the backend saw (even one it retried), a connection
-  failure, a timeout, an errored job - by halving (multiplicative decrease); and when the window's
-  median latency passed twice the best seen without any throughput gained (requests queue in the
-  server), by the ratio of the two, which is about the queue's share of the limit;
+  failure, a timeout, an errored job - at once, not at the window's end, and once a round: to half
+  while starting (the doubling may have overshot by that much), to 0.7 after (CUBIC's factor: the
+  limit was near the server's size); and when the window's median latency passed twice the best seen
+  without any throughput gained (requests queue in the server), to the limit that would leave a
+  quarter of the server's share queued (the client needs a few waiting to refill a slot the moment
+  it frees);
 - never above ``ceiling`` nor below 1.
 
 Every change is kept with its time (``trace``): the concurrency actually used over time, stored with
@@ -35,6 +44,9 @@ if TYPE_CHECKING:
     from ..core.config import ModelSpec
 
 GROWTH = 1.05  # a window must beat the best throughput by this much for a larger limit to count as paying
+MIN_WINDOW_S = 0.5  # after the start, a window lasts this long at least: a server's step (10-50 ms) makes a
+# shorter window's throughput too coarse to judge a 2% difference
+QUIET_WINDOWS = 8  # windows without pressure after which the limit that was pushed back may be tried again
 
 
 @dataclass
@@ -58,6 +70,10 @@ class AdaptiveLimit:
         self._best_latency: float | None = None
         self._probe: tuple[int, float, str] | None = None  # (the limit before a probe, its throughput, up/down)
         self._next = "up"  # the direction of the next probe
+        self._pushed_at: int | None = None  # the limit the server last pushed back at: more stays below it
+        self._quiet = 0  # windows since that push-back
+        self._hold = self._hold_for = 0  # windows to hold before trying fewer again, and how many the last time
+        self._since_cut = 1 << 30  # answers since the last back-off: one back-off a round (none yet)
         self.trace.append((0.0, self.limit, "start"))
 
     async def __aenter__(self) -> "AdaptiveLimit":
@@ -72,13 +88,36 @@ class AdaptiveLimit:
             self.in_flight -= 1
             self._cond.notify_all()
 
+    @property
+    def window_size(self) -> int:
+        """Answers per decision: one round of the limit while starting (a round at 1 in flight is slow:
+        the ramp must be quick); after, two rounds and at least 16 (one is too noisy to judge a probe)."""
+        return self.limit if self.slow_start else max(2 * self.limit, 16)
+
     def done(self, ok: bool, latency_s: float) -> None:
-        """One answer came back (or failed): decide once a window is complete."""
+        """One answer came back (or failed): back off at once on pressure, else decide once a window is complete."""
         self._window.append((ok, latency_s))
-        # while starting, one round of the limit decides (a round at 1 in flight is slow: the ramp must be
-        # quick); after, two rounds and at least 16 answers (one round is too noisy to judge a probe)
-        if len(self._window) >= (max(self.limit, 4) if self.slow_start else max(2 * self.limit, 16)):
+        self._since_cut += 1
+        pushed = self.pressure() - self._pressure_at_start
+        if pushed or not ok:
+            self._pressure_at_start += pushed
+            if self._since_cut >= max(1, self.limit // 2):
+                self._back_off(pushed, int(not ok))
+            # else the push-backs of the burst the last back-off answered (sent before it): one signal, once
+            return
+        if len(self._window) >= self.window_size and (
+                self.slow_start or time.monotonic() - self._window_start >= MIN_WINDOW_S):
             self._decide()
+
+    def _back_off(self, pushed: int, failed: int) -> None:
+        factor = 0.5 if self.slow_start else 0.7
+        why = f"pressure: {pushed} push-back(s), {failed} failed"
+        self.slow_start, self._probe, self._next = False, None, "down"
+        self._best_tput = 0.0  # what the server can carry is to be measured again below the new limit
+        self._since_cut = 0
+        self._window, self._window_start = [], time.monotonic()
+        self._pushed_at, self._quiet = self.limit, 0
+        self._set(int(self.limit * factor), why)
 
     def _set(self, limit: int, why: str) -> None:
         limit = max(1, min(self.ceiling, limit))
@@ -93,26 +132,29 @@ class AdaptiveLimit:
         window, self._window = self._window, []
         elapsed = max(now - self._window_start, 1e-6)
         self._window_start = now
-        pushed = self.pressure() - self._pressure_at_start
-        self._pressure_at_start = self.pressure()
-        failed = sum(1 for ok, _ in window if not ok)
         tput = len(window) / elapsed
         latency = statistics.median(lat for _, lat in window)
-        if pushed or failed:
-            self.slow_start, self._probe, self._next = False, None, "down"
-            self._best_tput = 0.0  # what the server can carry is to be measured again below the new limit
-            self._set(self.limit // 2, f"pressure: {pushed} push-back(s), {failed} failed")
-            return
         rising = tput >= self._best_tput * GROWTH
         if self._best_latency is None or latency < self._best_latency:
             self._best_latency = latency
+        queued = latency > 1.5 * self._best_latency
         probe, self._probe = self._probe, None
-        if rising and (probe is None or probe[2] == "up"):
+        self._quiet += 1
+        if self._quiet >= QUIET_WINDOWS:
+            self._pushed_at = None
+        full = queued and tput < self._best_tput * 1.5  # the latency grew and a doubled limit did not pay half again
+        if rising and (probe is None or probe[2] == "up") and not (self.slow_start and full):
             self._best_tput = tput
-            self._set(self.limit * 2 if self.slow_start else self.limit + 1, f"throughput rose to {tput:.1f}/s")
+            self._set(self.limit * 2 if self.slow_start else self.limit + self._step(),
+                      f"throughput rose to {tput:.1f}/s")
             return
-        self.slow_start = False
-        if probe is not None and probe[2] == "up":  # one more in flight did not pay: back, then try fewer
+        if self.slow_start:
+            self.slow_start = False
+            self._best_tput = max(self._best_tput, tput)
+            if full:  # the doubling passed the server's slots: back to them, a quarter queued
+                self._set(self._unqueued(latency), f"latency {latency * 1000:.0f} ms, 1.5 times the best: slots full")
+                return
+        if probe is not None and probe[2] == "up":  # more in flight did not pay: back, then try fewer
             self._set(probe[0], f"no gain at {self.limit} ({tput:.1f}/s)")
             self._next = "down"
             return
@@ -120,20 +162,45 @@ class AdaptiveLimit:
             if tput >= self._best_tput / 1.02:  # as fast as the best seen with fewer in flight: keep it, try fewer
                 # (held against the best, not the last window: noise cannot ratchet the limit down)
                 self._best_tput = max(self._best_tput, tput)
+                self._hold_for = 0
                 self._down()
-            else:  # fewer lost throughput: back to where it was, and try more next time
+            else:  # fewer lost throughput: back to where it was, and try more next time; each failed try
+                # of fewer doubles the windows held before the next (a settled limit is not pulled below
+                # the server's slots every few windows)
                 self._set(probe[0], f"slower at {self.limit} ({tput:.1f}/s against {probe[1]:.1f}/s)")
                 self._next = "up"
+                self._hold_for = min(16, max(1, 2 * self._hold_for))
+                self._hold = self._hold_for
             return
-        if latency > 2 * self._best_latency:  # requests queue in the server: shrink by the queue measured
-            self._set(int(self.limit * self._best_latency / latency),
+        if latency > 2 * self._best_latency:  # requests queue in the server: shrink by the queue measured,
+            # leaving a quarter of the server's share waiting
+            self._set(self._unqueued(latency),
                       f"latency {latency * 1000:.0f} ms, over twice the best without more throughput")
             return
-        if self._next == "down":
+        if self._next == "down" and not queued and self.limit < self._top():
+            self._next = "up"  # hardly anything waits in the server: fewer would gain no latency worth a window
+            self._probe = (self.limit, tput, "up")
+            self._set(self.limit + self._step(), "probing more")
+        elif self._next == "down" and self._hold:
+            self._hold -= 1
+        elif self._next == "down" or self.limit >= self._top():
             self._down(tput)
         else:
             self._probe = (self.limit, tput, "up")
-            self._set(self.limit + 1, "probing one more")
+            self._set(self.limit + self._step(), "probing more")
+
+    def _unqueued(self, latency: float) -> int:
+        """The limit whose queue in the server is a quarter of its share: the latency over the best
+        seen is the share of the limit that waits."""
+        assert self._best_latency is not None
+        return int(self.limit * self._best_latency / latency * 1.25)
+
+    def _step(self) -> int:
+        """An eighth more (one at least), never up to the limit the server last pushed back at."""
+        return max(0, min(max(1, self.limit // 8), self._top() - self.limit))
+
+    def _top(self) -> int:
+        return self.ceiling if self._pushed_at is None else min(self.ceiling, self._pushed_at - 1)
 
     def _down(self, tput: float | None = None) -> None:
         """Try fewer in flight: a server that is full answers as fast with less queued."""
