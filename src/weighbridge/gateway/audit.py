@@ -31,7 +31,6 @@ import hashlib
 import hmac
 import json
 import os
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -88,34 +87,61 @@ class HeadStore(Protocol):
 
 
 class FileHead:
-    """The head as a small JSON file, replaced atomically (a reader never sees half of one)."""
+    """The head as a small JSON record of a fixed size, overwritten in place by one ``pwrite``.
+
+    The gateway writes it after every audit batch - at one request a batch, once a request - and
+    replacing a file (a temporary file, then a rename) cost ~230 µs of CPU on this machine, a third of
+    the gateway's whole request; one write to a file held open costs ~7 µs. A reader could in
+    principle meet a write half done, so the record carries the digest of its own fields (``check``)
+    and ``read`` tries again when it does not match; a head without one (written by hand, or by an
+    older gateway) is read as it is."""
+
+    SIZE = 512  # bytes on disk: the record padded with spaces (seq, two 64-hex digests and a time use ~230)
+    RETRIES = 5
 
     def __init__(self, path: str, key: bytes | None) -> None:
         self.where, self.path, self.key = path, Path(path), key
+        self._fd: int | None = None
+
+    @staticmethod
+    def _check(head: dict[str, Any]) -> str:
+        fields = {k: v for k, v in head.items() if k != "check"}
+        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
     def write(self, seq: int, digest: str) -> None:
-        head = {"seq": seq, "hash": digest, "ts": time.time(),
-                "mac": _head_mac(self.key, seq, digest) if self.key else None}
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name + ".", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(head, f)
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        head: dict[str, Any] = {"seq": seq, "hash": digest, "ts": time.time(),
+                                "mac": _head_mac(self.key, seq, digest) if self.key else None}
+        head["check"] = self._check(head)
+        data = json.dumps(head).encode()
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        os.pwrite(self._fd, data.ljust(self.SIZE - 1) + b"\n", 0)
 
     def read(self) -> dict[str, Any] | None:
-        try:
-            head: dict[str, Any] | None = json.loads(self.path.read_text())
+        problem = ""
+        for attempt in range(self.RETRIES):
+            if attempt:
+                time.sleep(0.01)  # a write in progress: it takes microseconds
+            try:
+                with open(self.path, "rb") as f:
+                    head = json.loads(f.read(self.SIZE * 2))  # bounded: a head is SIZE bytes
+            except FileNotFoundError:
+                return None
+            except (ValueError, OSError) as e:
+                problem = str(e)
+                continue
+            if not isinstance(head, dict):
+                return {"unreadable": "not a JSON object"}
+            if "check" in head and head["check"] != self._check(head):
+                problem = "its own check digest does not match its fields"
+                continue
             return head
-        except FileNotFoundError:
-            return None
-        except (ValueError, OSError) as e:
-            return {"unreadable": str(e)}
+        return {"unreadable": problem}
 
     def close(self) -> None:
-        return None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 class PostgresHead:
