@@ -2,9 +2,11 @@
 
 Starts the instant upstream of bench/instant_server.py, ``weighbridge serve`` in front of it (its
 defaults: an API key, synchronous SQLite audit, redaction of the audit copy, metrics) and, when a LiteLLM
-install is given (``--litellm /path/to/venv/bin/litellm``, its own virtual environment, no
-database, its master key set because it refuses to start without one), LiteLLM's proxy in front of
-the same upstream. Each runs in its own process.
+install is given (``--litellm /path/to/venv/bin/litellm``, its own virtual environment), LiteLLM's
+proxy in front of the same upstream, configured as its production docs say for one instance: one
+Uvicorn worker per instance, scaled out by instances (docs.litellm.ai/docs/proxy/server_tuning), a
+master key (it refuses to start without one), logs at ERROR, no database - its command and config
+are printed, and its figures are divided by ours at the end. Each runs in its own process.
 
 Method: open loop at a fixed rate (constant arrivals), for streamed and plain requests; every
 request's latency is taken by the client from send to last byte, and the target's CPU (its process
@@ -104,6 +106,14 @@ def weighbridge_gateway(upstream: str, workdir: Path, workers: int = 1, redis: s
         stop(proc)
 
 
+def _pkg_version(binary: str) -> str:
+    """The litellm version installed beside the binary (its own virtual environment)."""
+    python = Path(binary).with_name("python")
+    got = subprocess.run([str(python), "-c", "import importlib.metadata as m; print(m.version('litellm'))"],
+                         capture_output=True, text=True)
+    return got.stdout.strip() or "(version unknown)"
+
+
 @contextlib.contextmanager
 def litellm_proxy(binary: str, upstream: str, workdir: Path) -> Iterator[tuple[str, int, dict[str, str]]]:
     cfg = workdir / "litellm.yaml"
@@ -115,8 +125,13 @@ def litellm_proxy(binary: str, upstream: str, workdir: Path) -> Iterator[tuple[s
     master = "sk-bench-" + os.urandom(16).hex()  # recent LiteLLM refuses to start without a master key
     env = {**os.environ, "LITELLM_MASTER_KEY": master, "LITELLM_LOG": "ERROR", "LITELLM_LOCAL_MODEL_COST_MAP": "True", "DISABLE_SCHEMA_UPDATE": "true", "LITELLM_TELEMETRY": "False"}
     env.pop("DATABASE_URL", None)
-    proc = subprocess.Popen([binary, "--config", str(cfg), "--host", "127.0.0.1", "--port", str(port),
-                             "--num_workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    cmd = [binary, "--config", str(cfg), "--host", "127.0.0.1", "--port", str(port), "--num_workers", "1"]
+    shown = {k: ("sk-…" if k == "LITELLM_MASTER_KEY" else env[k]) for k in (
+        "LITELLM_MASTER_KEY", "LITELLM_LOG", "LITELLM_LOCAL_MODEL_COST_MAP", "DISABLE_SCHEMA_UPDATE", "LITELLM_TELEMETRY")}
+    print(f"  litellm {_pkg_version(binary)}: {' '.join(f'{k}={v}' for k, v in shown.items())} "
+          f"{' '.join(cmd[:1] + ['--config', 'litellm.yaml'] + cmd[3:])}\n  litellm.yaml:\n"
+          + "".join(f"    {line}\n" for line in cfg.read_text().splitlines()), end="", flush=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     try:
         _wait(f"http://127.0.0.1:{port}/health/liveliness", proc, "litellm proxy", timeout=180)
         yield f"http://127.0.0.1:{port}/v1", proc.pid, {"authorization": f"Bearer {master}"}
@@ -246,6 +261,7 @@ def main() -> None:
             return
         cells: dict[tuple[float, bool, str], tuple[list[float], int, float, float, str]] = {}
         cpu_rows: list[str] = []
+        cpu_medians: dict[tuple[str, bool], float] = {}
         sustained: list[str] = []
         for name, make in makers.items():
             wait_idle()
@@ -253,7 +269,7 @@ def main() -> None:
                 asyncio.run(open_loop(base, 50, 1, True, h))  # warm connections and code paths
                 asyncio.run(open_loop(base, 50, 1, False, h))
                 if args.cpu_reps and name != "direct":
-                    cpu_rows += cpu_per_request(name, base, pid, h, args.cpu_reps)
+                    cpu_rows += cpu_per_request(name, base, pid, h, args.cpu_reps, cpu_medians)
                 for rate in rates:
                     for stream in (False, True):
                         quiet = wait_idle()
@@ -282,6 +298,20 @@ def main() -> None:
                     print(f"{rate:>6.0f} {'stream' if stream else 'plain':>6} {name:>16} {achieved:>9.1f} {fail:>5} "
                           f"{p50:>7.2f} {p99:>7.2f} {added[0]:>10} {added[1]:>10} "
                           f"{'–' if name == 'direct' else f'{cpu:.3f}':>11}  {quiet}", flush=True)
+        if "litellm" in makers and "weighbridge" in makers:
+            print("\nLiteLLM against weighbridge in this run (LiteLLM's figure ÷ weighbridge's; above 1: LiteLLM spends more)")
+            for (name, stream), value in cpu_medians.items():
+                if name == "litellm" and cpu_medians.get(("weighbridge", stream)):
+                    print(f"  CPU per request, sequential, {'stream' if stream else 'plain'}: "
+                          f"{value / cpu_medians[('weighbridge', stream)]:.1f}×")
+            for rate in rates:
+                for stream in (False, True):
+                    ours, theirs = cells[(rate, stream, "weighbridge")], cells[(rate, stream, "litellm")]
+                    d50 = _fmt(cells[(rate, stream, "direct")][0])[0]
+                    if ours[0] and theirs[0]:
+                        added_ours, added_theirs = _fmt(ours[0])[0] - d50, _fmt(theirs[0])[0] - d50
+                        print(f"  {rate:.0f} req/s {'stream' if stream else 'plain'}: CPU per request "
+                              f"{theirs[3] / ours[3]:.1f}×, added p50 {added_theirs:+.2f} ms against {added_ours:+.2f} ms")
         if sustained:
             print("\nhighest sustained rate (achieved ≥ 95% of offered, p99 < 50 ms), streamed requests, 5 s per step")
             print("\n".join(sustained))
@@ -309,7 +339,7 @@ async def _sequential(base: str, headers: dict[str, str], n: int, stream: bool) 
 
 
 def cpu_per_request(name: str, base: str, pid: int | None, headers: dict[str, str], reps: int,
-                    n: int = 500) -> list[str]:
+                    medians: dict[tuple[str, bool], float], n: int = 500) -> list[str]:
     """CPU of one gateway's process tree per request, one request at a time, on a quiet machine: the
     figure another busy process moves least (wall-clock percentiles on two shared cores swing by
     milliseconds)."""
@@ -321,6 +351,7 @@ def cpu_per_request(name: str, base: str, pid: int | None, headers: dict[str, st
             before = _cpu_s(pid)
             asyncio.run(_sequential(base, headers, n, stream))
             values.append((_cpu_s(pid) - before) * 1000 / n)
+        medians[(name, stream)] = statistics.median(values)
         rows.append(f"  {name:>16} {'stream' if stream else 'plain':>6} {statistics.median(values):.3f} "
                     f"({min(values):.3f}–{max(values):.3f})")
     return rows
