@@ -267,7 +267,7 @@ class LlamaCppBackend(BackendBase):
 
     # -- generation ---------------------------------------------------------------------------
     async def generate(self, request: Request) -> Generation:
-        if self._batcher is not None and not (request.thinking_budget and request.thinking != "off"):
+        if self._batcher is not None and request.applied_thinking_budget is None:
             return await self._batcher.submit(request)  # a thinking budget watches one answer: it decodes alone
         return await asyncio.get_running_loop().run_in_executor(LLAMA_THREAD, self._generate_sync, request)
 
@@ -324,9 +324,8 @@ class LlamaCppBackend(BackendBase):
             self.calls += 1
             prep = self._prepare(llm, request)
             timings = Timings(sent=time.perf_counter_ns())
-            budget = request.thinking_budget if request.thinking != "off" else None
             pieces, finish, forced = llama_budget.decode(llm, prep.tokens, request, prep.stops, prep.grammar, timings,
-                                                         budget, self.spec.reasoning_tags)
+                                                         request.applied_thinking_budget, self.spec.reasoning_tags)
             return self._result(llm, request, prep, "".join(pieces), finish, timings, forced)
 
     def _result(self, llm: Any, request: Request, prep: Prepared, text: str, finish: str | None, timings: Timings,
@@ -346,9 +345,8 @@ class LlamaCppBackend(BackendBase):
             raw["thinking_opened"] = True  # the prompt opened the thinking: the text starts inside it
         if prep.grammar_note:
             raw["grammar_note"] = prep.grammar_note
-        budget = request.thinking_budget if request.thinking != "off" else None
-        if budget is not None:
-            raw["thinking_budget"] = {"budget": budget, "closed_by_weighbridge": forced}
+        if request.applied_thinking_budget is not None:
+            raw["thinking_budget"] = {"budget": request.applied_thinking_budget, "closed_by_weighbridge": forced}
         return Generation.from_timings(timings, text=text, finish_reason=finish, prompt_tokens=len(prep.tokens),
                                        completion_tokens=completion_tokens, token_source="tokenizer",
                                        raw=raw, tool_calls=calls)

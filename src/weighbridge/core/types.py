@@ -53,6 +53,11 @@ class Request:
                 if v is not None or k not in ("tools", "tool_choice", "response_format", "thinking",
                                               "thinking_budget")}
 
+    @property
+    def applied_thinking_budget(self) -> int | None:
+        """The thinking budget that applies: none when thinking is switched off."""
+        return self.thinking_budget if self.thinking != "off" else None
+
     def schema(self) -> dict[str, Any] | None:
         """The JSON schema the reply must follow, from ``json_schema`` or a json_schema ``response_format``."""
         if self.json_schema is not None:
