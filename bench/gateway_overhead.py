@@ -307,11 +307,13 @@ def main() -> None:
             for rate in rates:
                 for stream in (False, True):
                     ours, theirs = cells[(rate, stream, "weighbridge")], cells[(rate, stream, "litellm")]
-                    d50 = _fmt(cells[(rate, stream, "direct")][0])[0]
-                    if ours[0] and theirs[0]:
+                    direct = cells[(rate, stream, "direct")][0]
+                    if ours[0] and theirs[0] and direct:
+                        d50 = _fmt(direct)[0]
                         added_ours, added_theirs = _fmt(ours[0])[0] - d50, _fmt(theirs[0])[0] - d50
+                        ratio = f"{theirs[3] / ours[3]:.1f}×" if ours[3] > 0 else "– (ours read 0 CPU ticks)"
                         print(f"  {rate:.0f} req/s {'stream' if stream else 'plain'}: CPU per request "
-                              f"{theirs[3] / ours[3]:.1f}×, added p50 {added_theirs:+.2f} ms against {added_ours:+.2f} ms")
+                              f"{ratio}, added p50 {added_theirs:+.2f} ms against {added_ours:+.2f} ms")
         if sustained:
             print("\nhighest sustained rate (achieved ≥ 95% of offered, p99 < 50 ms), streamed requests, 5 s per step")
             print("\n".join(sustained))

@@ -145,8 +145,10 @@ def test_the_file_head_is_one_record_overwritten_in_place_and_a_half_written_one
     from weighbridge.gateway.audit import FileHead
 
     path = tmp_path / "gateway.db.head.json"
+    path.write_text(json.dumps({"seq": 0, "hash": "0" * 64, "ts": 0, "mac": None, "note": "x" * 2000}))  # longer
     head = FileHead(str(path), KEY.encode())
     head.write(1, "a" * 64)
+    assert head.read()["seq"] == 1  # the longer file found there left no tail behind the record
     inode = path.stat().st_ino
     head.write(2, "b" * 64)
     assert path.stat().st_ino == inode and path.stat().st_size == FileHead.SIZE  # the same file, one fixed size

@@ -113,9 +113,15 @@ class FileHead:
                                 "mac": _head_mac(self.key, seq, digest) if self.key else None}
         head["check"] = self._check(head)
         data = json.dumps(head).encode()
+        if len(data) >= self.SIZE:  # our own fields: never, unless the record grows a field
+            raise ValueError(f"audit head record of {len(data)} bytes does not fit its {self.SIZE}")
+        first = self._fd is None
         if self._fd is None:
             self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         os.pwrite(self._fd, data.ljust(self.SIZE - 1) + b"\n", 0)
+        if first:  # a file found there (written by hand, or by another tool) keeps no tail and no wider mode
+            os.ftruncate(self._fd, self.SIZE)
+            os.fchmod(self._fd, 0o600)
 
     def read(self) -> dict[str, Any] | None:
         problem = ""
