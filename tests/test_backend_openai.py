@@ -7,7 +7,7 @@ from weighbridge.backends import Request, build_backend
 from weighbridge.core.config import ModelSpec
 from weighbridge.core.errors import BackendError, BackendUnavailable
 
-from .conftest import free_port
+from .conftest import _start_llama_server, free_port, stop
 from .fake_upstream import FakeUpstream, chunk, ok_stream
 
 HELLO = [{"role": "user", "content": "Say hello in one word."}]
@@ -137,6 +137,7 @@ def test_fake_upstream_reasoning_content_counts_as_first_token():
         h.start_stream()
         h.event({"choices": [{"index": 0, "delta": {"reasoning_content": "thinking"}, "finish_reason": None}]}, delay=0.1)
         h.event(chunk("42"), delay=0.2)
+        h.event(chunk(finish="stop"))
         h.event("[DONE]")
 
     with FakeUpstream(script) as up:
@@ -169,6 +170,45 @@ def test_fake_upstream_connection_reset_mid_stream_is_retried():
     with FakeUpstream(script) as up:
         g = run(generate_once(build_backend(spec(up.base_url, model="fake-model", max_retries=2)), Request(messages=HELLO)))
         assert g.text == "whole" and len(up.posts) == 2
+
+
+def test_fake_upstream_done_without_finish_reason_is_a_cut_answer_not_a_short_one():
+    def script(h, body, n):
+        h.start_stream()
+        h.event(chunk(role="assistant", content=""))
+        h.event(chunk("The answer is"))
+        h.event("[DONE]")  # llama-cpp-python's server drops a running answer so: [DONE] with no finish_reason
+
+    with FakeUpstream(script) as up:
+        with pytest.raises(BackendError) as e:
+            run(generate_once(build_backend(spec(up.base_url, model="fake-model", max_retries=1)), Request(messages=HELLO)))
+    assert e.value.kind == "truncated" and "no finish_reason" in str(e.value) and len(up.posts) == 2
+
+
+def test_real_llama_cpp_server_interrupting_overlapped_answers_never_scores_a_cut_one(smollm_path, tmp_path):
+    """llama-cpp-python's server (interrupt_requests on, its default) ends a running stream with [DONE]
+    alone when the next request arrives: each answer is then whole, or that request's error."""
+    base, proc = _start_llama_server(smollm_path, "smollm2", tmp_path / "server.log",
+                                     extra=("--interrupt_requests", "True"))
+
+    async def overlapped():
+        b = build_backend(spec(base, max_retries=0))
+        await b.preflight()
+        try:
+            return await asyncio.gather(*(b.generate(Request(messages=HELLO, max_tokens=24)) for _ in range(3)),
+                                        return_exceptions=True)
+        finally:
+            await b.aclose()
+
+    try:
+        results = run(overlapped())
+    finally:
+        stop(proc)
+    answers = [r for r in results if not isinstance(r, BaseException)]
+    cut = [r for r in results if isinstance(r, BackendError)]
+    assert len(answers) + len(cut) == 3 and answers and cut  # the last request runs whole; the ones it overtook were cut
+    assert all(g.finish_reason in ("stop", "length") for g in answers)
+    assert all(e.kind == "truncated" for e in cut)
 
 
 def test_fake_upstream_timeout_is_reported_as_timeout():

@@ -309,6 +309,12 @@ class OpenAIBackend(BackendBase):
         if not acc.ended:
             raise BackendError(f"stream from {url} ended without [DONE] or a finish_reason (truncated)",
                                kind="truncated", retryable=True)
+        if acc.finish_reason is None:
+            # every answer's last chunk says why it ended; llama-cpp-python's server sends [DONE] alone when
+            # it drops a running answer for the next request, and that part-answer must not be scored
+            raise BackendError(f"stream from {url} closed with [DONE] but no finish_reason: the answer was cut off "
+                               "(a server that serves one request at a time and interrupts it for the next? set "
+                               "concurrency: 1)", kind="truncated", retryable=True)
         timings.done = time.perf_counter_ns()
         usage, chunks, reasoning = acc.usage, acc.pieces, acc.reasoning
         answer, tool_calls = acc.text, calls_from_slots(acc.slots)
