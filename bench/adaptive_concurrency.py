@@ -1,15 +1,23 @@
 """Does ``concurrency: auto`` saturate a server that batches without overloading it, from any start?
 
-A 1,000-case bakeoff against bench/batching_server.py - a test double with a known capacity: 16
-sequences at once, 8 tokens each at 10 ms a token (200 requests/s), 16 more may wait for a slot, 503
-beyond - once per starting concurrency, and once at a fixed concurrency of 4 (the old default) for
-comparison. Prints the answers per second achieved against the capacity, the errors, the 503s the
-server sent (the backend retries them), the limit the run ended at, the share of the server's
-slot-steps that decoded something while it had work, and, for a start below the server's slots,
-the most a start that doubles every round could reach (the goal's ceiling from there).
+A 1,000-case bakeoff against bench/batching_server.py - a test double with a known capacity - once
+per starting concurrency, and once at a fixed concurrency of 4 (the old default) for comparison, on
+two servers:
+
+- **slots**: 16 sequences at once, 8 tokens each at 10 ms a token (200 requests/s), 16 more may
+  wait for a slot, 503 beyond;
+- **slowing**: 128 slots whose every step takes longer the more sequences share it, 2 ms × (1 +
+  n/2.25 + (n/32)²) for n decoding (fitted to llama-server on an H200, bench/gpu/served_knee.sh:
+  throughput 0.73 of its best at 4 in flight, best near 32, 0.77 of it at 128); capacity is the
+  best of any fixed concurrency, 123 requests/s at 32; it never pushes back.
+
+Prints the answers per second achieved against the capacity, the errors, the 503s the server sent
+(the backend retries them), the limit the run ended at, and for the slots server the share of its
+slot-steps that decoded something while it had work and, for a start below its slots, the most a
+start that doubles every round could reach (the goal's ceiling from there).
 
 Goal (issue 27): ≥ 95% of the server's capacity with < 1% errors, from any starting concurrency.
-Usage: python bench/adaptive_concurrency.py [--cases 1000] [--starts 1,16,128]
+Usage: python bench/adaptive_concurrency.py [--cases 1000] [--starts 1,16,128] [--servers slots,slowing]
 """
 
 from __future__ import annotations
@@ -66,34 +74,47 @@ def _ramp_bound(cases: int, start: int, server: BatchingServer) -> float:
     return cases / (seconds + left / server.capacity_rps)
 
 
+SERVERS = {
+    "slots": lambda: BatchingServer(capacity=16, step_s=0.01, tokens=8, queue=16),
+    "slowing": lambda: BatchingServer(capacity=128, step_s=0.002, tokens=8, queue=128, per_seq=1 / 2.25, knee=32),
+}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cases", type=int, default=1000)
     ap.add_argument("--starts", default="1,16,128")
+    ap.add_argument("--servers", default="slots,slowing")
     args = ap.parse_args()
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
     runs: list[tuple[str, int | str, int]] = [("fixed 4", 4, 4)] + [
         (f"auto from {s}", "auto", int(s)) for s in args.starts.split(",")]
-    for label, concurrency, start in runs:
-        server = BatchingServer(capacity=16, step_s=0.01, tokens=8, queue=16)
-        with tempfile.TemporaryDirectory() as tmp, server.running() as base:
-            seconds, stats, bake = _run(base, args.cases, concurrency, start, Path(tmp))
-        rps = args.cases / seconds
-        limiter = bake.adaptive.get("batching")
-        tail = ""
-        if limiter is not None:
-            ups = sum(1 for _, _, why in limiter.trace if why.startswith("throughput"))
-            downs = sum(1 for _, _, why in limiter.trace if why.startswith("pressure"))
-            tail = f" · limit at the end {limiter.limit} ({ups} rises, {downs} back-offs)"
-        used = server.slot_steps / max(1, server.capacity * server.steps)
-        print(f"{label:>14}: {rps:6.1f} answers/s = {rps / server.capacity_rps:4.0%} of the server's "
-              f"{server.capacity_rps:.0f}/s (slots busy {used:.0%} of its steps) · errors {stats.errors}/{args.cases} "
-              f"({stats.errors / args.cases:.1%}) · 503s sent {server.refused} · most decoding at once "
-              f"{server.peak_active}{tail}", flush=True)
-        if concurrency == "auto" and start < server.capacity:
-            best = _ramp_bound(args.cases, start, server)
-            print(f"{'':>16}the most any start from {start} that doubles every round can reach: "
-                  f"{best:.1f}/s = {best / server.capacity_rps:.0%} (its first rounds leave slots empty)")
+    for name in args.servers.split(","):
+        slots = name == "slots"
+        model = SERVERS[name]()
+        print(f"server '{name}': capacity {model.capacity_rps:.0f} answers/s at {model.best_concurrency} in flight, "
+              f"{model.capacity} slots", flush=True)
+        for label, concurrency, start in runs:
+            server = SERVERS[name]()
+            with tempfile.TemporaryDirectory() as tmp, server.running() as base:
+                seconds, stats, bake = _run(base, args.cases, concurrency, start, Path(tmp))
+            rps = args.cases / seconds
+            limiter = bake.adaptive.get("batching")
+            tail = ""
+            if limiter is not None:
+                ups = sum(1 for _, _, why in limiter.trace if why.startswith("throughput"))
+                downs = sum(1 for _, _, why in limiter.trace if why.startswith("pressure"))
+                tail = f" · limit at the end {limiter.limit} ({ups} rises, {downs} back-offs)"
+            used = (f" (slots busy {server.slot_steps / max(1, server.capacity * server.steps):.0%} of its steps)"
+                    if slots else "")
+            print(f"{label:>14}: {rps:6.1f} answers/s = {rps / server.capacity_rps:4.0%} of the server's "
+                  f"{server.capacity_rps:.0f}/s{used} · errors {stats.errors}/{args.cases} "
+                  f"({stats.errors / args.cases:.1%}) · 503s sent {server.refused} · most decoding at once "
+                  f"{server.peak_active}{tail}", flush=True)
+            if slots and concurrency == "auto" and start < server.capacity:
+                best = _ramp_bound(args.cases, start, server)
+                print(f"{'':>16}the most any start from {start} that doubles every round can reach: "
+                      f"{best:.1f}/s = {best / server.capacity_rps:.0%} (its first rounds leave slots empty)")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,11 @@ while it had work. OpenAI-style streaming on
 loopback, asyncio in a process of its own (a thread of the caller's would share its interpreter lock
 and cap both), one connection per request; ``GET /stats`` says what it did.
 
+With ``per_seq`` or ``knee`` a step takes longer the more sequences share it, ``step_s × (1 +
+per_seq × n + (n / knee)²)`` for n decoding, as a real server's does (llama-server on an H200 in
+bench/gpu/served_knee.sh: throughput peaked near 32 in flight and fell past it, with slots to
+spare): its capacity is then the best of ``n / (tokens × step(n))``, at ``best_concurrency``.
+
 Used by bench/adaptive_concurrency.py and the tests of ``concurrency: auto``.
 """
 
@@ -22,14 +27,29 @@ from contextlib import contextmanager
 
 
 class BatchingServer:
-    def __init__(self, capacity: int, step_s: float, tokens: int, queue: int) -> None:
+    def __init__(self, capacity: int, step_s: float, tokens: int, queue: int, per_seq: float = 0.0,
+                 knee: float = 0.0) -> None:
         self.capacity, self.step_s, self.tokens, self.queue = capacity, step_s, tokens, queue
+        self.per_seq, self.knee = per_seq, knee
         self.peak_active = self.served = self.refused = 0
         self.steps = self.busy_steps = self.slot_steps = 0  # steps taken, steps with a sequence, sequence-steps
 
+    def step_time(self, n: int) -> float:
+        """One step's time with ``n`` sequences decoding."""
+        return self.step_s * (1 + self.per_seq * n + ((n / self.knee) ** 2 if self.knee else 0.0))
+
+    def answers_per_s(self, n: int) -> float:
+        """The throughput with ``n`` requests in flight (past the slots, the rest wait)."""
+        n = min(n, self.capacity)
+        return n / (self.tokens * self.step_time(n))
+
+    @property
+    def best_concurrency(self) -> int:
+        return max(range(1, self.capacity + 1), key=self.answers_per_s)
+
     @property
     def capacity_rps(self) -> float:
-        return self.capacity / (self.tokens * self.step_s)
+        return self.answers_per_s(self.best_concurrency)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -67,7 +87,7 @@ class BatchingServer:
             if not self._active and not self._waiting:
                 self._work.clear()
                 await self._work.wait()
-                start, k = loop.time(), 0
+                due = loop.time()
             while self._waiting and len(self._active) < self.capacity:
                 writer, done = self._waiting.popleft()
                 writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n")
@@ -76,6 +96,7 @@ class BatchingServer:
             self.steps += 1
             self.busy_steps += bool(self._active)
             self.slot_steps += len(self._active)
+            decoding = len(self._active)  # this step's time grows with them (per_seq, knee)
             for seq in self._active:
                 seq[0].write(b'data: {"choices":[{"index":0,"delta":{"content":"tok "},"finish_reason":null}]}\n\n')
                 seq[2] += 1
@@ -87,8 +108,8 @@ class BatchingServer:
                 self._active.remove(seq)
                 if not seq[1].done():
                     seq[1].set_result(None)
-            k += 1
-            await asyncio.sleep(max(0.0, start + k * self.step_s - loop.time()))
+            due += self.step_time(decoding)
+            await asyncio.sleep(max(0.0, due - loop.time()))
 
     @staticmethod
     def _json(writer: asyncio.StreamWriter, status: int, obj: dict) -> None:
@@ -118,7 +139,7 @@ class BatchingServer:
         port = sock.getsockname()[1]
         sock.close()
         proc = subprocess.Popen([sys.executable, __file__, str(port), str(self.capacity), str(self.step_s),
-                                 str(self.tokens), str(self.queue)])
+                                 str(self.tokens), str(self.queue), str(self.per_seq), str(self.knee)])
         base = f"http://127.0.0.1:{port}/v1"
         try:
             for _ in range(100):
@@ -139,5 +160,6 @@ class BatchingServer:
 if __name__ == "__main__":
     import sys
 
-    port, capacity, step_s, tokens, queue = sys.argv[1:6]
-    asyncio.run(BatchingServer(int(capacity), float(step_s), int(tokens), int(queue)).serve(int(port)))
+    port, capacity, step_s, tokens, queue, per_seq, knee = sys.argv[1:8]
+    asyncio.run(BatchingServer(int(capacity), float(step_s), int(tokens), int(queue), float(per_seq),
+                               float(knee)).serve(int(port)))

@@ -5,6 +5,7 @@ exact), then the engine against a test double of a batching server with a known 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -53,6 +54,53 @@ def test_the_controller_settles_at_the_servers_capacity_from_any_start(monkeypat
     assert limiter.trace[0] == (0.0, min(start, 256), "start")
     if start == 256 and queue == 16:
         assert any(why.startswith("pressure") for _, _, why in limiter.trace)  # it backed off
+
+
+def test_a_server_whose_steps_slow_as_its_batch_grows_is_held_near_its_knee_not_starved(monkeypatch):
+    """As llama-server --parallel 128 on an H200 measured (bench/gpu/served_knee.sh): each decoding
+    step takes longer the more sequences share it, so an answer's latency rises with no queue at all,
+    and throughput peaks near 32 in flight. Counting latency in the server's own steps (from the
+    time to first token and the gaps between tokens) tells slower steps from a queue: the limit stays
+    where throughput is, where counting seconds took it down to 2 (45% of the best)."""
+    clock = [0.0]
+    monkeypatch.setattr(adaptive.time, "monotonic", lambda: clock[0])
+    limiter = AdaptiveLimit(start=4, ceiling=256)
+    slots, tokens = 128, 8
+
+    def step_s(active: int) -> float:
+        return 0.002 * (1 + active / 2.25 + (active / 32) ** 2)
+
+    def answers_per_s(limit: int) -> float:
+        return min(limit, slots) / (tokens * step_s(min(limit, slots)))
+
+    served = []
+    for _ in range(6000):
+        limit = limiter.limit
+        clock[0] += 1 / answers_per_s(limit)
+        waited = tokens * max(0.0, limit / slots - 1)  # past its slots, requests wait whole answers
+        limiter.done(True, (tokens + waited) * step_s(min(limit, slots)), step_s(min(limit, slots)))
+        served.append(answers_per_s(limiter.limit))
+    best = max(answers_per_s(n) for n in range(1, 257))
+    assert sum(served[-3000:]) / 3000 >= 0.92 * best, limiter.trace
+    assert min(n for _, n, _ in limiter.trace[1:]) >= 8, limiter.trace
+
+
+def test_step_times_from_outside_are_checked_and_one_answer_without_one_turns_the_count_to_seconds():
+    from weighbridge.core.types import Generation
+
+    def gen(tokens, decode_ms):
+        return dataclasses.replace(Generation.answer_only("x"), completion_tokens=tokens, decode_ms=decode_ms)
+
+    assert adaptive.step_seconds(gen(9, 80.0)) == pytest.approx(0.01)
+    for bad in (gen(1, 80.0), gen(None, 80.0), gen(9, 0.0), gen(9, None), gen(9, float("nan")),
+                gen(9, float("inf")), gen(9, -5.0), None):
+        assert adaptive.step_seconds(bad) is None
+    limiter = AdaptiveLimit(start=4, ceiling=64)
+    limiter.done(True, 0.08, 0.01)
+    assert limiter._in_steps
+    limiter.done(True, 0.08, None)  # an agent's episode, a one-token answer: seconds from now on, for every answer
+    limiter.done(True, 0.08, 0.01)
+    assert not limiter._in_steps and limiter._best_latency is None
 
 
 def test_the_controller_never_passes_its_ceiling_and_backs_off_at_once_once_a_round(monkeypatch):

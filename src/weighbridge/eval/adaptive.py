@@ -4,18 +4,24 @@ vLLM, SGLang and TGI reach their throughput at tens to hundreds of concurrent re
 leaves them mostly idle, and too high a number overloads a small server into 503s and timeouts.
 ``concurrency: auto`` adapts instead, the way TCP finds a path's capacity:
 
+- **latency in steps**: an answer's latency is counted in the server's own decoding steps (divided
+  by its mean gap between tokens), so that a step that slows as more sequences share it - every
+  real server's does, llama-server's on an H200 enough that throughput peaked at 32 in flight with
+  128 slots - reads as what it is, not as a queue; answers without a step time (not streamed, one
+  token, an agent's episode) count in seconds;
 - **start**: double the limit every round (a window of as many answers as the limit) while the
   window's throughput rises by at least 5%, nothing pushed back, and unless the window's median
   latency passed 1.5 times the best seen while the doubled limit did not raise throughput by half
   (requests have begun to queue in the server: its slots are full - the way HyStart leaves TCP's
   slow start on delay before a loss - and the limit goes back to the server's share with a quarter
-  queued); after that a window is twice the limit, at least 16 answers, and half a second;
+  queued); a doubling that lowered throughput with nothing queued (past the knee) goes back to the
+  best limit; after that a window is twice the limit, at least 16 answers, and half a second;
 - **then probe**: once throughput stops rising, try an eighth more in flight (one at least, never up
-  to a limit the server pushed back at in the last eight windows) and keep it only if it paid; when
-  the median latency is 1.5 times the best (requests queue in the server), try 15% fewer next and
-  keep that while it is within 2% of the best throughput seen (a full server answers as fast with
-  less queued: the latencies a bakeoff reports are then not inflated by its own queue); each failed
-  try of fewer doubles the windows held before the next;
+  to a limit the server pushed back at in the last eight windows) and keep it only if it paid; then
+  try 15% fewer and keep that while it is within 2% of the best throughput seen (a full server
+  answers as fast with less queued, so the latencies a bakeoff reports are not inflated by its own
+  queue; one past its knee answers faster); each failed try of fewer doubles the windows held
+  before the next;
 - **back off** on pressure - a 429 or 503 the backend saw (even one it retried), a connection
   failure, a timeout, an errored job - at once, not at the window's end, and once a round: to half
   while starting (the doubling may have overshot by that much), to 0.7 after (CUBIC's factor: the
@@ -33,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import math
 import statistics
 import time
 from collections.abc import Callable
@@ -42,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..core.config import ModelSpec
+    from ..core.types import Generation
 
 GROWTH = 1.05  # a window must beat the best throughput by this much for a larger limit to count as paying
 MIN_WINDOW_S = 0.5  # after the start, a window lasts this long at least: a server's step (10-50 ms) makes a
@@ -64,7 +72,9 @@ class AdaptiveLimit:
         self._cond = asyncio.Condition()
         self._t0 = time.monotonic()
         self._window_start = self._t0
-        self._window: list[tuple[bool, float]] = []  # (ok, latency s) of the answers since the last decision
+        self._window: list[tuple[bool, float, float | None]] = []  # (ok, latency s, step s) since the last decision
+        self._in_steps = True  # latencies counted in the server's steps (every answer so far had its step time)
+        self._best_limit = self.limit  # the limit of the best throughput while starting
         self._pressure_at_start = self.pressure()
         self._best_tput = 0.0
         self._best_latency: float | None = None
@@ -94,9 +104,15 @@ class AdaptiveLimit:
         the ramp must be quick); after, two rounds and at least 16 (one is too noisy to judge a probe)."""
         return self.limit if self.slow_start else max(2 * self.limit, 16)
 
-    def done(self, ok: bool, latency_s: float) -> None:
-        """One answer came back (or failed): back off at once on pressure, else decide once a window is complete."""
-        self._window.append((ok, latency_s))
+    def done(self, ok: bool, latency_s: float, step_s: float | None = None) -> None:
+        """One answer came back (or failed): back off at once on pressure, else decide once a window is
+        complete. ``step_s``, the answer's mean gap between tokens, puts its latency in the server's
+        own steps: a step that slows as the batch grows then reads as what it is, not as a queue (an
+        answer without one - non-streamed, one token, an agent's episode - turns the count to seconds
+        for good, since one window must not mix the two)."""
+        if self._in_steps and not (step_s is not None and math.isfinite(step_s) and step_s > 0):
+            self._in_steps, self._best_latency = False, None
+        self._window.append((ok, latency_s, step_s))
         self._since_cut += 1
         pushed = self.pressure() - self._pressure_at_start
         if pushed or not ok:
@@ -133,7 +149,7 @@ class AdaptiveLimit:
         elapsed = max(now - self._window_start, 1e-6)
         self._window_start = now
         tput = len(window) / elapsed
-        latency = statistics.median(lat for _, lat in window)
+        latency = statistics.median(lat / step if self._in_steps and step else lat for _, lat, step in window)
         rising = tput >= self._best_tput * GROWTH
         if self._best_latency is None or latency < self._best_latency:
             self._best_latency = latency
@@ -144,15 +160,19 @@ class AdaptiveLimit:
             self._pushed_at = None
         full = queued and tput < self._best_tput * 1.5  # the latency grew and a doubled limit did not pay half again
         if rising and (probe is None or probe[2] == "up") and not (self.slow_start and full):
-            self._best_tput = tput
+            self._best_tput, self._best_limit = tput, self.limit
             self._set(self.limit * 2 if self.slow_start else self.limit + self._step(),
                       f"throughput rose to {tput:.1f}/s")
             return
         if self.slow_start:
             self.slow_start = False
+            fell, before = tput < self._best_tput, self._best_tput
             self._best_tput = max(self._best_tput, tput)
             if full:  # the doubling passed the server's slots: back to them, a quarter queued
-                self._set(self._unqueued(latency), f"latency {latency * 1000:.0f} ms, 1.5 times the best: slots full")
+                self._set(self._unqueued(latency), f"latency {self._latency_text(latency)}, 1.5 times the best: slots full")
+                return
+            if fell:  # past the knee with nothing queued (each step slower with more sharing it): back to it
+                self._set(self._best_limit, f"throughput fell at {self.limit} ({tput:.1f}/s against {before:.1f}/s)")
                 return
         if probe is not None and probe[2] == "up":  # more in flight did not pay: back, then try fewer
             self._set(probe[0], f"no gain at {self.limit} ({tput:.1f}/s)")
@@ -175,19 +195,18 @@ class AdaptiveLimit:
         if latency > 2 * self._best_latency:  # requests queue in the server: shrink by the queue measured,
             # leaving a quarter of the server's share waiting
             self._set(self._unqueued(latency),
-                      f"latency {latency * 1000:.0f} ms, over twice the best without more throughput")
+                      f"latency {self._latency_text(latency)}, over twice the best without more throughput")
             return
-        if self._next == "down" and not queued and self.limit < self._top():
-            self._next = "up"  # hardly anything waits in the server: fewer would gain no latency worth a window
-            self._probe = (self.limit, tput, "up")
-            self._set(self.limit + self._step(), "probing more")
-        elif self._next == "down" and self._hold:
+        if self._next == "down" and self._hold:
             self._hold -= 1
         elif self._next == "down" or self.limit >= self._top():
             self._down(tput)
         else:
             self._probe = (self.limit, tput, "up")
             self._set(self.limit + self._step(), "probing more")
+
+    def _latency_text(self, latency: float) -> str:
+        return f"{latency:.1f} steps" if self._in_steps else f"{latency * 1000:.0f} ms"
 
     def _unqueued(self, latency: float) -> int:
         """The limit whose queue in the server is a quarter of its share: the latency over the best
@@ -210,6 +229,16 @@ class AdaptiveLimit:
             return
         self._probe = (self.limit, tput if tput is not None else self._best_tput, "down")
         self._set(fewer, "probing fewer")
+
+
+def step_seconds(gen: "Generation | None", agent: bool = False) -> float | None:
+    """An answer's mean gap between tokens: the server's step time while it decoded this answer
+    (None where it cannot be told: no answer, an agent's episode of several, fewer than two tokens,
+    no decode time)."""
+    if gen is None or agent or not gen.completion_tokens or gen.completion_tokens < 2 or not gen.decode_ms:
+        return None
+    step = gen.decode_ms / 1000 / (gen.completion_tokens - 1)
+    return step if math.isfinite(step) and step > 0 else None
 
 
 def _pushbacks(backend: Any) -> int:

@@ -24,7 +24,7 @@ from ..catalog.families import model_family
 from ..core.hashing import stable_hash
 from .agent.job import episode_definition, gold_states, run_agent_job
 from .agent.sandboxed import EnvironmentFailed
-from .adaptive import AdaptiveLimit, choose_concurrency
+from .adaptive import AdaptiveLimit, choose_concurrency, step_seconds
 from .applicable import COMPLETION_AGENT, NO_SANDBOX, not_applicable, scored_by
 from .jobs import Job, build_request
 from .judging import JudgeCalls, cache_key, score_answer
@@ -268,7 +268,7 @@ class Bakeoff:
                     span[1] = time.monotonic()
                     self._busy[job.model] = self._busy.get(job.model, 0.0) + span[1] - started
                     if job.model in self.adaptive:
-                        self.adaptive[job.model].done(error is None, span[1] - started)
+                        self.adaptive[job.model].done(error is None, span[1] - started, step_seconds(gen, agent))
         else:
             self.stats.cache_hits += 1
         scores: list[tuple[str, Score]] = []
