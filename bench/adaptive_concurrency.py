@@ -17,7 +17,7 @@ slot-steps that decoded something while it had work and, for a start below its s
 start that doubles every round could reach (the goal's ceiling from there).
 
 Goal (issue 27): ≥ 95% of the server's capacity with < 1% errors, from any starting concurrency.
-Usage: python bench/adaptive_concurrency.py [--cases 1000] [--starts 1,16,128] [--servers slots,slowing]
+Usage: python bench/adaptive_concurrency.py [--cases 1000] [--starts 1,4,16,128] [--servers slots,slowing]
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ SERVERS = {
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cases", type=int, default=1000)
-    ap.add_argument("--starts", default="1,16,128")
+    ap.add_argument("--starts", default="1,4,16,128")  # 4: where the engine starts
     ap.add_argument("--servers", default="slots,slowing")
     args = ap.parse_args()
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
