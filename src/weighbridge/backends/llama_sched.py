@@ -29,6 +29,7 @@ from ..core.config import BATCH_AUTO_MAX
 from ..core.contention import available_memory, cpu_model
 from ..core.errors import BackendError, WeighbridgeError
 from ..core.files import write_atomic
+from ..core.filecache import cache_dir
 from ..core.hashing import cached_sha256
 from ..core.types import Generation, Request, Timings
 from .llama_batch import BatchContext, Sequence, choose_size, measure
@@ -42,7 +43,7 @@ CALIBRATION_TTL_S = 7 * 86400
 
 
 def _rates_file() -> Path:
-    return Path(os.environ.get("WEIGHBRIDGE_CACHE_DIR", Path.home() / ".cache" / "weighbridge")) / "batch-rates.json"
+    return cache_dir() / "batch-rates.json"
 
 
 def _stored_rates(key: str) -> tuple[dict[int, float], float] | None:

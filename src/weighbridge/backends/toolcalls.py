@@ -21,6 +21,7 @@ from typing import Any
 
 import jsonschema
 
+from ..core.schemas import check_schema
 from ..core.types import ToolCall
 
 _HERMES = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|\Z)", re.DOTALL)
@@ -100,8 +101,7 @@ def tool_validators(tools: list[dict[str, Any]]) -> dict[str, Any]:
     for t in tools:
         params = t["function"].get("parameters") or {"type": "object"}
         try:
-            cls = jsonschema.validators.validator_for(params)
-            cls.check_schema(params)
+            cls = check_schema(params)
         except jsonschema.SchemaError:
             continue
         out[t["function"]["name"]] = cls(params)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import WeighbridgeError
+from .filecache import file_key, remembered
 from .hashing import stable_hash
 
 _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
@@ -128,25 +129,25 @@ class _Reader:
         raise self._fail(self.pos - 4, f"unknown GGUF value type {vtype}")
 
 
-_READ: dict[tuple[str, int, int, int], dict[str, Any]] = {}  # one process reads a file's header once
+_READ: dict[str, dict[str, Any]] = {}  # one process reads a file's header once
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:
     """Return the metadata key/values of a GGUF file (arrays longer than 64 items summarised). A
-    file read before in this process, unchanged since (size, modification time, inode), is not read
-    again: a run reads each model's header several times (license, preflight, manifest)."""
+    file read before, unchanged since (core/filecache.py), is not read again: a run reads each
+    model's header several times (license, preflight, manifest), and a re-run from the cache would
+    spend a tenth of a second walking and hashing three vocabularies."""
     try:
-        st = os.stat(path)
-        stamp = (os.path.realpath(path), st.st_size, st.st_mtime_ns, st.st_ino)
+        key = file_key(path)
     except OSError:
-        stamp = None
-    if stamp is not None and stamp in _READ:
-        return dict(_READ[stamp])
-    meta = _read_metadata(str(path))
-    if stamp is not None:
-        if len(_READ) >= 32:
-            _READ.clear()
-        _READ[stamp] = meta
+        return _read_metadata(str(path))  # gone or unreadable: the reader names the problem
+    if key in _READ:
+        return dict(_READ[key])
+    meta = remembered("gguf-metadata", key, lambda: _read_metadata(str(path)),
+                      lambda v: isinstance(v, dict) and v.get("gguf.version") is not None)
+    if len(_READ) >= 32:
+        _READ.clear()
+    _READ[key] = meta
     return dict(meta)
 
 

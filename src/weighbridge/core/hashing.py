@@ -10,6 +10,8 @@ import re
 import unicodedata
 from pathlib import Path
 
+from .filecache import file_key, remembered
+
 _CHUNK = 4 * 1024 * 1024
 
 
@@ -33,33 +35,10 @@ def stable_hash(obj: object) -> str:
     return sha256_text(json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str))
 
 
-def _cache_file() -> Path:
-    return Path(os.environ.get("WEIGHBRIDGE_CACHE_DIR", Path.home() / ".cache" / "weighbridge")) / "file-hashes.json"
-
-
 def cached_sha256(path: str | Path) -> str:
-    """sha256 of ``path``, reused while its size and mtime are unchanged."""
-    p = Path(path).resolve()
-    st = p.stat()
-    key = f"{p}|{st.st_size}|{st.st_mtime_ns}"
-    cache_path = _cache_file()
-    try:
-        cache = json.loads(cache_path.read_text())
-    except (OSError, ValueError):
-        cache = {}
-    if key in cache:
-        return str(cache[key])
-    digest = sha256_file(p)
-    cache = {k: v for k, v in cache.items() if not k.startswith(f"{p}|")}
-    cache[key] = digest
-    try:
-        cache_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(cache))
-        os.replace(tmp, cache_path)
-    except OSError:
-        pass  # a read-only home only costs a re-hash next time
-    return digest
+    """sha256 of ``path``, reused while the file is unchanged (core/filecache.py)."""
+    return remembered("file-hashes", file_key(path), lambda: sha256_file(path),
+                      lambda v: isinstance(v, str) and len(v) == 64 and all(c in "0123456789abcdef" for c in v))
 
 
 _MD_LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")

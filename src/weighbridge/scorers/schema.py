@@ -8,6 +8,7 @@ from typing import Any
 import jsonschema
 from pydantic import Field, field_validator
 
+from ..core.schemas import check_schema
 from .base import Score, ScorerSpec, TextScorer, code_block, final_answer
 
 
@@ -30,7 +31,7 @@ class JsonSchemaSpec(ScorerSpec):
     def _valid_schema(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
         if v is not None:
             try:
-                jsonschema.validators.validator_for(v).check_schema(v)
+                check_schema(v)
             except jsonschema.SchemaError as e:
                 raise ValueError(f"not a valid JSON Schema: {e.message}") from None
         return v

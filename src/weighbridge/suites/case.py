@@ -11,6 +11,7 @@ from typing import Any, Literal
 import jsonschema
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
+from ..core.schemas import check_schema
 from .agent_case import AgentLimits, EnvironmentSource, GoldCall, environment_label
 
 _VAR = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
@@ -73,7 +74,7 @@ class FunctionTool(BaseModel):
             raise ValueError(f"unknown key(s) in a tool's function: {', '.join(sorted(unknown))}")
         params = fn.get("parameters", {"type": "object", "properties": {}})
         try:
-            jsonschema.validators.validator_for(params).check_schema(params)
+            check_schema(params)
         except jsonschema.SchemaError as e:
             raise ValueError(f"tool '{fn['name']}': 'parameters' is not a valid JSON schema: {e.message}") from None
         return self
