@@ -97,3 +97,18 @@ def test_a_second_process_takes_the_llama_cpp_build_facts_without_importing_it(c
     first = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout.split()
     again = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout.split()
     assert first[1] == "True" and again == [first[0], "False"] and first[0]
+
+
+def test_compiled_report_templates_are_kept_only_in_a_folder_no_one_else_may_write(cache):
+    from weighbridge.report import templating
+
+    code = "from weighbridge.report.templating import environment; environment().get_template('run.html.j2')"
+    env = {**os.environ, "WEIGHBRIDGE_CACHE_DIR": str(cache)}
+    subprocess.run([sys.executable, "-c", code], env=env, check=True)  # loading compiles it: the cache is written
+    kept = list((cache / "templates").glob("__jinja2_*.cache"))
+    assert kept and (cache / "templates").stat().st_mode & 0o777 == 0o700
+    (cache / "templates").chmod(0o777)  # another user could plant code there: not used
+    assert templating._bytecode_cache() is None
+    shutil.rmtree(cache / "templates")
+    (cache / "templates").write_text("not a folder")  # cannot be made: no cache, still renders
+    assert templating._bytecode_cache() is None
