@@ -97,6 +97,7 @@ def test_step_times_from_outside_are_checked_and_one_answer_without_one_turns_th
         assert adaptive.step_seconds(bad) is None
     limiter = AdaptiveLimit(start=4, ceiling=64)
     limiter.done(True, 0.08, 0.01)
+    limiter.done(False, 0.5, None)  # a failed answer has no step time: it is pressure, not a reason for seconds
     assert limiter._in_steps
     limiter.done(True, 0.08, None)  # an agent's episode, a one-token answer: seconds from now on, for every answer
     limiter.done(True, 0.08, 0.01)

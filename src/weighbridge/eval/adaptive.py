@@ -109,8 +109,8 @@ class AdaptiveLimit:
         complete. ``step_s``, the answer's mean gap between tokens, puts its latency in the server's
         own steps: a step that slows as the batch grows then reads as what it is, not as a queue (an
         answer without one - non-streamed, one token, an agent's episode - turns the count to seconds
-        for good, since one window must not mix the two)."""
-        if self._in_steps and not (step_s is not None and math.isfinite(step_s) and step_s > 0):
+        for good, since one window must not mix the two; a failed answer has none and changes nothing)."""
+        if ok and self._in_steps and not (step_s is not None and math.isfinite(step_s) and step_s > 0):
             self._in_steps, self._best_latency = False, None
         self._window.append((ok, latency_s, step_s))
         self._since_cut += 1
@@ -149,7 +149,11 @@ class AdaptiveLimit:
         elapsed = max(now - self._window_start, 1e-6)
         self._window_start = now
         tput = len(window) / elapsed
-        latency = statistics.median(lat / step if self._in_steps and step else lat for _, lat, step in window)
+        latencies = [lat / step if self._in_steps and step else lat for ok, lat, step in window
+                     if ok and (step or not self._in_steps)]
+        if not latencies:
+            return  # only failures: the back-off they caused decides, not this window
+        latency = statistics.median(latencies)
         rising = tput >= self._best_tput * GROWTH
         if self._best_latency is None or latency < self._best_latency:
             self._best_latency = latency
