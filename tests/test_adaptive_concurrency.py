@@ -180,3 +180,40 @@ suites: [cases.jsonl]
     assert "mean requests in flight over the run (concurrency auto" in m.cost.formula
     assert m.cost.total_usd == pytest.approx(3.6 * (sum(r.generation.latency_ms for r in summary.rows) / 1000)
                                              / facts["mean_in_flight"] / 3600, rel=0.05)
+
+
+@pytest.mark.parametrize("slots, expect", [
+    (8, (16, "auto", None)),  # several slots: auto, up to twice them (past them requests only wait)
+    (1, (1, None, "one slot")),  # one slot: one at a time, so no latency counts a wait in its queue
+    ("8", (4, None, None)), (True, (4, None, None)), (0, (4, None, None)), (10**9, (4, None, None)),
+    (3.5, (4, None, None)), (None, (4, None, None)),  # not a slot count: the plain default
+])
+def test_fake_upstream_llama_server_slots_set_the_default_concurrency(slots, expect):
+    """llama.cpp's llama-server says its --parallel as total_slots in /props (a fake one here: the
+    real binary is not on PyPI; on an H200 its 128 slots served 38% more at 32 in flight than at 4)."""
+    from weighbridge.backends.openai import OpenAIBackend
+    from weighbridge.core.config import ModelSpec
+    from weighbridge.eval.adaptive import choose_concurrency
+
+    from .fake_upstream import FakeUpstream
+
+    props = {"default_generation_settings": {"n_ctx": 2048}, **({"total_slots": slots} if slots is not None else {})}
+    with FakeUpstream(lambda h, body, n: None, gets={"/props": props}) as up:
+        up.httpd.models = ["q"]
+        spec = ModelSpec(name="q", backend="openai", base_url=up.base_url, model="q")
+        backend = OpenAIBackend(spec)
+
+        async def go():
+            try:
+                await backend.preflight()
+            finally:
+                await backend.aclose()
+
+        asyncio.run(go())
+    limit, limiter, warning = choose_concurrency("q", spec, backend)
+    assert backend.server_kind == "llama.cpp" and backend.manifest()["server_slots"] == (
+        slots if expect[1] == "auto" or expect[2] else None)
+    assert limit == expect[0] and (limiter is not None) == (expect[1] == "auto")
+    assert (warning is not None and expect[2] in warning) if expect[2] else warning is None
+    if limiter is not None:
+        assert limiter.ceiling == 16 and limiter.limit == 4

@@ -32,6 +32,7 @@ class Backend(Protocol):
     max_parallel: int | None  # the most requests it can work on at once (in-process llama.cpp: its batch); None: any
     batches: bool  # decodes several of its requests together in this process (cost reads its measured batch)
     server_kind: str | None  # what serves the model (vllm, llama-server, ...), known after preflight
+    server_slots: int | None  # sequences its server decodes at once, where it says (llama-server's slots)
     n_threads: int | None  # CPU threads it decodes with inside this process (for the busy-machine check)
 
     def identity(self) -> dict[str, Any]:
@@ -69,6 +70,7 @@ class BackendBase(abc.ABC):
     max_parallel: int | None = None
     batches: bool = False
     server_kind: str | None = None
+    server_slots: int | None = None
     n_threads: int | None = None
 
     @abc.abstractmethod
@@ -107,7 +109,7 @@ class PluginBackend(BackendBase):
     def __init__(self, inner: Any) -> None:
         self.inner = inner
         self.name = inner.name
-        for attr in ("max_parallel", "batches", "server_kind", "n_threads"):
+        for attr in ("max_parallel", "batches", "server_kind", "server_slots", "n_threads"):
             if hasattr(inner, attr):
                 setattr(self, attr, getattr(inner, attr))
 

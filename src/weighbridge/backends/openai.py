@@ -65,6 +65,7 @@ class OpenAIBackend(BackendBase):
         self.server_header: str | None = None
         self.server_info: dict[str, Any] | None = None
         self.server_kind: str | None = None
+        self.server_slots: int | None = None
         self.fingerprint: Fingerprint | None = None
         self.server_template_sha256: str | None = None  # the chat template the server says it renders
         self.counter: GGUFTokenCounter | None = None
@@ -92,7 +93,7 @@ class OpenAIBackend(BackendBase):
         return {"backend": "openai", "base_url": self.base_url, "model": self.spec.model, "mode": self.spec.mode,
                 "client": f"httpx {httpx.__version__}", "api_key_env": self.spec.api_key_env,
                 "server_models": self.server_models, "server_header": self.server_header,
-                "server_info": self.server_info, "server_kind": self.server_kind,
+                "server_info": self.server_info, "server_kind": self.server_kind, "server_slots": self.server_slots,
                 "fingerprint": self.fingerprint.to_dict() if self.fingerprint else None,
                 "tokenizer": str(self.counter.path) if self.counter else None, "params": self.spec.params.model_dump(),
                 "extra_body_keys": sorted(map(str, self.spec.extra_body)),
@@ -162,6 +163,9 @@ class OpenAIBackend(BackendBase):
             template = props.get("chat_template") if isinstance(props, dict) else None
             if isinstance(template, str) and template and len(template) <= 1 << 20:
                 self.server_template_sha256 = sha256_text(template)
+            slots = props.get("total_slots") if isinstance(props, dict) else None  # its --parallel
+            if isinstance(slots, int) and not isinstance(slots, bool) and 1 <= slots <= 65536:
+                self.server_slots = slots
 
     async def _probe_get(self, url: str) -> Any:
         """A metadata GET for the fingerprint: its JSON, or None for any failure (best effort)."""

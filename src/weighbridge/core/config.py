@@ -137,7 +137,7 @@ class ModelSpec(Strict):
     params: SamplingParams = Field(default_factory=SamplingParams)
     concurrency: int | Literal["auto"] | None = Field(None, description=(
         "requests in flight at once: a number, or auto (found while the run goes, the default for servers that "
-        "batch: vLLM, SGLang, TGI, Ollama)"))
+        "batch: vLLM, SGLang, TGI, Ollama, llama-server with several slots)"))
     max_concurrency: int = Field(256, ge=1, le=4096, description="the ceiling concurrency: auto never passes")
     # llamacpp
     n_threads: int | None = Field(None, ge=1, le=512)

@@ -40,7 +40,7 @@ models:
   #   model: Qwen/Qwen2.5-7B-Instruct
   #   catalog_id: qwen2.5-7b-instruct  # lets `weighbridge license check` know the served model's license
   #   api_key_env: VLLM_API_KEY      # the key is read from this env var, never written anywhere
-  #   concurrency: auto              # found as the run goes (the default for vLLM, SGLang, TGI, Ollama), or a number
+  #   concurrency: auto              # found as the run goes (default for vLLM, SGLang, TGI, Ollama, llama-server), or a number
   #   price: {input_per_mtok: 0.10, output_per_mtok: 0.30}
   #   tokenizer: models/qwen2.5-7b-instruct-q4_k_m.gguf  # counts prompt tokens if the server reports none
 suites:

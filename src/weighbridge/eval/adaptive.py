@@ -257,10 +257,17 @@ def choose_concurrency(name: str, spec: "ModelSpec", backend: Any) -> tuple[int,
     from ..backends.servers import KNOWN
 
     kind = KNOWN.get(backend.server_kind or "")
-    if backend.max_parallel is None and (spec.concurrency == "auto" or (
-            spec.concurrency is None and kind is not None and kind.batches)):
-        limiter = AdaptiveLimit(start=4, ceiling=spec.max_concurrency, pressure=functools.partial(_pushbacks, backend))
-        return spec.max_concurrency, limiter, None
+    slots = getattr(backend, "server_slots", None)  # llama-server says how many it decodes at once
+    batches = kind is not None and (kind.batches or (slots or 0) > 1)
+    if backend.max_parallel is None and (spec.concurrency == "auto" or (spec.concurrency is None and batches)):
+        # past its slots requests only wait in the server; a few waiting refill a slot the moment it frees
+        ceiling = min(spec.max_concurrency, 2 * slots) if slots else spec.max_concurrency
+        limiter = AdaptiveLimit(start=min(4, ceiling), ceiling=ceiling, pressure=functools.partial(_pushbacks, backend))
+        return ceiling, limiter, None
+    if spec.concurrency is None and slots == 1:
+        return 1, None, (f"model '{name}' is served by {kind.label if kind else 'a server'} with one slot: one request "
+                         "at a time (more would only wait in its queue, and their latencies would count the wait; "
+                         "start it with --parallel N, or set concurrency: on the model)")
     if spec.concurrency is None and kind is not None and kind.safe_concurrency is not None:
         return kind.safe_concurrency, None, f"model '{name}' is served by {kind.label}: {kind.note}"
     serial = backend.max_parallel  # in-process llama.cpp: its batch (auto: the most it may choose)
