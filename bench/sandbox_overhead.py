@@ -22,6 +22,7 @@ import time
 from importlib import resources
 
 from weighbridge.scorers import sandbox
+from weighbridge.scorers.confine import interpreter
 
 
 def problems() -> list[dict]:
@@ -62,7 +63,7 @@ def main() -> None:
                 ms, ok = timed(mode, p)
                 times[mode].append(ms)
                 verdicts[mode].append(ok)
-    exe = sandbox._interpreter()[0]
+    exe = interpreter()[0]
     bare = [bare_ms(exe) for _ in range(30)]
     print(f"sandbox overhead on {len(items)} HumanEval problems x {args.repeat} (reference solutions), "
           f"{sandbox.describe()['summary']}")
