@@ -57,7 +57,9 @@ def direct(path: Path, threads: int, n_ctx: int, max_tokens: int) -> tuple[int, 
 
 def through_weighbridge(alias: str, threads: int, n_ctx: int, max_tokens: int, tmp: Path) -> tuple[int, float]:
     suite = tmp / "prompts.jsonl"
-    suite.write_text("".join(f'{{"id": "p{i}", "prompt": "{p}", "scorers": ["numeric"]}}\n' for i, p in enumerate(PROMPTS)))
+    # a scorer needs something to compare with; what it says is not the point here
+    suite.write_text("".join(f'{{"id": "p{i}", "prompt": "{p}", "expected": "0", "scorers": ["numeric"]}}\n'
+                             for i, p in enumerate(PROMPTS)))
     spec = ModelSpec(name="m", backend="llamacpp", bundled=alias, n_threads=threads, n_ctx=n_ctx,
                      params=SamplingParams(max_tokens=max_tokens))
     cfg = Config(models=[spec], suites=[str(suite)])
