@@ -54,7 +54,7 @@ def remembered(kind: str, key: str, compute: Callable[[], T], valid: Callable[[A
         return hit  # type: ignore[no-any-return]  # valid() checked its shape
     value = compute()
     path = key.split("|", 1)[0]
-    kept = [(k, v) for k, v in data.items() if isinstance(k, str) and k.split("|", 1)[0] != path]
+    kept = [(k, v) for k, v in data.items() if k.split("|", 1)[0] != path]
     kept = kept[-(MAX_ENTRIES - 1):] + [(key, value)]
     try:
         write_atomic(store, json.dumps(dict(kept), ensure_ascii=False))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import html as _html
 import json
-import os
 import re
 import unicodedata
 from pathlib import Path

@@ -149,8 +149,8 @@ class AdaptiveLimit:
         elapsed = max(now - self._window_start, 1e-6)
         self._window_start = now
         tput = len(window) / elapsed
-        latencies = [lat / step if self._in_steps and step else lat for ok, lat, step in window
-                     if ok and (step or not self._in_steps)]
+        # in steps, every answer that came back has its step time (one without turned the count to seconds)
+        latencies = [lat / step if self._in_steps and step else lat for ok, lat, step in window if ok]
         if not latencies:
             return  # only failures: the back-off they caused decides, not this window
         latency = statistics.median(latencies)
