@@ -9,26 +9,34 @@ leaves them mostly idle, and too high a number overloads a small server into 503
   real server's does, llama-server's on an H200 enough that throughput peaked at 32 in flight with
   128 slots - reads as what it is, not as a queue; answers without a step time (not streamed, one
   token, an agent's episode) count in seconds;
+- **throughput by Little's law**: a window's throughput is the requests it kept in flight over the
+  mean latency of those sent under its limit; a window is complete once that many were answered
+  (answers sent before the limit changed would mix two limits into one figure);
 - **start**: double the limit every round (a window of as many answers as the limit) while the
   window's throughput rises by at least 5%, nothing pushed back, and unless the window's median
   latency passed 1.5 times the best seen while the doubled limit did not raise throughput by half
   (requests have begun to queue in the server: its slots are full - the way HyStart leaves TCP's
-  slow start on delay before a loss - and the limit goes back to the server's share with a quarter
+  slow start on delay before a loss - and the limit is cut to the server's share with a quarter
   queued); a doubling that lowered throughput with nothing queued (past the knee) goes back to the
   best limit; after that a window is twice the limit, at least 16 answers, and half a second;
 - **then probe**: once throughput stops rising, try an eighth more in flight (one at least, never up
-  to a limit the server pushed back at in the last eight windows) and keep it only if it paid; then
-  try 15% fewer and keep that while it is within 2% of the best throughput seen (a full server
-  answers as fast with less queued, so the latencies a bakeoff reports are not inflated by its own
-  queue; one past its knee answers faster); each failed try of fewer doubles the windows held
-  before the next;
+  to a limit the server pushed back at in the last eight windows) and keep it only if it beat the
+  window before it by 5% (not the best ever seen: one measured above a cut would make every later
+  try look unpaid); then try 15% fewer and keep that while it is within 2% of the best throughput
+  seen (a full server answers as fast with less queued, so the latencies a bakeoff reports are not
+  inflated by its own queue; one past its knee answers faster); each failed try of fewer doubles
+  the windows held before the next;
 - **back off** on pressure - a 429 or 503 the backend saw (even one it retried), a connection
   failure, a timeout, an errored job - at once, not at the window's end, and once a round: to half
   while starting (the doubling may have overshot by that much), to 0.7 after (CUBIC's factor: the
-  limit was near the server's size); and when the window's median latency passed twice the best seen
-  without any throughput gained (requests queue in the server), to the limit that would leave a
-  quarter of the server's share queued (the client needs a few waiting to refill a slot the moment
-  it frees);
+  limit was near the server's size), and the window after it is not judged (the pushed-back
+  requests wait out their retries holding places); and when the window's median latency passed
+  twice the best seen without any throughput gained (requests queue in the server), to the limit
+  that would leave a quarter of the server's share queued (the client needs a few waiting to refill
+  a slot the moment it frees);
+- **every cut by latency is judged** by the window after it: undone when it lost more than 2% of
+  the throughput before it, and the latency that called for it does not call again (on a busy
+  machine the client's own work slows answers as load grows: a latency, not a queue);
 - never above ``ceiling`` nor below 1.
 
 Every change is kept with its time (``trace``): the concurrency actually used over time, stored with
@@ -42,6 +50,7 @@ import functools
 import math
 import statistics
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -69,34 +78,69 @@ class AdaptiveLimit:
 
     def __post_init__(self) -> None:
         self.limit = max(1, min(self.start, self.ceiling))
-        self._cond = asyncio.Condition()
+        self._waiters: deque[asyncio.Future[None]] = deque()
         self._t0 = time.monotonic()
         self._window_start = self._t0
-        self._window: list[tuple[bool, float, float | None]] = []  # (ok, latency s, step s) since the last decision
+        self._window: list[tuple[bool, float, float | None, bool]] = []  # (ok, latency s, step s, sent since the
+        # limit last changed) since the last decision
+        self._changed_at = self._t0
+        self._area, self._area_at = 0.0, self._t0  # requests in flight × seconds since the window began
+        self._fresh = 0  # answers in the window sent since the limit changed: a window is that many
         self._in_steps = True  # latencies counted in the server's steps (every answer so far had its step time)
         self._best_limit = self.limit  # the limit of the best throughput while starting
         self._pressure_at_start = self.pressure()
         self._best_tput = 0.0
         self._best_latency: float | None = None
-        self._probe: tuple[int, float, str] | None = None  # (the limit before a probe, its throughput, up/down)
+        self._probe: tuple[int, float, str, float] | None = None  # (the limit before a probe or a cut, its
+        # throughput and latency, up/down/cut)
         self._next = "up"  # the direction of the next probe
         self._pushed_at: int | None = None  # the limit the server last pushed back at: more stays below it
         self._quiet = 0  # windows since that push-back
         self._hold = self._hold_for = 0  # windows to hold before trying fewer again, and how many the last time
+        self._settling = False  # the next window is not judged (see _back_off)
         self._since_cut = 1 << 30  # answers since the last back-off: one back-off a round (none yet)
         self.trace.append((0.0, self.limit, "start"))
 
     async def __aenter__(self) -> "AdaptiveLimit":
-        async with self._cond:
-            await self._cond.wait_for(lambda: self.in_flight < self.limit)
-            self.in_flight += 1
+        # a queue of waiters, each woken alone when a place frees (a bakeoff awaits here with every one of
+        # its jobs at once: a condition notifying all of them on every answer cost the client more CPU
+        # than the answers did - thousands of wake-ups an answer - and slowed what it measured)
+        if self.in_flight < self.limit and not self._waiters:
+            self._held(1)
+            return self
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter  # the place is ours once it is set: ``in_flight`` counts it already
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():  # woken, then cancelled before it ran: pass it on
+                self._held(-1)
+                self._wake()
+            elif waiter in self._waiters:  # (a cancelled one may have been passed over already)
+                self._waiters.remove(waiter)
+            raise
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
-        async with self._cond:
-            self.in_flight -= 1
-            self._cond.notify_all()
+        self._held(-1)
+        self._wake()
+
+    def _held(self, change: int) -> None:
+        """The places held change: the time they were held so far is added up first (Little's law
+        turns it into the window's throughput)."""
+        now = time.monotonic()
+        self._area += self.in_flight * (now - self._area_at)
+        self._area_at = now
+        self.in_flight += change
+
+    def _wake(self) -> None:
+        """Hand free places to the longest waiting, in order."""
+        while self._waiters and self.in_flight < self.limit:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                self._held(1)
 
     @property
     def window_size(self) -> int:
@@ -112,7 +156,9 @@ class AdaptiveLimit:
         for good, since one window must not mix the two; a failed answer has none and changes nothing)."""
         if ok and self._in_steps and not (step_s is not None and math.isfinite(step_s) and step_s > 0):
             self._in_steps, self._best_latency = False, None
-        self._window.append((ok, latency_s, step_s))
+        fresh = time.monotonic() - latency_s >= self._changed_at  # sent under the limit as it is now
+        self._window.append((ok, latency_s, step_s, fresh))
+        self._fresh += fresh
         self._since_cut += 1
         pushed = self.pressure() - self._pressure_at_start
         if pushed or not ok:
@@ -121,7 +167,7 @@ class AdaptiveLimit:
                 self._back_off(pushed, int(not ok))
             # else the push-backs of the burst the last back-off answered (sent before it): one signal, once
             return
-        if len(self._window) >= self.window_size and (
+        if self._fresh >= self.window_size and (
                 self.slow_start or time.monotonic() - self._window_start >= MIN_WINDOW_S):
             self._decide()
 
@@ -130,31 +176,50 @@ class AdaptiveLimit:
         why = f"pressure: {pushed} push-back(s), {failed} failed"
         self.slow_start, self._probe, self._next = False, None, "down"
         self._best_tput = 0.0  # what the server can carry is to be measured again below the new limit
+        self._settling = True  # ... once the retries of what it pushed back are through: not the next window
         self._since_cut = 0
-        self._window, self._window_start = [], time.monotonic()
+        self._window, self._window_start, self._fresh = [], time.monotonic(), 0
+        self._held(0)
+        self._area = 0.0
         self._pushed_at, self._quiet = self.limit, 0
         self._set(int(self.limit * factor), why)
 
     def _set(self, limit: int, why: str) -> None:
         limit = max(1, min(self.ceiling, limit))
         if limit != self.limit:
-            self.limit = limit
+            self.limit, self._changed_at = limit, time.monotonic()
+            self._wake()  # a higher limit lets waiters in now, not at the next answer
             self.trace.append((round(time.monotonic() - self._t0, 3), limit, why))
             if len(self.trace) > 10_000:
                 del self.trace[1:5_000]  # keep the start and the recent half: a run of millions stays bounded
 
     def _decide(self) -> None:
-        now = time.monotonic()
-        window, self._window = self._window, []
+        self._held(0)
+        now = self._area_at
+        window, self._window, self._fresh = self._window, [], 0
         elapsed = max(now - self._window_start, 1e-6)
+        in_flight, self._area = self._area / elapsed, 0.0
         self._window_start = now
-        tput = len(window) / elapsed
-        # in steps, every answer that came back has its step time (one without turned the count to seconds)
-        latencies = [lat / step if self._in_steps and step else lat for ok, lat, step in window if ok]
+        if self._settling:  # the first window after a back-off: the pushed-back requests wait out their
+            # retries holding places, and the estimate would be anything
+            self._settling = False
+            return
+        # the throughput this limit gives, by Little's law: the requests it keeps in flight (fewer where
+        # the run had too few left to fill it) over the latency of those sent under it. Answers counted
+        # over the window would mix in those sent before it changed: after a doubling the old half comes
+        # back fast and the gain reads larger than it is; after a cut the old queue drains and the loss
+        # reads smaller
+        sent = [lat for _, lat, _, new in window if new] or [lat for _, lat, _, _ in window]
+        tput = min(self.limit, in_flight) / max(statistics.fmean(sent), 1e-6)
+        # in steps, every answer that came back has its step time (one without turned the count to seconds);
+        # the latency is that of the answers sent under this limit (those sent before it changed say
+        # nothing of it: after a doubling, half the window was sent at the old limit)
+        fresh = [(lat, step) for ok, lat, step, new in window if ok and new]
+        latencies = [lat / step if self._in_steps and step else lat
+                     for lat, step in fresh or [(lat, step) for ok, lat, step, _ in window if ok]]
         if not latencies:
             return  # only failures: the back-off they caused decides, not this window
         latency = statistics.median(latencies)
-        rising = tput >= self._best_tput * GROWTH
         if self._best_latency is None or latency < self._best_latency:
             self._best_latency = latency
         queued = latency > 1.5 * self._best_latency
@@ -162,52 +227,83 @@ class AdaptiveLimit:
         self._quiet += 1
         if self._quiet >= QUIET_WINDOWS:
             self._pushed_at = None
-        full = queued and tput < self._best_tput * 1.5  # the latency grew and a doubled limit did not pay half again
-        if rising and (probe is None or probe[2] == "up") and not (self.slow_start and full):
-            self._best_tput, self._best_limit = tput, self.limit
-            self._set(self.limit * 2 if self.slow_start else self.limit + self._step(),
-                      f"throughput rose to {tput:.1f}/s")
-            return
         if self.slow_start:
-            self.slow_start = False
-            fell, before = tput < self._best_tput, self._best_tput
-            self._best_tput = max(self._best_tput, tput)
-            if full:  # the doubling passed the server's slots: back to them, a quarter queued
-                self._set(self._unqueued(latency), f"latency {self._latency_text(latency)}, 1.5 times the best: slots full")
-                return
-            if fell:  # past the knee with nothing queued (each step slower with more sharing it): back to it
-                self._set(self._best_limit, f"throughput fell at {self.limit} ({tput:.1f}/s against {before:.1f}/s)")
-                return
-        if probe is not None and probe[2] == "up":  # more in flight did not pay: back, then try fewer
-            self._set(probe[0], f"no gain at {self.limit} ({tput:.1f}/s)")
-            self._next = "down"
-            return
-        if probe is not None and probe[2] == "down":
-            if tput >= self._best_tput / 1.02:  # as fast as the best seen with fewer in flight: keep it, try fewer
-                # (held against the best, not the last window: noise cannot ratchet the limit down)
-                self._best_tput = max(self._best_tput, tput)
-                self._hold_for = 0
-                self._down()
-            else:  # fewer lost throughput: back to where it was, and try more next time; each failed try
-                # of fewer doubles the windows held before the next (a settled limit is not pulled below
-                # the server's slots every few windows)
-                self._set(probe[0], f"slower at {self.limit} ({tput:.1f}/s against {probe[1]:.1f}/s)")
-                self._next = "up"
-                self._hold_for = min(16, max(1, 2 * self._hold_for))
-                self._hold = self._hold_for
-            return
-        if latency > 2 * self._best_latency:  # requests queue in the server: shrink by the queue measured,
+            self._starting(tput, latency, queued)
+        elif probe is not None:
+            self._judge(probe, tput, latency)
+        elif tput >= self._best_tput * GROWTH:
+            self._best_tput = tput
+            self._up(tput, f"throughput rose to {tput:.1f}/s")
+        elif latency > 2 * self._best_latency:  # requests queue in the server: shrink by the queue measured,
             # leaving a quarter of the server's share waiting
-            self._set(self._unqueued(latency),
-                      f"latency {self._latency_text(latency)}, over twice the best without more throughput")
-            return
-        if self._next == "down" and self._hold:
+            self._cut(tput, latency, "over twice the best without more throughput")
+        elif self._next == "down" and self._hold:
             self._hold -= 1
         elif self._next == "down" or self.limit >= self._top():
             self._down(tput)
         else:
-            self._probe = (self.limit, tput, "up")
-            self._set(self.limit + self._step(), "probing more")
+            self._up(tput, "probing more")
+
+    def _starting(self, tput: float, latency: float, queued: bool) -> None:
+        """While starting: double until a window gains less than 5%, the latency says requests queue,
+        or throughput fell."""
+        full = queued and tput < self._best_tput * 1.5  # the latency grew and a doubled limit did not pay half again
+        if tput >= self._best_tput * GROWTH and not full:
+            self._best_tput, self._best_limit = tput, self.limit
+            self._set(self.limit * 2, f"throughput rose to {tput:.1f}/s")
+            return
+        self.slow_start = False
+        fell, before = tput < self._best_tput, self._best_tput
+        self._best_tput = max(self._best_tput, tput)
+        if full:  # the doubling passed the server's slots: back to them, a quarter queued
+            self._cut(tput, latency, "1.5 times the best: slots full")
+        elif fell:  # past the knee with nothing queued (each step slower with more sharing it): back to it
+            self._set(self._best_limit, f"throughput fell at {self.limit} ({tput:.1f}/s against {before:.1f}/s)")
+
+    def _judge(self, probe: tuple[int, float, str, float], tput: float, latency: float) -> None:
+        """The window after a probe (or a cut by latency): keep what paid, else go back."""
+        before, before_tput, kind, before_latency = probe
+        if kind == "up":  # held against the window before it, not the best ever seen: a best measured at a
+            # higher limit before a cut would make every later try of more look as if it did not pay
+            if tput >= before_tput * GROWTH:
+                self._best_tput = max(self._best_tput, tput)
+                self._up(tput, f"throughput rose to {tput:.1f}/s")
+            else:  # more in flight did not pay: back, then try fewer
+                self._set(before, f"no gain at {self.limit} ({tput:.1f}/s)")
+                self._next = "down"
+            return
+        # fewer in flight (a try, or a cut by latency): kept while as fast as before - against the best seen
+        # for a try (noise cannot ratchet the limit down), against the window before it for a cut (it
+        # followed a change of regime)
+        if tput >= (before_tput if kind == "cut" else self._best_tput) / 1.02:
+            self._best_tput = max(self._best_tput, tput)
+            self._hold_for = 0
+            if kind == "down":
+                self._down()
+            return
+        self._set(before, f"slower at {self.limit} ({tput:.1f}/s against {before_tput:.1f}/s)")
+        self._next = "up"
+        if kind == "cut":  # the latency that called for it was not a queue (the client's own load, say):
+            # the same latency does not call for it again
+            assert self._best_latency is not None
+            self._best_latency = max(self._best_latency, before_latency / 1.5)
+        # each failed try of fewer doubles the windows held before the next (a settled limit is not pulled
+        # below the server's slots every few windows)
+        self._hold_for = min(16, max(1, 2 * self._hold_for))
+        self._hold = self._hold_for
+
+    def _cut(self, tput: float, latency: float, why: str) -> None:
+        """To the limit that leaves a quarter of the server's share queued; judged by the next window."""
+        limit = self._unqueued(latency)
+        if limit < self.limit:
+            self._probe = (self.limit, tput, "cut", latency)
+            self._set(limit, f"latency {self._latency_text(latency)}, {why}")
+
+    def _up(self, tput: float, why: str) -> None:
+        step = self._step()
+        if step:
+            self._probe = (self.limit, tput, "up", 0.0)
+            self._set(self.limit + step, why)
 
     def _latency_text(self, latency: float) -> str:
         return f"{latency:.1f} steps" if self._in_steps else f"{latency * 1000:.0f} ms"
@@ -231,7 +327,7 @@ class AdaptiveLimit:
         if fewer == self.limit:
             self._next = "up"
             return
-        self._probe = (self.limit, tput if tput is not None else self._best_tput, "down")
+        self._probe = (self.limit, tput if tput is not None else self._best_tput, "down", 0.0)
         self._set(fewer, "probing fewer")
 
 
