@@ -23,7 +23,7 @@ from .fingerprint import Fingerprint, read_fingerprint
 from .token_count import GGUFTokenCounter, ServerTokenCounter
 from .base import BackendBase, Generation, Request, Timings
 from ..wire.openai import Accumulator, MalformedResponse, loads, parse_chunk
-from ..wire.retry import StreamOptions, backoff, retry_after, retryable
+from ..wire.retry import StreamOptions, backoff, retry_after, retryable, wait_before_retry
 from .sse import DONE, iter_events
 from .toolcalls import calls_from_slots
 
@@ -263,7 +263,7 @@ class OpenAIBackend(BackendBase):
                     self.pushbacks += 1  # the server pushed back: auto concurrency backs off
                 delay = e.retry_after if e.retry_after is not None else backoff(attempt)
                 attempt += 1
-                await asyncio.sleep(delay)
+                await wait_before_retry(delay)  # under concurrency: auto its place is given back meanwhile
 
     async def _once(self, request: Request) -> Generation:
         url, body = self._body(request)

@@ -29,8 +29,9 @@ leaves them mostly idle, and too high a number overloads a small server into 503
 - **back off** on pressure - a 429 or 503 the backend saw (even one it retried), a connection
   failure, a timeout, an errored job - at once, not at the window's end, and once a round: to half
   while starting (the doubling may have overshot by that much), to 0.7 after (CUBIC's factor: the
-  limit was near the server's size), and the window after it is not judged (the pushed-back
-  requests wait out their retries holding places); and when the window's median latency passed
+  limit was near the server's size), and the window after it is not judged; a request pushed back
+  gives its place back while it waits to retry (``_pause``) and retakes one ahead of those not yet
+  sent; and when the window's median latency passed
   twice the best seen without any throughput gained (requests queue in the server), to the limit
   that would leave a quarter of the server's share queued (the client needs a few waiting to refill
   a slot the moment it frees);
@@ -52,9 +53,12 @@ import statistics
 import time
 from collections import deque
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
+
+from ..wire.retry import PAUSE_HOOK
 
 if TYPE_CHECKING:
     from ..core.config import ModelSpec
@@ -63,6 +67,7 @@ if TYPE_CHECKING:
 GROWTH = 1.05  # a window must beat the best throughput by this much for a larger limit to count as paying
 MIN_WINDOW_S = 0.5  # after the start, a window lasts this long at least: a server's step (10-50 ms) makes a
 # shorter window's throughput too coarse to judge a 2% difference
+_PARKED_S: ContextVar[float] = ContextVar("weighbridge_parked_s", default=0.0)  # this job's retry waits so far
 QUIET_WINDOWS = 8  # windows without pressure after which the limit that was pushed back may be tried again
 
 
@@ -102,14 +107,28 @@ class AdaptiveLimit:
         self.trace.append((0.0, self.limit, "start"))
 
     async def __aenter__(self) -> "AdaptiveLimit":
-        # a queue of waiters, each woken alone when a place frees (a bakeoff awaits here with every one of
-        # its jobs at once: a condition notifying all of them on every answer cost the client more CPU
-        # than the answers did - thousands of wake-ups an answer - and slowed what it measured)
+        await self._take()
+        PAUSE_HOOK.set(self._pause)  # this job's retries wait through _pause (the context is the job's task)
+        _PARKED_S.set(0.0)
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        PAUSE_HOOK.set(None)
+        self._held(-1)
+        self._wake()
+
+    async def _take(self, front: bool = False) -> None:
+        """A place: at once if one is free and nobody waits, else in turn (``front``: ahead of everyone,
+        for a request that held one before its retry). A queue of waiters, each woken alone when a
+        place frees: a bakeoff awaits here with every one of its jobs at once, and a condition
+        notifying all of them on every answer cost the client more CPU than the answers did -
+        thousands of wake-ups an answer - and slowed what it measured."""
         if self.in_flight < self.limit and not self._waiters:
             self._held(1)
-            return self
+            return
         waiter = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
+        (self._waiters.appendleft if front else self._waiters.append)(waiter)
         try:
             await waiter  # the place is ours once it is set: ``in_flight`` counts it already
         except asyncio.CancelledError:
@@ -119,12 +138,24 @@ class AdaptiveLimit:
             elif waiter in self._waiters:  # (a cancelled one may have been passed over already)
                 self._waiters.remove(waiter)
             raise
-        return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def _pause(self, seconds: float) -> None:
+        """A retry's wait after a push-back, without its place: the limit bounds the requests at the
+        server, and one parked for up to a few seconds is not there (holding it, a burst of 503s
+        left the server idle while the pushed-back requests slept). The time parked is not the
+        answer's latency: the window's figures count the time places were held."""
+        t0 = time.monotonic()
         self._held(-1)
         self._wake()
+        holding = False
+        try:
+            await asyncio.sleep(seconds)
+            await self._take(front=True)
+            holding = True
+        finally:
+            if not holding:  # cancelled while parked: hold it again, for the exit that follows to give back
+                self._held(1)
+            _PARKED_S.set(_PARKED_S.get() + time.monotonic() - t0)
 
     def _held(self, change: int) -> None:
         """The places held change: the time they were held so far is added up first (Little's law
@@ -157,7 +188,8 @@ class AdaptiveLimit:
         if ok and self._in_steps and not (step_s is not None and math.isfinite(step_s) and step_s > 0):
             self._in_steps, self._best_latency = False, None
         fresh = time.monotonic() - latency_s >= self._changed_at  # sent under the limit as it is now
-        self._window.append((ok, latency_s, step_s, fresh))
+        held = max(0.0, latency_s - _PARKED_S.get())  # less its retries' waits without a place
+        self._window.append((ok, held, step_s, fresh))
         self._fresh += fresh
         self._since_cut += 1
         pushed = self.pressure() - self._pressure_at_start
@@ -200,8 +232,8 @@ class AdaptiveLimit:
         elapsed = max(now - self._window_start, 1e-6)
         in_flight, self._area = self._area / elapsed, 0.0
         self._window_start = now
-        if self._settling:  # the first window after a back-off: the pushed-back requests wait out their
-            # retries holding places, and the estimate would be anything
+        if self._settling:  # the first window after a back-off: the pushed-back requests come back in it
+            # ahead of the rest, and the estimate would be anything
             self._settling = False
             return
         # the throughput this limit gives, by Little's law: the requests it keeps in flight (fewer where
@@ -255,8 +287,10 @@ class AdaptiveLimit:
         self.slow_start = False
         fell, before = tput < self._best_tput, self._best_tput
         self._best_tput = max(self._best_tput, tput)
-        if full:  # the doubling passed the server's slots: back to them, a quarter queued
-            self._cut(tput, latency, "1.5 times the best: slots full")
+        if full:  # the doubling passed the server's slots: back to them, a quarter queued - judged against the
+            # limit before the doubling (the doubled window's own figure reads high: the first answers sent
+            # under it found the earlier ones half done ahead of them)
+            self._cut(min(tput, before), latency, "1.5 times the best: slots full")
         elif fell:  # past the knee with nothing queued (each step slower with more sharing it): back to it
             self._set(self._best_limit, f"throughput fell at {self.limit} ({tput:.1f}/s against {before:.1f}/s)")
 

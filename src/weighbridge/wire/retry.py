@@ -15,10 +15,13 @@ the field; both callers then ask once more without it and remember, per server, 
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import math
 import random
 import time
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from datetime import timezone
 
 RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
@@ -50,6 +53,19 @@ def retry_after(value: str | None, now: float | None = None) -> float | None:
     if not math.isfinite(seconds) or seconds < 0:
         return None
     return min(seconds, MAX_RETRY_AFTER_S)
+
+
+PAUSE_HOOK: ContextVar[Callable[[float], Awaitable[None]] | None] = ContextVar("weighbridge_retry_pause", default=None)
+"""Set by whatever limits the requests in flight for the current task (``concurrency: auto``): the
+pause before another try then runs through it, so that it can give the request's place back."""
+
+
+async def wait_before_retry(seconds: float) -> None:
+    """The pause before another try of the same server. Under ``concurrency: auto`` a request pushed
+    back gives its place back while it waits (parked for up to a few seconds, it would keep others
+    from a server that has room again) and takes one again, ahead of requests not yet sent."""
+    hook = PAUSE_HOOK.get()
+    await (asyncio.sleep(seconds) if hook is None else hook(seconds))
 
 
 def backoff(attempt: int, rng: random.Random | None = None) -> float:
