@@ -1,8 +1,8 @@
 """Does ``concurrency: auto`` saturate a server that batches without overloading it, from any start?
 
 A 1,000-case bakeoff against bench/batching_server.py - a test double with a known capacity - once
-per starting concurrency, and once at a fixed concurrency of 4 (the old default) for comparison, on
-two servers:
+per starting concurrency, and at fixed concurrencies for comparison (4, the old default, unless
+``--fixed`` names others), on two servers:
 
 - **slots**: 16 sequences at once, 8 tokens each at 10 ms a token (200 requests/s), 16 more may
   wait for a slot, 503 beyond;
@@ -18,6 +18,8 @@ start that doubles every round could reach (the goal's ceiling from there).
 
 Goal (issue 27): ≥ 95% of the server's capacity with < 1% errors, from any starting concurrency.
 Usage: python bench/adaptive_concurrency.py [--cases 1000] [--starts 1,4,16,128] [--servers slots,slowing]
+                                           [--fixed 4]   (fixed concurrencies to run beside auto: 4,20,24,28
+                                           shows what the best fixed number reaches on the same machine)
 """
 
 from __future__ import annotations
@@ -85,9 +87,10 @@ def main() -> None:
     ap.add_argument("--cases", type=int, default=1000)
     ap.add_argument("--starts", default="1,4,16,128")  # 4: where the engine starts
     ap.add_argument("--servers", default="slots,slowing")
+    ap.add_argument("--fixed", default="4", help="fixed concurrencies to run beside auto (4: the old default)")
     args = ap.parse_args()
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
-    runs: list[tuple[str, int | str, int]] = [("fixed 4", 4, 4)] + [
+    runs: list[tuple[str, int | str, int]] = [(f"fixed {n}", int(n), int(n)) for n in args.fixed.split(",")] + [
         (f"auto from {s}", "auto", int(s)) for s in args.starts.split(",")]
     for name in args.servers.split(","):
         slots = name == "slots"

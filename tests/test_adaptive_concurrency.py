@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from weighbridge.core.config import load_config
-from weighbridge.eval import adaptive
+from weighbridge.eval import adaptive, concurrency
 from weighbridge.eval.adaptive import AdaptiveLimit
 
 from .conftest import write
@@ -92,10 +92,10 @@ def test_step_times_from_outside_are_checked_and_one_answer_without_one_turns_th
     def gen(tokens, decode_ms):
         return dataclasses.replace(Generation.answer_only("x"), completion_tokens=tokens, decode_ms=decode_ms)
 
-    assert adaptive.step_seconds(gen(9, 80.0)) == pytest.approx(0.01)
+    assert concurrency.step_seconds(gen(9, 80.0)) == pytest.approx(0.01)
     for bad in (gen(1, 80.0), gen(None, 80.0), gen(9, 0.0), gen(9, None), gen(9, float("nan")),
                 gen(9, float("inf")), gen(9, -5.0), None):
-        assert adaptive.step_seconds(bad) is None
+        assert concurrency.step_seconds(bad) is None
     limiter = AdaptiveLimit(start=4, ceiling=64)
     limiter.done(True, 0.08, 0.01)
     limiter.done(False, 0.5, None)  # a failed answer has no step time: it is pressure, not a reason for seconds
@@ -196,7 +196,7 @@ def test_fake_upstream_llama_server_slots_set_the_default_concurrency(slots, exp
     real binary is not on PyPI; on an H200 its 128 slots served 38% more at 32 in flight than at 4)."""
     from weighbridge.backends.openai import OpenAIBackend
     from weighbridge.core.config import ModelSpec
-    from weighbridge.eval.adaptive import choose_concurrency
+    from weighbridge.eval.concurrency import choose_concurrency
 
     from .fake_upstream import FakeUpstream
 

@@ -47,7 +47,6 @@ the run; the hardware cost is priced with the time-weighted mean of the requests
 from __future__ import annotations
 
 import asyncio
-import functools
 import math
 import statistics
 import time
@@ -56,13 +55,8 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
 
 from ..wire.retry import PAUSE_HOOK
-
-if TYPE_CHECKING:
-    from ..core.config import ModelSpec
-    from ..core.types import Generation
 
 GROWTH = 1.05  # a window must beat the best throughput by this much for a larger limit to count as paying
 MIN_WINDOW_S = 0.5  # after the start, a window lasts this long at least: a server's step (10-50 ms) makes a
@@ -172,6 +166,12 @@ class AdaptiveLimit:
             if not waiter.done():
                 waiter.set_result(None)
                 self._held(1)
+
+    def facts(self, busy_s: float, span_s: float) -> dict[str, object]:
+        """What the run stores: the start, ceiling and last limit, the changes (the most recent 500), and
+        the mean requests in flight (their summed latencies over the span they covered) that prices it."""
+        return {"start": self.start, "ceiling": self.ceiling, "final": self.limit, "trace": self.trace[-500:],
+                "mean_in_flight": round(busy_s / span_s, 3) if span_s > 0 else None}
 
     @property
     def window_size(self) -> int:
@@ -363,42 +363,3 @@ class AdaptiveLimit:
             return
         self._probe = (self.limit, tput if tput is not None else self._best_tput, "down", 0.0)
         self._set(fewer, "probing fewer")
-
-
-def step_seconds(gen: "Generation | None", agent: bool = False) -> float | None:
-    """An answer's mean gap between tokens: the server's step time while it decoded this answer
-    (None where it cannot be told: no answer, an agent's episode of several, fewer than two tokens,
-    no decode time)."""
-    if gen is None or agent or not gen.completion_tokens or gen.completion_tokens < 2 or not gen.decode_ms:
-        return None
-    step = gen.decode_ms / 1000 / (gen.completion_tokens - 1)
-    return step if math.isfinite(step) and step > 0 else None
-
-
-def _pushbacks(backend: Any) -> int:
-    """How often a backend's server pushed back so far (429, 5xx, dropped connections; retried or not)."""
-    return int(getattr(backend, "pushbacks", 0))
-
-
-def choose_concurrency(name: str, spec: "ModelSpec", backend: Any) -> tuple[int, AdaptiveLimit | None, str | None]:
-    """How many requests the engine keeps in flight to a model: the config's number, else the safe
-    default of the server's kind (with the warning that says why), else auto - asked for, or the
-    default of a server that batches - whose limiter is returned with the ceiling it may reach."""
-    from ..backends.servers import KNOWN
-
-    kind = KNOWN.get(backend.server_kind or "")
-    slots = getattr(backend, "server_slots", None)  # llama-server says how many it decodes at once
-    batches = kind is not None and (kind.batches or (slots or 0) > 1)
-    if backend.max_parallel is None and (spec.concurrency == "auto" or (spec.concurrency is None and batches)):
-        # past its slots requests only wait in the server; a few waiting refill a slot the moment it frees
-        ceiling = min(spec.max_concurrency, 2 * slots) if slots else spec.max_concurrency
-        limiter = AdaptiveLimit(start=min(4, ceiling), ceiling=ceiling, pressure=functools.partial(_pushbacks, backend))
-        return ceiling, limiter, None
-    if spec.concurrency is None and slots == 1:
-        return 1, None, (f"model '{name}' is served by {kind.label if kind else 'a server'} with one slot: one request "
-                         "at a time (more would only wait in its queue, and their latencies would count the wait; "
-                         "start it with --parallel N, or set concurrency: on the model)")
-    if spec.concurrency is None and kind is not None and kind.safe_concurrency is not None:
-        return kind.safe_concurrency, None, f"model '{name}' is served by {kind.label}: {kind.note}"
-    serial = backend.max_parallel  # in-process llama.cpp: its batch (auto: the most it may choose)
-    return (min(spec.effective_concurrency, serial) if serial else spec.effective_concurrency), None, None

@@ -24,7 +24,8 @@ from ..catalog.families import model_family
 from ..core.hashing import stable_hash
 from .agent.job import episode_definition, gold_states, run_agent_job
 from .agent.sandboxed import EnvironmentFailed
-from .adaptive import AdaptiveLimit, choose_concurrency, step_seconds
+from .adaptive import AdaptiveLimit
+from .concurrency import choose_concurrency, step_seconds
 from .applicable import COMPLETION_AGENT, NO_SANDBOX, not_applicable, scored_by
 from .jobs import Job, build_request
 from .judging import JudgeCalls, cache_key, score_answer
@@ -312,10 +313,7 @@ class Bakeoff:
             limiter = self.adaptive.get(name)
             if limiter is not None and name in self._span:
                 t0, t1 = self._span[name]
-                facts["adaptive"] = {"start": limiter.start, "ceiling": limiter.ceiling, "final": limiter.limit,
-                                     "trace": limiter.trace[-500:],
-                                     "mean_in_flight": round(self._busy.get(name, 0.0) / (t1 - t0), 3)
-                                     if t1 > t0 else None}
+                facts["adaptive"] = limiter.facts(self._busy.get(name, 0.0), t1 - t0)
             if name in self._span and self.sampler is not None:  # was the machine busy while it answered?
                 facts["contention"] = self._contention(name)
             if facts:
