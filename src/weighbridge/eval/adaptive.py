@@ -210,9 +210,7 @@ class AdaptiveLimit:
         self._best_tput = 0.0  # what the server can carry is to be measured again below the new limit
         self._settling = True  # ... once the retries of what it pushed back are through: not the next window
         self._since_cut = 0
-        self._window, self._window_start, self._fresh = [], time.monotonic(), 0
-        self._held(0)
-        self._area = 0.0
+        self._next_window()
         self._pushed_at, self._quiet = self.limit, 0
         self._set(int(self.limit * factor), why)
 
@@ -225,13 +223,17 @@ class AdaptiveLimit:
             if len(self.trace) > 10_000:
                 del self.trace[1:5_000]  # keep the start and the recent half: a run of millions stays bounded
 
-    def _decide(self) -> None:
+    def _next_window(self) -> tuple[list[tuple[bool, float, float | None, bool]], float]:
+        """Close the window and start the next at this instant (one clock for its length and for the
+        places held over it): its answers, and the mean requests in flight over it."""
         self._held(0)
-        now = self._area_at
-        window, self._window, self._fresh = self._window, [], 0
-        elapsed = max(now - self._window_start, 1e-6)
-        in_flight, self._area = self._area / elapsed, 0.0
-        self._window_start = now
+        elapsed = max(self._area_at - self._window_start, 1e-6)
+        window, in_flight = self._window, self._area / elapsed
+        self._window, self._fresh, self._area, self._window_start = [], 0, 0.0, self._area_at
+        return window, in_flight
+
+    def _decide(self) -> None:
+        window, in_flight = self._next_window()
         if self._settling:  # the first window after a back-off: the pushed-back requests come back in it
             # ahead of the rest, and the estimate would be anything
             self._settling = False
