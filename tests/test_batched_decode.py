@@ -199,3 +199,15 @@ def test_slots_hold_what_the_answers_need_and_grow_when_a_longer_one_comes():
     assert small["cells_per_answer"] == 512 and small["kv_cache_bytes_estimate"] == per_cell * 512 * 2
     assert grown["cells_per_answer"] == 1024 and grown["answers"] == 3
     assert short.text and all(g.text for g in both) and both[1].completion_tokens > 8
+
+
+def test_answers_decoded_together_are_cached_apart_from_answers_decoded_one_at_a_time():
+    """Batched arithmetic can flip a greedy choice, so a run pinned to ``batch: 1`` for a reproducible
+    comparison must not be handed answers a batched run left in the response cache (nor the reverse)."""
+    def ident(batch):
+        return build_backend(ModelSpec(name="smol", backend="llamacpp", bundled="smollm2-135m", batch=batch)).identity()
+
+    alone, together, auto = ident(1), ident(4), ident("auto")
+    assert "decoding" not in alone  # one at a time keeps the identity (and the cache) it had before batching
+    assert together["decoding"] == auto["decoding"] == "batched"
+    assert together != alone

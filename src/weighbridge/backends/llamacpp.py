@@ -156,6 +156,8 @@ class LlamaCppBackend(BackendBase):
             ident["lora_sha256"] = cached_sha256(self.lora)
         if self.spec.mode == "completion":
             ident["prompt_template"] = self.spec.prompt_template
+        if self.batches:  # batched arithmetic can flip a greedy choice: its answers are not one-at-a-time ones
+            ident["decoding"] = "batched"
         return ident
 
     def manifest(self) -> dict[str, Any]:
