@@ -170,3 +170,25 @@ def test_the_file_head_is_one_record_overwritten_in_place_and_a_half_written_one
     path.write_bytes(b"{" * 10_000_000)  # a hostile head file: read bounded, said unreadable
     assert "unreadable" in head.read()
     head.close()
+
+
+def test_a_file_head_deleted_or_replaced_under_a_running_gateway_is_written_again_at_its_path(tmp_path):
+    """The head is held open between writes; a file deleted (or renamed over) while it is open would
+    take every later head with it into an inode no path names, and ``audit verify`` would find no
+    head - or a stale one - until the gateway restarted."""
+    from weighbridge.gateway.audit import FileHead
+
+    path = tmp_path / "gateway.db.head.json"
+    head = FileHead(str(path), KEY.encode())
+    head.write(1, "a" * 64)
+    path.unlink()
+    head.write(2, "b" * 64)
+    got = head.read()
+    assert got is not None and got["seq"] == 2  # back at its path
+    stale = tmp_path / "old.json"
+    stale.write_text(json.dumps({"seq": 1, "hash": "a" * 64, "ts": 0, "mac": None}))
+    os.replace(stale, path)  # someone puts an older head in its place
+    head.write(3, "c" * 64)
+    got = head.read()
+    assert got is not None and got["seq"] == 3 and (path.stat().st_mode & 0o777) == 0o600
+    head.close()

@@ -94,7 +94,8 @@ class FileHead:
     the gateway's whole request; one write to a file held open costs ~7 µs. A reader could in
     principle meet a write half done, so the record carries the digest of its own fields (``check``)
     and ``read`` tries again when it does not match; a head without one (written by hand, or by an
-    older gateway) is read as it is."""
+    older gateway) is read as it is. A file deleted or replaced while held open is noticed at the next
+    write (its link count is zero) and the head is written again at its path."""
 
     SIZE = 512  # bytes on disk: the record padded with spaces (seq, two 64-hex digests and a time use ~230)
     RETRIES = 5
@@ -115,6 +116,9 @@ class FileHead:
         data = json.dumps(head).encode()
         if len(data) >= self.SIZE:  # our own fields: never, unless the record grows a field
             raise ValueError(f"audit head record of {len(data)} bytes does not fit its {self.SIZE}")
+        if self._fd is not None and os.fstat(self._fd).st_nlink == 0:  # deleted, or renamed over, since: ~1 µs
+            os.close(self._fd)
+            self._fd = None
         first = self._fd is None
         if self._fd is None:
             self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
