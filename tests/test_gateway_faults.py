@@ -253,3 +253,38 @@ def test_kill_9_under_load_loses_no_answered_request_and_the_chain_verifies(tmp_
     committed_ok = [r for r in rows if r["status"] == 200]
     assert len(answered) >= 5
     assert len(committed_ok) >= len(answered)  # every answer a client received had its record committed first
+
+
+def test_fake_upstream_a_client_gone_mid_stream_stops_the_upstream_read_at_once_and_is_audited_as_client_closed(tmp_path):
+    """A client that leaves a stream must not leave the gateway reading it to the end (the upstream
+    generating, and billing, for nobody): the upstream connection is closed within a moment, and the
+    call is audited as 499 client_closed with the tokens generated so far. The fake upstream times
+    when its writes start failing."""
+    broke: list[float] = []
+
+    def long(h, body, n):
+        h.start_stream()
+        h.event(chunk(role="assistant"))
+        try:
+            for i in range(200):  # 10 s of events
+                h.event(chunk(f"w{i} "), delay=0.05)
+        except OSError:
+            broke.append(time.perf_counter())
+
+    with FakeUpstream(long) as up:
+        plan = write(tmp_path / "plan.yaml", f"routes:\n  chat:\n    upstreams: [{{name: u, base_url: '{up.base_url}', "
+                                             "model: m}]\n")
+        with Gateway(str(plan)) as gw:
+            with httpx.stream("POST", gw + "/chat/completions", timeout=10,
+                              json={"model": "chat", "stream": True, "messages": ASK}) as s:
+                for line in s.iter_lines():
+                    if "w2" in line:
+                        break
+                left = time.perf_counter()
+            deadline = time.perf_counter() + 8
+            while not broke and time.perf_counter() < deadline:
+                time.sleep(0.02)
+    assert broke and broke[0] - left < 1.0, "the gateway kept reading the upstream after its client left"
+    rows = [json.loads(r[0]) for r in sqlite3.connect(tmp_path / "gateway.db").execute("SELECT record FROM audit")]
+    assert [(r["status"], r["code"], r["stream"]) for r in rows] == [(499, "client_closed", True)]
+    assert rows[0]["response_sha256"] is not None
