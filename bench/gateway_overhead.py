@@ -21,6 +21,8 @@ run. The highest sustained rate is the largest offered rate at which the achieve
 Usage: python bench/gateway_overhead.py [--seconds 10] [--rates 100,500] [--litellm PATH]
        python bench/gateway_overhead.py --baseline-src ../old/src   (another checkout's gateway as a
               target in the same run, interleaved: before/after a change on one machine state)
+       python bench/gateway_overhead.py --floor --cpu-reps 3   (also a bare relay on the same stack: the floor
+              under the gateway's CPU per request)
        python bench/gateway_overhead.py --soak-minutes 10 --rates 100   (memory over a long run)
        python bench/gateway_overhead.py --workers 1,2 --shared --max-rate   (serve --workers N; --shared starts a
               redis-server and puts rate windows and budgets there, as several workers need)
@@ -102,6 +104,19 @@ def weighbridge_gateway(upstream: str, workdir: Path, workers: int = 1, redis: s
     try:
         _wait(f"http://127.0.0.1:{port}/readyz", proc, "weighbridge serve")
         yield f"http://127.0.0.1:{port}/v1", proc.pid, {"authorization": f"Bearer {key}"}
+    finally:
+        stop(proc)
+
+
+@contextlib.contextmanager
+def relay_floor(upstream: str) -> Iterator[tuple[str, int, dict[str, str]]]:
+    """bench/relay_floor.py in front of the upstream: the least a gateway on this stack spends."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("relay_floor.py")), "--upstream", upstream,
+                             "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait(f"http://127.0.0.1:{port}/readyz", proc, "relay floor")
+        yield f"http://127.0.0.1:{port}/v1", proc.pid, {}
     finally:
         stop(proc)
 
@@ -233,6 +248,9 @@ def main() -> None:
     ap.add_argument("--shared", action="store_true", help="rate windows and budgets in a redis-server this starts")
     ap.add_argument("--cpu-reps", type=int, default=0, help="also: CPU ms per request over 500 sequential requests, "
                                                              "this many times per gateway and mode")
+    ap.add_argument("--floor", action="store_true", help="also measure bench/relay_floor.py: uvicorn and weighbridge's "
+                                                          "HTTP client relaying, nothing else (the least a gateway on "
+                                                          "this stack spends)")
     ap.add_argument("--baseline-src", default=None, help="another checkout's src/ folder: its gateway is measured "
                                                          "too, after this one (before/after a change)")
     args = ap.parse_args()
@@ -253,6 +271,8 @@ def main() -> None:
             if args.baseline_src:
                 makers[name + "@base"] = lambda w=w: weighbridge_gateway(upstream, Path(tmp), w, redis,
                                                                          src=args.baseline_src)
+        if args.floor:
+            makers["relay floor"] = lambda: relay_floor(upstream)
         if args.litellm:
             makers["litellm"] = lambda: litellm_proxy(args.litellm, upstream, Path(tmp))
         if args.soak_minutes:
