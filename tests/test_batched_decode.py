@@ -123,6 +123,27 @@ def test_auto_measures_and_stays_within_the_memory(monkeypatch):
     assert again["batch"]["tokens_per_s"] == batch["tokens_per_s"]
 
 
+def test_a_batch_size_measured_on_a_busy_machine_is_marked_and_not_kept_for_later_runs(monkeypatch):
+    """The measurement behind ``batch: auto`` is reused for a week; one taken while other processes
+    held the CPUs would carry its wrong choice into quiet runs unmarked. A real CPU hog on every core."""
+    from .test_honest_figures import cpu_hog
+
+    path = llama_sched._rates_file()
+    path.unlink(missing_ok=True)
+    spec = ModelSpec(name="smol", backend="llamacpp", bundled="smollm2-135m", n_threads=2)
+    probe = build_backend(spec)
+    monkeypatch.setattr(llama_sched, "available_memory",
+                        lambda: kv_bytes_per_cell(probe.metadata) * spec.n_ctx * 4 * 2)  # sizes 1 and 2 only
+    with cpu_hog(60):
+        _, _, busy = _ask(spec, [_chat("Name a colour.", max_tokens=4)])
+    assert busy["batch"]["measured_busy"].startswith("measured on a busy machine")
+    assert busy["batch"]["measurement_reused"] is False and not path.exists()  # not kept
+    _, _, quiet = _ask(spec, [_chat("Name a colour.", max_tokens=4)])
+    assert "measured_busy" not in quiet["batch"] and quiet["batch"]["measurement_reused"] is False
+    _, _, later = _ask(spec, [_chat("Name a colour.", max_tokens=4)])
+    assert later["batch"]["measurement_reused"] is True and "measured_busy" not in later["batch"]
+
+
 @pytest.mark.parametrize("damage", ["{not json", '{"k": 1}', "[1, 2]", "BAD-RATES"])
 def test_a_damaged_or_forged_measurement_file_is_measured_again(monkeypatch, damage):
     spec = ModelSpec(name="smol", backend="llamacpp", bundled="smollm2-135m", n_threads=2)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..core.config import BATCH_AUTO_MAX
-from ..core.contention import available_memory, cpu_model
+from ..core.contention import LoadSampler, available_memory, busy_note, cpu_model
 from ..core.errors import BackendError, WeighbridgeError
 from ..core.files import write_atomic
 from ..core.filecache import cache_dir
@@ -123,6 +123,7 @@ class BatchScheduler:
         self.rates: dict[int, float] = {}  # measured aggregate tokens/s by batch size (auto)
         self.calibration_seconds = 0.0
         self.reused = False  # the rates were measured by an earlier run on this machine
+        self.measured_busy: str | None = None  # the mark of a measurement other processes competed with
         self.measured_at: float | None = None
         self.sequences = 0
         self._spent = [0.0, 0.0, 0]  # decode seconds, sequence-seconds, prompt tokens reused: of closed contexts
@@ -229,15 +230,20 @@ class BatchScheduler:
         # one answer at a time is measured again at the end, the best of the two kept: it is the baseline
         # every size is judged against, and the first figure meets whatever the machine was still doing
         # (the previous model's last answers being scored)
-        for size in sizes + [1] * (len(sizes) > 1):
-            ctx = BatchContext(llm, size, len(prompt) + CALIBRATION_STEPS + 8)
-            try:
-                rate = round(measure(llm, ctx, size, prompt, CALIBRATION_STEPS), 1)
-            finally:
-                ctx.close()
-            self.rates[size] = max(rate, self.rates.get(size, 0.0))
+        # the machine is watched while it measures (a few seconds: sampled ten times a second); rates
+        # measured beside other work are marked, and not kept for later runs to reuse
+        with LoadSampler(every_s=0.1) as sampler:
+            for size in sizes + [1] * (len(sizes) > 1):
+                ctx = BatchContext(llm, size, len(prompt) + CALIBRATION_STEPS + 8)
+                try:
+                    rate = round(measure(llm, ctx, size, prompt, CALIBRATION_STEPS), 1)
+                finally:
+                    ctx.close()
+                self.rates[size] = max(rate, self.rates.get(size, 0.0))
         self.calibration_seconds = time.perf_counter() - t0
-        _store_rates(key, self.rates, self.measured_at)
+        self.measured_busy = busy_note(sampler.window(llama_threads=b.n_threads))
+        if self.measured_busy is None:
+            _store_rates(key, self.rates, self.measured_at)
         return choose_size(self.rates)
 
     def _admit(self, llm: Any) -> None:
@@ -329,6 +335,7 @@ class BatchScheduler:
                     "measured_at": datetime.fromtimestamp(self.measured_at or 0, timezone.utc).isoformat(
                         timespec="seconds"),
                     "measurement_reused": self.reused,
+                    **({"measured_busy": self.measured_busy} if self.measured_busy else {}),
                     "calibration_seconds": round(self.calibration_seconds, 3)} if self.rates else {}),
                 **({"memory_cap": self.memory_cap} if self.memory_cap is not None else {}),
                 "cells_per_answer": cells,
