@@ -55,7 +55,7 @@ bench: setup
 	$(BIN)/python bench/long_context_build.py
 	$(BIN)/python bench/quantize_time.py
 	$(BIN)/python bench/loadgen_capacity.py
-	$(BIN)/python bench/gateway_overhead.py --cpu-reps 3
+	$(BIN)/python bench/gateway_overhead.py --cpu-reps 3 --floor
 	$(BIN)/python bench/adaptive_concurrency.py
 	$(BIN)/python bench/compare_commits.py 7845d19 HEAD --rounds 3 --script-from B -- engine_overhead.py --no-rerun
 
