@@ -33,6 +33,7 @@ class BatchingServer:
         self.per_seq, self.knee = per_seq, knee
         self.peak_active = self.served = self.refused = 0
         self.steps = self.busy_steps = self.slot_steps = 0  # steps taken, steps with a sequence, sequence-steps
+        self.held_s = 0.0  # the seconds requests it accepted spent in it (waiting and decoding), summed
 
     def step_time(self, n: int) -> float:
         """One step's time with ``n`` sequences decoding."""
@@ -62,17 +63,19 @@ class BatchingServer:
             if method == "GET" and path.endswith("/stats"):
                 self._json(writer, 200, {"served": self.served, "refused": self.refused, "peak_active": self.peak_active,
                                          "steps": self.steps, "busy_steps": self.busy_steps,
-                                         "slot_steps": self.slot_steps})
+                                         "slot_steps": self.slot_steps, "held_s": self.held_s})
             elif method == "GET":
                 self._json(writer, 200, {"object": "list", "data": [{"id": "batching", "object": "model"}]})
             elif len(self._active) + len(self._waiting) >= self.capacity + self.queue:
                 self.refused += 1
                 self._json(writer, 503, {"error": {"message": "overloaded", "type": "server_error"}})
             else:
-                done = asyncio.get_running_loop().create_future()
+                loop = asyncio.get_running_loop()
+                done, arrived = loop.create_future(), loop.time()
                 self._waiting.append((writer, done))
                 self._work.set()
                 await done
+                self.held_s += loop.time() - arrived
             await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError, ValueError):
             pass
@@ -152,6 +155,7 @@ class BatchingServer:
             got = json.loads(urllib.request.urlopen(base + "/stats", timeout=5).read())
             self.served, self.refused, self.peak_active = got["served"], got["refused"], got["peak_active"]
             self.steps, self.busy_steps, self.slot_steps = got["steps"], got["busy_steps"], got["slot_steps"]
+            self.held_s = got["held_s"]
         finally:
             proc.kill()
             proc.wait()

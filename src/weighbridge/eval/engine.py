@@ -24,7 +24,7 @@ from ..catalog.families import model_family
 from ..core.hashing import stable_hash
 from .agent.job import episode_definition, gold_states, run_agent_job
 from .agent.sandboxed import EnvironmentFailed
-from .adaptive import AdaptiveLimit
+from .adaptive import AdaptiveLimit, answer_seconds
 from .concurrency import choose_concurrency, step_seconds
 from .applicable import COMPLETION_AGENT, NO_SANDBOX, not_applicable, scored_by
 from .jobs import Job, build_request
@@ -80,7 +80,7 @@ class Bakeoff:
         self._in_flight: dict[str, int] = {}
         self._peak: dict[str, int] = {}  # the most requests a model had in flight at once in this invocation
         self._span: dict[str, list[float]] = {}  # monotonic first start and last end of each model's calls
-        self._busy: dict[str, float] = {}  # Σ seconds of each model's calls: ÷ span = the mean in flight
+        self._busy: dict[str, float] = {}  # Σ seconds of each model's answers: ÷ span = the mean in flight
         self.adaptive: dict[str, AdaptiveLimit] = {}  # models whose concurrency is found as the run goes (auto)
         self.sampler: LoadSampler | None = None
         self.stats = EngineStats()
@@ -267,7 +267,7 @@ class Bakeoff:
                 finally:
                     self._in_flight[job.model] -= 1
                     span[1] = time.monotonic()
-                    self._busy[job.model] = self._busy.get(job.model, 0.0) + span[1] - started
+                    self._busy[job.model] = self._busy.get(job.model, 0.0) + answer_seconds(gen)
                     if job.model in self.adaptive:
                         self.adaptive[job.model].done(error is None, span[1] - started, step_seconds(gen, agent))
         else:
