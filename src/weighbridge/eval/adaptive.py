@@ -69,9 +69,9 @@ QUIET_WINDOWS = 8  # windows without pressure after which the limit that was pus
 def answer_seconds(gen: Generation | None) -> float:
     """What one job adds to the request-seconds the mean in flight is made of: its answer's own
     latency, the figure the hardware's price sums over that mean - not the job's whole span, which
-    holds its retries' waits without a place and its refused attempts (counted, a start far above a
-    server's size priced its time at a twelfth, then at half, of what it was). So the price is the
-    time the run held the server. A failed job adds nothing, as it adds no latency to the sum."""
+    holds its retries' waits without a place and its refused attempts (counted, a start of 128 against
+    a server that holds 16 priced its time at a twelfth of what it was). So the price is the time the
+    run held the server. A failed job adds nothing, as it adds no latency to the sum."""
     return gen.latency_ms / 1000 if gen is not None and gen.timed and math.isfinite(gen.latency_ms) else 0.0
 
 

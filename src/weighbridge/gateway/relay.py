@@ -58,7 +58,6 @@ class Relay(StreamingResponse):
                 except Exception:  # noqa: BLE001 - one failed ending must not skip the others
                     log.exception("finishing a streamed response failed")
 
-
     async def _send_watching(self, receive: Any, send: Any) -> None:
         """Send the stream while a watcher waits for the client to leave; its leaving cancels the
         sending at once, so the upstream stops being read (and generating for nobody). Starlette's
