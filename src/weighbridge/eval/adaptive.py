@@ -56,7 +56,6 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from types import TracebackType
 
-from ..core.types import Generation
 from ..wire.retry import PAUSE_HOOK
 
 GROWTH = 1.05  # a window must beat the best throughput by this much for a larger limit to count as paying
@@ -64,15 +63,6 @@ MIN_WINDOW_S = 0.5  # after the start, a window lasts this long at least: a serv
 # shorter window's throughput too coarse to judge a 2% difference
 _PARKED_S: ContextVar[float] = ContextVar("weighbridge_parked_s", default=0.0)  # this job's retry waits so far
 QUIET_WINDOWS = 8  # windows without pressure after which the limit that was pushed back may be tried again
-
-
-def answer_seconds(gen: Generation | None) -> float:
-    """What one job adds to the request-seconds the mean in flight is made of: its answer's own
-    latency, the figure the hardware's price sums over that mean - not the job's whole span, which
-    holds its retries' waits without a place and its refused attempts (counted, a start of 128 against
-    a server that holds 16 priced its time at a twelfth of what it was). So the price is the time the
-    run held the server. A failed job adds nothing, as it adds no latency to the sum."""
-    return gen.latency_ms / 1000 if gen is not None and gen.timed and math.isfinite(gen.latency_ms) else 0.0
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """How many requests the engine keeps in flight to a model: the config's number, the safe default of
 the server's kind, or ``concurrency: auto`` (eval/adaptive.py) - and the facts about an answer that
-the adaptive limit reads (its step time, the backend's push-backs)."""
+the adaptive limit reads (its step time, the backend's push-backs) and its price counts (its seconds)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,15 @@ def step_seconds(gen: "Generation | None", agent: bool = False) -> float | None:
         return None
     step = gen.decode_ms / 1000 / (gen.completion_tokens - 1)
     return step if math.isfinite(step) and step > 0 else None
+
+
+def answer_seconds(gen: "Generation | None") -> float:
+    """What one job adds to the request-seconds the mean in flight is made of: its answer's own
+    latency, the figure the hardware's price sums over that mean - not the job's whole span, which
+    holds its retries' waits without a place and its refused attempts (counted, a start of 128 against
+    a server that holds 16 priced its time at a twelfth of what it was). So the price is the time the
+    run held the server. A failed job adds nothing, as it adds no latency to the sum."""
+    return gen.latency_ms / 1000 if gen is not None and gen.timed and math.isfinite(gen.latency_ms) else 0.0
 
 
 def _pushbacks(backend: Any) -> int:

@@ -24,8 +24,8 @@ from ..catalog.families import model_family
 from ..core.hashing import stable_hash
 from .agent.job import episode_definition, gold_states, run_agent_job
 from .agent.sandboxed import EnvironmentFailed
-from .adaptive import AdaptiveLimit, answer_seconds
-from .concurrency import choose_concurrency, step_seconds
+from .adaptive import AdaptiveLimit
+from .concurrency import answer_seconds, choose_concurrency, step_seconds
 from .applicable import COMPLETION_AGENT, NO_SANDBOX, not_applicable, scored_by
 from .jobs import Job, build_request
 from .judging import JudgeCalls, cache_key, score_answer
