@@ -86,6 +86,19 @@ def redis_server() -> Iterator[str]:
 
 
 @contextlib.contextmanager
+def _serving(cmd: list[str], port: int, ready_path: str, what: str, headers: dict[str, str],
+             env: dict[str, str] | None = None, timeout: float = 120) -> Iterator[tuple[str, int, dict[str, str]]]:
+    """A target's process on loopback while the block runs: its /v1 base URL, its pid (whose CPU is read)
+    and the headers a request to it carries; stopped after."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        _wait(f"http://127.0.0.1:{port}{ready_path}", proc, what, timeout)
+        yield f"http://127.0.0.1:{port}/v1", proc.pid, headers
+    finally:
+        stop(proc)
+
+
+@contextlib.contextmanager
 def weighbridge_gateway(upstream: str, workdir: Path, workers: int = 1, redis: str | None = None,
                         src: str | None = None) -> Iterator[tuple[str, int, dict[str, str]]]:
     """``weighbridge serve`` in front of the upstream; ``src``: run another checkout's code instead."""
@@ -99,26 +112,19 @@ def weighbridge_gateway(upstream: str, workdir: Path, workers: int = 1, redis: s
                           capture_output=True, text=True, check=True, env=env)
     key = made.stdout.strip().splitlines()[-1]
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "weighbridge.cli", "serve", "--plan", str(plan), "--port", str(port),
-                             "--workers", str(workers)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    try:
-        _wait(f"http://127.0.0.1:{port}/readyz", proc, "weighbridge serve")
-        yield f"http://127.0.0.1:{port}/v1", proc.pid, {"authorization": f"Bearer {key}"}
-    finally:
-        stop(proc)
+    with _serving([sys.executable, "-m", "weighbridge.cli", "serve", "--plan", str(plan), "--port", str(port),
+                   "--workers", str(workers)], port, "/readyz", "weighbridge serve",
+                  {"authorization": f"Bearer {key}"}, env) as target:
+        yield target
 
 
 @contextlib.contextmanager
 def relay_floor(upstream: str) -> Iterator[tuple[str, int, dict[str, str]]]:
     """bench/relay_floor.py in front of the upstream: the least a gateway on this stack spends."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("relay_floor.py")), "--upstream", upstream,
-                             "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        _wait(f"http://127.0.0.1:{port}/readyz", proc, "relay floor")
-        yield f"http://127.0.0.1:{port}/v1", proc.pid, {}
-    finally:
-        stop(proc)
+    with _serving([sys.executable, str(Path(__file__).with_name("relay_floor.py")), "--upstream", upstream,
+                   "--port", str(port)], port, "/readyz", "relay floor", {}) as target:
+        yield target
 
 
 def _pkg_version(binary: str) -> str:
@@ -146,12 +152,9 @@ def litellm_proxy(binary: str, upstream: str, workdir: Path) -> Iterator[tuple[s
     print(f"  litellm {_pkg_version(binary)}: {' '.join(f'{k}={v}' for k, v in shown.items())} "
           f"{' '.join(cmd[:1] + ['--config', 'litellm.yaml'] + cmd[3:])}\n  litellm.yaml:\n"
           + "".join(f"    {line}\n" for line in cfg.read_text().splitlines()), end="", flush=True)
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    try:
-        _wait(f"http://127.0.0.1:{port}/health/liveliness", proc, "litellm proxy", timeout=180)
-        yield f"http://127.0.0.1:{port}/v1", proc.pid, {"authorization": f"Bearer {master}"}
-    finally:
-        stop(proc)
+    with _serving(cmd, port, "/health/liveliness", "litellm proxy", {"authorization": f"Bearer {master}"}, env,
+                  timeout=180) as target:
+        yield target
 
 
 async def open_loop(base: str, rate: float, seconds: float, stream: bool,
